@@ -1,0 +1,54 @@
+"""Entry point: runs the typer app and turns every failure into one line and Docker's exit code.
+
+Click's own usage errors (unknown flag, missing argument) are reworded into one line too,
+and nothing, not even an unexpected bug, reaches the user as a traceback unless
+MINIBOX_DEBUG=1 asks for it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from minibox.errors import EXIT_MINIBOX, MiniboxError
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        import click
+        import typer
+
+        from minibox.cli import app
+
+        command = typer.main.get_command(app)
+        try:
+            # standalone_mode=False: click returns Exit codes instead of calling sys.exit,
+            # and leaves usage errors to us.
+            code = command.main(args=args, prog_name="minibox", standalone_mode=False)
+            return code if isinstance(code, int) else 0
+        except click.exceptions.Exit as e:
+            return e.exit_code
+        except click.exceptions.Abort:
+            return 130
+        except click.exceptions.UsageError as e:
+            where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+            print(f"minibox: {e.format_message()}{where}", file=sys.stderr)
+            return EXIT_MINIBOX
+    except MiniboxError as e:
+        print(f"minibox: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("MINIBOX_DEBUG"):
+            raise
+        print(f"minibox: internal error: {type(e).__name__}: {e} (MINIBOX_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return EXIT_MINIBOX
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""The `minibox` command line: one typer function per verb; parsing and printing only.
+
+Every verb hands validated values to lifecycle (or images, net) and prints what comes back.
+Errors are raised as MiniboxError and turned into one line and an exit code by __main__.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import List, Optional
+
+import typer
+
+from minibox import config, images, lifecycle, present, store
+from minibox.errors import InvalidSpec, MiniboxError
+from minibox.model import RUNNING, ContainerSpec
+from minibox.plan import spec as specs
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="A small container runtime that shows what `docker run` does to the kernel.")
+image_app = typer.Typer(no_args_is_help=True, help="Manage images (rootfs directories).")
+app.add_typer(image_app, name="image")
+
+# Docker-style `run [OPTIONS] IMAGE [COMMAND] [ARG...]`: options stop at IMAGE, so the
+# `-p 80` in `minibox run busybox httpd -p 80` belongs to httpd, not to minibox.
+POSITIONAL_TAIL = {"allow_interspersed_args": False}
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+@app.command(context_settings=POSITIONAL_TAIL)
+def run(
+    image: str = typer.Argument(..., help="image name (see `minibox images`)"),
+    command: Optional[List[str]] = typer.Argument(None, help="command and arguments"),
+    detach: bool = typer.Option(False, "-d", "--detach", help="run in the background, print the id"),
+    rm: bool = typer.Option(False, "--rm", help="remove the container when it exits"),
+    name: str = typer.Option("", "--name", help="a name to refer to the container by"),
+    env: List[str] = typer.Option([], "-e", "--env", help="set an environment variable, KEY=VALUE"),
+    workdir: str = typer.Option("/", "-w", "--workdir", help="working directory inside (absolute)"),
+    hostname: str = typer.Option("", "--hostname", "-h", help="hostname (default: first 12 hex of the id)"),
+    interactive: bool = typer.Option(False, "-i", "--interactive", help="keep stdin attached"),
+    tty: bool = typer.Option(False, "-t", "--tty", help="allocate a pseudo-terminal"),
+    network: str = typer.Option("", "--network", "--net", help="bridge (default), none, host, or a network name"),
+    publish: List[str] = typer.Option([], "-p", "--publish", help="publish a port: [IP:]HOST:CTR[/udp] or CTR"),
+    ip: str = typer.Option("", "--ip", help="ask for this address on the network"),
+    memory: str = typer.Option("", "-m", "--memory", help="memory limit, e.g. 64m"),
+    pids_limit: int = typer.Option(0, "--pids-limit", help="maximum number of processes"),
+) -> None:
+    """Run a command in a new container (new PID, mount, network, UTS and IPC namespaces)."""
+    spec = build_spec(image, command or [], detach, rm, name, env, workdir, hostname, interactive, tty,
+                      network, publish, ip, memory, pids_limit)
+    result = lifecycle.run(spec)
+    if spec.detach:
+        _out(result.record.id)
+        return
+    raise typer.Exit(result.exit_code or 0)
+
+
+def build_spec(image, command, detach, rm, name, env, workdir, hostname, interactive, tty, network,
+               publish, ip, memory, pids_limit) -> ContainerSpec:
+    lifecycle.check_cmd(tuple(command))
+    if name:
+        specs.validate_name(name)
+    if hostname:
+        specs.validate_hostname(hostname)
+    if tty and interactive and not detach and not os.isatty(0):
+        raise InvalidSpec("the input device is not a TTY: drop -t, or run from a terminal")
+    ports = ()
+    if publish:
+        from minibox.plan import ports as portplan
+
+        ports = tuple(portplan.parse_publish(p) for p in publish)
+        if network in ("none", "host"):
+            raise InvalidSpec(f"-p has no effect with --network {network}: use the default bridge network")
+    if ip and network in ("none", "host"):
+        raise InvalidSpec(f"--ip needs a bridge network, not --network {network}")
+    return ContainerSpec(
+        image=images.normalize(image), cmd=tuple(command), name=name,
+        env=specs.parse_env(env, dict(os.environ)), workdir=specs.validate_workdir(workdir),
+        hostname=hostname, interactive=interactive, tty=tty, detach=detach, remove=rm,
+        network=network, ports=ports, ip=ip, memory=parse_size(memory) if memory else 0,
+        pids_limit=pids_limit)
+
+
+def parse_size(text: str) -> int:
+    units = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+    t = text.strip().lower()
+    num, unit = t.rstrip("bkmg"), t[len(t.rstrip("bkmg")):]
+    unit = unit.rstrip("b") if len(unit) > 1 else unit
+    if not num.isdigit() or unit not in units or int(num) == 0:
+        raise InvalidSpec(f'invalid memory size "{text}": use a number with an optional unit, e.g. 64m or 1g')
+    return int(num) * units[unit]
+
+
+@app.command(name="exec", context_settings=POSITIONAL_TAIL)
+def exec_(
+    container: str = typer.Argument(..., help="container name or id"),
+    command: List[str] = typer.Argument(..., help="command and arguments"),
+    interactive: bool = typer.Option(False, "-i", "--interactive", help="keep stdin attached"),
+    tty: bool = typer.Option(False, "-t", "--tty", help="allocate a pseudo-terminal"),
+    env: List[str] = typer.Option([], "-e", "--env", help="set an environment variable, KEY=VALUE"),
+    workdir: str = typer.Option("", "-w", "--workdir", help="working directory inside (absolute)"),
+) -> None:
+    """Run a command in a running container: joins its namespaces and cgroup, same privileges."""
+    lifecycle.require_root()
+    lifecycle.validate_exec_args(workdir)
+    extra = specs.parse_env(env, dict(os.environ))
+    rec = store.resolve(container)
+    code = lifecycle.exec_in(rec, tuple(command), extra, workdir, tty, interactive)
+    raise typer.Exit(code)
+
+
+@app.command()
+def ps(
+    all_: bool = typer.Option(False, "-a", "--all", help="show stopped containers too"),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="only ids"),
+    fmt: str = typer.Option("", "--format", help="json: one JSON object per line"),
+) -> None:
+    """List containers."""
+    lifecycle.require_root()
+    rows = []
+    for rec in sorted(store.all_records(), key=lambda r: r.created, reverse=True):
+        try:
+            state = lifecycle.refresh(rec.id)
+        except FileNotFoundError:
+            continue  # removed while we looked
+        except MiniboxError as e:
+            print(f"minibox: warning: {e}", file=sys.stderr)
+            state = store.load_state(rec.id)
+        if all_ or state.status == RUNNING:
+            rows.append((rec, state))
+    if quiet:
+        for rec, _ in rows:
+            _out(rec.short_id)
+    elif fmt == "json":
+        for rec, state in rows:
+            _out(json.dumps(present.ps_json(rec, state)))
+    elif fmt:
+        raise InvalidSpec(f'unknown --format "{fmt}": use json')
+    else:
+        _out(present.table(present.PS_HEADERS, [present.ps_row(r, s) for r, s in rows]))
+
+
+@app.command()
+def top(container: str = typer.Argument(..., help="container name or id")) -> None:
+    """Every process of a container: its PID inside, the same process's PID on the host."""
+    from minibox.runtime import procs
+
+    lifecycle.require_root()
+    rec = store.resolve(container)
+    state = lifecycle.refresh(rec.id)
+    if state.status != RUNNING:
+        raise MiniboxError(f"container {rec.name} is not running")
+    rows = [[str(p.ctr_pid), str(p.host_pid), str(p.ppid), p.user, p.command]
+            for p in procs.processes_in(state.pid)]
+    _out(present.table(["PID (container)", "PID (host)", "PPID (container)", "USER", "COMMAND"], rows))
+
+
+@app.command()
+def logs(
+    container: str = typer.Argument(..., help="container name or id"),
+    follow: bool = typer.Option(False, "-f", "--follow", help="keep printing new output"),
+) -> None:
+    """Print a container's output (stdout to stdout, stderr to stderr)."""
+    from minibox import logs as logmod
+
+    lifecycle.require_root()
+    rec = store.resolve(container)
+    path = str(config.paths().container(rec.id) / "container.log")
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    logmod.show(path, follow, lambda: lifecycle.refresh(rec.id).status == RUNNING)
+
+
+def _each(refs: list[str], action) -> None:
+    """Apply `action` to each container, going on past failures like Docker does."""
+    failed = 0
+    for ref in refs:
+        try:
+            action(store.resolve(ref))
+            _out(ref)
+        except MiniboxError as e:
+            print(f"minibox: {e}", file=sys.stderr)
+            failed = e.code
+    if failed:
+        raise typer.Exit(failed)
+
+
+@app.command()
+def stop(
+    containers: List[str] = typer.Argument(..., help="container names or ids"),
+    time_: int = typer.Option(config.STOP_TIMEOUT, "-t", "--time", help="seconds to wait before SIGKILL"),
+) -> None:
+    """Stop containers: SIGTERM, then SIGKILL after the grace period."""
+    lifecycle.require_root()
+    if time_ < 0:
+        raise InvalidSpec(f"invalid --time {time_}: give a number of seconds >= 0")
+    _each(containers, lambda rec: lifecycle.stop(rec, time_))
+
+
+@app.command()
+def kill(
+    containers: List[str] = typer.Argument(..., help="container names or ids"),
+    sig: str = typer.Option("KILL", "-s", "--signal", help="signal name or number"),
+) -> None:
+    """Send a signal (default SIGKILL) to containers' PID 1."""
+    lifecycle.require_root()
+    signum = parse_signal(sig)
+    _each(containers, lambda rec: lifecycle.kill(rec, signum))
+
+
+def parse_signal(text: str) -> int:
+    t = text.upper()
+    if t.isdigit() and 0 < int(t) < signal.NSIG:
+        return int(t)
+    name = t if t.startswith("SIG") else "SIG" + t
+    if name in signal.Signals.__members__:
+        return int(signal.Signals[name])
+    raise InvalidSpec(f'invalid signal "{text}": use a name like TERM, KILL, HUP or a number 1-{signal.NSIG - 1}')
+
+
+@app.command()
+def rm(
+    containers: List[str] = typer.Argument(..., help="container names or ids"),
+    force: bool = typer.Option(False, "-f", "--force", help="kill a running container first"),
+) -> None:
+    """Remove containers and everything they held."""
+    lifecycle.require_root()
+    _each(containers, lambda rec: lifecycle.remove(rec, force))
+
+
+@app.command()
+def inspect(containers: List[str] = typer.Argument(..., help="container names or ids")) -> None:
+    """Low-level details as JSON, shaped like `docker inspect`."""
+    from minibox.runtime import cgroups
+
+    lifecycle.require_root()
+    out, failed = [], None
+    for ref in containers:
+        try:
+            rec = store.resolve(ref)
+            state = lifecycle.refresh(rec.id)
+        except MiniboxError as e:
+            print(f"minibox: {e}", file=sys.stderr)
+            failed = e
+            continue
+        cdir = config.paths().container(rec.id)
+        paths = {"log": str(cdir / "container.log"), "upper": str(cdir / "upper"),
+                 "work": str(cdir / "work"), "merged": str(cdir / "merged")}
+        out.append(present.inspect(rec, state, paths, cgroups.group_dirs(config.cgroup_parent(), rec.id)))
+    _out(json.dumps(out, indent=4))
+    if failed:
+        raise typer.Exit(failed.code)
+
+
+@app.command(name="images")
+def images_() -> None:
+    """List images."""
+    lifecycle.require_root()
+    rows = [[i.name, present.ago(i.created), present.human_size(i.size)] for i in images.list_images()]
+    _out(present.table(["IMAGE", "CREATED", "SIZE"], rows))
+
+
+@image_app.command(name="ls")
+def image_ls() -> None:
+    """List images."""
+    images_()
+
+
+@image_app.command(name="import")
+def image_import(
+    source: str = typer.Argument(..., help="a rootfs directory or tar archive (`docker export` output)"),
+    name: str = typer.Argument(..., help="name for the image"),
+) -> None:
+    """Import a root filesystem as an image."""
+    lifecycle.require_root()
+    img = images.import_image(source, name)
+    _out(f"{img.name} ({present.human_size(img.size)})")
+
+
+@image_app.command(name="rm")
+def image_rm(names: List[str] = typer.Argument(..., help="image names")) -> None:
+    """Remove images no container uses."""
+    lifecycle.require_root()
+    for n in names:
+        images.remove_image(n)
+        _out(f"Deleted: {images.normalize(n)}")

@@ -1,0 +1,81 @@
+"""Where minibox keeps things and the defaults it uses, each overridable from the environment.
+
+| variable                 | default             | what                                            |
+|--------------------------|---------------------|-------------------------------------------------|
+| MINIBOX_ROOT             | /var/lib/minibox    | state: images, containers, networks, ipam       |
+| MINIBOX_CGROUP_PARENT    | minibox             | cgroup directory that holds one group per container |
+| MINIBOX_FIREWALL_BACKEND | nftables            | nftables or iptables, used when a network is created |
+| MINIBOX_DEFAULT_NETWORK  | minibox             | network a container joins without --network     |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ROOT = "/var/lib/minibox"
+DEFAULT_NETWORK = "minibox"
+DEFAULT_BRIDGE = "minibox0"
+# Subnets minibox picks from when a network is created without --subnet: /24s of this
+# pool, skipping any that overlap a host route. Docker uses 172.17/16, Podman 10.88/16;
+# a different pool keeps the three out of each other's way on one host.
+DEFAULT_POOL = "10.222.0.0/16"
+DEFAULT_POOL_PREFIX = 24
+FIREWALL_BACKENDS = ("nftables", "iptables")
+STOP_TIMEOUT = 10
+# Docker's default PATH for a container whose image sets none.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every on-disk location below the state root."""
+
+    root: Path
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def containers(self) -> Path:
+        return self.root / "containers"
+
+    @property
+    def networks(self) -> Path:
+        return self.root / "networks"
+
+    @property
+    def ipam(self) -> Path:
+        return self.root / "ipam"
+
+    @property
+    def libexec(self) -> Path:
+        return self.root / "libexec"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    def container(self, cid: str) -> Path:
+        return self.containers / cid
+
+    def image(self, name: str) -> Path:
+        return self.images / name
+
+
+def paths() -> Paths:
+    return Paths(Path(os.environ.get("MINIBOX_ROOT", DEFAULT_ROOT)))
+
+
+def cgroup_parent() -> str:
+    return os.environ.get("MINIBOX_CGROUP_PARENT", "minibox")
+
+
+def firewall_backend() -> str:
+    return os.environ.get("MINIBOX_FIREWALL_BACKEND", "nftables")
+
+
+def default_network() -> str:
+    return os.environ.get("MINIBOX_DEFAULT_NETWORK", DEFAULT_NETWORK)

@@ -1,0 +1,55 @@
+"""The error types minibox raises, each carrying the exit code the CLI turns it into.
+
+A MiniboxError's message is what a user reads: one line that names the bad value and
+says what would be valid. The CLI prints it as `minibox: <message>` and exits with
+`code`; nothing else (no traceback) reaches the user.
+"""
+
+from __future__ import annotations
+
+# Docker's exit codes for `docker run` / `docker exec`.
+EXIT_MINIBOX = 125  # minibox itself refused or failed
+EXIT_CANNOT_EXEC = 126  # command found but not executable
+EXIT_NOT_FOUND = 127  # command not found
+
+
+class MiniboxError(Exception):
+    """A failure a user can act on; `str(err)` is the one line they see."""
+
+    code = EXIT_MINIBOX
+
+
+class InvalidSpec(MiniboxError):
+    """Bad input: a flag value, a name, a CIDR, a port spec."""
+
+
+class NotFound(MiniboxError):
+    """A container, image or network that does not exist."""
+
+
+class Conflict(MiniboxError):
+    """The request collides with existing state (name in use, port taken, ...)."""
+
+
+class NotRunning(MiniboxError):
+    """The verb needs a running container."""
+
+
+class PermissionDenied(MiniboxError):
+    """minibox needs root for this."""
+
+
+class ExecFailed(MiniboxError):
+    """The container's command could not be started; code is 126 or 127."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+class CleanupErrors(MiniboxError):
+    """Teardown went on past failures; this lists every one of them."""
+
+    def __init__(self, what: str, errors: list[str]):
+        self.errors = list(errors)
+        super().__init__(f"{what}: " + "; ".join(self.errors))

@@ -1,0 +1,360 @@
+"""Container lifecycle: run, stop, kill, rm, exec and the release of what a stopped container held.
+
+Each verb is plan -> apply -> save. `run` plans (validation, name, address, ports, mounts,
+cgroup), applies with an ExitStack that undoes every step if a later one fails, and saves
+the record and state. State is refreshed before it is read: a container whose shim wrote
+exit.json (or whose PID 1 vanished) is marked exited, and what it held (network, rules,
+cgroup) is given back once, whoever notices first: the shim's exit command, `stop`, `rm`,
+or any later `ps`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+from minibox import config, images, store
+from minibox.errors import CleanupErrors, Conflict, ExecFailed, InvalidSpec, MiniboxError, NotRunning
+from minibox.model import (CREATED, EXITED, RUNNING, ContainerRecord, ContainerSpec, ContainerState)
+from minibox.plan import spec as specs
+from minibox.plan.mounts import RootfsLayout, plan_rootfs
+from minibox.plan.steps import LinkUp, SetHostname, Step, Unshare
+from minibox.runtime import cgroups, procs, shimbin, spawn
+from minibox.runtime.init import InitConfig
+
+NAMESPACES = ("pid", "mount", "net", "uts", "ipc")
+
+
+@dataclass
+class RunResult:
+    record: ContainerRecord
+    exit_code: int | None = None  # None for a detached container
+    steps: list[Step] = field(default_factory=list)  # what was done, for --explain
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise MiniboxError("minibox needs root for this (namespaces, mounts, netfilter): run it with sudo")
+
+
+# --- run ------------------------------------------------------------------------------
+
+
+def run(spec: ContainerSpec) -> RunResult:
+    require_root()
+    image = images.get(spec.image)
+    mode = spec.network or "bridge"
+    netinfo = None
+    if mode not in ("none", "host"):
+        from minibox.net import endpoint  # pyroute2 is only paid for by bridged containers
+
+        netinfo = endpoint.resolve_network(mode, spec)
+    shim = str(shimbin.ensure_shim())
+    cid = secrets.token_hex(32)
+    cdir = config.paths().container(cid)
+    hostname = spec.hostname or cid[:12]
+    with contextlib.ExitStack() as undo:
+        with store.global_lock():
+            taken = {r.name for r in store.all_records()}
+            name = spec.name or specs.generate_name(taken)
+            if name in taken:
+                raise Conflict(f'container name "{name}" is already in use; pick another with --name '
+                               f'or remove it with `minibox rm {name}`')
+            cdir.mkdir(parents=True)
+            undo.callback(shutil.rmtree, cdir, ignore_errors=True)
+            env = specs.container_env(spec.env, hostname, spec.tty)
+            record = ContainerRecord(id=cid, name=name, created=time.time(), spec=spec,
+                                     image_dir=str(image.rootfs), hostname=hostname, env=env)
+            store.save_state(cid, ContainerState(status=CREATED))
+            store.save_record(record)  # from here on the name is taken
+        prepared = None
+        if netinfo is not None:
+            prepared = endpoint.prepare(record, netinfo)
+            undo.push(lambda *exc: prepared.rollback())
+            record = prepared.record
+            store.save_record(record)
+        _write_etc_files(record)
+        layout = RootfsLayout.for_container(record.image_dir, str(cdir))
+        for d in (layout.upper, layout.work, layout.merged):
+            os.mkdir(d)
+
+        limits = cgroups.Limits(memory=spec.memory, pids=spec.pids_limit)
+        cg_steps = cgroups.plan_create(config.cgroup_parent(), cid, limits)
+        cg_dirs = [s.path for s in cg_steps]
+        undo.callback(cgroups.remove, cg_dirs)
+        cgroups.create(cg_steps)
+
+        namespaces = tuple(n for n in NAMESPACES if not (n == "net" and mode == "host"))
+        fs_steps = plan_rootfs(layout) + [SetHostname(hostname, why="the UTS namespace's own hostname")]
+        init_cfg = InitConfig(steps=fs_steps, argv=spec.cmd, env=env, workdir=spec.workdir,
+                              tty=spec.tty, lo_up=mode != "host")
+        exit_cmd = [] if not spec.detach else [sys.executable, "-m", "minibox.cleanup", cid]
+        hold = prepared.sockets if prepared else []
+        sp = spawn.spawn(spawn.SpawnRequest(
+            init=init_cfg, namespaces=namespaces, shim=shim, exit_file=str(cdir / "exit.json"),
+            log_file=str(cdir / "container.log"), attach=not spec.detach,
+            interactive=spec.interactive, exit_command=exit_cmd, hold_fds=[s.fileno() for s in hold]))
+        undo.callback(_reap_shim, sp.shim_pid)
+        undo.callback(sp.abort)
+        if prepared:
+            prepared.close_sockets()  # the shim holds them now
+
+        steps: list[Step] = [Unshare(namespaces, why="new namespaces: the container's own PIDs, mounts, "
+                                                      "network, hostname and IPC")]
+        steps += cg_steps + cgroups.plan_join(cg_dirs, sp.pid)
+        cgroups.join(cg_dirs, sp.pid)
+        if mode != "host":
+            steps.append(LinkUp("lo", netns=str(sp.pid), why="a new network namespace starts with lo down"))
+        if prepared:
+            steps += prepared.attach(sp.pid)
+        steps += fs_steps
+        state = ContainerState(status=RUNNING, pid=sp.pid, pid_start=procs.start_time(sp.pid),
+                               shim_pid=sp.shim_pid, started_at=time.time())
+        store.save_state(cid, state)
+        sp.release()
+        undo.pop_all()
+    try:
+        sp.wait_exec()
+    except ExecFailed:
+        _reap_shim(sp.shim_pid) if not spec.detach else _wait_exit(cid, 5.0)
+        _finish(cid)
+        raise
+    if spec.detach:
+        return RunResult(record, None, steps)
+    return RunResult(record, _wait_attached(record, sp), steps)
+
+
+def _reap_shim(pid: int) -> int:
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return 0
+    return os.waitstatus_to_exitcode(status)
+
+
+def _wait_attached(record: ContainerRecord, sp: spawn.Spawned) -> int:
+    """Wait for an attached container, passing our signals on to it (Docker's sig-proxy)."""
+    def forward(signum, _frame):
+        try:
+            os.kill(sp.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+    old = {s: signal.signal(s, forward) for s in forwarded}
+    try:
+        from minibox.runtime import tty  # only attached containers need the terminal
+
+        with tty.raw_mode(0) if record.spec.tty and record.spec.interactive else contextlib.nullcontext():
+            _reap_shim(sp.shim_pid)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    state = _finish(record.id)
+    return state.exit_code
+
+
+def _finish(cid: str) -> ContainerState:
+    """After PID 1 exited: record it, give back what it held, and remove it if --rm."""
+    state = refresh(cid)
+    rec = store.load_record(cid)
+    if rec.spec.remove:
+        remove_container(rec)
+    return state
+
+
+def _write_etc_files(rec: ContainerRecord) -> None:
+    cdir = config.paths().container(rec.id)
+    ep = rec.endpoint
+    peers = ()
+    if ep is not None:
+        from minibox.net import endpoint
+
+        peers = endpoint.peers(rec)
+    (cdir / "hostname").write_text(rec.hostname + "\n")
+    (cdir / "hosts").write_text(specs.hosts_file(rec.hostname, ep.ip if ep else "", peers))
+    try:
+        host_resolv = open("/etc/resolv.conf").read()
+    except OSError:
+        host_resolv = ""
+    (cdir / "resolv.conf").write_text(specs.resolv_conf(host_resolv))
+
+
+# --- state --------------------------------------------------------------------------------
+
+
+def refresh(cid: str) -> ContainerState:
+    """Bring state.json up to date with the kernel, releasing resources of a stopped container."""
+    state = store.load_state(cid)
+    if state.status == RUNNING:
+        exit_info = store.load_exit(cid)
+        if exit_info is None and not procs.alive(state.pid, state.pid_start):
+            # PID 1 is gone; its shim writes exit.json right after draining the logs.
+            exit_info = _wait_for_exit_file(cid, state, 2.0)
+        if exit_info is not None:
+            with store.container_lock(cid):
+                state = store.load_state(cid)
+                if state.status == RUNNING:
+                    state = state.replace(status=EXITED, exit_code=exit_info["exit_code"],
+                                          finished_at=_parse_ts(exit_info.get("finished_at")))
+                    store.save_state(cid, state)
+    if state.status == EXITED and not state.released:
+        state = release(cid)
+    return state
+
+
+def _wait_for_exit_file(cid: str, state: ContainerState, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = store.load_exit(cid)
+        if info is not None:
+            return info
+        if not procs.alive(state.shim_pid):
+            break
+        time.sleep(0.01)
+    info = store.load_exit(cid)
+    return info if info is not None else {"exit_code": 255, "finished_at": None}
+
+
+def _parse_ts(ts: str | None) -> float:
+    if not ts:
+        return time.time()
+    from datetime import datetime
+
+    return datetime.fromisoformat(ts[:26].rstrip("Z") + "+00:00").timestamp()
+
+
+def release(cid: str) -> ContainerState:
+    """Give back what an exited container held. Idempotent; goes on past errors."""
+    with store.container_lock(cid):
+        state = store.load_state(cid)
+        if state.released:
+            return state
+        rec = store.load_record(cid)
+        errors = release_resources(rec)
+        if errors:
+            raise CleanupErrors(f"releasing {rec.name}", errors)
+        state = state.replace(released=True)
+        store.save_state(cid, state)
+        return state
+
+
+def release_resources(rec: ContainerRecord) -> list[str]:
+    errors = []
+    if rec.endpoint is not None or rec.ports:
+        from minibox.net import endpoint
+
+        errors += endpoint.release(rec)
+    errors += cgroups.remove(cgroups.group_dirs(config.cgroup_parent(), rec.id))
+    return errors
+
+
+def _wait_exit(cid: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.load_exit(cid) is not None:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+# --- stop, kill, rm -----------------------------------------------------------------------
+
+
+def stop(rec: ContainerRecord, timeout: int = config.STOP_TIMEOUT) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds: a PID 1 without a SIGTERM handler
+    (sh, sleep, busybox httpd) ignores SIGTERM, because the kernel protects init."""
+    state = refresh(rec.id)
+    if state.status != RUNNING:
+        return
+    _signal(state, signal.SIGTERM)
+    if not _wait_exit(rec.id, timeout):
+        _signal(state, signal.SIGKILL)
+        _wait_exit(rec.id, 10)
+    refresh(rec.id)
+
+
+def kill(rec: ContainerRecord, sig: int) -> None:
+    state = refresh(rec.id)
+    if state.status != RUNNING:
+        raise NotRunning(f"container {rec.name} is not running")
+    _signal(state, sig)
+
+
+def _signal(state: ContainerState, sig: int) -> None:
+    if procs.alive(state.pid, state.pid_start):
+        try:
+            os.kill(state.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def remove(rec: ContainerRecord, force: bool = False) -> None:
+    state = refresh(rec.id)
+    if state.status == RUNNING:
+        if not force:
+            raise Conflict(f"container {rec.name} is running: stop it first, or use `minibox rm -f {rec.name}`")
+        _signal(state, signal.SIGKILL)
+        _wait_exit(rec.id, 10)
+        state = refresh(rec.id)
+    remove_container(rec)
+
+
+def remove_container(rec: ContainerRecord, wait_for_shim: bool = True) -> None:
+    """Delete a stopped container: release whatever is still held, then its directory.
+
+    The shim may still be finishing (exit.json, the exit command); wait for it unless we
+    are that exit command, which the shim itself is waiting for."""
+    cdir = config.paths().container(rec.id)
+    if not cdir.exists():
+        return
+    state = store.load_state(rec.id)
+    if not state.released:
+        errors = release_resources(rec)
+        if errors:
+            raise CleanupErrors(f"removing {rec.name}", errors)
+    deadline = time.monotonic() + 5
+    while wait_for_shim and procs.alive(state.shim_pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with store.global_lock():
+        shutil.rmtree(cdir, ignore_errors=True)
+
+
+# --- exec ----------------------------------------------------------------------------------
+
+
+def exec_in(rec: ContainerRecord, argv: tuple[str, ...], env: tuple[str, ...], workdir: str,
+            tty: bool, interactive: bool) -> int:
+    from minibox.runtime import enter
+
+    state = refresh(rec.id)
+    if state.status != RUNNING:
+        raise NotRunning(f"container {rec.name} is not running: start a new one with `minibox run`")
+    merged = dict(e.split("=", 1) for e in rec.env)
+    for item in env:
+        k, _, v = item.partition("=")
+        merged[k] = v
+    if tty:
+        merged.setdefault("TERM", "xterm")
+    cfg = enter.EnterConfig(pid=state.pid, argv=argv, env=tuple(f"{k}={v}" for k, v in merged.items()),
+                            workdir=workdir or rec.spec.workdir, tty=tty, interactive=interactive,
+                            cgroup_dirs=cgroups.group_dirs(config.cgroup_parent(), rec.id),
+                            namespaces=("ipc", "uts", "pid", "mnt") if rec.spec.network == "host"
+                            else ("ipc", "uts", "net", "pid", "mnt"))
+    return enter.enter(cfg)
+
+
+def validate_exec_args(workdir: str) -> None:
+    if workdir:
+        specs.validate_workdir(workdir)
+
+
+def check_cmd(cmd: tuple[str, ...]) -> None:
+    if not cmd:
+        raise InvalidSpec("no command given: the busybox image has no default command; e.g. `minibox run busybox sh`")

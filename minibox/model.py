@@ -1,0 +1,200 @@
+"""Plain values minibox passes around and stores: specs, port mappings, container and network records.
+
+Frozen dataclasses with `to_dict`/`from_dict` so they round-trip through the JSON state files.
+Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# Container states, as Docker names them.
+CREATED = "created"
+RUNNING = "running"
+EXITED = "exited"
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """One `-p`: traffic to host_ip:host_port/proto goes to the container's container_port.
+
+    host_ip "" means every host address (Docker's 0.0.0.0); host_port 0 means "pick one".
+    """
+
+    host_ip: str
+    host_port: int
+    container_port: int
+    proto: str = "tcp"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PortMapping:
+        return _from_dict(cls, data)
+
+    def docker_str(self) -> str:
+        """`80/tcp -> 0.0.0.0:8080`, as `docker port` prints it."""
+        return f"{self.container_port}/{self.proto} -> {self.host_ip or '0.0.0.0'}:{self.host_port}"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What the user asked for on the command line, validated."""
+
+    image: str
+    cmd: tuple[str, ...]
+    name: str = ""
+    env: tuple[str, ...] = ()
+    workdir: str = "/"
+    hostname: str = ""
+    interactive: bool = False
+    tty: bool = False
+    detach: bool = False
+    remove: bool = False
+    network: str = ""
+    ports: tuple[PortMapping, ...] = ()
+    ip: str = ""
+    memory: int = 0
+    pids_limit: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["ports"] = [p.to_dict() for p in self.ports]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContainerSpec:
+        data = dict(data)
+        data["cmd"] = tuple(data.get("cmd", ()))
+        data["env"] = tuple(data.get("env", ()))
+        data["ports"] = tuple(PortMapping.from_dict(p) for p in data.get("ports", ()))
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A container's place on a bridge network: the veth pair and its address."""
+
+    network: str
+    bridge: str
+    veth: str  # host end; the container end is always eth0
+    ip: str
+    prefixlen: int
+    gateway: str
+    mac: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Endpoint:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    """A container as stored in containers/ID/config.json; written once at create."""
+
+    id: str
+    name: str
+    created: float
+    spec: ContainerSpec
+    image_dir: str
+    hostname: str
+    env: tuple[str, ...]
+    endpoint: Endpoint | None = None
+    ports: tuple[PortMapping, ...] = ()  # with ephemeral host ports resolved
+    firewall: str = ""  # backend that installed this container's rules
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created": self.created,
+            "spec": self.spec.to_dict(),
+            "image_dir": self.image_dir,
+            "hostname": self.hostname,
+            "env": list(self.env),
+            "endpoint": self.endpoint.to_dict() if self.endpoint else None,
+            "ports": [p.to_dict() for p in self.ports],
+            "firewall": self.firewall,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContainerRecord:
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            created=data["created"],
+            spec=ContainerSpec.from_dict(data["spec"]),
+            image_dir=data["image_dir"],
+            hostname=data["hostname"],
+            env=tuple(data.get("env", ())),
+            endpoint=Endpoint.from_dict(data["endpoint"]) if data.get("endpoint") else None,
+            ports=tuple(PortMapping.from_dict(p) for p in data.get("ports", ())),
+            firewall=data.get("firewall", ""),
+        )
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """What changes over a container's life: containers/ID/state.json."""
+
+    status: str = CREATED
+    pid: int = 0  # PID 1 of the container, as the host sees it
+    pid_start: int = 0  # its start time in clock ticks, to tell a reused PID apart
+    shim_pid: int = 0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    exit_code: int = 0
+    error: str = ""
+    released: bool = False  # network, cgroups and rules given back after exit
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContainerState:
+        return _from_dict(cls, data)
+
+    def replace(self, **changes) -> ContainerState:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class NetworkRecord:
+    """A bridge network as stored in networks/NAME.json."""
+
+    name: str
+    id: str
+    bridge: str
+    subnet: str
+    gateway: str
+    mac: str
+    internal: bool = False
+    firewall: str = "nftables"
+    created: float = 0.0
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def prefixlen(self) -> int:
+        return int(self.subnet.split("/")[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetworkRecord:
+        return _from_dict(cls, data)

@@ -1,0 +1,107 @@
+"""The ordered filesystem steps that turn an image directory into a container's root.
+
+Runs, in this order, inside the container's new mount namespace (runtime.init applies them):
+make every mount private, overlay the image, mount proc/dev/devpts/shm/mqueue/sys, bind the
+per-container hosts/hostname/resolv.conf files, mask and write-protect what Docker masks,
+then pivot_root. Mirrors what runc does for Docker's default OCI spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from minibox.plan.steps import (
+    MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT,
+    MakeDir, MakeNode, Mount, PivotRoot, Step, Symlink,
+)
+
+# Docker's default masked paths: a bind of /dev/null over files, an empty read-only
+# tmpfs over directories, so a container cannot read host kernel internals.
+MASKED_PATHS = (
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+)
+# Docker's default read-only paths: visible, but a container cannot change the host through them.
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+# Directories that are masked with tmpfs (the rest of MASKED_PATHS are files).
+MASKED_DIRS = frozenset({"/proc/asound", "/proc/acpi", "/proc/scsi", "/sys/firmware",
+                         "/sys/devices/virtual/powercap"})
+
+# The device nodes every container gets: (name, major, minor).
+DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
+           ("urandom", 1, 9), ("tty", 5, 0))
+DEV_SYMLINKS = (("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"),
+                ("/proc/self/fd/1", "stdout"), ("/proc/self/fd/2", "stderr"),
+                ("pts/ptmx", "ptmx"))
+# Files minibox writes per container and binds over the image's copies.
+ETC_FILES = ("hostname", "hosts", "resolv.conf")
+
+
+@dataclass(frozen=True)
+class RootfsLayout:
+    """Where one container's layers live on the host."""
+
+    lower: str  # the image's rootfs, never written
+    upper: str  # this container's writes
+    work: str  # overlayfs scratch space
+    merged: str  # mountpoint of the union
+    etc_dir: str  # directory holding the per-container hostname/hosts/resolv.conf
+
+    @classmethod
+    def for_container(cls, image_rootfs: str, container_dir: str) -> RootfsLayout:
+        return cls(lower=image_rootfs, upper=f"{container_dir}/upper", work=f"{container_dir}/work",
+                   merged=f"{container_dir}/merged", etc_dir=container_dir)
+
+
+def plan_rootfs(layout: RootfsLayout, *, mask: bool = True) -> list[Step]:
+    m = layout.merged
+    nosuid_noexec_nodev = MS_NOSUID | MS_NOEXEC | MS_NODEV
+    steps: list[Step] = [
+        Mount("none", "/", flags=MS_REC | MS_PRIVATE,
+              why="stop mounts below from propagating back to the host (it may share '/')"),
+        Mount("overlay", m, "overlay",
+              data=f"lowerdir={layout.lower},upperdir={layout.upper},workdir={layout.work}",
+              why="copy-on-write root: reads come from the image, writes land in this container's upper dir"),
+        Mount("proc", f"{m}/proc", "proc", nosuid_noexec_nodev,
+              why="a /proc of the new PID namespace: the container sees only its own processes"),
+        Mount("tmpfs", f"{m}/dev", "tmpfs", MS_NOSUID, "mode=755,size=65536k",
+              why="an empty /dev of its own instead of the host's devices"),
+    ]
+    for name, major, minor in DEVICES:
+        steps.append(MakeNode(f"{m}/dev/{name}", major, minor, 0o666, why=f"the one device /dev/{name}"))
+    for target, name in DEV_SYMLINKS:
+        steps.append(Symlink(target, f"{m}/dev/{name}", why=""))
+    steps += [
+        MakeDir(f"{m}/dev/pts", why=""),
+        Mount("devpts", f"{m}/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=0620,gid=5",
+              why="a private set of pseudo-terminals, so the container cannot reach host ttys"),
+        MakeDir(f"{m}/dev/shm", 0o1777, why=""),
+        Mount("shm", f"{m}/dev/shm", "tmpfs", nosuid_noexec_nodev, "mode=1777,size=65536k",
+              why="POSIX shared memory of the container's own IPC namespace"),
+        MakeDir(f"{m}/dev/mqueue", why=""),
+        Mount("mqueue", f"{m}/dev/mqueue", "mqueue", nosuid_noexec_nodev,
+              why="POSIX message queues of the container's own IPC namespace"),
+        Mount("sysfs", f"{m}/sys", "sysfs", nosuid_noexec_nodev | MS_RDONLY,
+              why="/sys read-only: shows the container's network devices, changes nothing on the host"),
+    ]
+    for name in ETC_FILES:
+        steps.append(Mount(f"{layout.etc_dir}/{name}", f"{m}/etc/{name}", flags=MS_BIND,
+                           why=f"per-container /etc/{name}, kept out of the image and the upper layer"))
+    if mask:
+        for path in MASKED_PATHS:
+            if path in MASKED_DIRS:
+                steps.append(Mount("tmpfs", f"{m}{path}", "tmpfs", MS_RDONLY,
+                                   why=f"mask {path}: host kernel details a container has no need for"))
+            else:
+                steps.append(Mount(f"{m}/dev/null", f"{m}{path}", flags=MS_BIND,
+                                   why=f"mask {path}: reads as empty"))
+        for path in READONLY_PATHS:
+            steps.append(Mount(f"{m}{path}", f"{m}{path}", flags=MS_BIND | MS_REC,
+                               why=f"make {path} read-only (step 1: bind it onto itself)"))
+            steps.append(Mount(f"{m}{path}", f"{m}{path}",
+                               flags=MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV,
+                               why=f"make {path} read-only (step 2: remount the bind read-only)"))
+    steps.append(PivotRoot(m, why="make the overlay the new '/', then detach the host's old root entirely"))
+    return steps

@@ -1,0 +1,140 @@
+"""exec: run a new process inside a running container's namespaces, cgroup and privileges.
+
+    minibox (CLI) ── fork ──> helper: join cgroup, setns(ipc, uts, net, pid, mnt)
+                               └─ fork ──> the command (now PID n of the container), execve
+
+All of /proc/PID/ns/* is opened first, because after setns(mnt) the host's /proc is gone.
+setns(CLONE_NEWPID) only decides where *children* go, hence the second fork. After
+setns(mnt) the cwd and root are the container's (it pivot_root'ed), so no chroot is needed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import struct
+import termios
+from dataclasses import dataclass
+
+from minibox.errors import EXIT_MINIBOX, ExecFailed, MiniboxError
+from minibox.runtime import caps, cgroups, init, linux, tty
+
+
+@dataclass
+class EnterConfig:
+    pid: int  # the container's PID 1 on the host
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
+    workdir: str
+    tty: bool
+    interactive: bool
+    cgroup_dirs: list[str]
+    namespaces: tuple[str, ...] = ("ipc", "uts", "net", "pid", "mnt")
+    caps: tuple[str, ...] = caps.DEFAULT_CAPS
+
+
+def enter(cfg: EnterConfig) -> int:
+    """Run the command; return its exit code (Docker's 126/127 when it cannot start)."""
+    if cfg.tty and cfg.interactive and not os.isatty(0):
+        raise MiniboxError("the input device is not a TTY: drop -t, or run from a terminal")
+    nsfds = []
+    try:
+        for name, flag in linux.NAMESPACES:
+            if name in cfg.namespaces:
+                nsfds.append((os.open(f"/proc/{cfg.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
+    except FileNotFoundError:
+        for fd, _ in nsfds:
+            os.close(fd)
+        raise MiniboxError("the container stopped while exec was starting") from None
+    err_r, err_w = os.pipe()
+    con_parent = con_child = None
+    if cfg.tty:
+        con_parent, con_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    helper = os.fork()
+    if helper == 0:
+        _helper(cfg, nsfds, err_w, con_child)
+    os.close(err_w)
+    for fd, _ in nsfds:
+        os.close(fd)
+    if con_child is not None:
+        con_child.close()
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the command
+    try:
+        if con_parent is not None:
+            master = _recv_fd(con_parent)
+            if master >= 0:
+                with tty.raw_mode(0):
+                    tty.relay(master, stdin_open=cfg.interactive)
+                os.close(master)
+        _, status = os.waitpid(helper, 0)
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        if con_parent is not None:
+            con_parent.close()
+    message = os.read(err_r, 4096).decode(errors="replace")
+    os.close(err_r)
+    code = os.waitstatus_to_exitcode(status)
+    if message:
+        c, _, text = message.partition(" ")
+        raise ExecFailed(text, int(c) if c.isdigit() else EXIT_MINIBOX)
+    return code if code >= 0 else 128 - code
+
+
+def _recv_fd(sock: socket.socket) -> int:
+    _, ancdata, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(4))
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            return struct.unpack("i", data[:4])[0]
+    return -1
+
+
+def _helper(cfg: EnterConfig, nsfds, err_w: int, con: socket.socket | None) -> None:
+    """The forked helper: never returns."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        cgroups.join(cfg.cgroup_dirs, os.getpid())  # before setns(mnt) hides /sys/fs/cgroup
+        for fd, flag in nsfds:
+            linux.setns(fd, flag)
+            os.close(fd)
+        child = os.fork()
+        if child == 0:
+            _command(cfg, err_w, con)
+        _, status = os.waitpid(child, 0)
+        code = os.waitstatus_to_exitcode(status)
+        os._exit(code if code >= 0 else 128 - code)
+    except BaseException as e:  # noqa: BLE001 - a forked child must never return into the CLI
+        init.fail(err_w, EXIT_MINIBOX, f"exec: {e}")
+
+
+def _command(cfg: EnterConfig, err_w: int, con: socket.socket | None) -> None:
+    try:
+        if cfg.tty:
+            os.setsid()  # a session of its own, so the pty can become its controlling tty
+            master, slave = os.openpty()  # the container's /dev/ptmx: we are in its mount ns
+            con.sendmsg([b"t"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", master))])
+            os.close(master)
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+            if not cfg.interactive:
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+            else:
+                os.dup2(slave, 0)
+            os.dup2(slave, 1)
+            os.dup2(slave, 2)
+        elif not cfg.interactive:
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+        os.chdir(cfg.workdir)
+        path = init.resolve_command(cfg.argv[0], cfg.env)
+        caps.drop_privileges(cfg.caps)
+        caps.reset_signals()
+        os.execve(path, list(cfg.argv), init.env_dict(cfg.env))
+    except init.InitError as e:
+        init.fail(err_w, e.code, str(e))
+    except FileNotFoundError as e:
+        init.fail(err_w, EXIT_MINIBOX, f"exec: working directory: {e.strerror}: {cfg.workdir}")
+    except BaseException as e:  # noqa: BLE001
+        init.fail(err_w, EXIT_MINIBOX, f"exec: {e}")

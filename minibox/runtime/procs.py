@@ -1,0 +1,98 @@
+"""Reading processes from /proc: liveness that survives PID reuse, and the container-PID <-> host-PID map.
+
+The same process has one PID per PID namespace it is visible in; /proc/PID/status lists
+them all on its `NSpid:` line, host first, innermost last. That line is the lecture's
+"same process, other PID", straight from the kernel.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            raw = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may contain spaces and parentheses; split after its last ')'.
+    head, _, rest = raw.rpartition(")")
+    return [head.split(" (", 1)[0], head.split(" (", 1)[1]] + rest.split()
+
+
+def start_time(pid: int) -> int:
+    f = stat_fields(pid)
+    return int(f[21]) if f else 0
+
+
+def alive(pid: int, start: int = 0) -> bool:
+    """True if `pid` runs and is the process that started at `start` (not a reused PID).
+    A zombie counts as dead: it has exited, only its parent has not collected it."""
+    if pid <= 0:
+        return False
+    f = stat_fields(pid)
+    if f is None or f[2] in ("Z", "X"):
+        return False
+    return not start or int(f[21]) == start
+
+
+def ns_inode(pid: int, ns: str) -> int:
+    return os.stat(f"/proc/{pid}/ns/{ns}").st_ino
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    host_pid: int
+    ctr_pid: int
+    ppid: int  # as the container sees it
+    user: str
+    command: str
+
+
+def processes_in(pid1: int) -> list[ProcInfo]:
+    """Every process in the PID namespace whose init is host PID `pid1`."""
+    target = ns_inode(pid1, "pid")
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            if os.stat(f"/proc/{pid}/ns/pid").st_ino != target:
+                continue
+            status = _status(pid)
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue  # exited meanwhile, or not ours to read (EACCES on the VM's own PID 1)
+        nspids = status.get("NSpid", entry).split()
+        ppid_host = int(status.get("PPid", "0"))
+        out.append(ProcInfo(host_pid=pid, ctr_pid=int(nspids[-1]), ppid=_ctr_pid(ppid_host, target),
+                            user=_user(int(status.get("Uid", "0").split()[0])),
+                            command=cmd or f"[{status.get('Name', '?')}]"))
+    return sorted(out, key=lambda p: p.ctr_pid)
+
+
+def _ctr_pid(host_pid: int, target: int) -> int:
+    """The container's view of a parent PID; 0 when the parent is outside (the shim)."""
+    try:
+        if os.stat(f"/proc/{host_pid}/ns/pid").st_ino != target:
+            return 0
+        return int(_status(host_pid).get("NSpid", "0").split()[-1])
+    except (OSError, ValueError):
+        return 0
+
+
+def _status(pid: int) -> dict[str, str]:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            out[key] = value.strip()
+    return out
+
+
+def _user(uid: int) -> str:
+    return "root" if uid == 0 else str(uid)

@@ -1,0 +1,178 @@
+"""Starts a container's processes: CLI -> fork -> unshare -> fork PID 1 -> exec the shim.
+
+    minibox (CLI)
+      └─ fork ──> unshare(PID) ── fork ──> PID 1: unshare(MNT|NET|UTS|IPC), say "ready",
+                  │                        wait for "go" (runtime.init)
+                  └─ exec minibox-shim  (PID 1's parent for the container's whole life)
+
+unshare(CLONE_NEWPID) only applies to children, so the process that calls it stays in
+the host's PID namespace and fork() hands it PID 1's *host* PID, which it reports to the
+CLI before exec'ing the shim. PID 1 unshares the other namespaces itself, so the shim
+stays entirely on the host: a shim sharing the container's mount namespace would be
+moved into the container by its pivot_root (which re-roots every process of that
+namespace still rooted at the old '/'), and one in its network namespace would keep the
+veth alive after the container exits. PID 1 then waits on the "go" pipe until the CLI
+has set up the network and cgroups, and reports exec failures over an O_CLOEXEC pipe.
+
+Python opens every fd close-on-exec (PEP 446); only what the shim needs is made
+inheritable, right before its exec, so nothing leaks into the container or the shim.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+from minibox.errors import EXIT_MINIBOX, ExecFailed, MiniboxError
+from minibox.runtime import init, linux
+
+NS_FLAGS = {"pid": linux.CLONE_NEWPID, "mount": linux.CLONE_NEWNS, "net": linux.CLONE_NEWNET,
+            "uts": linux.CLONE_NEWUTS, "ipc": linux.CLONE_NEWIPC}
+
+
+@dataclass
+class SpawnRequest:
+    init: init.InitConfig
+    namespaces: tuple[str, ...]
+    shim: str
+    exit_file: str
+    log_file: str
+    attach: bool  # copy output to our stdout/stderr (and, with a tty, our stdin in)
+    interactive: bool  # the container's stdin is ours
+    exit_command: list[str] = field(default_factory=list)
+    hold_fds: list[int] = field(default_factory=list)  # sockets the shim keeps open
+
+
+@dataclass
+class Spawned:
+    shim_pid: int
+    pid: int  # the container's PID 1, as the host sees it
+    go: int  # write end of the "go" pipe
+    err: int  # read end of the error pipe
+
+    def release(self) -> None:
+        """Let PID 1 continue: the network and cgroups are in place."""
+        os.write(self.go, b"g")
+        os.close(self.go)
+        self.go = -1
+
+    def abort(self) -> None:
+        """Let PID 1 exit without running anything (rollback of a failed start)."""
+        if self.go >= 0:
+            os.close(self.go)
+            self.go = -1
+
+    def wait_exec(self) -> None:
+        """Block until PID 1 has exec'd its command; raise ExecFailed if it could not."""
+        chunks = []
+        while True:
+            data = os.read(self.err, 4096)
+            if not data:
+                break
+            chunks.append(data)
+        os.close(self.err)
+        self.err = -1
+        if chunks:
+            code, _, message = b"".join(chunks).decode(errors="replace").partition(" ")
+            raise ExecFailed(message, int(code) if code.isdigit() else EXIT_MINIBOX)
+
+
+def spawn(req: SpawnRequest) -> Spawned:
+    go_r, go_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid_r, pid_w = os.pipe()
+    out_r = out_w = errp_r = errp_w = -1
+    con_parent = con_child = None
+    if req.init.tty:
+        con_parent, con_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    else:
+        out_r, out_w = os.pipe()
+        errp_r, errp_w = os.pipe()
+    stdin = 0 if req.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    shim_pid = os.fork()
+    if shim_pid == 0:
+        _unshare_and_exec_shim(req, locals())
+    # The CLI keeps only the write end of "go", the read ends of the error and pid pipes.
+    for fd in (go_r, err_w, pid_w, out_r, out_w, errp_r, errp_w):
+        if fd >= 0:
+            os.close(fd)
+    for s in (con_parent, con_child):
+        if s is not None:
+            s.close()
+    if stdin != 0:
+        os.close(stdin)
+    # Two lines arrive, in either order: "P<pid>" from the shim-to-be, "R" from PID 1 once
+    # its namespaces exist; "E<reason>" from either instead if something failed.
+    pid1, ready, problem = 0, False, ""
+    buf = b""
+    while not problem and not (pid1 and ready):
+        data = os.read(pid_r, 512)
+        if not data:
+            problem = problem or "the container process exited while starting"
+            break
+        buf += data
+        while b"\n" in buf:
+            line, _, buf = buf.partition(b"\n")
+            text = line.decode(errors="replace")
+            if text.startswith("P"):
+                pid1 = int(text[1:])
+            elif text == "R":
+                ready = True
+            else:
+                problem = text[1:]
+    os.close(pid_r)
+    if problem:
+        os.close(go_w)
+        os.close(err_r)
+        os.waitpid(shim_pid, 0)
+        raise MiniboxError(f"starting the container failed: {problem}")
+    return Spawned(shim_pid=shim_pid, pid=pid1, go=go_w, err=err_r)
+
+
+def _unshare_and_exec_shim(req: SpawnRequest, fds: dict) -> None:
+    """In the forked child: never returns."""
+    pid_w = fds["pid_w"]
+    try:
+        if not req.attach:
+            # Detached: leave the caller's session and pipes, so `run -d` returns at once
+            # and a `$(minibox run -d ...)` does not wait for the container to end.
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            for target in (0, 1, 2):
+                os.dup2(null, target)
+            os.close(null)
+        if "pid" in req.namespaces:
+            linux.unshare(linux.CLONE_NEWPID)
+        pid1 = os.fork()
+        if pid1 == 0:
+            flags = 0
+            for ns in req.namespaces:
+                if ns != "pid":
+                    flags |= NS_FLAGS[ns]
+            linux.unshare(flags)
+            os.write(pid_w, b"R\n")
+            os.close(pid_w)
+            con = fds["con_child"]
+            init.container_main(req.init, init.InitFds(
+                go=fds["go_r"], err=fds["err_w"], stdin=fds["stdin"], stdout=fds["out_w"],
+                stderr=fds["errp_w"], console=con.fileno() if con is not None else -1))
+            os._exit(EXIT_MINIBOX)  # not reached
+        os.write(pid_w, f"P{pid1}\n".encode())
+        con = fds["con_parent"]
+        out_fd, err_fd = fds["out_r"], fds["errp_r"]
+        con_fd = con.fileno() if con is not None else -1
+        for fd in [out_fd, err_fd, con_fd] + list(req.hold_fds):
+            if fd >= 0:
+                os.set_inheritable(fd, True)
+        argv = [req.shim, str(pid1), req.exit_file, req.log_file, str(out_fd), str(err_fd),
+                str(con_fd), "1" if req.attach else "0"]
+        if req.exit_command:
+            argv += ["--"] + list(req.exit_command)
+        os.execv(req.shim, argv)
+    except BaseException as e:  # noqa: BLE001 - a forked child must never return into the CLI
+        try:
+            os.write(pid_w, f"E{e}\n".encode())
+        finally:
+            os._exit(EXIT_MINIBOX)

@@ -1,0 +1,160 @@
+"""State on disk: atomic JSON writes, flock-based locks, and container/network record lookup.
+
+Layout under the state root (see config.Paths):
+    containers/ID/config.json   ContainerRecord, written once
+    containers/ID/state.json    ContainerState, rewritten on every transition
+    containers/ID/exit.json     written by the shim when PID 1 exits
+    networks/NAME.json          NetworkRecord
+    ipam/NETWORK/ADDRESS        one file per allocated address (see net/ipam_store)
+
+Every write goes to a temporary file that is renamed into place, so a reader never sees
+half a file and a crash never leaves one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from minibox import config
+from minibox.errors import Conflict, InvalidSpec, NotFound
+from minibox.model import ContainerRecord, ContainerState, NetworkRecord
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if missing) for the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def global_lock() -> contextlib.AbstractContextManager:
+    """Serialises what must be unique across containers: names, creation, removal."""
+    return locked(config.paths().lock)
+
+
+def container_lock(cid: str) -> contextlib.AbstractContextManager:
+    return locked(config.paths().container(cid) / ".lock")
+
+
+# --- containers -------------------------------------------------------------------
+
+
+def container_ids() -> list[str]:
+    d = config.paths().containers
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.iterdir() if (p / "config.json").exists())
+
+
+def load_record(cid: str) -> ContainerRecord:
+    return ContainerRecord.from_dict(read_json(config.paths().container(cid) / "config.json"))
+
+
+def save_record(rec: ContainerRecord) -> None:
+    write_json(config.paths().container(rec.id) / "config.json", rec.to_dict())
+
+
+def load_state(cid: str) -> ContainerState:
+    try:
+        return ContainerState.from_dict(read_json(config.paths().container(cid) / "state.json"))
+    except FileNotFoundError:
+        return ContainerState()
+
+
+def save_state(cid: str, state: ContainerState) -> None:
+    write_json(config.paths().container(cid) / "state.json", state.to_dict())
+
+
+def load_exit(cid: str) -> dict[str, Any] | None:
+    """The shim's record of how PID 1 ended, or None while it runs."""
+    try:
+        return read_json(config.paths().container(cid) / "exit.json")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def all_records() -> list[ContainerRecord]:
+    out = []
+    for cid in container_ids():
+        try:
+            out.append(load_record(cid))
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            continue  # being created or removed right now
+    return out
+
+
+def resolve(ref: str) -> ContainerRecord:
+    """Find a container by name, full id, or unique id prefix (Docker's rules)."""
+    if not ref:
+        raise InvalidSpec("container name or id must not be empty")
+    records = all_records()
+    for rec in records:
+        if rec.name == ref or rec.id == ref:
+            return rec
+    matches = [r for r in records if r.id.startswith(ref.lower())]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        names = ", ".join(r.name for r in matches)
+        raise Conflict(f'container id prefix "{ref}" is ambiguous: it matches {names}; give more of the id')
+    raise NotFound(f'no such container: "{ref}" (see `minibox ps -a`)')
+
+
+# --- networks ---------------------------------------------------------------------
+
+
+def network_path(name: str) -> Path:
+    return config.paths().networks / f"{name}.json"
+
+
+def load_network(name: str) -> NetworkRecord | None:
+    try:
+        return NetworkRecord.from_dict(read_json(network_path(name)))
+    except FileNotFoundError:
+        return None
+
+
+def save_network(net: NetworkRecord) -> None:
+    config.paths().networks.mkdir(parents=True, exist_ok=True)
+    write_json(network_path(net.name), net.to_dict())
+
+
+def all_networks() -> list[NetworkRecord]:
+    d = config.paths().networks
+    if not d.is_dir():
+        return []
+    out = []
+    for p in sorted(d.glob("*.json")):
+        try:
+            out.append(NetworkRecord.from_dict(read_json(p)))
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def network_lock() -> contextlib.AbstractContextManager:
+    """Serialises network create/remove and firewall base changes."""
+    return locked(config.paths().networks / ".lock")
