@@ -289,3 +289,87 @@ def image_rm(names: List[str] = typer.Argument(..., help="image names")) -> None
     for n in names:
         images.remove_image(n)
         _out(f"Deleted: {images.normalize(n)}")
+
+
+network_app = typer.Typer(no_args_is_help=True, help="Manage bridge networks (a bridge, a subnet, firewall rules).")
+app.add_typer(network_app, name="network")
+
+
+@app.command()
+def port(container: str = typer.Argument(..., help="container name or id")) -> None:
+    """Show a container's published ports: `80/tcp -> 0.0.0.0:8080`."""
+    lifecycle.require_root()
+    rec = store.resolve(container)
+    for p in rec.ports:
+        _out(p.docker_str())
+
+
+@network_app.command(name="create")
+def network_create(
+    name: str = typer.Argument(..., help="network name"),
+    subnet: str = typer.Option("", "--subnet", help="IPv4 CIDR (default: a free /24 of 10.222.0.0/16)"),
+    gateway: str = typer.Option("", "--gateway", help="the bridge's address (default: first host of the subnet)"),
+    internal: bool = typer.Option(False, "--internal", help="no egress, no published ports"),
+) -> None:
+    """Create a bridge network: a bridge with the gateway address, and its firewall elements."""
+    from minibox.net import networks
+
+    lifecycle.require_root()
+    net, _steps = networks.create(name, subnet, gateway, internal)
+    _out(net.id)
+
+
+@network_app.command(name="ls")
+def network_ls() -> None:
+    """List networks."""
+    lifecycle.require_root()
+    rows = [[n.id[:12], n.name, n.bridge, n.subnet, n.gateway, "yes" if n.internal else "no", n.firewall]
+            for n in store.all_networks()]
+    _out(present.table(["NETWORK ID", "NAME", "BRIDGE", "SUBNET", "GATEWAY", "INTERNAL", "FIREWALL"], rows))
+
+
+@network_app.command(name="inspect")
+def network_inspect(names: List[str] = typer.Argument(..., help="network names")) -> None:
+    """Details as JSON: subnet, gateway, bridge, and each container with its address and veth."""
+    from minibox.net import networks
+
+    lifecycle.require_root()
+    out = []
+    for name in names:
+        net = networks.get(name)
+        ctrs = {}
+        for rec in networks.containers_on(name):
+            if store.load_state(rec.id).released:
+                continue
+            ep = rec.endpoint
+            ctrs[rec.id] = {"Name": rec.name, "IPv4Address": f"{ep.ip}/{ep.prefixlen}", "MacAddress": ep.mac,
+                            "HostVeth": ep.veth, "ContainerVeth": "eth0"}
+        out.append({"Name": net.name, "Id": net.id, "Created": present.iso(net.created), "Driver": "bridge",
+                    "Internal": net.internal,
+                    "IPAM": {"Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
+                    "Options": {"bridge.name": net.bridge, "bridge.mac": net.mac, "firewall": net.firewall},
+                    "Containers": ctrs})
+    _out(json.dumps(out, indent=4))
+
+
+@network_app.command(name="rm")
+def network_rm(names: List[str] = typer.Argument(..., help="network names")) -> None:
+    """Remove networks no running container uses: bridge, firewall elements, address files."""
+    from minibox.net import networks
+
+    lifecycle.require_root()
+    for name in names:
+        errors = networks.remove(name)
+        for e in errors:
+            print(f"minibox: warning: {e}", file=sys.stderr)
+        _out(name)
+
+
+@network_app.command(name="reconcile")
+def network_reconcile() -> None:
+    """Re-apply every bridge, sysctl and firewall rule from minibox's state (after a flush)."""
+    from minibox.net import networks
+
+    lifecycle.require_root()
+    networks.reconcile()
+    _out("reconciled")

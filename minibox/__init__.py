@@ -1,0 +1,1 @@
+"""minibox: a small, real container runtime that shows what `docker run` does to the kernel."""

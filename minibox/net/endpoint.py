@@ -1,0 +1,173 @@
+"""A container's endpoint on a bridge network: prepare (address, ports), attach, release.
+
+Modelled on a CNI plugin's ADD/DEL: `prepare` + `attach` is ADD, split so the address and
+host ports are reserved before any process exists; `release` is DEL, which must succeed
+when repeated or when things are already gone, and goes on past errors, returning them.
+Kernel names come from the container id (veth `mbx<id12>`), so release works without
+state too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import socket
+
+from minibox import config, store
+from minibox.errors import Conflict, InvalidSpec
+from minibox.model import ContainerRecord, ContainerSpec, Endpoint, NetworkRecord, PortMapping
+from minibox.net import conntrack, ipam_store, links, networks
+from minibox.net.firewall.base import backend
+from minibox.plan import ipam, ports as portplan
+from minibox.plan.steps import ConntrackFlush, Step
+
+
+def veth_name(cid: str) -> str:
+    return f"mbx{cid[:12]}"  # 15 characters: the kernel's limit for an interface name
+
+
+def resolve_network(mode: str, spec: ContainerSpec) -> NetworkRecord:
+    net = networks.default() if mode in ("bridge", config.default_network()) else networks.get(mode)
+    networks.check_routes(net)
+    if spec.ports and net.internal:
+        raise InvalidSpec(f"network {net.name} is --internal: nothing can be published from it")
+    return net
+
+
+def published_elsewhere(exclude: str) -> list[tuple[str, PortMapping]]:
+    out = []
+    for rec in store.all_records():
+        if rec.id != exclude and rec.ports and not store.load_state(rec.id).released:
+            out += [(rec.name, p) for p in rec.ports]
+    return out
+
+
+def reserve_port(p: PortMapping) -> tuple[socket.socket, PortMapping]:
+    """Bind the host port, as Docker does, so a host process already using it is caught
+    now, and none can take it while the container runs (the shim holds the socket)."""
+    kind = socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM
+    s = socket.socket(socket.AF_INET, kind)
+    if p.proto == "tcp":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
+    try:
+        s.bind((p.host_ip or "0.0.0.0", p.host_port))
+    except OSError as e:
+        s.close()
+        where = f"{p.host_ip or '0.0.0.0'}:{p.host_port}/{p.proto}"
+        if e.errno == errno.EADDRINUSE:
+            raise Conflict(f"host port {where} is already in use on this host: pick another host port") from None
+        if e.errno == errno.EADDRNOTAVAIL:
+            raise InvalidSpec(f"{p.host_ip} is not an address of this host: use one of its addresses, "
+                              "or leave the address out") from None
+        raise
+    return s, dataclasses.replace(p, host_port=s.getsockname()[1])
+
+
+@dataclasses.dataclass
+class Prepared:
+    record: ContainerRecord
+    net: NetworkRecord
+    sockets: list[socket.socket]
+    attached: bool = False
+
+    def close_sockets(self) -> None:
+        for s in self.sockets:
+            s.close()
+        self.sockets = []
+
+    def attach(self, pid: int) -> list[Step]:
+        ep = self.record.endpoint
+        steps = networks.ensure_up(self.net, networks.port_facts(self.record))
+        link_steps = links.plan_endpoint(ep.veth, ep.bridge, ep.mac, ep.ip, ep.prefixlen, ep.gateway, str(pid))
+        self.attached = True
+        links.add_endpoint(link_steps, pid)
+        flush = [ConntrackFlush(p.proto, p.host_port, why="forget flows to this port that predate its DNAT rule")
+                 for p in self.record.ports]
+        conntrack.flush(flush)
+        update_peer_hosts(self.record, add=True)
+        # Link steps first: that is the order a learner would type them in.
+        return link_steps + steps + flush
+
+    def rollback(self) -> None:
+        self.close_sockets()
+        errors = release(self.record)
+        if errors:
+            import sys
+
+            print(f"minibox: warning: rolling back {self.record.name}: {'; '.join(errors)}", file=sys.stderr)
+
+
+def prepare(record: ContainerRecord, net: NetworkRecord) -> Prepared:
+    spec = record.spec
+    portplan.check_conflicts(spec.ports, published_elsewhere(record.id))
+    sockets, resolved = [], []
+    try:
+        for p in spec.ports:
+            s, p2 = reserve_port(p)
+            sockets.append(s)
+            resolved.append(p2)
+        ip = ipam_store.allocate(net.name, net.subnet, net.gateway, record.id, spec.ip)
+    except Exception:
+        for s in sockets:
+            s.close()
+        raise
+    ep = Endpoint(network=net.name, bridge=net.bridge, veth=veth_name(record.id), ip=ip,
+                  prefixlen=net.prefixlen, gateway=net.gateway, mac=ipam.container_mac(ip))
+    rec = dataclasses.replace(record, endpoint=ep, ports=tuple(resolved), firewall=net.firewall)
+    return Prepared(record=rec, net=net, sockets=sockets)
+
+
+def release(rec: ContainerRecord) -> list[str]:
+    """Give back the endpoint: rules, conntrack entries, veth, address. Idempotent."""
+    ep = rec.endpoint
+    if ep is None:
+        return []
+    errors: list[str] = []
+    net = store.load_network(ep.network)
+    fw = rec.firewall or (net.firewall if net else config.firewall_backend())
+    pf = networks.port_facts(rec)
+    if pf:
+        errors += backend(fw).down(networks.snapshot(fw, exclude_ctr=rec.id), pf)
+    flush = [ConntrackFlush(p.proto, p.host_port) for p in rec.ports] + [ConntrackFlush("", addr=ep.ip)]
+    errors += conntrack.flush(flush)
+    errors += links.remove_link(ep.veth)
+    update_peer_hosts(rec, add=False)
+    errors += ipam_store.release(ep.network, ep.ip, rec.id)
+    return errors
+
+
+def peers(rec: ContainerRecord) -> tuple[tuple[str, str], ...]:
+    """(address, name) of the other live containers on rec's user-defined network: the
+    /etc/hosts lines that let containers there reach each other by name."""
+    ep = rec.endpoint
+    if ep is None or ep.network == config.default_network():
+        return ()
+    out = []
+    for other in networks.containers_on(ep.network):
+        if other.id != rec.id and not store.load_state(other.id).released:
+            out.append((other.endpoint.ip, other.name))
+    return tuple(out)
+
+
+def update_peer_hosts(rec: ContainerRecord, add: bool) -> None:
+    """Add (or drop) rec's line in its peers' /etc/hosts. Written in place: the file is
+    bind-mounted into the peer, and a rename would leave the mount on the old inode."""
+    ep = rec.endpoint
+    if ep is None or ep.network == config.default_network():
+        return
+    line = f"{ep.ip}\t{rec.name}\n"
+    with store.locked(config.paths().ipam / ep.network / ".hosts.lock"):
+        for other in networks.containers_on(ep.network):
+            if other.id == rec.id:
+                continue
+            path = config.paths().container(other.id) / "hosts"
+            try:
+                with open(path, "r+") as f:
+                    lines = [x for x in f.readlines() if x != line]
+                    if add:
+                        lines.append(line)
+                    f.seek(0)
+                    f.write("".join(lines))
+                    f.truncate()
+            except FileNotFoundError:
+                continue

@@ -1,0 +1,1 @@
+"""Firewall backends: nftables (default) and iptables, both rendered from plan.rules."""

@@ -1,0 +1,1 @@
+"""Pure planning: what to build, computed without I/O or root, so all of it is unit-tested."""

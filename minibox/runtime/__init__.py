@@ -1,0 +1,1 @@
+"""Effectful process and kernel work: namespaces, mounts, the shim, exec, cgroups."""
