@@ -63,7 +63,6 @@ def run(
 
 def build_spec(image, command, detach, rm, name, env, workdir, hostname, interactive, tty, network,
                publish, ip, memory, pids_limit) -> ContainerSpec:
-    lifecycle.check_cmd(tuple(command))
     if name:
         specs.validate_name(name)
     if hostname:

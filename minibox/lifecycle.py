@@ -49,6 +49,7 @@ def require_root() -> None:
 def run(spec: ContainerSpec) -> RunResult:
     require_root()
     image = images.get(spec.image)
+    check_cmd(spec.cmd)
     mode = spec.network or "bridge"
     netinfo = None
     if mode not in ("none", "host"):

@@ -117,13 +117,8 @@ def _command(cfg: EnterConfig, err_w: int, con: socket.socket | None) -> None:
             con.sendmsg([b"t"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", master))])
             os.close(master)
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-            if not cfg.interactive:
-                null = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(null, 0)
-            else:
-                os.dup2(slave, 0)
-            os.dup2(slave, 1)
-            os.dup2(slave, 2)
+            for target in (0, 1, 2):  # without -i the pty is still stdin; we just send it nothing
+                os.dup2(slave, target)
         elif not cfg.interactive:
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)

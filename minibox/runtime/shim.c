@@ -20,7 +20,8 @@
  *     exit code (128+signal when a signal killed it).
  *
  * Usage: minibox-shim PID EXIT_FILE LOG_FILE OUT_FD ERR_FD CONSOLE_FD ATTACH [-- EXIT_CMD...]
- *   OUT_FD/ERR_FD/CONSOLE_FD are -1 when unused; ATTACH is 0 or 1.
+ *   OUT_FD/ERR_FD/CONSOLE_FD are -1 when unused. ATTACH: 0 detached, 1 copy output to our
+ *   stdout/stderr, 3 also copy our stdin to the pty (-it).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -179,7 +180,7 @@ int main(int argc, char **argv) {
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
     int master = -1;
-    int stdin_open = attach && console_sock >= 0;
+    int stdin_open = (attach & 2) && console_sock >= 0;
     int status = 0, exited = 0;
 
     /* PID 1 may have died before SIGCHLD was blocked, and that signal is then lost. */

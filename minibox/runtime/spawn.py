@@ -166,8 +166,9 @@ def _unshare_and_exec_shim(req: SpawnRequest, fds: dict) -> None:
         for fd in [out_fd, err_fd, con_fd] + list(req.hold_fds):
             if fd >= 0:
                 os.set_inheritable(fd, True)
+        attach = (1 if req.attach else 0) | (2 if req.attach and req.interactive else 0)
         argv = [req.shim, str(pid1), req.exit_file, req.log_file, str(out_fd), str(err_fd),
-                str(con_fd), "1" if req.attach else "0"]
+                str(con_fd), str(attach)]
         if req.exit_command:
             argv += ["--"] + list(req.exit_command)
         os.execv(req.shim, argv)

@@ -1,0 +1,216 @@
+"""Fixtures for integration tests: the real minibox CLI, an outside host, and a leak check.
+
+These tests need root and must run inside scripts/sandbox (a throwaway host: new network,
+mount and PID namespaces), which scripts/test arranges. Every test ends by checking that
+it left nothing behind: containers, links, addresses, rules, conntrack entries, cgroups,
+processes, state files.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(os.environ.get("MINIBOX_ROOT", "/nonexistent"))
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def pytest_configure(config):
+    if os.environ.get("MINIBOX_SANDBOX") != "1" or os.geteuid() != 0:
+        pytest.exit("integration tests need root inside a throwaway host: run them through scripts/test "
+                    "(or scripts/sandbox pytest tests/integration)", returncode=2)
+
+
+def sh(cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    res = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(f"`{cmd}` failed ({res.returncode}): {res.stderr.strip() or res.stdout.strip()}")
+    return res
+
+
+def mb(*args: str, check: bool = False, input: str | None = None, timeout: float = 60,
+       env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real `minibox` command, as a user types it."""
+    res = subprocess.run([sys.executable, "-m", "minibox", *args], capture_output=True, text=True,
+                         input=input, timeout=timeout, env={**os.environ, **(env or {})},
+                         stdin=None if input is not None else subprocess.DEVNULL)
+    if check and res.returncode != 0:
+        raise AssertionError(f"minibox {' '.join(args)} failed ({res.returncode}): {res.stderr.strip()}")
+    return res
+
+
+def inspect(name: str) -> dict:
+    return json.loads(mb("inspect", name, check=True).stdout)[0]
+
+
+# --- leak check -------------------------------------------------------------------------------
+
+
+def links() -> set[str]:
+    out = sh("ip -o link show").stdout
+    return {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
+
+
+def ctr_rules() -> list[str]:
+    """Per-container firewall objects of either backend (network base rules may stay)."""
+    found = []
+    nft = sh("nft list table ip minibox", check=False).stdout
+    found += [line.strip() for line in nft.splitlines() if "minibox ctr" in line]
+    ipt = sh("iptables-save", check=False).stdout
+    found += [line for line in ipt.splitlines() if "minibox ctr" in line]
+    return found
+
+
+def cgroups() -> list[str]:
+    parent = os.environ["MINIBOX_CGROUP_PARENT"]
+    out = []
+    for d in ("/sys/fs/cgroup", *(f"/sys/fs/cgroup/{c}" for c in ("memory", "pids", "cpu"))):
+        p = Path(d) / parent
+        if p.is_dir():
+            out += [str(c) for c in p.iterdir() if c.is_dir()]
+    return out
+
+
+def processes() -> list[str]:
+    """Everything in this sandbox but its init, pytest and our own children."""
+    me = os.getpid()
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) in (1, me):
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == me and "sleep infinity" in cmd:
+            continue  # the outside host's namespace holder (session fixture)
+        if ppid == me and "httpd" in cmd:
+            continue  # the outside host's server (session fixture)
+        out.append(f"{pid} {cmd}")
+    return out
+
+
+def state_files() -> list[str]:
+    out = []
+    for sub in ("containers", "ipam"):
+        d = ROOT / sub
+        if d.is_dir():
+            out += [str(p.relative_to(ROOT)) for p in d.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    return out
+
+
+def conntrack_entries(addr_prefix: str) -> list[str]:
+    out = sh("conntrack -L 2>/dev/null", check=False).stdout
+    return [line for line in out.splitlines() if addr_prefix in line]
+
+
+def snapshot() -> dict:
+    return {"links": links(), "rules": ctr_rules(), "cgroups": cgroups(), "processes": processes(),
+            "state": state_files()}
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    before = snapshot()
+    yield
+    # Whatever a test left running is removed the way a user would; then nothing may remain.
+    for name in mb("ps", "-aq").stdout.split():
+        mb("rm", "-f", name)
+    deadline = time.monotonic() + 5
+    while True:
+        after = snapshot()
+        leaked = {k: sorted(set(after[k]) - set(before[k])) for k in after}
+        leaked = {k: v for k, v in leaked.items() if v}
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)  # a shim may still be finishing its exit command
+    assert not leaked, f"left behind: {leaked}"
+
+
+# --- the outside host -------------------------------------------------------------------------
+
+
+class Outside:
+    """A machine on the host's LAN: its own network namespace, linked to the sandbox host by
+    a veth pair, on a TEST-NET range that `ip route get` showed unused."""
+
+    def __init__(self):
+        self.subnet = self._free_subnet()
+        hosts = list(self.subnet.hosts())
+        self.host_addr, self.addr = str(hosts[0]), str(hosts[1])
+        self.holder = subprocess.Popen(["unshare", "--net", "sleep", "infinity"])
+        time.sleep(0.1)
+        self.pid = self.holder.pid
+        sh(f"ip link add uplink0 type veth peer name eth0 netns /proc/{self.pid}/ns/net")
+        sh(f"ip addr add {self.host_addr}/24 dev uplink0 && ip link set uplink0 up")
+        self.run(f"ip link set lo up && ip addr add {self.addr}/24 dev eth0 && ip link set eth0 up")
+        self.server = None
+
+    @staticmethod
+    def _free_subnet() -> ipaddress.IPv4Network:
+        for cand in ("198.18.213.0/24", "198.18.214.0/24", "198.19.77.0/24", "203.0.113.0/24"):
+            net = ipaddress.IPv4Network(cand)
+            probe = sh(f"ip route get {list(net.hosts())[1]}", check=False)
+            if probe.returncode != 0:  # unreachable: nothing here routes to it yet
+                return net
+        raise RuntimeError("no free TEST-NET range for the outside host")
+
+    def run(self, cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        return sh(f"nsenter --net=/proc/{self.pid}/ns/net sh -c {json.dumps(cmd)}", check=check, timeout=timeout)
+
+    def start_http(self, port: int = 8000) -> None:
+        """busybox httpd in verbose mode: its stderr names each client's address."""
+        d = Path(os.environ["MINIBOX_ROOT"]) / "outside-www"
+        d.mkdir(exist_ok=True)
+        (d / "index.html").write_text("outside says hi\n")
+        self.log = open(d.parent / "outside-httpd.log", "w+")
+        self.server = subprocess.Popen(["nsenter", f"--net=/proc/{self.pid}/ns/net", "busybox", "httpd", "-f",
+                                        "-vv", "-p", str(port), "-h", str(d)], stderr=self.log)
+        time.sleep(0.2)
+
+    def http_clients(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def close(self):
+        if self.server:
+            self.server.kill()
+            self.server.wait()
+        self.holder.kill()
+        self.holder.wait()
+        sh("ip link del uplink0", check=False)
+
+
+@pytest.fixture(scope="session")
+def outside():
+    o = Outside()
+    o.start_http()
+    yield o
+    o.close()
+
+
+@pytest.fixture
+def forward_drop():
+    """iptables' FORWARD policy DROP in this sandbox host, as Docker leaves a real one."""
+    sh("iptables -P FORWARD DROP")
+    yield
+    sh("iptables -P FORWARD ACCEPT")
+
+
+def wait_for(cmd: str, timeout: float = 10) -> subprocess.CompletedProcess:
+    deadline = time.monotonic() + timeout
+    while True:
+        res = sh(cmd, check=False, timeout=timeout)
+        if res.returncode == 0 or time.monotonic() > deadline:
+            return res
+        time.sleep(0.1)

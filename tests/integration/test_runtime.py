@@ -1,0 +1,376 @@
+"""The runtime core, end to end through the CLI: namespaces, rootfs, privileges, lifecycle, exit codes."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, inspect, mb, sh
+
+
+def run_d(*args: str) -> str:
+    res = mb("run", "-d", "--network", "none", *args, check=True)
+    return res.stdout.strip()
+
+
+def test_run_prints_output_and_passes_exit_code():
+    res = mb("run", "--rm", "--network", "none", "busybox", "echo", "hello")
+    assert (res.returncode, res.stdout) == (0, "hello\n")
+    res = mb("run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (res.returncode, res.stdout, res.stderr) == (3, "out\n", "err\n")
+
+
+def test_detached_run_returns_at_once_with_the_id():
+    start = time.monotonic()
+    res = mb("run", "-d", "--network", "none", "--name", "sleeper", "busybox", "sleep", "1000", timeout=10)
+    assert time.monotonic() - start < 5  # would hang until the container ends if pipes leaked
+    assert re.fullmatch(r"[0-9a-f]{64}\n", res.stdout)
+    assert inspect("sleeper")["State"]["Running"] is True
+
+
+def test_exec_ps_sees_its_own_pid_namespace_and_top_maps_pids():
+    run_d("--name", "web", "busybox", "httpd", "-f", "-p", "80")
+    inside = mb("exec", "web", "ps", "-o", "pid,args", check=True).stdout.splitlines()[1:]
+    pids = {int(line.split()[0]): line.split(None, 1)[1] for line in inside}
+    assert pids[1] == "httpd -f -p 80"
+    assert set(pids) == {1, max(pids)}  # httpd and the ps itself, nothing of the host's
+    host_pid = inspect("web")["State"]["Pid"]
+    assert host_pid != 1
+    assert Path(f"/proc/{host_pid}/cmdline").read_bytes().split(b"\0")[0] == b"httpd"
+    nspid = [line for line in Path(f"/proc/{host_pid}/status").read_text().splitlines() if line.startswith("NSpid")]
+    assert nspid == [f"NSpid:\t{host_pid}\t1"]
+    top = mb("top", "web", check=True).stdout.splitlines()
+    assert top[0].split()[:4] == ["PID", "(container)", "PID", "(host)"]
+    row = next(r for r in top[1:] if r.split()[0] == "1")
+    assert row.split()[1] == str(host_pid) and row.endswith("httpd -f -p 80")
+
+
+def test_writes_inside_leave_the_image_untouched():
+    image = ROOT / "images/busybox/rootfs"
+    before = (image / "index.html").read_bytes()
+    cid = run_d("--name", "w", "busybox", "sleep", "1000")
+    mb("exec", "w", "sh", "-c", "rm /bin/ls && echo changed > /index.html && touch /new", check=True)
+    assert (image / "bin/ls").is_symlink() and (image / "index.html").read_bytes() == before
+    assert not (image / "new").exists()
+    upper = ROOT / "containers" / cid / "upper"
+    assert (upper / "new").exists() and (upper / "index.html").read_text() == "changed\n"
+    assert os.stat(upper / "bin/ls", follow_symlinks=False).st_rdev == 0  # whiteout: char device 0:0
+    assert mb("exec", "w", "ls").returncode == 127  # gone inside
+
+
+def test_capabilities_and_no_new_privs():
+    run_d("--name", "caps", "busybox", "sleep", "1000")
+    for where in (("run", "--rm", "--network", "none", "busybox"), ("exec", "caps")):
+        status = mb(*where, "cat", "/proc/self/status", check=True).stdout
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        assert fields["CapInh"] == "0000000000000000"
+        assert fields["CapPrm"] == fields["CapEff"] == fields["CapBnd"] == "00000000a80425fb"
+        assert fields["CapAmb"] == "0000000000000000"
+        assert fields["NoNewPrivs"] == "1"
+        assert fields["SigIgn"] == "0000000000000000"  # Python's SIG_IGN for SIGPIPE/SIGXFSZ reset
+
+
+def test_sigpipe_behaves_like_a_shell_expects():
+    res = mb("run", "--rm", "--network", "none", "busybox", "sh", "-c", "yes | head -1")
+    assert (res.returncode, res.stdout, res.stderr) == (0, "y\n", "")
+
+
+def test_masked_and_readonly_paths():
+    script = ("cat /proc/keys | wc -c; cat /proc/timer_list | wc -c; ls /sys/firmware | wc -l; "
+              "echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo WROTE; "
+              "touch /sys/x 2>/dev/null && echo WROTE; mount | grep ' /proc/sys '")
+    out = mb("run", "--rm", "--network", "none", "busybox", "sh", "-c", script, check=True).stdout.splitlines()
+    assert out[:3] == ["0", "0", "0"]
+    assert "WROTE" not in out
+    assert "(ro," in out[3]
+
+
+def test_own_proc_dev_and_mount_namespace():
+    out = mb("run", "--rm", "--network", "none", "busybox", "sh", "-c",
+             "ls /proc | grep -c '^[0-9]'; ls /dev; cat /proc/1/cmdline | tr '\\0' ' '", check=True).stdout
+    lines = out.splitlines()
+    assert int(lines[0]) <= 3  # sh, ls/grep: not the host's hundreds
+    devs = set(lines[1:-1])
+    assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx"} <= devs
+    assert lines[-1].startswith("sh -c")
+
+
+def test_hostname_and_etc_files():
+    cid = run_d("--name", "h", "busybox", "sleep", "1000")
+    assert mb("exec", "h", "hostname", check=True).stdout == cid[:12] + "\n"
+    assert mb("exec", "h", "cat", "/etc/hostname", check=True).stdout == cid[:12] + "\n"
+    res = mb("run", "--rm", "--network", "none", "--hostname", "box1", "busybox", "sh", "-c",
+             "hostname; grep box1 /etc/hosts; grep -c nameserver /etc/resolv.conf", check=True)
+    lines = res.stdout.splitlines()
+    assert lines[0] == "box1" and "box1" in lines[1] and int(lines[2]) >= 1
+    # the image's own files were not written: they are bind mounts of per-container files
+    assert (ROOT / "images/busybox/rootfs/etc/hostname").read_text() == ""
+
+
+def test_env_and_workdir():
+    res = mb("run", "--rm", "--network", "none", "-e", "A=1", "-e", "B=two words", "-w", "/tmp/new",
+             "busybox", "sh", "-c", 'echo "$A|$B|$HOME|$HOSTNAME|$PATH"; pwd', check=True)
+    first, pwd = res.stdout.splitlines()
+    a, b, home, hostname, path = first.split("|")
+    assert (a, b, home, pwd) == ("1", "two words", "/root", "/tmp/new")
+    assert len(hostname) == 12 and path.startswith("/usr/local/sbin")
+
+
+def test_stdin_is_a_pipe_with_i():
+    assert mb("run", "-i", "--rm", "--network", "none", "busybox", "cat", input="x\n").stdout == "x\n"
+    run_d("--name", "c", "busybox", "sleep", "1000")
+    assert mb("exec", "-i", "c", "cat", input="y\n").stdout == "y\n"
+    # without -i the container reads nothing
+    assert mb("run", "--rm", "--network", "none", "busybox", "cat", input="z\n").stdout == ""
+
+
+def test_exit_codes_of_failed_commands():
+    nf = mb("run", "--rm", "--network", "none", "busybox", "nosuchcmd")
+    assert nf.returncode == 127 and "nosuchcmd" in nf.stderr and "Traceback" not in nf.stderr
+    ne = mb("run", "--rm", "--network", "none", "busybox", "/etc/passwd")
+    assert ne.returncode == 126 and "permission denied" in ne.stderr
+    run_d("--name", "x", "busybox", "sleep", "1000")
+    assert mb("exec", "x", "sh", "-c", "exit 7").returncode == 7
+    assert mb("exec", "x", "nosuchcmd").returncode == 127
+    assert mb("exec", "x", "/etc").returncode == 126
+    assert mb("ps", "-a", "--format", "json").stdout.count('"Names": "x"') == 1  # --rm ones are gone
+
+
+def test_attached_run_reports_death_by_signal():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "minibox", "run", "--rm", "--network", "none", "--name", "att",
+                             "busybox", "sleep", "1000"], stdin=subprocess.DEVNULL)
+    for _ in range(100):
+        if mb("ps", "-q").stdout.strip():
+            break
+        time.sleep(0.05)
+    mb("kill", "att", check=True)
+    assert proc.wait(timeout=10) == 137
+    assert mb("ps", "-aq").stdout == ""  # --rm removed it
+
+
+def test_logs_keep_streams_apart_and_follow():
+    run_d("--name", "l", "busybox", "sh", "-c", "echo one; echo two >&2; sleep 1; echo three")
+    follow = mb("logs", "-f", "l", timeout=15)
+    assert follow.stdout == "one\nthree\n" and follow.stderr == "two\n"
+    again = mb("logs", "l")
+    assert (again.stdout, again.stderr) == ("one\nthree\n", "two\n")
+    assert inspect("l")["State"]["Status"] == "exited"
+
+
+def test_stop_escalates_to_sigkill_for_a_pid1_ignoring_sigterm():
+    run_d("--name", "s", "busybox", "sleep", "1000")  # PID 1 without a SIGTERM handler
+    start = time.monotonic()
+    res = mb("stop", "-t", "1", "s", check=True)
+    took = time.monotonic() - start
+    assert res.stdout == "s\n" and 1.0 <= took < 8
+    state = inspect("s")["State"]
+    assert (state["Status"], state["ExitCode"], state["Running"]) == ("exited", 137, False)
+    again = mb("stop", "s")
+    assert again.returncode == 0 and again.stdout == "s\n"  # nothing to do
+
+
+def test_stop_with_a_sigterm_handler_exits_gracefully():
+    run_d("--name", "g", "busybox", "sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done")
+    start = time.monotonic()
+    mb("stop", "-t", "10", "g", check=True)
+    assert time.monotonic() - start < 5
+    assert inspect("g")["State"]["ExitCode"] == 42
+
+
+def test_kill_and_rm():
+    run_d("--name", "k", "busybox", "sleep", "1000")
+    assert mb("rm", "k").returncode == 125  # running, no -f
+    assert mb("kill", "-s", "TERM", "k").returncode == 0  # ignored by PID 1
+    time.sleep(0.2)
+    assert inspect("k")["State"]["Running"] is True
+    mb("kill", "k", check=True)  # KILL
+    for _ in range(50):
+        if inspect("k")["State"]["Status"] == "exited":
+            break
+        time.sleep(0.05)
+    assert inspect("k")["State"]["ExitCode"] == 137
+    cid = inspect("k")["Id"]
+    mb("rm", "k", check=True)
+    assert not (ROOT / "containers" / cid).exists()
+    assert mb("inspect", "k").returncode == 125
+
+
+def test_container_refs_by_prefix_and_ambiguity():
+    cid = run_d("--name", "p1", "busybox", "sleep", "1000")
+    assert inspect(cid[:6])["Name"] == "/p1"
+    assert inspect(cid)["Name"] == "/p1"
+    run_d("--name", "p2", "busybox", "sleep", "1000")
+    res = mb("inspect", "")
+    assert res.returncode == 125
+
+
+def test_ps_and_inspect_shapes():
+    cid = run_d("--name", "shape", "-e", "K=V", "busybox", "sleep", "1000")
+    table = mb("ps", check=True).stdout.splitlines()
+    assert table[0].split()[:3] == ["CONTAINER", "ID", "IMAGE"]
+    assert any(line.startswith(cid[:12]) and "Up " in line and line.rstrip().endswith("shape") for line in table)
+    assert mb("ps", "-q", check=True).stdout.split() == [cid[:12]]
+    row = json.loads(mb("ps", "--format", "json", check=True).stdout)
+    assert row["Names"] == "shape" and row["State"] == "running"
+    doc = inspect("shape")
+    assert doc["Id"] == cid and doc["Path"] == "sleep" and doc["Args"] == ["1000"]
+    assert doc["Config"]["Env"][-1] == "HOME=/root" and "K=V" in doc["Config"]["Env"]
+    gd = doc["GraphDriver"]["Data"]
+    assert gd["UpperDir"].endswith(f"{cid}/upper") and gd["LowerDir"].endswith("busybox/rootfs")
+    assert doc["State"]["StartedAt"].endswith("Z") and doc["State"]["FinishedAt"] == "0001-01-01T00:00:00Z"
+
+
+def test_ten_concurrent_detached_runs():
+    def one(i):
+        return mb("run", "-d", "--network", "none", "--name", f"c{i}", "busybox", "sleep", "1000", timeout=60)
+
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(one, range(10)))
+    assert [r.returncode for r in results] == [0] * 10, [r.stderr for r in results]
+    ids = {r.stdout.strip() for r in results}
+    assert len(ids) == 10
+    rows = [json.loads(line) for line in mb("ps", "--format", "json", check=True).stdout.splitlines()]
+    assert sorted(r["Names"] for r in rows) == sorted(f"c{i}" for i in range(10))
+    assert all(r["State"] == "running" for r in rows)
+
+
+def test_memory_and_pids_limits_are_enforced():
+    res = mb("run", "--rm", "--network", "none", "--pids-limit", "5", "busybox", "sh", "-c",
+             "for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait")
+    assert "can't fork" in res.stderr
+    res = mb("run", "--rm", "--network", "none", "-m", "16m", "busybox", "sh", "-c",
+             "dd if=/dev/zero of=/dev/null bs=64M count=1")
+    assert res.returncode == 137
+
+
+def test_rlimits_not_raised():
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    inside = mb("run", "--rm", "--network", "none", "busybox", "sh", "-c", "ulimit -Hn", check=True).stdout
+    assert int(inside) <= hard
+
+
+def test_images_import_and_remove(tmp_path):
+    src = ROOT / "images/busybox/rootfs"
+    tarball = tmp_path / "rootfs.tar"
+    sh(f"tar -C {src} -cf {tarball} .")
+    assert mb("image", "import", str(tarball), "bb2").returncode == 0
+    assert mb("image", "import", str(src), "bb3").returncode == 0
+    listed = mb("images", check=True).stdout
+    assert "bb2" in listed and "bb3" in listed
+    assert mb("run", "--rm", "--network", "none", "bb2", "echo", "from-tar", check=True).stdout == "from-tar\n"
+    run_d("--name", "user", "bb3", "sleep", "1000")
+    busy = mb("image", "rm", "bb3")
+    assert busy.returncode == 125 and "used by container(s) user" in busy.stderr
+    mb("rm", "-f", "user", check=True)
+    assert mb("image", "rm", "bb2", "bb3").returncode == 0
+    assert "bb2" not in mb("images").stdout
+
+
+BAD_INPUT = [
+    (["run", "busybox:nope"], 'unknown image "busybox:nope"'),
+    (["run", "--network", "none", "--name", "bad name", "busybox", "true"], 'invalid container name "bad name"'),
+    (["run", "--network", "none", "-e", "=x", "busybox", "true"], 'invalid environment variable "=x"'),
+    (["run", "--network", "none", "-w", "tmp", "busybox", "true"], 'working directory "tmp" is not absolute'),
+    (["run", "--network", "none", "busybox"], "no command given"),
+    (["run", "--network", "none", "--nosuchflag", "busybox", "true"], "No such option '--nosuchflag'"),
+    (["exec", "nosuch", "true"], 'no such container: "nosuch"'),
+    (["kill", "-s", "NOPE", "x"], 'invalid signal "NOPE"'),
+    (["image", "import", "/etc/passwd", "x"], '"/etc/passwd" is not a tar archive'),
+    (["image", "import", "/nonexistent", "x"], 'nothing to import at "/nonexistent"'),
+    (["image", "import", "/tmp", "Bad/Name"], 'invalid image name "bad/name"'.replace("bad/name", "Bad/Name")),
+    (["run", "--network", "none", "-m", "lots", "busybox", "true"], 'invalid memory size "lots"'),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUT)
+def test_bad_input_gets_one_line_and_125(args, message):
+    res = mb(*args)
+    assert res.returncode == 125, res.stderr
+    assert message in res.stderr
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert mb("ps", "-aq").stdout == ""  # nothing was created
+
+
+def test_conflicts_change_nothing():
+    run_d("--name", "one", "busybox", "sleep", "1000")
+    res = mb("run", "-d", "--network", "none", "--name", "one", "busybox", "true")
+    assert res.returncode == 125 and 'container name "one" is already in use' in res.stderr
+    assert len(mb("ps", "-aq").stdout.split()) == 1
+    stopped = run_d("--name", "two", "busybox", "true")
+    time.sleep(0.3)
+    res = mb("exec", stopped[:12], "true")
+    assert res.returncode == 125 and "is not running" in res.stderr
+
+
+def test_not_root_is_told_so():
+    # Load minibox as root (the interpreter lives under /root), then become nobody and run it.
+    code = ("import os, sys, minibox.cli, minibox.__main__ as m; os.setgroups([]); "
+            "os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534); sys.exit(m.main(['ps']))")
+    res = sh(f"{os.sys.executable} -c {json.dumps(code)}", check=False)
+    assert res.returncode == 125 and "needs root" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_tty_through_a_real_pty():
+    import pty
+    import select
+    import struct
+    import fcntl
+    import termios
+    import sys
+
+    def session(argv):
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv(sys.executable, [sys.executable, "-m", "minibox", *argv])
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+        buf = b""
+        seen = []
+
+        def read_until(token, timeout=10):
+            nonlocal buf
+            end = time.monotonic() + timeout
+            while token not in buf and time.monotonic() < end:
+                if select.select([fd], [], [], 0.1)[0]:
+                    try:
+                        data = os.read(fd, 4096)
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    buf += data
+            cut = buf.find(token) + len(token) if token in buf else len(buf)
+            seen.append(buf[:cut])
+            buf = buf[cut:]
+            return cut > 0 and seen[-1].endswith(token)
+
+        assert read_until(b"# ")
+        os.write(fd, b"stty size; tty; echo T=$TERM\r")
+        assert read_until(b"T=xterm")
+        assert b"33 111" in seen[-1] and b"/dev/pts/" in seen[-1]  # window size and a real pty
+        assert read_until(b"# ")
+        os.write(fd, b"sleep 30\r")
+        time.sleep(0.5)
+        start = time.monotonic()
+        os.write(fd, b"\x03")  # Ctrl-C reaches the container's foreground process
+        assert read_until(b"# ") and time.monotonic() - start < 5
+        os.write(fd, b"exit 5\r")
+        read_until(b"never", timeout=2)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    assert session(["run", "-it", "--rm", "--network", "none", "busybox", "sh"]) == 5
+    run_d("--name", "tty", "busybox", "sleep", "1000")
+    assert session(["exec", "-it", "tty", "sh"]) == 5
+    out = mb("exec", "-t", "tty", "sh", "-c", "stty size; tty").stdout
+    assert "/dev/pts/" in out
