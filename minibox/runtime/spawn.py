@@ -159,6 +159,13 @@ def _unshare_and_exec_shim(req: SpawnRequest, fds: dict) -> None:
                 go=fds["go_r"], err=fds["err_w"], stdin=fds["stdin"], stdout=fds["out_w"],
                 stderr=fds["errp_w"], console=con.fileno() if con is not None else -1))
             os._exit(EXIT_MINIBOX)  # not reached
+        if "pid" in req.namespaces:
+            # Point our future children back at the host's PID namespace: once PID 1 has
+            # exited, fork() into its namespace fails with ENOMEM (measured), and the shim
+            # must still fork the exit command then.
+            own = os.open("/proc/self/ns/pid", os.O_RDONLY)
+            linux.setns(own, linux.CLONE_NEWPID)
+            os.close(own)
         os.write(pid_w, f"P{pid1}\n".encode())
         con = fds["con_parent"]
         out_fd, err_fd = fds["out_r"], fds["errp_r"]

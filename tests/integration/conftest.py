@@ -58,6 +58,11 @@ def links() -> set[str]:
     return {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
 
 
+def ctr_links() -> set[str]:
+    """Links a test must not leave: all but the default bridge, which stays by design (as docker0)."""
+    return links() - {"minibox0"}
+
+
 def ctr_rules() -> list[str]:
     """Per-container firewall objects of either backend (network base rules may stay)."""
     found = []
@@ -114,7 +119,7 @@ def conntrack_entries(addr_prefix: str) -> list[str]:
 
 
 def snapshot() -> dict:
-    return {"links": links(), "rules": ctr_rules(), "cgroups": cgroups(), "processes": processes(),
+    return {"links": ctr_links(), "rules": ctr_rules(), "cgroups": cgroups(), "processes": processes(),
             "state": state_files()}
 
 
@@ -169,13 +174,18 @@ class Outside:
 
     def start_http(self, port: int = 8000) -> None:
         """busybox httpd in verbose mode: its stderr names each client's address."""
-        d = Path(os.environ["MINIBOX_ROOT"]) / "outside-www"
+        d = self.www = Path(os.environ["MINIBOX_ROOT"]) / "outside-www"
         d.mkdir(exist_ok=True)
         (d / "index.html").write_text("outside says hi\n")
         self.log = open(d.parent / "outside-httpd.log", "w+")
         self.server = subprocess.Popen(["nsenter", f"--net=/proc/{self.pid}/ns/net", "busybox", "httpd", "-f",
                                         "-vv", "-p", str(port), "-h", str(d)], stderr=self.log)
         time.sleep(0.2)
+
+    def page(self, name: str) -> str:
+        """A page of its own, so the server log shows who fetched it (it logs paths, not queries)."""
+        (self.www / name).write_text("outside says hi\n")
+        return f"http://{self.addr}:8000/{name}"
 
     def http_clients(self) -> str:
         self.log.flush()

@@ -1,0 +1,378 @@
+"""Bridge networking end to end: the four paths of a published port, egress, isolation, teardown.
+
+Runs once per firewall backend (scripts/test sets MINIBOX_FIREWALL_BACKEND), inside a
+throwaway host whose "LAN" is the outside-host namespace of conftest.Outside.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, conntrack_entries, inspect, links, mb, sh, wait_for
+
+BACKEND = os.environ.get("MINIBOX_FIREWALL_BACKEND", "nftables")
+PAGE = "Hello from minibox"
+
+
+def web(name: str = "web", *publish: str, network: str = "") -> str:
+    args = ["run", "-d", "--name", name]
+    for p in publish or ("8080:80",):
+        args += ["-p", p]
+    if network:
+        args += ["--network", network]
+    cid = mb(*args, "busybox", "httpd", "-f", "-p", "80", check=True).stdout.strip()
+    return cid
+
+
+def client(name: str = "cli", network: str = "") -> None:
+    args = ["run", "-d", "--name", name] + (["--network", network] if network else [])
+    mb(*args, "busybox", "sleep", "1000", check=True)
+
+
+def fetch_in(ctr: str, url: str) -> subprocess.CompletedProcess:
+    # busybox-static 1.35's `wget -T` segfaults; bound it with timeout instead
+    return mb("exec", ctr, "timeout", "5", "wget", "-qO-", url)
+
+
+def curl(url: str, where: str = "") -> subprocess.CompletedProcess:
+    return sh(f"{where}curl -s -m 5 {url}", check=False)
+
+
+@pytest.mark.parametrize("policy", ["accept", "drop"])
+def test_published_port_on_all_four_paths_and_egress(outside, policy, request):
+    if policy == "drop":
+        request.getfixturevalue("forward_drop")  # as Docker leaves a host
+    web()
+    client()
+    host = outside.host_addr
+    # 1. a machine on the LAN -> host address
+    assert PAGE in outside.run(f"curl -s -m 5 http://{host}:8080/", check=False).stdout
+    # 2. a process on the host -> host address
+    assert PAGE in curl(f"http://{host}:8080/").stdout
+    # 3. a process on the host -> 127.0.0.1
+    assert PAGE in curl("http://127.0.0.1:8080/").stdout
+    # 4. another container, and the container itself, -> host address (hairpin)
+    assert PAGE in fetch_in("cli", f"http://{host}:8080/").stdout
+    assert PAGE in fetch_in("web", f"http://{host}:8080/").stdout
+    # egress: the outside host sees the host's address, not the container's
+    mark = f"egress-{policy}.html"
+    got = fetch_in("cli", outside.page(mark))
+    assert got.stdout == "outside says hi\n", got.stderr
+    log = [line for line in outside.http_clients().splitlines() if mark in line]
+    assert log and all(host in line for line in log), log
+    ctr_ip = inspect("cli")["NetworkSettings"]["IPAddress"]
+    assert not any(ctr_ip in line for line in log)
+
+
+def test_inbound_dnat_keeps_the_client_address(outside):
+    mb("run", "-d", "--name", "verbose", "-p", "8080:80", "busybox", "httpd", "-f", "-vv", "-p", "80", check=True)
+    assert PAGE in outside.run(f"curl -s -m 5 http://{outside.host_addr}:8080/", check=False).stdout
+    time.sleep(0.2)
+    assert outside.addr in mb("logs", "verbose").stderr  # DNAT only: the server sees the real client
+
+
+def test_loopback_binding_is_not_reachable_from_outside(outside):
+    web("lo", "127.0.0.1:8081:80")
+    assert PAGE in curl("http://127.0.0.1:8081/").stdout
+    assert PAGE not in outside.run(f"curl -s -m 3 http://{outside.host_addr}:8081/", check=False).stdout
+    assert PAGE not in curl(f"http://{outside.host_addr}:8081/").stdout
+    assert mb("port", "lo", check=True).stdout == "80/tcp -> 127.0.0.1:8081\n"
+
+
+def test_specific_host_address_and_ephemeral_port(outside):
+    web("eph", "80", f"{outside.host_addr}:8082:80")
+    ports = mb("port", "eph", check=True).stdout.splitlines()
+    assert ports[1] == f"80/tcp -> {outside.host_addr}:8082"
+    ephemeral = int(ports[0].rsplit(":", 1)[1])
+    assert ports[0].startswith("80/tcp -> 0.0.0.0:") and ephemeral > 1024
+    assert PAGE in curl(f"http://127.0.0.1:{ephemeral}/").stdout
+    assert PAGE in outside.run(f"curl -s -m 5 http://{outside.host_addr}:8082/", check=False).stdout
+    assert PAGE not in curl("http://127.0.0.1:8082/").stdout  # bound to the other address only
+
+
+UDP_ECHO = r"""
+#include <arpa/inet.h>
+#include <string.h>
+#include <sys/socket.h>
+int main(void) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(5353)};
+    bind(s, (struct sockaddr *)&a, sizeof a);
+    for (;;) {
+        char buf[512]; struct sockaddr_in from; socklen_t fl = sizeof from;
+        int n = recvfrom(s, buf, sizeof buf - 6, 0, (struct sockaddr *)&from, &fl);
+        if (n < 0) continue;
+        memcpy(buf + n, " echo", 5);
+        sendto(s, buf, n + 5, 0, (struct sockaddr *)&from, fl);
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def udp_echo(tmp_path_factory):
+    d = tmp_path_factory.mktemp("udp")
+    (d / "udpecho.c").write_text(UDP_ECHO)
+    sh(f"cc -static -O2 -o {d}/udpecho {d}/udpecho.c")
+    return d / "udpecho"
+
+
+UDP_ASK = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("", int(sys.argv[3])))
+s.settimeout(1)
+s.sendto(sys.argv[4].encode(), (sys.argv[1], int(sys.argv[2])))
+try:
+    print(s.recvfrom(100)[0].decode())
+except OSError:
+    print("no answer")
+"""
+
+
+def udp_ask(outside, port: int, src_port: int, text: str) -> str:
+    """One datagram from the outside host, from a fixed source port (the same flow each time)."""
+    script = outside.www.parent / "udp_ask.py"
+    script.write_text(UDP_ASK)
+    return outside.run(f"{sys.executable} {script} {outside.host_addr} {port} {src_port} {text}",
+                       check=False).stdout.strip()
+
+
+def test_udp_publish_and_stale_conntrack_is_flushed(outside, udp_echo):
+    # A client talks to the port before anything is published: its conntrack entry has no
+    # DNAT. Without a flush at publish time, the same flow would keep missing the container.
+    mb("run", "--rm", "busybox", "true", check=True)  # the default network, so conntrack is on
+    assert udp_ask(outside, 5353, 40001, "early") == "no answer"
+    assert conntrack_entries("dport=5353")
+    mb("run", "-d", "--name", "udp", "-p", "5353:5353/udp", "busybox", "sleep", "1000", check=True)
+    with open(udp_echo, "rb") as f:
+        subprocess.run([sys.executable, "-m", "minibox", "exec", "-i", "udp", "sh", "-c",
+                        "cat > /udpecho && chmod +x /udpecho"], stdin=f, check=True, capture_output=True)
+    subprocess.Popen([sys.executable, "-m", "minibox", "exec", "udp", "/udpecho"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    assert udp_ask(outside, 5353, 40001, "again") == "again echo"  # same source port as before
+    assert mb("port", "udp", check=True).stdout == "5353/udp -> 0.0.0.0:5353\n"
+
+
+def test_port_conflicts_are_refused_before_anything_is_created():
+    web("first", "8090:80")
+    before = links()
+    res = mb("run", "-d", "--name", "second", "-p", "8090:80", "busybox", "httpd", "-f", "-p", "80")
+    assert res.returncode == 125 and "8090" in res.stderr and "first" in res.stderr
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("0.0.0.0", 8091))
+    listener.listen()
+    try:
+        res = mb("run", "-d", "--name", "third", "-p", "8091:80", "busybox", "httpd", "-f", "-p", "80")
+        assert res.returncode == 125 and "8091" in res.stderr and "already in use" in res.stderr
+        assert res.stderr.count("\n") == 1
+    finally:
+        listener.close()
+    assert links() == before
+    assert [json.loads(x)["Names"] for x in mb("ps", "-a", "--format", "json").stdout.splitlines()] == ["first"]
+    # while the container runs, its shim holds the port: a host program cannot take it
+    s = socket.socket()
+    with pytest.raises(OSError):
+        s.bind(("0.0.0.0", 8090))
+    s.close()
+
+
+def test_networks_are_isolated_and_peers_resolve_by_name():
+    mb("network", "create", "--subnet", "10.77.1.0/24", "neta", check=True)
+    mb("network", "create", "netb", check=True)
+    try:
+        client("a1", "neta")
+        client("a2", "neta")
+        client("b1", "netb")
+        a2_ip = inspect("a2")["NetworkSettings"]["IPAddress"]
+        b1_ip = inspect("b1")["NetworkSettings"]["IPAddress"]
+        assert a2_ip.startswith("10.77.1.")
+        assert mb("exec", "a1", "ping", "-c1", "-W2", "a2").returncode == 0  # by name, same network
+        assert mb("exec", "a1", "ping", "-c1", "-W2", a2_ip).returncode == 0
+        assert mb("exec", "a1", "ping", "-c1", "-W2", b1_ip).returncode != 0  # other network
+        assert mb("exec", "b1", "ping", "-c1", "-W2", a2_ip).returncode != 0
+        assert mb("exec", "a1", "ping", "-c1", "-W2", "b1").returncode != 0  # no name either
+        # a2 learnt of a1 when it was created; a1 was told of a2 when a2 joined
+        assert "\ta1\n" in mb("exec", "a2", "cat", "/etc/hosts", check=True).stdout
+        assert "\ta2\n" in mb("exec", "a1", "cat", "/etc/hosts", check=True).stdout
+        mb("rm", "-f", "a1", check=True)
+        assert "\ta1\n" not in mb("exec", "a2", "cat", "/etc/hosts", check=True).stdout
+        inspected = json.loads(mb("network", "inspect", "neta", check=True).stdout)[0]
+        assert inspected["IPAM"]["Config"] == [{"Subnet": "10.77.1.0/24", "Gateway": "10.77.1.1"}]
+        assert [c["Name"] for c in inspected["Containers"].values()] == ["a2"]
+        busy = mb("network", "rm", "neta")
+        assert busy.returncode == 125 and "a2" in busy.stderr
+    finally:
+        for c in ("a1", "a2", "b1"):
+            mb("rm", "-f", c)
+        mb("network", "rm", "neta", "netb")
+    assert "neta" not in mb("network", "ls").stdout
+
+
+def test_internal_network_has_no_egress(outside):
+    mb("network", "create", "--internal", "secret", check=True)
+    try:
+        client("in1", "secret")
+        client("in2", "secret")
+        assert mb("exec", "in1", "ping", "-c1", "-W2", "in2").returncode == 0
+        assert fetch_in("in1", outside.page("internal.html")).returncode != 0
+        res = mb("run", "-d", "--network", "secret", "-p", "8099:80", "busybox", "true")
+        assert res.returncode == 125 and "internal" in res.stderr
+    finally:
+        mb("rm", "-f", "in1", "in2")
+        mb("network", "rm", "secret")
+
+
+def test_the_lecture_lab():
+    mb("network", "create", "--subnet", "192.168.15.0/24", "--gateway", "192.168.15.5", "v-net-0", check=True)
+    try:
+        mb("run", "-d", "--network", "v-net-0", "--name", "red", "busybox", "sleep", "1000", check=True)
+        mb("run", "-d", "--network", "v-net-0", "--name", "blue", "busybox", "sleep", "1000", check=True)
+        red = inspect("red")["NetworkSettings"]
+        assert (red["IPAddress"], red["Gateway"]) == ("192.168.15.1", "192.168.15.5")
+        assert inspect("blue")["NetworkSettings"]["IPAddress"] == "192.168.15.2"
+        assert mb("exec", "blue", "ping", "-c1", "-W2", "192.168.15.1").returncode == 0
+        assert sh("busybox ping -c1 -W2 192.168.15.2", check=False).returncode == 0  # the host is on v-net-0
+        route = mb("exec", "blue", "ip", "route", check=True).stdout
+        assert "default via 192.168.15.5" in route
+    finally:
+        mb("rm", "-f", "red", "blue")
+        mb("network", "rm", "v-net-0")
+
+
+def test_parallel_runs_get_distinct_addresses():
+    def one(i):
+        return mb("run", "-d", "--name", f"par{i}", "busybox", "sleep", "1000", timeout=90)
+
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(one, range(10)))
+    assert [r.returncode for r in results] == [0] * 10, [r.stderr for r in results]
+    addrs = [inspect(f"par{i}")["NetworkSettings"]["IPAddress"] for i in range(10)]
+    assert len(set(addrs)) == 10
+    assert sorted(int(a.rsplit(".", 1)[1]) for a in addrs) == list(range(2, 12))  # lowest free, no gaps
+    ipam = sorted(p.name for p in (ROOT / "ipam/minibox").iterdir() if not p.name.startswith("."))
+    assert ipam == sorted(addrs)
+
+
+def test_requested_address_and_exhaustion():
+    mb("network", "create", "--subnet", "10.78.0.0/29", "tiny", check=True)
+    try:
+        mb("run", "-d", "--network", "tiny", "--ip", "10.78.0.6", "--name", "t6", "busybox", "sleep", "1000",
+           check=True)
+        assert inspect("t6")["NetworkSettings"]["IPAddress"] == "10.78.0.6"
+        taken = mb("run", "-d", "--network", "tiny", "--ip", "10.78.0.6", "busybox", "sleep", "1000")
+        assert taken.returncode == 125 and "10.78.0.6 is already in use" in taken.stderr
+        for i in range(4):  # .2 .3 .4 .5
+            mb("run", "-d", "--network", "tiny", "--name", f"t{i}", "busybox", "sleep", "1000", check=True)
+        full = mb("run", "-d", "--network", "tiny", "busybox", "sleep", "1000")
+        assert full.returncode == 125 and "no free address" in full.stderr
+        assert len(mb("ps", "-aq").stdout.split()) == 5  # the refused runs left nothing
+    finally:
+        for n in ("t6", "t0", "t1", "t2", "t3"):
+            mb("rm", "-f", n)
+        mb("network", "rm", "tiny")
+
+
+BAD_NETWORK_INPUT = [
+    (["network", "create", "--subnet", "10.0.0.0/33", "n"], 'invalid subnet "10.0.0.0/33"'),
+    (["network", "create", "--subnet", "10.9.0.0/24", "--gateway", "10.8.0.1", "n"], "gateway 10.8.0.1 is not"),
+    (["network", "create", "bad name"], 'invalid network name "bad name"'),
+    (["network", "create", "host"], '"host" is a reserved network name'),
+    (["network", "rm", "nosuchnet"], 'no such network: "nosuchnet"'),
+    (["run", "--network", "nosuchnet", "busybox", "true"], 'no such network: "nosuchnet"'),
+    (["run", "-p", "8080:99999", "busybox", "true"], "container port 99999"),
+    (["run", "-p", "80:80:80:80", "busybox", "true"], 'malformed -p "80:80:80:80"'),
+    (["run", "--network", "none", "-p", "8080:80", "busybox", "true"], "-p has no effect with --network none"),
+    (["run", "-p", "203.0.113.99:8080:80", "busybox", "true"], "203.0.113.99 is not an address of this host"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_NETWORK_INPUT)
+def test_bad_network_input_gets_one_line_and_changes_nothing(args, message):
+    before_links = links()
+    res = mb(*args)
+    assert res.returncode == 125, res.stderr
+    assert message in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert links() - before_links == set()
+    assert mb("ps", "-aq").stdout == ""
+
+
+def test_overlapping_subnet_names_the_route(outside):
+    res = mb("network", "create", "--subnet", str(outside.subnet), "clash")
+    assert res.returncode == 125 and "overlaps the host route" in res.stderr and "uplink0" in res.stderr
+    mb("network", "create", "--subnet", "10.79.0.0/24", "one", check=True)
+    try:
+        res = mb("network", "create", "--subnet", "10.79.0.0/16", "two")
+        assert res.returncode == 125 and "overlaps" in res.stderr
+    finally:
+        mb("network", "rm", "one")
+
+
+def test_nothing_remains_after_rm_or_after_exiting_alone(outside):
+    cid = web("gone", "8095:80")
+    ip = inspect("gone")["NetworkSettings"]["IPAddress"]
+    assert PAGE in curl("http://127.0.0.1:8095/").stdout
+    assert conntrack_entries(ip)
+    mb("rm", "-f", "gone", check=True)
+    veth = f"mbx{cid[:12]}"
+    assert veth not in links()
+    assert not conntrack_entries(ip)
+    assert not (ROOT / "ipam/minibox" / ip).exists()
+    assert "8095" not in sh("nft list ruleset; iptables-save", check=False).stdout
+    # a detached container that exits by itself gives everything back too, with nobody calling rm
+    cid = mb("run", "-d", "--name", "brief", "-p", "8096:80", "busybox", "sh", "-c",
+             "wget -qO- http://127.0.0.1:1/ 2>/dev/null; sleep 0.5", check=True).stdout.strip()
+    ip = inspect("brief")["NetworkSettings"]["IPAddress"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (f"mbx{cid[:12]}" in links() or (ROOT / "ipam/minibox" / ip).exists()):
+        time.sleep(0.1)
+    assert f"mbx{cid[:12]}" not in links()
+    assert not (ROOT / "ipam/minibox" / ip).exists()
+    assert "8096" not in sh("nft list ruleset; iptables-save", check=False).stdout
+    assert not conntrack_entries(ip)
+    # ...and its state says so without anyone having asked before
+    state = json.loads((ROOT / "containers" / cid / "state.json").read_text())
+    assert state["status"] == "exited" and state["released"] is True
+    mb("rm", "brief", check=True)
+
+
+def test_inspect_network_settings():
+    web("ins", "8097:80")
+    ns = inspect("ins")["NetworkSettings"]
+    assert ns["IPAddress"].startswith("10.222.") and ns["Gateway"] == "10.222.0.1"
+    assert ns["MacAddress"] == "02:42:" + ":".join(f"{int(x):02x}" for x in ns["IPAddress"].split("."))
+    assert ns["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8097"}]}
+    assert list(ns["Networks"]) == ["minibox"]
+    assert inspect("ins")["Minibox"]["FirewallBackend"] == BACKEND
+
+
+def test_reconcile_restores_rules_another_tool_removed(outside):
+    web("rec", "8098:80")
+    if BACKEND == "nftables":
+        sh("nft delete table ip minibox")
+    else:
+        sh("iptables -t nat -D PREROUTING $(iptables -t nat -S PREROUTING | grep MINIBOX | head -1 | cut -d' ' -f3-)")
+        sh("iptables -t nat -F MINIBOX")
+    assert PAGE not in outside.run(f"curl -s -m 3 http://{outside.host_addr}:8098/", check=False).stdout
+    mb("network", "reconcile", check=True)
+    assert PAGE in outside.run(f"curl -s -m 5 http://{outside.host_addr}:8098/", check=False).stdout
+
+
+def test_host_and_none_networks():
+    out = mb("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link", check=True).stdout
+    assert [line.split(": ")[1] for line in out.splitlines()] == ["lo"]
+    host_links = sorted(links())
+    out = mb("run", "--rm", "--network", "host", "busybox", "ip", "-o", "link", check=True).stdout
+    assert sorted(line.split(": ")[1].split("@")[0] for line in out.splitlines()) == host_links
