@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +76,8 @@ def import_image(source: str, name: str) -> Image:
     src = Path(source)
     if not src.exists():
         raise NotFound(f'nothing to import at "{source}": give a rootfs directory or a tar archive')
+    import tarfile  # only import needs it, and it is slow to load
+
     if src.is_file() and not tarfile.is_tarfile(src):
         raise InvalidSpec(f'"{source}" is not a tar archive (or a directory): export one with '
                           "`docker export CTR > rootfs.tar` or `tar -C ROOTFS -cf rootfs.tar .`")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import sys
@@ -57,7 +56,7 @@ def run(spec: ContainerSpec) -> RunResult:
 
         netinfo = endpoint.resolve_network(mode, spec)
     shim = str(shimbin.ensure_shim())
-    cid = secrets.token_hex(32)
+    cid = os.urandom(32).hex()
     cdir = config.paths().container(cid)
     hostname = spec.hostname or cid[:12]
     with contextlib.ExitStack() as undo:

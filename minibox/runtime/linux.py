@@ -7,7 +7,6 @@ ENOENT. sethostname is os-less too, so it lives here.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 CLONE_NEWNS = 0x00020000
@@ -25,7 +24,8 @@ NAMESPACES = (("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET
 MNT_DETACH = 2
 SYS_PIVOT_ROOT = 155  # x86_64
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+# By soname: ctypes.util.find_library("c") runs `ldconfig -p` (milliseconds, every start).
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
 _libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 _libc.syscall.restype = ctypes.c_long
