@@ -24,7 +24,7 @@ import prctl
 from minibox.errors import EXIT_CANNOT_EXEC, EXIT_MINIBOX, EXIT_NOT_FOUND
 from minibox.plan.mounts import MASKED_PATHS, READONLY_PATHS
 from minibox.plan.steps import (
-    MS_BIND, MS_REMOUNT, MakeDir, MakeNode, Mount, PivotRoot, SetHostname, Step, Symlink,
+    MS_BIND, MS_PRIVATE, MS_REC, MS_REMOUNT, MakeDir, MakeNode, Mount, PivotRoot, SetHostname, Step, Symlink,
 )
 from minibox.runtime import caps, linux
 
@@ -110,8 +110,18 @@ def apply_step(step: Step) -> None:
         # runc's trick: pivot onto "." with "." as put_old, then lazily detach the old
         # root, which is now stacked under the new one; no put_old directory needed.
         os.chdir(step.new_root)
-        linux.pivot_root(".", ".")
-        linux.umount2(".", linux.MNT_DETACH)
+        try:
+            linux.pivot_root(".", ".")
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            # EINVAL: our '/' is not a mount point (minibox itself runs in a chroot), and
+            # pivot_root cannot swap it. Do what `runc --no-pivot` does: move the new root
+            # over the old one and chroot into it.
+            linux.mount(".", "/", None, linux.MS_MOVE)
+            os.chroot(".")
+        else:
+            linux.umount2(".", linux.MNT_DETACH)
         os.chdir("/")
     elif isinstance(step, SetHostname):
         linux.sethostname(step.hostname)
@@ -124,7 +134,26 @@ def _optional_target(target: str) -> bool:
     return any(target.endswith(p) for p in MASKED_PATHS + READONLY_PATHS)
 
 
+def _make_all_private() -> None:
+    """'/' is not a mount point (a chroot): make each mount we can see private instead."""
+    with open("/proc/self/mountinfo") as f:
+        points = sorted({line.split()[4] for line in f}, key=len)
+    for mp in points:
+        try:
+            linux.mount("none", mp, None, MS_REC | MS_PRIVATE)
+        except OSError:
+            pass  # outside our chroot, or gone
+
+
 def _mount(step: Mount) -> None:
+    if step.flags & MS_PRIVATE and step.target == "/":
+        try:
+            linux.mount(step.source, "/", None, step.flags)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            _make_all_private()
+        return
     if step.flags & MS_BIND and not step.flags & MS_REMOUNT and step.source.endswith(
             ("/hostname", "/hosts", "/resolv.conf")):
         # The image may lack /etc/hosts & co; the bind needs a file to cover.

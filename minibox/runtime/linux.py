@@ -22,6 +22,7 @@ NAMESPACES = (("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET
               ("pid", CLONE_NEWPID), ("mnt", CLONE_NEWNS))
 
 MNT_DETACH = 2
+MS_MOVE = 8192
 SYS_PIVOT_ROOT = 155  # x86_64
 
 # By soname: ctypes.util.find_library("c") runs `ldconfig -p` (milliseconds, every start).
