@@ -44,6 +44,9 @@ def enter(cfg: EnterConfig) -> int:
         for name, flag in linux.NAMESPACES:
             if name in cfg.namespaces:
                 nsfds.append((os.open(f"/proc/{cfg.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
+        # The container's root, as its PID 1 sees it: after setns(mnt) we chroot to it, which
+        # matters when the container had to chroot instead of pivot_root (see runtime.init).
+        rootfd = os.open(f"/proc/{cfg.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
         for fd, _ in nsfds:
             os.close(fd)
@@ -55,8 +58,9 @@ def enter(cfg: EnterConfig) -> int:
 
     helper = os.fork()
     if helper == 0:
-        _helper(cfg, nsfds, err_w, con_child)
+        _helper(cfg, nsfds, rootfd, err_w, con_child)
     os.close(err_w)
+    os.close(rootfd)
     for fd, _ in nsfds:
         os.close(fd)
     if con_child is not None:
@@ -91,7 +95,7 @@ def _recv_fd(sock: socket.socket) -> int:
     return -1
 
 
-def _helper(cfg: EnterConfig, nsfds, err_w: int, con: socket.socket | None) -> None:
+def _helper(cfg: EnterConfig, nsfds, rootfd: int, err_w: int, con: socket.socket | None) -> None:
     """The forked helper: never returns."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -99,6 +103,9 @@ def _helper(cfg: EnterConfig, nsfds, err_w: int, con: socket.socket | None) -> N
         for fd, flag in nsfds:
             linux.setns(fd, flag)
             os.close(fd)
+        os.fchdir(rootfd)
+        os.chroot(".")
+        os.close(rootfd)
         child = os.fork()
         if child == 0:
             _command(cfg, err_w, con)
