@@ -91,7 +91,8 @@ def run(spec: ContainerSpec) -> RunResult:
         cgroups.create(cg_steps)
 
         namespaces = tuple(n for n in NAMESPACES if not (n == "net" and mode == "host"))
-        fs_steps = plan_rootfs(layout) + [SetHostname(hostname, why="the UTS namespace's own hostname")]
+        pivot = not os.environ.get("MINIBOX_NO_PIVOT")  # like DOCKER_RAMDISK, for roots that cannot pivot
+        fs_steps = plan_rootfs(layout, pivot=pivot) + [SetHostname(hostname, why="the UTS namespace's own hostname")]
         init_cfg = InitConfig(steps=fs_steps, argv=spec.cmd, env=env, workdir=spec.workdir,
                               tty=spec.tty, lo_up=mode != "host")
         exit_cmd = [] if not spec.detach else [sys.executable, "-m", "minibox.cleanup", cid]

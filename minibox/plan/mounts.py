@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from minibox.plan.steps import (
     MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT,
-    MakeDir, MakeNode, Mount, PivotRoot, Step, Symlink,
+    MakeDir, MakeNode, Mount, MoveRoot, PivotRoot, Step, Symlink,
 )
 
 # Docker's default masked paths: a bind of /dev/null over files, an empty read-only
@@ -54,7 +54,7 @@ class RootfsLayout:
                    merged=f"{container_dir}/merged", etc_dir=container_dir)
 
 
-def plan_rootfs(layout: RootfsLayout, *, mask: bool = True) -> list[Step]:
+def plan_rootfs(layout: RootfsLayout, *, mask: bool = True, pivot: bool = True) -> list[Step]:
     m = layout.merged
     nosuid_noexec_nodev = MS_NOSUID | MS_NOEXEC | MS_NODEV
     steps: list[Step] = [
@@ -103,5 +103,9 @@ def plan_rootfs(layout: RootfsLayout, *, mask: bool = True) -> list[Step]:
             steps.append(Mount(f"{m}{path}", f"{m}{path}",
                                flags=MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV,
                                why=f"make {path} read-only (step 2: remount the bind read-only)"))
-    steps.append(PivotRoot(m, why="make the overlay the new '/', then detach the host's old root entirely"))
+    if pivot:
+        steps.append(PivotRoot(m, why="make the overlay the new '/', then detach the host's old root entirely"))
+    else:
+        steps.append(MoveRoot(m, why="MINIBOX_NO_PIVOT: move the overlay over '/' and chroot into it "
+                                     "(weaker than pivot_root: the old root stays in the namespace)"))
     return steps

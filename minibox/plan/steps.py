@@ -116,6 +116,16 @@ class PivotRoot(NamedTuple):
 # --- identity and privileges -----------------------------------------------------------
 
 
+class MoveRoot(NamedTuple):
+    """`runc --no-pivot`: for when '/' is not a mount point (a chroot, a ramdisk)."""
+
+    new_root: str
+    why: str = ""
+
+    def command(self) -> str:
+        return f"cd {q(self.new_root)} && mount --move . / && chroot . /bin/sh -c 'cd / && ...'"
+
+
 class SetHostname(NamedTuple):
     hostname: str
     why: str = ""
@@ -283,7 +293,7 @@ class ConntrackFlush(NamedTuple):
 
 # Any step; each type above is applied by the layer that owns it (runtime.init, net.*).
 Step = Union[
-    Unshare, Mount, MakeDir, MakeNode, Symlink, PivotRoot, SetHostname, DropCapabilities, Exec,
+    Unshare, Mount, MakeDir, MakeNode, Symlink, PivotRoot, MoveRoot, SetHostname, DropCapabilities, Exec,
     CgroupCreate, CgroupJoin, BridgeAdd, AddrAdd, LinkUp, VethAdd, SetMaster, Hairpin, RouteAdd,
     LinkDel, Sysctl, Firewall, ConntrackFlush,
 ]

@@ -24,7 +24,7 @@ import prctl
 from minibox.errors import EXIT_CANNOT_EXEC, EXIT_MINIBOX, EXIT_NOT_FOUND
 from minibox.plan.mounts import MASKED_PATHS, READONLY_PATHS
 from minibox.plan.steps import (
-    MS_BIND, MS_PRIVATE, MS_REC, MS_REMOUNT, MakeDir, MakeNode, Mount, PivotRoot, SetHostname, Step, Symlink,
+    MS_BIND, MS_PRIVATE, MS_REC, MS_REMOUNT, MakeDir, MakeNode, Mount, MoveRoot, PivotRoot, SetHostname, Step, Symlink,
 )
 from minibox.runtime import caps, linux
 
@@ -116,17 +116,25 @@ def apply_step(step: Step) -> None:
             if e.errno != errno.EINVAL:
                 raise
             # EINVAL: our '/' is not a mount point (minibox itself runs in a chroot), and
-            # pivot_root cannot swap it. Do what `runc --no-pivot` does: move the new root
-            # over the old one and chroot into it.
-            linux.mount(".", "/", None, linux.MS_MOVE)
-            os.chroot(".")
+            # pivot_root cannot swap it: fall back to MoveRoot.
+            _move_root()
         else:
             linux.umount2(".", linux.MNT_DETACH)
+        os.chdir("/")
+    elif isinstance(step, MoveRoot):
+        os.chdir(step.new_root)
+        _move_root()
         os.chdir("/")
     elif isinstance(step, SetHostname):
         linux.sethostname(step.hostname)
     else:
         raise InitError(EXIT_MINIBOX, f"container init cannot apply {type(step).__name__}")
+
+
+def _move_root() -> None:
+    """What `runc --no-pivot` does: move the new root (our cwd) over '/' and chroot into it."""
+    linux.mount(".", "/", None, linux.MS_MOVE)
+    os.chroot(".")
 
 
 def _optional_target(target: str) -> bool:

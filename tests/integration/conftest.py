@@ -113,6 +113,14 @@ def state_files() -> list[str]:
     return out
 
 
+def mounts() -> list[str]:
+    """Mount points in this (the sandbox host's) mount namespace under our state or temp dirs:
+    a container's mounts live in its own namespace, so none should ever show up here."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return [p for p in points if p.startswith((str(ROOT), "/tmp/pytest-of-"))]
+
+
 def conntrack_entries(addr_prefix: str) -> list[str]:
     out = sh("conntrack -L 2>/dev/null", check=False).stdout
     return [line for line in out.splitlines() if addr_prefix in line]
@@ -120,7 +128,7 @@ def conntrack_entries(addr_prefix: str) -> list[str]:
 
 def snapshot() -> dict:
     return {"links": ctr_links(), "rules": ctr_rules(), "cgroups": cgroups(), "processes": processes(),
-            "state": state_files()}
+            "state": state_files(), "mounts": mounts()}
 
 
 @pytest.fixture(autouse=True)

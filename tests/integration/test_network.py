@@ -157,8 +157,8 @@ def test_udp_publish_and_stale_conntrack_is_flushed(outside, udp_echo):
     mb("run", "-d", "--name", "udp", "-p", "5353:5353/udp", "busybox", "sleep", "1000", check=True)
     with open(udp_echo, "rb") as f:
         subprocess.run([sys.executable, "-m", "minibox", "exec", "-i", "udp", "sh", "-c",
-                        "cat > /udpecho && chmod +x /udpecho"], stdin=f, check=True, capture_output=True)
-    subprocess.Popen([sys.executable, "-m", "minibox", "exec", "udp", "/udpecho"],
+                        "cat > /tmp/udpecho && chmod +x /tmp/udpecho"], stdin=f, check=True, capture_output=True)
+    subprocess.Popen([sys.executable, "-m", "minibox", "exec", "udp", "/tmp/udpecho"],
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.3)
     assert udp_ask(outside, 5353, 40001, "again") == "again echo"  # same source port as before

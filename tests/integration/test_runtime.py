@@ -55,13 +55,56 @@ def test_writes_inside_leave_the_image_untouched():
     image = ROOT / "images/busybox/rootfs"
     before = (image / "index.html").read_bytes()
     cid = run_d("--name", "w", "busybox", "sleep", "1000")
-    mb("exec", "w", "sh", "-c", "rm /bin/ls && echo changed > /index.html && touch /new", check=True)
+    # Guarded by /linuxrc, which only the busybox image has: were exec ever to land on the
+    # host's root instead of the container's, these writes must not happen there.
+    mb("exec", "w", "sh", "-c", "[ -e /linuxrc ] && rm /bin/ls /linuxrc && echo changed > /index.html && "
+       "touch /new", check=True)
     assert (image / "bin/ls").is_symlink() and (image / "index.html").read_bytes() == before
     assert not (image / "new").exists()
     upper = ROOT / "containers" / cid / "upper"
     assert (upper / "new").exists() and (upper / "index.html").read_text() == "changed\n"
     assert os.stat(upper / "bin/ls", follow_symlinks=False).st_rdev == 0  # whiteout: char device 0:0
     assert mb("exec", "w", "ls").returncode == 127  # gone inside
+
+
+@pytest.fixture
+def chroot_host(tmp_path):
+    """This host's files seen through a chroot whose '/' is a plain directory, not a mount
+    point (as in fresh-check's "fresh machine"): pivot_root cannot work there."""
+    root = tmp_path / "chroot"
+    root.mkdir()
+    mounted = []
+    for name in sorted(os.listdir("/")):
+        src, dst = Path("/") / name, root / name
+        if src.is_symlink():
+            dst.symlink_to(os.readlink(src))
+        elif src.is_dir() and name not in ("lost+found",):
+            dst.mkdir()
+            sh(f"mount --rbind {src} {dst}")
+            mounted.append(dst)
+    yield root
+    for dst in reversed(mounted):
+        sh(f"umount -R -l {dst}", check=False)
+
+
+def test_in_a_chroot_run_and_exec_stay_inside_the_container(chroot_host):
+    """minibox falls back to runc's --no-pivot there; exec must then still land in the
+    container's root. (A version that did not once ran `rm /bin/ls` on a real host's root.)"""
+    mbc = f"chroot {chroot_host} {os.sys.executable} -m minibox"
+    cid = sh(f"{mbc} run -d --network none --name np busybox sleep 1000").stdout.strip()
+    sh(f"{mbc} exec np sh -c '[ -e /linuxrc ] && touch /marker'")  # guarded: fails, harmlessly, outside
+    assert (ROOT / "containers" / cid / "upper/marker").exists()
+    assert sh(f"{mbc} exec np cat /etc/hostname").stdout == cid[:12] + "\n"
+    out = sh(f"{mbc} run --rm --network none busybox ls /").stdout.split()
+    assert "linuxrc" in out and "index.html" in out
+    sh(f"{mbc} rm -f np")
+
+
+def test_no_pivot_setting_moves_the_root_instead():
+    cid = mb("run", "-d", "--network", "none", "--name", "np2", "busybox", "sleep", "1000",
+             env={"MINIBOX_NO_PIVOT": "1"}, check=True).stdout.strip()
+    mb("exec", "np2", "sh", "-c", "[ -e /linuxrc ] && touch /marker", check=True)
+    assert (ROOT / "containers" / cid / "upper/marker").exists()
 
 
 def test_capabilities_and_no_new_privs():
