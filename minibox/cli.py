@@ -4,8 +4,6 @@ Every verb hands validated values to lifecycle (or images, net) and prints what 
 Errors are raised as MiniboxError and turned into one line and an exit code by __main__.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import signal
@@ -14,10 +12,12 @@ from typing import List, Optional
 
 import typer
 
-from minibox import config, images, lifecycle, present, store
+from minibox import config, lifecycle, store
 from minibox.errors import InvalidSpec, MiniboxError
 from minibox.model import RUNNING, ContainerSpec
-from minibox.plan import spec as specs
+
+# Modules only some verbs need (images, present, plan.spec, the network) are imported in
+# those verbs: every import here is paid by every command, `exec` included.
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="A small container runtime that shows what `docker run` does to the kernel.")
@@ -63,6 +63,9 @@ def run(
 
 def build_spec(image, command, detach, rm, name, env, workdir, hostname, interactive, tty, network,
                publish, ip, memory, pids_limit) -> ContainerSpec:
+    from minibox import images
+    from minibox.plan import spec as specs
+
     if name:
         specs.validate_name(name)
     if hostname:
@@ -106,6 +109,8 @@ def exec_(
     workdir: str = typer.Option("", "-w", "--workdir", help="working directory inside (absolute)"),
 ) -> None:
     """Run a command in a running container: joins its namespaces and cgroup, same privileges."""
+    from minibox.plan import spec as specs
+
     lifecycle.require_root()
     lifecycle.validate_exec_args(workdir)
     extra = specs.parse_env(env, dict(os.environ))
@@ -121,6 +126,8 @@ def ps(
     fmt: str = typer.Option("", "--format", help="json: one JSON object per line"),
 ) -> None:
     """List containers."""
+    from minibox import present
+
     lifecycle.require_root()
     rows = []
     for rec in sorted(store.all_records(), key=lambda r: r.created, reverse=True):
@@ -148,6 +155,7 @@ def ps(
 @app.command()
 def top(container: str = typer.Argument(..., help="container name or id")) -> None:
     """Every process of a container: its PID inside, the same process's PID on the host."""
+    from minibox import present
     from minibox.runtime import procs
 
     lifecycle.require_root()
@@ -235,6 +243,7 @@ def rm(
 @app.command()
 def inspect(containers: List[str] = typer.Argument(..., help="container names or ids")) -> None:
     """Low-level details as JSON, shaped like `docker inspect`."""
+    from minibox import present
     from minibox.runtime import cgroups
 
     lifecycle.require_root()
@@ -259,6 +268,8 @@ def inspect(containers: List[str] = typer.Argument(..., help="container names or
 @app.command(name="images")
 def images_() -> None:
     """List images."""
+    from minibox import images, present
+
     lifecycle.require_root()
     rows = [[i.name, present.ago(i.created), present.human_size(i.size)] for i in images.list_images()]
     _out(present.table(["IMAGE", "CREATED", "SIZE"], rows))
@@ -276,6 +287,8 @@ def image_import(
     name: str = typer.Argument(..., help="name for the image"),
 ) -> None:
     """Import a root filesystem as an image."""
+    from minibox import images, present
+
     lifecycle.require_root()
     img = images.import_image(source, name)
     _out(f"{img.name} ({present.human_size(img.size)})")
@@ -284,6 +297,8 @@ def image_import(
 @image_app.command(name="rm")
 def image_rm(names: List[str] = typer.Argument(..., help="image names")) -> None:
     """Remove images no container uses."""
+    from minibox import images
+
     lifecycle.require_root()
     for n in names:
         images.remove_image(n)
@@ -321,6 +336,8 @@ def network_create(
 @network_app.command(name="ls")
 def network_ls() -> None:
     """List networks."""
+    from minibox import present
+
     lifecycle.require_root()
     rows = [[n.id[:12], n.name, n.bridge, n.subnet, n.gateway, "yes" if n.internal else "no", n.firewall]
             for n in store.all_networks()]
@@ -330,6 +347,7 @@ def network_ls() -> None:
 @network_app.command(name="inspect")
 def network_inspect(names: List[str] = typer.Argument(..., help="network names")) -> None:
     """Details as JSON: subnet, gateway, bridge, and each container with its address and veth."""
+    from minibox import present
     from minibox.net import networks
 
     lifecycle.require_root()

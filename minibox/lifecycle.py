@@ -18,14 +18,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from minibox import config, images, store
+from minibox import config, store
 from minibox.errors import CleanupErrors, Conflict, ExecFailed, InvalidSpec, MiniboxError, NotRunning
 from minibox.model import (CREATED, EXITED, RUNNING, ContainerRecord, ContainerSpec, ContainerState)
-from minibox.plan import spec as specs
-from minibox.plan.mounts import RootfsLayout, plan_rootfs
-from minibox.plan.steps import LinkUp, SetHostname, Step, Unshare
-from minibox.runtime import cgroups, procs, shimbin, spawn
-from minibox.runtime.init import InitConfig
+from minibox.runtime import cgroups, procs
+
+# Every command pays for what this module imports at load time, so what only `run` needs
+# (mount plans, spawn, the container init, ~20 ms) is imported inside run().
 
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc")
 
@@ -34,7 +33,7 @@ NAMESPACES = ("pid", "mount", "net", "uts", "ipc")
 class RunResult:
     record: ContainerRecord
     exit_code: int | None = None  # None for a detached container
-    steps: list[Step] = field(default_factory=list)  # what was done, for --explain
+    steps: list = field(default_factory=list)  # the Steps that were applied, for --explain
 
 
 def require_root() -> None:
@@ -46,6 +45,13 @@ def require_root() -> None:
 
 
 def run(spec: ContainerSpec) -> RunResult:
+    from minibox import images
+    from minibox.plan import spec as specs
+    from minibox.plan.mounts import RootfsLayout, plan_rootfs
+    from minibox.plan.steps import LinkUp, SetHostname, Unshare
+    from minibox.runtime import shimbin, spawn
+    from minibox.runtime.init import InitConfig
+
     require_root()
     image = images.get(spec.image)
     check_cmd(spec.cmd)
@@ -106,7 +112,7 @@ def run(spec: ContainerSpec) -> RunResult:
         if prepared:
             prepared.close_sockets()  # the shim holds them now
 
-        steps: list[Step] = [Unshare(namespaces, why="new namespaces: the container's own PIDs, mounts, "
+        steps: list = [Unshare(namespaces, why="new namespaces: the container's own PIDs, mounts, "
                                                       "network, hostname and IPC")]
         steps += cg_steps + cgroups.plan_join(cg_dirs, sp.pid)
         cgroups.join(cg_dirs, sp.pid)
@@ -139,7 +145,7 @@ def _reap_shim(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def _wait_attached(record: ContainerRecord, sp: spawn.Spawned) -> int:
+def _wait_attached(record: ContainerRecord, sp) -> int:
     """Wait for an attached container, passing our signals on to it (Docker's sig-proxy)."""
     def forward(signum, _frame):
         try:
@@ -171,6 +177,8 @@ def _finish(cid: str) -> ContainerState:
 
 
 def _write_etc_files(rec: ContainerRecord) -> None:
+    from minibox.plan import spec as specs
+
     cdir = config.paths().container(rec.id)
     ep = rec.endpoint
     peers = ()
@@ -352,6 +360,8 @@ def exec_in(rec: ContainerRecord, argv: tuple[str, ...], env: tuple[str, ...], w
 
 
 def validate_exec_args(workdir: str) -> None:
+    from minibox.plan import spec as specs
+
     if workdir:
         specs.validate_workdir(workdir)
 

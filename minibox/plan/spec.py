@@ -6,7 +6,7 @@ the bad value and what would be valid.
 
 from __future__ import annotations
 
-import random
+import os
 import re
 
 from minibox.config import DEFAULT_PATH
@@ -31,13 +31,12 @@ def validate_name(name: str) -> str:
     return name
 
 
-def generate_name(taken: set[str], rng: random.Random | None = None) -> str:
+def generate_name(taken: set[str], rand=lambda n: int.from_bytes(os.urandom(4), "big") % n) -> str:
     """Docker-style `adjective_scientist`, with a number when all are taken."""
-    rng = rng or random.Random()
     for attempt in range(100):
-        name = f"{rng.choice(_ADJECTIVES)}_{rng.choice(_NAMES)}"
+        name = f"{_ADJECTIVES[rand(len(_ADJECTIVES))]}_{_NAMES[rand(len(_NAMES))]}"
         if attempt > 20:
-            name += str(rng.randint(1, 99))
+            name += str(rand(99) + 1)
         if name not in taken:
             return name
     raise InvalidSpec("could not generate a free container name; give one with --name")

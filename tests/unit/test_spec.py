@@ -19,7 +19,7 @@ def test_generated_names_avoid_taken():
     rng = random.Random(1)
     taken = set()
     for _ in range(50):
-        n = spec.generate_name(taken, rng)
+        n = spec.generate_name(taken, rng.randrange)
         assert n not in taken and spec.validate_name(n)
         taken.add(n)
 
