@@ -50,15 +50,33 @@ def run(
     ip: str = typer.Option("", "--ip", help="ask for this address on the network"),
     memory: str = typer.Option("", "-m", "--memory", help="memory limit, e.g. 64m"),
     pids_limit: int = typer.Option(0, "--pids-limit", help="maximum number of processes"),
+    explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand"),
 ) -> None:
-    """Run a command in a new container (new PID, mount, network, UTS and IPC namespaces)."""
+    """Run a command in a new container (new PID, mount, network, UTS and IPC namespaces).
+
+    With --explain, see each namespace, mount, veth, address, route, sysctl and firewall rule
+    it takes, as `unshare`, `mount`, `ip`, `sysctl` and `nft`/`iptables` commands."""
     spec = build_spec(image, command or [], detach, rm, name, env, workdir, hostname, interactive, tty,
                       network, publish, ip, memory, pids_limit)
-    result = lifecycle.run(spec)
+    title = f"minibox run {' '.join(a for a in sys.argv[2:] if a != '--explain')}"
+    result = lifecycle.run(spec, explain=_explainer(title) if explain else None)
     if spec.detach:
         _out(result.record.id)
         return
     raise typer.Exit(result.exit_code or 0)
+
+
+def _explainer(title: str, cid: str = ""):
+    """A callback printing steps; a container's directory and id become $C and $ID."""
+    from minibox import explain
+
+    def show(steps, pid=None, cid=cid):
+        names = {}
+        if cid:
+            names = {str(config.paths().container(cid)): "C", cid: "ID"}
+        explain.show(title, steps, pid if pid is not None else explain.PID, names)
+
+    return show
 
 
 def build_spec(image, command, detach, rm, name, env, workdir, hostname, interactive, tty, network,
@@ -107,15 +125,19 @@ def exec_(
     tty: bool = typer.Option(False, "-t", "--tty", help="allocate a pseudo-terminal"),
     env: List[str] = typer.Option([], "-e", "--env", help="set an environment variable, KEY=VALUE"),
     workdir: str = typer.Option("", "-w", "--workdir", help="working directory inside (absolute)"),
+    explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand"),
 ) -> None:
-    """Run a command in a running container: joins its namespaces and cgroup, same privileges."""
+    """Run a command in a running container: joins its namespaces and cgroup, same privileges.
+
+    With --explain: the `nsenter` that joins them, the cgroup, the privileges, the exec."""
     from minibox.plan import spec as specs
 
     lifecycle.require_root()
     lifecycle.validate_exec_args(workdir)
     extra = specs.parse_env(env, dict(os.environ))
     rec = store.resolve(container)
-    code = lifecycle.exec_in(rec, tuple(command), extra, workdir, tty, interactive)
+    code = lifecycle.exec_in(rec, tuple(command), extra, workdir, tty, interactive,
+                             explain=_explainer(f"minibox exec {rec.name}", rec.id) if explain else None)
     raise typer.Exit(code)
 
 
@@ -234,10 +256,19 @@ def parse_signal(text: str) -> int:
 def rm(
     containers: List[str] = typer.Argument(..., help="container names or ids"),
     force: bool = typer.Option(False, "-f", "--force", help="kill a running container first"),
+    explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand"),
 ) -> None:
-    """Remove containers and everything they held."""
+    """Remove containers and everything they held.
+
+    With --explain: the rules, conntrack entries, veth, address and cgroup given back."""
     lifecycle.require_root()
-    _each(containers, lambda rec: lifecycle.remove(rec, force))
+
+    def remove(rec):
+        steps = lifecycle.remove(rec, force)
+        if explain:
+            _explainer(f"minibox rm {rec.name}", rec.id)(steps)
+
+    _each(containers, remove)
 
 
 @app.command()
@@ -324,12 +355,18 @@ def network_create(
     subnet: str = typer.Option("", "--subnet", help="IPv4 CIDR (default: a free /24 of 10.222.0.0/16)"),
     gateway: str = typer.Option("", "--gateway", help="the bridge's address (default: first host of the subnet)"),
     internal: bool = typer.Option(False, "--internal", help="no egress, no published ports"),
+    explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand"),
 ) -> None:
-    """Create a bridge network: a bridge with the gateway address, and its firewall elements."""
+    """Create a bridge network: a bridge with the gateway address, and its firewall elements.
+
+    The lecture's virtual switch: `network create --subnet 192.168.15.0/24 --gateway
+    192.168.15.5 v-net-0`; --explain shows the `ip link add ... type bridge` and the rest."""
     from minibox.net import networks
 
     lifecycle.require_root()
-    net, _steps = networks.create(name, subnet, gateway, internal)
+    net, steps = networks.create(name, subnet, gateway, internal)
+    if explain:
+        _explainer(f"minibox network create {name}")(steps)
     _out(net.id)
 
 
@@ -376,7 +413,7 @@ def network_rm(names: List[str] = typer.Argument(..., help="network names")) -> 
 
     lifecycle.require_root()
     for name in names:
-        errors = networks.remove(name)
+        _steps, errors = networks.remove(name)
         for e in errors:
             print(f"minibox: warning: {e}", file=sys.stderr)
         _out(name)

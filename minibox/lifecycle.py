@@ -44,12 +44,14 @@ def require_root() -> None:
 # --- run ------------------------------------------------------------------------------
 
 
-def run(spec: ContainerSpec) -> RunResult:
+def run(spec: ContainerSpec, explain=None) -> RunResult:
+    """Create and start a container. `explain(steps, pid)`, if given, is called with every
+    step applied, just before the container's command is allowed to start."""
     from minibox import images
     from minibox.plan import spec as specs
     from minibox.plan.mounts import RootfsLayout, plan_rootfs
-    from minibox.plan.steps import LinkUp, SetHostname, Unshare
-    from minibox.runtime import shimbin, spawn
+    from minibox.plan.steps import PID, DropCapabilities, Exec, LinkUp, SetHostname, Unshare
+    from minibox.runtime import caps, shimbin, spawn
     from minibox.runtime.init import InitConfig
 
     require_root()
@@ -93,14 +95,21 @@ def run(spec: ContainerSpec) -> RunResult:
         limits = cgroups.Limits(memory=spec.memory, pids=spec.pids_limit)
         cg_steps = cgroups.plan_create(config.cgroup_parent(), cid, limits)
         cg_dirs = [s.path for s in cg_steps]
-        undo.callback(cgroups.remove, cg_dirs)
+        undo.callback(cgroups.remove, cg_dirs)  # (steps, errors) ignored: rollback goes on
         cgroups.create(cg_steps)
 
         namespaces = tuple(n for n in NAMESPACES if not (n == "net" and mode == "host"))
         pivot = not os.environ.get("MINIBOX_NO_PIVOT")  # like DOCKER_RAMDISK, for roots that cannot pivot
-        fs_steps = plan_rootfs(layout, pivot=pivot) + [SetHostname(hostname, why="the UTS namespace's own hostname")]
-        init_cfg = InitConfig(steps=fs_steps, argv=spec.cmd, env=env, workdir=spec.workdir,
-                              tty=spec.tty, lo_up=mode != "host")
+        init_steps = plan_rootfs(layout, pivot=pivot) + [SetHostname(hostname, why="the UTS namespace's own hostname")]
+        if mode != "host":
+            init_steps.append(LinkUp("lo", netns=PID, why="a new network namespace starts with lo down"))
+        init_steps += [
+            DropCapabilities(caps.DEFAULT_CAPS, why="keep Docker's 14 default capabilities, nothing "
+                                                    "inheritable or ambient, and no_new_privs"),
+            Exec(spec.cmd, env, spec.workdir, why="replace minibox with the command, all signals reset "
+                                                  "to their defaults: it becomes the container's PID 1"),
+        ]
+        init_cfg = InitConfig(steps=init_steps, tty=spec.tty)
         exit_cmd = [] if not spec.detach else [sys.executable, "-m", "minibox.cleanup", cid]
         hold = prepared.sockets if prepared else []
         sp = spawn.spawn(spawn.SpawnRequest(
@@ -114,13 +123,13 @@ def run(spec: ContainerSpec) -> RunResult:
 
         steps: list = [Unshare(namespaces, why="new namespaces: the container's own PIDs, mounts, "
                                                       "network, hostname and IPC")]
-        steps += cg_steps + cgroups.plan_join(cg_dirs, sp.pid)
+        steps += cg_steps + cgroups.plan_join(cg_dirs, PID)
         cgroups.join(cg_dirs, sp.pid)
-        if mode != "host":
-            steps.append(LinkUp("lo", netns=str(sp.pid), why="a new network namespace starts with lo down"))
         if prepared:
             steps += prepared.attach(sp.pid)
-        steps += fs_steps
+        steps += init_steps
+        if explain is not None:
+            explain(steps, sp.pid, cid)
         state = ContainerState(status=RUNNING, pid=sp.pid, pid_start=procs.start_time(sp.pid),
                                shim_pid=sp.shim_pid, started_at=time.time())
         store.save_state(cid, state)
@@ -198,7 +207,7 @@ def _write_etc_files(rec: ContainerRecord) -> None:
 # --- state --------------------------------------------------------------------------------
 
 
-def refresh(cid: str) -> ContainerState:
+def refresh(cid: str, done: list | None = None) -> ContainerState:
     """Bring state.json up to date with the kernel, releasing resources of a stopped container."""
     state = store.load_state(cid)
     if state.status == RUNNING:
@@ -214,7 +223,7 @@ def refresh(cid: str) -> ContainerState:
                                           finished_at=_parse_ts(exit_info.get("finished_at")))
                     store.save_state(cid, state)
     if state.status == EXITED and not state.released:
-        state = release(cid)
+        state = release(cid, done)
     return state
 
 
@@ -239,29 +248,32 @@ def _parse_ts(ts: str | None) -> float:
     return datetime.fromisoformat(ts[:26].rstrip("Z") + "+00:00").timestamp()
 
 
-def release(cid: str) -> ContainerState:
-    """Give back what an exited container held. Idempotent; goes on past errors."""
+def release(cid: str, done: list | None = None) -> ContainerState:
+    """Give back what an exited container held. Idempotent; goes on past errors. The steps
+    it carried out are appended to `done` (for `rm --explain`)."""
     with store.container_lock(cid):
         state = store.load_state(cid)
         if state.released:
             return state
         rec = store.load_record(cid)
-        errors = release_resources(rec)
+        steps, errors = release_resources(rec)
+        if done is not None:
+            done += steps
         if errors:
             raise CleanupErrors(f"releasing {rec.name}", errors)
-        state = state.replace(released=True)
+        state = state.replace(released=True, release_log=log_of(steps))
         store.save_state(cid, state)
         return state
 
 
-def release_resources(rec: ContainerRecord) -> list[str]:
-    errors = []
+def release_resources(rec: ContainerRecord) -> tuple[list, list[str]]:
+    steps, errors = [], []
     if rec.endpoint is not None or rec.ports:
         from minibox.net import endpoint
 
-        errors += endpoint.release(rec)
-    errors += cgroups.remove(cgroups.group_dirs(config.cgroup_parent(), rec.id))
-    return errors
+        steps, errors = endpoint.release(rec)
+    s, e = cgroups.remove(cgroups.group_dirs(config.cgroup_parent(), rec.id))
+    return steps + s, errors + e
 
 
 def _wait_exit(cid: str, timeout: float) -> bool:
@@ -304,43 +316,67 @@ def _signal(state: ContainerState, sig: int) -> None:
             pass
 
 
-def remove(rec: ContainerRecord, force: bool = False) -> None:
+def remove(rec: ContainerRecord, force: bool = False) -> list:
+    """Remove a container (killing it first with force); returns the steps that removal took,
+    including the release of its resources, whoever carried that out."""
+    from minibox.plan.steps import Kill
+
+    steps: list = []
     state = refresh(rec.id)
     if state.status == RUNNING:
         if not force:
             raise Conflict(f"container {rec.name} is running: stop it first, or use `minibox rm -f {rec.name}`")
+        steps.append(Kill(str(state.pid), why="rm -f: SIGKILL to PID 1; the kernel then kills every process "
+                                               "of its PID namespace"))
         _signal(state, signal.SIGKILL)
         _wait_exit(rec.id, 10)
         state = refresh(rec.id)
-    remove_container(rec)
+    return steps + remove_container(rec)
 
 
-def remove_container(rec: ContainerRecord, wait_for_shim: bool = True) -> None:
+def remove_container(rec: ContainerRecord, wait_for_shim: bool = True) -> list:
     """Delete a stopped container: release whatever is still held, then its directory.
 
     The shim may still be finishing (exit.json, the exit command); wait for it unless we
     are that exit command, which the shim itself is waiting for."""
+    from minibox.plan.steps import RemovePath
+
     cdir = config.paths().container(rec.id)
     if not cdir.exists():
-        return
+        return []
     state = store.load_state(rec.id)
     if not state.released:
-        errors = release_resources(rec)
+        steps, errors = release_resources(rec)
         if errors:
             raise CleanupErrors(f"removing {rec.name}", errors)
+        state = state.replace(released=True, release_log=log_of(steps))
     deadline = time.monotonic() + 5
     while wait_for_shim and procs.alive(state.shim_pid) and time.monotonic() < deadline:
         time.sleep(0.01)
     with store.global_lock():
         shutil.rmtree(cdir, ignore_errors=True)
+    return steps_of(state.release_log) + [RemovePath(str(cdir), "tree", why="its state, logs and upper layer: the "
+                                                                          "image below is untouched")]
+
+
+def log_of(steps: list) -> tuple:
+    """Steps as (why, command) pairs: what release() keeps in the state for later explaining."""
+    return tuple((s.why, s.command()) for s in steps)
+
+
+def steps_of(log) -> list:
+    from minibox.plan.steps import Logged
+
+    return [Logged(cmd, why=why) for why, cmd in log]
 
 
 # --- exec ----------------------------------------------------------------------------------
 
 
 def exec_in(rec: ContainerRecord, argv: tuple[str, ...], env: tuple[str, ...], workdir: str,
-            tty: bool, interactive: bool) -> int:
-    from minibox.runtime import enter
+            tty: bool, interactive: bool, explain=None) -> int:
+    from minibox.plan.steps import DropCapabilities, Exec, Nsenter
+    from minibox.runtime import caps, enter
 
     state = refresh(rec.id)
     if state.status != RUNNING:
@@ -351,12 +387,16 @@ def exec_in(rec: ContainerRecord, argv: tuple[str, ...], env: tuple[str, ...], w
         merged[k] = v
     if tty:
         merged.setdefault("TERM", "xterm")
-    cfg = enter.EnterConfig(pid=state.pid, argv=argv, env=tuple(f"{k}={v}" for k, v in merged.items()),
-                            workdir=workdir or rec.spec.workdir, tty=tty, interactive=interactive,
-                            cgroup_dirs=cgroups.group_dirs(config.cgroup_parent(), rec.id),
-                            namespaces=("ipc", "uts", "pid", "mnt") if rec.spec.network == "host"
-                            else ("ipc", "uts", "net", "pid", "mnt"))
-    return enter.enter(cfg)
+    namespaces = ("ipc", "uts", "pid", "mnt") if rec.spec.network == "host" else ("ipc", "uts", "net", "pid", "mnt")
+    steps = [Nsenter(str(state.pid), namespaces, why="join the namespaces of the container's PID 1, and its root "
+                                                     "(/proc/PID/ns/*, /proc/PID/root)")]
+    steps += cgroups.plan_join(cgroups.group_dirs(config.cgroup_parent(), rec.id), "$$")
+    steps += [DropCapabilities(caps.DEFAULT_CAPS, why="the same privileges as the container's PID 1"),
+              Exec(argv, tuple(f"{k}={v}" for k, v in merged.items()), workdir or rec.spec.workdir,
+                   why="a new process in the container: its PID there is the next free one, not 1")]
+    if explain is not None:
+        explain(steps, state.pid)
+    return enter.enter(enter.EnterConfig.from_steps(steps, tty=tty, interactive=interactive))
 
 
 def validate_exec_args(workdir: str) -> None:

@@ -161,13 +161,15 @@ class ContainerState:
     exit_code: int = 0
     error: str = ""
     released: bool = False  # network, cgroups and rules given back after exit
+    release_log: tuple = ()  # (why, command) of each step that gave them back
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerState:
-        return _from_dict(cls, data)
+        state = _from_dict(cls, data)
+        return dataclasses.replace(state, release_log=tuple(tuple(x) for x in state.release_log))
 
     def replace(self, **changes) -> ContainerState:
         return dataclasses.replace(self, **changes)

@@ -19,7 +19,7 @@ from minibox.model import ContainerRecord, ContainerSpec, Endpoint, NetworkRecor
 from minibox.net import conntrack, ipam_store, links, networks
 from minibox.net.firewall.base import backend
 from minibox.plan import ipam, ports as portplan
-from minibox.plan.steps import ConntrackFlush, Step
+from minibox.plan.steps import PID, ConntrackFlush, Step
 
 
 def veth_name(cid: str) -> str:
@@ -78,19 +78,18 @@ class Prepared:
     def attach(self, pid: int) -> list[Step]:
         ep = self.record.endpoint
         steps = networks.ensure_up(self.net, networks.port_facts(self.record))
-        link_steps = links.plan_endpoint(ep.veth, ep.bridge, ep.mac, ep.ip, ep.prefixlen, ep.gateway, str(pid))
+        link_steps = links.plan_endpoint(ep.veth, ep.bridge, ep.mac, ep.ip, ep.prefixlen, ep.gateway, PID)
         self.attached = True
         links.add_endpoint(link_steps, pid)
         flush = [ConntrackFlush(p.proto, p.host_port, why="forget flows to this port that predate its DNAT rule")
                  for p in self.record.ports]
         conntrack.flush(flush)
         update_peer_hosts(self.record, add=True)
-        # Link steps first: that is the order a learner would type them in.
-        return link_steps + steps + flush
+        return steps + link_steps + flush  # in the order they were applied
 
     def rollback(self) -> None:
         self.close_sockets()
-        errors = release(self.record)
+        _, errors = release(self.record)
         if errors:
             import sys
 
@@ -117,23 +116,30 @@ def prepare(record: ContainerRecord, net: NetworkRecord) -> Prepared:
     return Prepared(record=rec, net=net, sockets=sockets)
 
 
-def release(rec: ContainerRecord) -> list[str]:
-    """Give back the endpoint: rules, conntrack entries, veth, address. Idempotent."""
+def release(rec: ContainerRecord) -> tuple[list[Step], list[str]]:
+    """Give back the endpoint: rules, conntrack entries, veth, address. Idempotent; returns
+    (the steps it did, the errors it went on past)."""
     ep = rec.endpoint
     if ep is None:
-        return []
+        return [], []
+    steps: list[Step] = []
     errors: list[str] = []
     net = store.load_network(ep.network)
     fw = rec.firewall or (net.firewall if net else config.firewall_backend())
     pf = networks.port_facts(rec)
     if pf:
-        errors += backend(fw).down(networks.snapshot(fw, exclude_ctr=rec.id), pf)
-    flush = [ConntrackFlush(p.proto, p.host_port) for p in rec.ports] + [ConntrackFlush("", addr=ep.ip)]
+        s, e = backend(fw).down(networks.snapshot(fw, exclude_ctr=rec.id), pf)
+        steps, errors = steps + s, errors + e
+    flush = [ConntrackFlush(p.proto, p.host_port, why="forget flows DNAT'd to it") for p in rec.ports]
+    flush.append(ConntrackFlush("", addr=ep.ip, why="forget flows of its address, which may be reused at once"))
     errors += conntrack.flush(flush)
-    errors += links.remove_link(ep.veth)
+    steps += flush
+    s, e = links.remove_link(ep.veth, why="the host end of its veth pair (the kernel removes the pair "
+                                          "by itself when the network namespace dies)")
+    steps, errors = steps + s, errors + e
     update_peer_hosts(rec, add=False)
-    errors += ipam_store.release(ep.network, ep.ip, rec.id)
-    return errors
+    s, e = ipam_store.release(ep.network, ep.ip, rec.id)
+    return steps + s, errors + e
 
 
 def peers(rec: ContainerRecord) -> tuple[tuple[str, str], ...]:

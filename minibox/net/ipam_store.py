@@ -12,6 +12,7 @@ from pathlib import Path
 
 from minibox import config, store
 from minibox.plan import ipam
+from minibox.plan.steps import RemovePath, Step
 
 
 def _dir(network: str) -> Path:
@@ -45,17 +46,18 @@ def allocate(network: str, subnet: str, gateway: str, owner: str, requested: str
         return ip
 
 
-def release(network: str, ip: str, owner: str) -> list[str]:
+def release(network: str, ip: str, owner: str) -> tuple[list[Step], list[str]]:
     """Free `ip` if `owner` holds it (a later owner of a reused address keeps it)."""
     path = _dir(network) / ip
     try:
         if path.read_text().strip() == owner:
             path.unlink()
+            return [RemovePath(str(path), why=f"give {ip} back to the network's address pool")], []
     except FileNotFoundError:
         pass
     except OSError as e:
-        return [f"releasing {ip}: {e}"]
-    return []
+        return [], [f"releasing {ip}: {e}"]
+    return [], []
 
 
 def release_network(network: str) -> None:

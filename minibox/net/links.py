@@ -69,17 +69,19 @@ def ensure_bridge(steps: list[Step]) -> bool:
         return created
 
 
-def remove_link(name: str) -> list[str]:
+def remove_link(name: str, why: str = "") -> tuple[list[Step], list[str]]:
+    """Delete link `name` if it is there: (the step, if it was), (errors)."""
+    step = LinkDel(name, why=why)
     with netlink.iproute() as ipr:
         idx = _index(ipr, name)
         if idx is None:
-            return []
+            return [], []
         try:
             ipr.link("del", index=idx)
         except netlink.netlink_error() as e:
             if e.code not in (errno.ENODEV, errno.ENOENT):
-                return [f"ip link del {name}: {e}"]
-    return []
+                return [step], [f"ip link del {name}: {e}"]
+    return [step], []
 
 
 def plan_endpoint(veth: str, bridge: str, mac: str, ip: str, prefixlen: int, gateway: str, pid: str) -> list[Step]:
@@ -113,6 +115,3 @@ def add_endpoint(steps: list[Step], pid: int) -> None:
         ns.link("set", index=eth, state="up")
         ns.route("add", dst="default", gateway=route.gateway)
 
-
-def plan_remove(name: str) -> list[Step]:
-    return [LinkDel(name, why="remove the host end of the veth pair (its peer goes with it)")]

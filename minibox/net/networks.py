@@ -155,7 +155,7 @@ def containers_on(name: str) -> list:
     return [r for r in store.all_records() if r.endpoint is not None and r.endpoint.network == name]
 
 
-def remove(name: str) -> list[str]:
+def remove(name: str) -> tuple[list[Step], list[str]]:
     from minibox import lifecycle
 
     net = get(name)
@@ -164,16 +164,16 @@ def remove(name: str) -> list[str]:
         if running:
             raise Conflict(f"network {name} is in use by running container(s) {', '.join(running)}: "
                            "stop or remove them first")
-        errors = _teardown(net, snapshot(net.firewall, exclude_net=name))
+        steps, errors = _teardown(net, snapshot(net.firewall, exclude_net=name))
         ipam_store.release_network(name)
         store.network_path(name).unlink(missing_ok=True)
-    return errors
+    return steps, errors
 
 
-def _teardown(net: NetworkRecord, remaining: Snapshot) -> list[str]:
-    errors = backend(net.firewall).net_down(remaining, facts(net))
-    errors += links.remove_link(net.bridge)
-    return errors
+def _teardown(net: NetworkRecord, remaining: Snapshot) -> tuple[list[Step], list[str]]:
+    steps, errors = backend(net.firewall).net_down(remaining, facts(net))
+    s, e = links.remove_link(net.bridge, why="delete the bridge; nothing is plugged into it any more")
+    return steps + s, errors + e
 
 
 def reconcile() -> list[Step]:

@@ -50,6 +50,18 @@ class Unshare(NamedTuple):
         return "unshare " + " ".join(f"--{n}" for n in self.namespaces) + " --fork"
 
 
+class Nsenter(NamedTuple):
+    """Join a running container's namespaces (and root) from the host, as exec does."""
+
+    pid: str
+    namespaces: tuple[str, ...]  # as in /proc/PID/ns: "ipc", "uts", "net", "pid", "mnt"
+    why: str = ""
+
+    def command(self) -> str:
+        flags = {"ipc": "--ipc", "uts": "--uts", "net": "--net", "pid": "--pid", "mnt": "--mount"}
+        return f"nsenter --target {self.pid} " + " ".join(flags[n] for n in self.namespaces) + " --root --wdns=/"
+
+
 # --- filesystem ----------------------------------------------------------------------
 
 
@@ -152,6 +164,34 @@ class Exec(NamedTuple):
     def command(self) -> str:
         env = " ".join(q(e) for e in self.env)
         return f"cd {q(self.workdir)} && exec env -i {env} {' '.join(q(a) for a in self.argv)}"
+
+
+class RemovePath(NamedTuple):
+    path: str
+    kind: str = "file"  # "file", "dir" (empty) or "tree"
+    why: str = ""
+
+    def command(self) -> str:
+        return {"file": "rm -f", "dir": "rmdir", "tree": "rm -rf"}[self.kind] + f" {q(self.path)}"
+
+
+class Logged(NamedTuple):
+    """A step another process already carried out, as it was recorded (see lifecycle.release)."""
+
+    text: str
+    why: str = ""
+
+    def command(self) -> str:
+        return self.text
+
+
+class Kill(NamedTuple):
+    pid: str
+    signal: str = "KILL"
+    why: str = ""
+
+    def command(self) -> str:
+        return f"kill -{self.signal} {self.pid}"
 
 
 # --- cgroups -------------------------------------------------------------------------------
@@ -276,7 +316,8 @@ class Firewall(NamedTuple):
     why: str = ""
 
     def command(self) -> str:
-        return "\n".join(self.lines)
+        tool = "nft -f -" if self.backend == "nftables" else "iptables-restore --noflush"
+        return f"{tool} <<'EOF'\n" + "\n".join(self.lines) + "\nEOF"
 
 
 class ConntrackFlush(NamedTuple):
@@ -293,17 +334,22 @@ class ConntrackFlush(NamedTuple):
 
 # Any step; each type above is applied by the layer that owns it (runtime.init, net.*).
 Step = Union[
-    Unshare, Mount, MakeDir, MakeNode, Symlink, PivotRoot, MoveRoot, SetHostname, DropCapabilities, Exec,
+    Unshare, Nsenter, Mount, MakeDir, MakeNode, Symlink, PivotRoot, MoveRoot, RemovePath, Kill, Logged, SetHostname, DropCapabilities, Exec,
     CgroupCreate, CgroupJoin, BridgeAdd, AddrAdd, LinkUp, VethAdd, SetMaster, Hairpin, RouteAdd,
     LinkDel, Sysctl, Firewall, ConntrackFlush,
 ]
 
 
-def render(steps: list[Step], *, why: bool = True) -> str:
+# Steps that refer to the container's PID 1 hold this placeholder until it exists: a script
+# keeps it as a shell variable, `--explain` shows the real number.
+PID = "$CTR_PID"
+
+
+def render(steps: list[Step], *, why: bool = True, pid: int | str = PID) -> str:
     """Steps as a commented shell script (the form `--explain` and `--dry-run` print)."""
     out = []
     for s in steps:
         if why and s.why:
             out.append(f"# {s.why}")
-        out.append(s.command())
+        out.append(s.command().replace(PID, str(pid)))
     return "\n".join(out)

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from minibox.plan.steps import CgroupCreate, CgroupJoin
+from minibox.plan.steps import CgroupCreate, CgroupJoin, RemovePath
 from minibox.runtime import linux
 
 ROOT = "/sys/fs/cgroup"
@@ -92,13 +92,15 @@ def join(dirs: list[str], pid: int) -> None:
             f.write(str(pid))
 
 
-def remove(dirs: list[str]) -> list[str]:
-    """rmdir every group; returns errors instead of raising, so teardown can go on."""
-    errors = []
+def remove(dirs: list[str]) -> tuple[list[RemovePath], list[str]]:
+    """rmdir every group: (steps done, errors), never raising, so teardown can go on."""
+    errors, steps = [], []
     for d in dirs:
         for attempt in range(50):
             try:
                 os.rmdir(d)
+                steps.append(RemovePath(d, "dir", why="the container's cgroup, empty now"))
+                _remove_parent_if_empty(os.path.dirname(d))
                 break
             except FileNotFoundError:
                 break
@@ -108,7 +110,15 @@ def remove(dirs: list[str]) -> list[str]:
                     errors.append(f"rmdir {d}: {e.strerror}")
                     break
                 time.sleep(0.01)
-    return errors
+    return steps, errors
+
+
+def _remove_parent_if_empty(parent: str) -> None:
+    """The per-runtime parent group goes with its last container, as docker's does not."""
+    try:
+        os.rmdir(parent)
+    except OSError:
+        pass  # other containers still in it, or another runtime's
 
 
 def procs(dirs: list[str]) -> list[int]:

@@ -19,6 +19,7 @@ import termios
 from dataclasses import dataclass
 
 from minibox.errors import EXIT_MINIBOX, ExecFailed, MiniboxError
+from minibox.plan.steps import CgroupJoin, DropCapabilities, Exec, Nsenter
 from minibox.runtime import caps, cgroups, init, linux, tty
 
 
@@ -33,6 +34,16 @@ class EnterConfig:
     cgroup_dirs: list[str]
     namespaces: tuple[str, ...] = ("ipc", "uts", "net", "pid", "mnt")
     caps: tuple[str, ...] = caps.DEFAULT_CAPS
+
+    @classmethod
+    def from_steps(cls, steps: list, tty: bool, interactive: bool) -> "EnterConfig":
+        """From the steps `exec --explain` prints: Nsenter, CgroupJoin..., DropCapabilities, Exec."""
+        ns = next(s for s in steps if isinstance(s, Nsenter))
+        drop = next(s for s in steps if isinstance(s, DropCapabilities))
+        ex = next(s for s in steps if isinstance(s, Exec))
+        return cls(pid=int(ns.pid), argv=ex.argv, env=ex.env, workdir=ex.workdir, tty=tty,
+                   interactive=interactive, cgroup_dirs=[s.path for s in steps if isinstance(s, CgroupJoin)],
+                   namespaces=ns.namespaces, caps=drop.keep)
 
 
 def enter(cfg: EnterConfig) -> int:

@@ -24,7 +24,8 @@ import prctl
 from minibox.errors import EXIT_CANNOT_EXEC, EXIT_MINIBOX, EXIT_NOT_FOUND
 from minibox.plan.mounts import MASKED_PATHS, READONLY_PATHS
 from minibox.plan.steps import (
-    MS_BIND, MS_PRIVATE, MS_REC, MS_REMOUNT, MakeDir, MakeNode, Mount, MoveRoot, PivotRoot, SetHostname, Step, Symlink,
+    MS_BIND, MS_PRIVATE, MS_REC, MS_REMOUNT, DropCapabilities, Exec, LinkUp, MakeDir, MakeNode, Mount, MoveRoot,
+    PivotRoot, SetHostname, Step, Symlink,
 )
 from minibox.runtime import caps, linux
 
@@ -35,13 +36,14 @@ IFF_UP = 0x1
 
 @dataclass
 class InitConfig:
-    steps: list[Step]  # mount steps ending in PivotRoot, plus SetHostname
-    argv: tuple[str, ...]
-    env: tuple[str, ...]
-    workdir: str
+    # Mounts ending in PivotRoot, SetHostname, LinkUp("lo") when the network namespace is
+    # the container's own, DropCapabilities, and last Exec: applied in this order.
+    steps: list[Step]
     tty: bool
-    lo_up: bool  # bring up lo: true when the container has a network namespace of its own
-    caps: tuple[str, ...] = caps.DEFAULT_CAPS
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return self.steps[-1].argv
 
 
 @dataclass
@@ -69,15 +71,9 @@ def container_main(cfg: InitConfig, fds: InitFds) -> None:
         os.close(fds.go)
         os.setsid()
         for step in cfg.steps:
+            if isinstance(step, DropCapabilities):
+                setup_stdio(cfg, fds)  # plumbing, not a step: while we may still open things
             apply_step(step)
-        if cfg.lo_up:
-            loopback_up()
-        setup_stdio(cfg, fds)
-        enter_workdir(cfg.workdir)
-        path = resolve_command(cfg.argv[0], cfg.env)
-        caps.drop_privileges(cfg.caps)
-        caps.reset_signals()
-        os.execve(path, list(cfg.argv), env_dict(cfg.env))
     except InitError as e:
         fail(fds.err, e.code, str(e))
     except OSError as e:
@@ -127,6 +123,15 @@ def apply_step(step: Step) -> None:
         os.chdir("/")
     elif isinstance(step, SetHostname):
         linux.sethostname(step.hostname)
+    elif isinstance(step, LinkUp) and step.dev == "lo":
+        loopback_up()
+    elif isinstance(step, DropCapabilities):
+        caps.drop_privileges(step.keep)
+    elif isinstance(step, Exec):
+        enter_workdir(step.workdir)
+        path = resolve_command(step.argv[0], step.env)
+        caps.reset_signals()
+        os.execve(path, list(step.argv), env_dict(step.env))
     else:
         raise InitError(EXIT_MINIBOX, f"container init cannot apply {type(step).__name__}")
 

@@ -8,8 +8,8 @@ published port of a live container on those networks. Four verbs:
     net_down(snap, net)     a network goes (snap no longer holds it)
     rebuild(snap)           everything from scratch (`minibox network reconcile`)
 
-Each returns the Firewall steps it applied (for --explain) and raises FirewallError, or,
-for the teardown verbs, returns the errors it went on past.
+`up` and `rebuild` return the Firewall steps they applied (for --explain) and raise
+FirewallError; the teardown verbs return (steps applied, errors they went on past).
 """
 
 from __future__ import annotations

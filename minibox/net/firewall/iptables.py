@@ -90,17 +90,18 @@ def up(snap: Snapshot, net: NetFacts, ports: list[PortFacts]) -> list[Step]:
     return steps
 
 
-def down(snap: Snapshot, ports: list[PortFacts]) -> list[str]:
+def down(snap: Snapshot, ports: list[PortFacts]) -> tuple[list[Step], list[str]]:
     try:
-        apply(converge_steps(snap))
+        steps = converge_steps(snap)
+        apply(steps)
     except FirewallError as e:
-        return [str(e)]
-    return []
+        return [], [str(e)]
+    return steps, []
 
 
-def net_down(snap: Snapshot, net: NetFacts) -> list[str]:
+def net_down(snap: Snapshot, net: NetFacts) -> tuple[list[Step], list[str]]:
     if not snap.nets:
-        return teardown()
+        return [], teardown()
     return down(snap, [])
 
 

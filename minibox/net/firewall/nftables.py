@@ -59,16 +59,17 @@ def up(snap: Snapshot, net: NetFacts, ports: list[PortFacts]) -> list[Step]:
     return steps
 
 
-def down(snap: Snapshot, ports: list[PortFacts]) -> list[str]:
+def down(snap: Snapshot, ports: list[PortFacts]) -> tuple[list[Step], list[str]]:
     if not ports:
-        return []
+        return [], []
     keys = [rules.nft_port_key(p) for p in ports]
+    step = _step(rules.nft_delete_elements(keys), why="delete this container's published-port elements")
     try:
-        _nft(rules.nft_delete_elements(keys))
-        return []
+        apply([step])
+        return [step], []
     except FirewallError:
         pass  # some already gone: delete what is still there, one by one
-    return _delete_present(keys)
+    return [step], _delete_present(keys)
 
 
 def _delete_present(keys: list[tuple[str, str]]) -> list[str]:
@@ -82,28 +83,33 @@ def _delete_present(keys: list[tuple[str, str]]) -> list[str]:
     return errors
 
 
-def net_down(snap: Snapshot, net: NetFacts) -> list[str]:
-    errors = []
+def net_down(snap: Snapshot, net: NetFacts) -> tuple[list[Step], list[str]]:
+    errors: list[str] = []
     if not snap.nets:
+        step = _step([f"add table ip {rules.TABLE}", f"delete table ip {rules.TABLE}"],
+                     why="the last minibox network is gone: delete minibox's table")
         try:
-            _nft([f"add table ip {rules.TABLE}", f"delete table ip {rules.TABLE}"])
+            apply([step])
         except FirewallError as e:
             errors.append(str(e))
         if iptables.saved("filter"):
             errors += iptables.teardown(full=False)
-        return errors
-    errors += _delete_present(rules.nft_network_keys(net))
+        return [step], errors
+    keys = rules.nft_network_keys(net)
+    errors += _delete_present(keys)
+    steps: list[Step] = [_step(rules.nft_delete_elements(keys), why="forget this network's bridge and subnet")]
     try:
-        apply(_coexistence(snap))
+        coexist = _coexistence(snap)
+        apply(coexist)
+        steps += coexist
     except FirewallError as e:
         errors.append(str(e))
-    return errors
+    return steps, errors
 
 
 def rebuild(snap: Snapshot) -> list[Step]:
     if not snap.nets:
-        net_down(snap, NetFacts("", "", "0.0.0.0/32"))
-        return []
+        return net_down(snap, NetFacts("", "", "0.0.0.0/32"))[0]
     steps: list[Step] = [_step(rules.nft_rebuild(list(snap.nets), list(snap.ports)),
                                why="rebuild minibox's nft table from its state, atomically")]
     steps += _coexistence(snap)
