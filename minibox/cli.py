@@ -51,6 +51,7 @@ def run(
     memory: str = typer.Option("", "-m", "--memory", help="memory limit, e.g. 64m"),
     pids_limit: int = typer.Option(0, "--pids-limit", help="maximum number of processes"),
     explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="change nothing; print a runnable shell script instead"),
 ) -> None:
     """Run a command in a new container (new PID, mount, network, UTS and IPC namespaces).
 
@@ -58,6 +59,13 @@ def run(
     it takes, as `unshare`, `mount`, `ip`, `sysctl` and `nft`/`iptables` commands."""
     spec = build_spec(image, command or [], detach, rm, name, env, workdir, hostname, interactive, tty,
                       network, publish, ip, memory, pids_limit)
+    if dry_run:
+        from minibox import dryrun
+
+        lifecycle.require_root()
+        args = " ".join(a for a in sys.argv[2:] if a != "--dry-run")
+        sys.stdout.write(dryrun.script(spec, f"minibox run {args}"))
+        return
     title = f"minibox run {' '.join(a for a in sys.argv[2:] if a != '--explain')}"
     result = lifecycle.run(spec, explain=_explainer(title) if explain else None)
     if spec.detach:

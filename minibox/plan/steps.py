@@ -327,9 +327,10 @@ class ConntrackFlush(NamedTuple):
     why: str = ""
 
     def command(self) -> str:
+        # `|| true`: conntrack exits 1 when there was nothing to delete, which is fine
         if self.addr:
-            return f"conntrack -D --orig-dst {self.addr}"
-        return f"conntrack -D -p {self.proto} --orig-port-dst {self.port}"
+            return f"conntrack -D --orig-dst {self.addr} || true"
+        return f"conntrack -D -p {self.proto} --orig-port-dst {self.port} || true"
 
 
 # Any step; each type above is applied by the layer that owns it (runtime.init, net.*).
