@@ -183,9 +183,15 @@ def ps(
 
 
 @app.command()
-def top(container: str = typer.Argument(..., help="container name or id")) -> None:
-    """Every process of a container: its PID inside, the same process's PID on the host."""
-    from minibox import present
+def top(
+    container: str = typer.Argument(..., help="container name or id"),
+    fmt: str = typer.Option("", "--format", help="json"),
+) -> None:
+    """Every process of a container: its PID inside, the same process's PID on the host.
+
+    Teaches "same process, other PID": the kernel's NSpid line, namespace by namespace,
+    and which namespaces and cgroup the container has of its own."""
+    from minibox import observe, present
     from minibox.runtime import procs
 
     lifecycle.require_root()
@@ -193,9 +199,47 @@ def top(container: str = typer.Argument(..., help="container name or id")) -> No
     state = lifecycle.refresh(rec.id)
     if state.status != RUNNING:
         raise MiniboxError(f"container {rec.name} is not running")
-    rows = [[str(p.ctr_pid), str(p.host_pid), str(p.ppid), p.user, p.command]
-            for p in procs.processes_in(state.pid)]
+    plist = procs.processes_in(state.pid)
+    ns = observe.ns_table(state.pid)
+    cg = observe.cgroup_lines(state.pid)
+    if fmt == "json":
+        _out(json.dumps({"processes": [p.__dict__ for p in plist],
+                         "namespaces": [dict(zip(("kind", "container", "host", "shared"), r)) for r in ns],
+                         "cgroup": cg, "host_cgroup": observe.cgroup_lines(os.getpid())}, indent=2))
+        return
+    if fmt:
+        raise InvalidSpec(f'unknown --format "{fmt}": use json')
+    rows = [[str(p.ctr_pid), str(p.host_pid), str(p.ppid), p.user, p.command] for p in plist]
     _out(present.table(["PID (container)", "PID (host)", "PPID (container)", "USER", "COMMAND"], rows))
+    _out("")
+    _out(present.table(["NAMESPACE", "CONTAINER", "HOST", ""], ns))
+    _out("")
+    mine = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in cg}
+    host = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in observe.cgroup_lines(os.getpid())}
+    _out(present.table(["CGROUP", "CONTAINER", "HOST (minibox)"],
+                       [[k or "(v2)", v, host.get(k, "")] for k, v in mine.items() if v != host.get(k)]))
+
+
+@app.command(name="explain")
+def explain_ctr(container: str = typer.Argument(..., help="container name or id")) -> None:
+    """A running container as commands, with what they print now: its namespaces, root,
+    cgroup, veth pair, addresses, routes, DNAT elements (with packet counters), conntrack."""
+    from minibox import observe
+    from minibox.explain import _colors
+
+    lifecycle.require_root()
+    rec = store.resolve(container)
+    state = lifecycle.refresh(rec.id)
+    if state.status != RUNNING:
+        raise MiniboxError(f"container {rec.name} is not running: `minibox inspect {rec.name}` shows what is left")
+    dim, bold, reset = _colors(sys.stdout)
+    for probe in observe.probes(rec, state):
+        _out(f"{dim}# {probe.why}{reset}")
+        _out(f"{bold}$ {probe.command}{reset}")
+        text = observe.run_probe(probe, rec)
+        if text:
+            _out("\n".join("  " + line for line in text.splitlines()))
+        _out("")
 
 
 @app.command()
@@ -425,6 +469,28 @@ def network_rm(names: List[str] = typer.Argument(..., help="network names")) -> 
         for e in errors:
             print(f"minibox: warning: {e}", file=sys.stderr)
         _out(name)
+
+
+@network_app.command(name="show")
+def network_show(
+    name: str = typer.Argument("", help="only this network"),
+    fmt: str = typer.Option("text", "--format", help="text, svg, mermaid or json"),
+) -> None:
+    """The topology as the kernel has it: host interfaces, bridges, each veth pair with both
+    ends, containers' eth0 with address and MAC, routes, and the rules on each hook with
+    their packet counters. `--format svg > net.svg` draws it."""
+    from minibox import topology
+
+    lifecycle.require_root()
+    if name:
+        from minibox.net import networks
+
+        networks.get(name)
+    renderers = {"text": topology.text, "svg": topology.svg, "mermaid": topology.mermaid,
+                 "json": lambda t: json.dumps(t, default=lambda o: o.__dict__, indent=2) + "\n"}
+    if fmt not in renderers:
+        raise InvalidSpec(f'unknown --format "{fmt}": use text, svg, mermaid or json')
+    sys.stdout.write(renderers[fmt](topology.gather(name)))
 
 
 @network_app.command(name="reconcile")
