@@ -388,6 +388,45 @@ def image_rm(names: List[str] = typer.Argument(..., help="image names")) -> None
         _out(f"Deleted: {images.normalize(n)}")
 
 
+@app.command()
+def trace(
+    container: str = typer.Argument(..., help="container name or id"),
+    port: int = typer.Option(..., "--port", help="the published host port to probe"),
+    from_: str = typer.Option("host", "--from", help="outside, host, localhost or container"),
+    to: str = typer.Option("", "--to", help="the address to probe (default: chosen for the path)"),
+) -> None:
+    """Send one probe to a published port along one of its four paths and show each rule its
+    packets met (nftables tracing, iptables-nft's rules included), then how conntrack
+    rewrote the flow: the DNAT to the container, and any SNAT (masquerade) on the way."""
+    from minibox import trace as tr
+
+    lifecycle.require_root()
+    rec = store.resolve(container)
+    if lifecycle.refresh(rec.id).status != RUNNING:
+        raise MiniboxError(f"container {rec.name} is not running")
+    sys.stdout.write(tr.render(tr.run(rec, port, from_, to)))
+
+
+@app.command()
+def doctor(fmt: str = typer.Option("", "--format", help="json")) -> None:
+    """Check this host for what breaks container networking: ip_forward, the FORWARD policy,
+    iptables' variant and legacy tables, other runtimes' rules, route_localnet, br_netfilter,
+    subnets against routes, host ports shadowed by DNAT, loopback nameservers. For each
+    finding: what it means and the command that fixes it. Exits 1 if `run -p` would break."""
+    from minibox import doctor as doc
+
+    lifecycle.require_root()
+    findings = doc.run_checks()
+    if fmt == "json":
+        sys.stdout.write(doc.as_json(findings))
+    elif fmt:
+        raise InvalidSpec(f'unknown --format "{fmt}": use json')
+    else:
+        sys.stdout.write(doc.render(findings, sys.stdout.isatty() and not os.environ.get("NO_COLOR")))
+    if doc.failed(findings):
+        raise typer.Exit(1)
+
+
 network_app = typer.Typer(no_args_is_help=True, help="Manage bridge networks (a bridge, a subnet, firewall rules).")
 app.add_typer(network_app, name="network")
 

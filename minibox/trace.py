@@ -1,0 +1,212 @@
+"""`minibox trace`: send one probe to a published port along one path, and show the rules it met.
+
+Paths, as in the lecture and docker-networking.md: `outside` (a machine on the LAN: a
+throwaway network namespace on a TEST-NET range, linked to the host), `host` (a host
+process to a host address), `localhost` (to 127.0.0.1), `container` (another container,
+to the host's address on its bridge: the hairpin).
+
+How: a table of our own, `ip minibox-trace-PID`, sets `meta nftrace` on the probe's packets
+only (they come from a source port chosen for the probe), `nft monitor trace` reports every
+rule each packet meets in every table (iptables-nft's included), and conntrack tells how the
+flow was rewritten (DNAT, SNAT). The table, the namespace and the helper are removed after.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from minibox.errors import InvalidSpec, MiniboxError
+from minibox.model import ContainerRecord
+
+PATHS = ("outside", "host", "localhost", "container")
+PROBE = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("", int(sys.argv[3])))
+s.settimeout(3)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+    print(s.recv(200).decode(errors="replace").splitlines()[0])
+except OSError as e:
+    print(f"no answer: {e}")
+"""
+
+
+@dataclass
+class Result:
+    path: str
+    target: str  # address:port probed
+    answer: str
+    packets: dict[str, list[str]] = field(default_factory=dict)  # trace id -> hops
+    conntrack: list[str] = field(default_factory=list)
+
+
+def _sh(cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise MiniboxError(f"trace: `{cmd}` failed: {res.stderr.strip()}")
+    return res
+
+
+def _host_address() -> str:
+    """An address of this host other than loopback and minibox's bridges (Docker's HOST_ADDR)."""
+    from minibox import store
+
+    bridges = {n.bridge for n in store.all_networks()}
+    out = _sh("ip -o -4 addr show", check=False).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        dev, addr = parts[1], parts[3].split("/")[0]
+        if dev != "lo" and dev not in bridges and not dev.startswith("mbx"):
+            return addr
+    return ""
+
+
+def _free_testnet() -> ipaddress.IPv4Network:
+    """A /30 of 198.18.0.0/15 (benchmarking TEST-NET) that nothing here routes to yet."""
+    cands = list(ipaddress.IPv4Network("198.18.0.0/15").subnets(new_prefix=30))
+    start = random.randrange(len(cands))
+    for cand in cands[start:start + 64] + cands[:64]:
+        if _sh(f"ip route get {list(cand.hosts())[1]}", check=False).returncode != 0:
+            return cand
+    raise MiniboxError("trace: no free TEST-NET range for the outside host")
+
+
+def run(rec: ContainerRecord, port: int, path: str, to: str = "") -> Result:
+    if path not in PATHS:
+        raise InvalidSpec(f'unknown --from "{path}": use one of {", ".join(PATHS)}')
+    mapping = next((p for p in rec.ports if p.host_port == port and p.proto == "tcp"), None)
+    if mapping is None:
+        published = ", ".join(p.docker_str() for p in rec.ports) or "none"
+        raise InvalidSpec(f"container {rec.name} does not publish tcp port {port} (it publishes: {published})")
+    sport = random.randint(40000, 59999)
+    tag = f"minibox-trace-{os.getpid()}"
+    cleanup: list[str] = [f"nft delete table ip {tag}"]
+    prefix = ""
+    try:
+        if path == "localhost":
+            dst = "127.0.0.1"
+        elif path == "host":
+            dst = to or mapping.host_ip or _host_address()
+            if not dst:
+                raise MiniboxError("trace: this host has no address but loopback and minibox's bridges; "
+                                   "use --from localhost, or give one with --to")
+        elif path == "container":
+            net = rec.endpoint.network if rec.endpoint else "bridge"
+            cid = _sh(f"{sys.executable} -m minibox run -d --network {net} busybox sleep 60").stdout.strip()
+            cleanup.insert(0, f"{sys.executable} -m minibox rm -f {cid}")
+            pid = _sh(f"{sys.executable} -m minibox inspect {cid}").stdout.split('"Pid": ')[1].split(",")[0]
+            prefix = f"nsenter --net=/proc/{pid}/ns/net "
+            dst = to or (mapping.host_ip or (rec.endpoint.gateway if rec.endpoint else _host_address()))
+        else:  # outside
+            net = _free_testnet()
+            host_side, lan_side = (str(h) for h in net.hosts())
+            holder = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+            time.sleep(0.1)
+            veth = f"mbxt{os.getpid() % 100000}"
+            cleanup.insert(0, f"kill {holder.pid}; ip link del {veth} 2>/dev/null")
+            _sh(f"ip link add {veth} type veth peer name eth0 netns /proc/{holder.pid}/ns/net")
+            _sh(f"ip addr add {host_side}/30 dev {veth} && ip link set {veth} up")
+            prefix = f"nsenter --net=/proc/{holder.pid}/ns/net "
+            _sh(f"{prefix}ip link set lo up && {prefix}ip addr add {lan_side}/30 dev eth0 && "
+                f"{prefix}ip link set eth0 up")
+            dst = to or host_side
+        # Trace only this probe's packets: the ones from, or back to, its source port.
+        _sh(f"nft -f - <<'EOF'\nadd table ip {tag}\n"
+            f"add chain ip {tag} pre {{ type filter hook prerouting priority -350; }}\n"
+            f"add chain ip {tag} out {{ type filter hook output priority -350; }}\n"
+            f"add rule ip {tag} pre tcp sport {sport} meta nftrace set 1\n"
+            f"add rule ip {tag} pre tcp dport {sport} meta nftrace set 1\n"
+            f"add rule ip {tag} out tcp sport {sport} meta nftrace set 1\n"
+            f"add rule ip {tag} out tcp dport {sport} meta nftrace set 1\nEOF")
+        monitor = subprocess.Popen(["nft", "monitor", "trace"], stdout=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+        answer = _sh(f"{prefix}{sys.executable} -c '{PROBE}' {dst} {port} {sport}", check=False).stdout.strip()
+        time.sleep(0.5)
+        monitor.terminate()
+        trace_out = monitor.communicate(timeout=5)[0]
+        ct = _sh(f"conntrack -L -p tcp --sport {sport} 2>/dev/null; conntrack -L -p tcp --dport {sport} 2>/dev/null",
+                 check=False).stdout
+        return Result(path, f"{dst}:{port}", answer or "no answer", _hops(trace_out),
+                      [line for line in ct.splitlines() if line.strip()])
+    finally:
+        for cmd in cleanup:
+            _sh(cmd, check=False)
+
+
+def _packet(text: str) -> str:
+    """`nft monitor trace`'s packet dump, cut to what tells the story: interfaces, addresses,
+    ports, TCP flags."""
+    want = []
+    for pattern in (r'iif "[^"]+"', r'oif "[^"]+"'):
+        m = re.search(pattern, text)
+        if m:
+            want.append(m.group(0).replace('"', ""))
+    a = re.search(r"ip saddr (\S+) ip daddr (\S+)", text)
+    p = re.search(r"tcp sport (\d+) tcp dport (\d+)", text)
+    f = re.search(r"tcp flags == (\S+)", text)
+    if a and p:
+        want.append(f"{a.group(1)}:{p.group(1)} -> {a.group(2)}:{p.group(2)}")
+    if f:
+        want.append({"syn": "[SYN]", "0x12": "[SYN,ACK]", "ack": "[ACK]", "0x18": "[PSH,ACK]",
+                     "0x11": "[FIN,ACK]", "0x14": "[RST,ACK]"}.get(f.group(1), f"[{f.group(1)}]"))
+    return " ".join(want)
+
+
+def _hops(trace_out: str) -> dict[str, list[str]]:
+    """Group `nft monitor trace` lines by packet, keeping the packet as first seen, then
+    every rule, policy and verdict it met outside our own marking table. The kernel may
+    reuse a trace id for a later packet; a packet entering our marking chain starts a new
+    group."""
+    packets: dict[str, list[str]] = {}
+    current: dict[str, str] = {}  # trace id -> key of its group now
+    for line in trace_out.splitlines():
+        m = re.match(r"trace id (\w+) (\w+) (\S+) (\S+) (.*)", line)
+        if not m:
+            continue
+        tid, _family, table, chain, rest = m.groups()
+        ours = table.startswith("minibox-trace")
+        if ours and rest.startswith("packet:"):
+            key = f"{tid}#{len(packets)}"
+            current[tid] = key
+            packets[key] = [f"packet {_packet(rest)}"]
+            continue
+        hops = packets.setdefault(current.setdefault(tid, f"{tid}#{len(packets)}"), [])
+        if ours:
+            continue  # our own marking rule
+        if rest.startswith("packet:"):
+            hops.append(f"  {table} {chain:<12} sees {_packet(rest)}")
+            continue
+        rest = re.sub(r" counter packets \d+ bytes \d+", "", rest)
+        hops.append(f"  {table} {chain:<12} {rest}")
+    return packets
+
+
+def render(r: Result, limit: int = 4) -> str:
+    out = [f"probe: {r.path} -> {r.target}", f"answer: {r.answer}", ""]
+    shown = 0
+    for hops in r.packets.values():
+        if len(hops) < 2:
+            continue  # a packet that met no rule of interest (bridged straight through)
+        if shown == limit:
+            out.append(f"... and more packets of the same exchange, all accepted as established")
+            break
+        shown += 1
+        out.append(f"{hops[0]}")
+        out += hops[1:]
+        out.append("")
+    if not r.packets:
+        out.append("no packet was traced (is nftables tracing available?)")
+    out.append("conntrack: the flow as sent (first tuple) and as answered (second tuple); "
+               "an address that differs is the DNAT or the SNAT")
+    out += [f"  {line}" for line in r.conntrack] or ["  (no entry)"]
+    return "\n".join(out) + "\n"
