@@ -71,3 +71,124 @@ def test_dry_run_script_builds_what_minibox_builds(tmp_path):
     assert any(link["kind"] == "veth" and link["master"] == "minibox0" for link in a["host"]["links"])
     assert "eth0 10.222.0.2/24" in a["container"]["addrs"]
     assert "default via 10.222.0.1 dev eth0" in a["container"]["routes"]
+
+
+def test_run_explain_lists_every_kind_of_step():
+    res = mb("run", "--explain", *SPEC, check=True)
+    out = res.stderr
+    for needle in ("unshare --pid --mount --net --uts --ipc --fork",
+                   "mount -t overlay -o lowerdir=",
+                   "pivot_root . .",
+                   "setpriv --bounding-set=-all,+chown",
+                   "type veth peer name eth0 address 02:42:0a:de:00:02",
+                   "master minibox0",
+                   "ip addr add 10.222.0.2/24 dev eth0",
+                   "ip route add default via 10.222.0.1",
+                   "sysctl -w net.ipv4.conf.minibox0.route_localnet=1",
+                   "echo " ):
+        assert needle in out, needle
+    pid = str(inspect("web")["State"]["Pid"])
+    assert f"netns /proc/{pid}/ns/net" in out  # the real PID, not a placeholder
+    if BACKEND == "nftables":
+        assert "add element ip minibox hostport-any { tcp . 8080" in out
+    else:
+        assert "-A MINIBOX -p tcp -m tcp --dport 8080" in out
+    assert res.stdout.strip() == inspect("web")["Id"]  # stdout stays just the id
+
+
+def test_rm_exec_and_network_create_explain():
+    mb("run", *SPEC, check=True)
+    ex = mb("exec", "--explain", "web", "true", check=True).stderr
+    pid = inspect("web")["State"]["Pid"]
+    assert f"nsenter --target {pid} --ipc --uts --net --pid --mount --root" in ex
+    assert "exec env -i" in ex and "cgroup.procs" in ex
+    rm = mb("rm", "-f", "--explain", "web", check=True).stderr
+    assert f"kill -KILL {pid}" in rm and "rm -rf $C" in rm and "rm -f " in rm and "/ipam/minibox/10.222.0.2" in rm
+    assert ("delete element ip minibox hostport-any { tcp . 8080 }" in rm) if BACKEND == "nftables" \
+        else ("iptables-restore --noflush" in rm)
+    net = mb("network", "create", "--explain", "--subnet", "192.168.15.0/24", "--gateway", "192.168.15.5",
+             "v-net-0", check=True).stderr
+    try:
+        assert "type bridge" in net and "ip addr add 192.168.15.5/24 dev mbx-" in net
+    finally:
+        mb("network", "rm", "v-net-0", check=True)
+
+
+def test_explain_container_shows_its_kernel_objects():
+    mb("run", *SPEC, check=True)
+    sh("curl -s -m 5 127.0.0.1:8080")
+    doc = inspect("web")
+    out = mb("explain", "web", check=True).stdout
+    pid = doc["State"]["Pid"]
+    assert f"$ ls -l /proc/{pid}/ns" in out and "net -> net:[" in out
+    assert f"NSpid:\t{pid}\t1" in out
+    assert "overlay" in out and "upperdir=" in out
+    assert f"ip -d link show mbx{doc['Id'][:12]}" in out and "hairpin on" in out
+    assert "inet 10.222.0.2/24" in out and "default via 10.222.0.1" in out
+    if BACKEND == "nftables":
+        assert "tcp . 8080 counter packets 1" in out  # the one request above
+
+
+def test_top_shows_namespaces_and_cgroup():
+    mb("run", *SPEC, check=True)
+    out = mb("top", "web", check=True).stdout
+    assert "httpd -f -p 80" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] and
+            line.split()[0] in ("pid", "net", "mnt", "uts", "ipc", "user")}
+    assert rows["net"][1] != rows["net"][2] and rows["user"][1] == rows["user"][2]
+    doc = json.loads(mb("top", "web", "--format", "json", check=True).stdout)
+    assert doc["processes"][0]["ctr_pid"] == 1
+    assert any(inspect("web")["Id"] in line for line in doc["cgroup"])
+
+
+def test_network_show_text_svg_mermaid():
+    import xml.etree.ElementTree as ET
+
+    mb("run", *SPEC, check=True)
+    cid = inspect("web")["Id"][:12]
+    text = mb("network", "show", check=True).stdout
+    assert all(len(line) <= 100 for line in text.splitlines())
+    assert f"mbx{cid} ══veth══ eth0 10.222.0.2/24 02:42:0a:de:00:02" in text
+    assert "publishes 0.0.0.0:8080->80/tcp" in text and "10.222.0.0/24 dev minibox0" in text
+    assert "masquerade" in text.lower()
+    svg = mb("network", "show", "--format", "svg", check=True).stdout
+    root = ET.fromstring(svg)
+    labels = " ".join("".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text"))
+    assert "container web" in labels and "minibox0 (bridge)" in labels and f"mbx{cid}" in labels
+    mer = mb("network", "show", "--format", "mermaid", check=True).stdout
+    assert mer.startswith("flowchart LR") and f"mbx{cid} (veth)" in mer
+
+
+def test_doctor_passes_then_names_a_missing_jump():
+    mb("run", *SPEC, check=True)
+    ok = mb("doctor")
+    assert ok.returncode == 0, ok.stdout
+    sh("iptables -P FORWARD DROP")
+    try:
+        jump = sh("iptables -S FORWARD | grep MINIBOX-FORWARD || true").stdout.strip()
+        if jump:
+            sh(f"iptables {jump.replace('-A', '-D', 1)}")
+        bad = mb("doctor")
+        assert bad.returncode == 1
+        assert any(line.startswith("[ERROR] FORWARD policy") for line in bad.stdout.splitlines())
+        assert "minibox network reconcile" in bad.stdout
+        mb("network", "reconcile", check=True)
+        assert mb("doctor").returncode == 0
+    finally:
+        sh("iptables -P FORWARD ACCEPT")
+
+
+@pytest.mark.parametrize("path", ["localhost", "outside", "container", "host"])
+def test_trace_shows_the_dnat_on_each_path(path, outside):
+    mb("run", *SPEC, check=True)
+    args = ["trace", "web", "--port", "8080", "--from", path]
+    if path == "host":
+        args += ["--to", outside.host_addr]
+    before = links()
+    out = mb(*args, check=True).stdout
+    assert "answer: HTTP/1.1 200 OK" in out
+    assert "dport=8080 src=10.222.0.2" in out  # conntrack: the reply comes from the container
+    assert ("hostport-any" in out) if BACKEND == "nftables" else ("DNAT" in out)
+    if path == "localhost":
+        assert "127.0.0.1" in out and "masquerade" in out.lower()
+    assert links() == before  # the probe's namespace and helper are gone
