@@ -7,6 +7,7 @@ container owns which veth). The three renderers are pure functions of that snaps
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import socket
@@ -93,6 +94,7 @@ def gather(only: str = "") -> Topology:
             n.containers.append(Ctr(rec.name, rec.short_id, ep.veth, ep.ip, ep.prefixlen, ep.mac,
                                     [f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}"
                                      for p in rec.ports], ep.veth in names.values()))
+        n.containers.sort(key=lambda c: ipaddress.IPv4Address(c.ip))
         nets.append(n)
     ours = {n.bridge for n in store.all_networks()} | {c.veth for n in nets for c in n.containers}
     host_links = [(name, link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "", addrs.get(name, []))

@@ -33,17 +33,22 @@ def test_dry_run_changes_nothing():
 
 
 def _build(how: str, tmp_path: Path) -> dict:
-    """Build the container in a throwaway host of its own, then dump its network structure."""
-    mbx = f"{sys.executable} -m minibox"
+    """Build the container in a throwaway host of its own (fresh network namespace, fresh
+    state root holding only the image), then dump its network structure."""
+    root = tmp_path / f"root-{how}"
+    root.mkdir()
+    sh(f"cp -a {ROOT}/images {root}/")
+    mbx = f"MINIBOX_ROOT={root} {sys.executable} -m minibox"
     if how == "script":
+        # generated inside the fresh host too: the plan depends on that host's routes
         script = tmp_path / "dry.sh"
-        script.write_text(mb("run", "--dry-run", *SPEC, check=True).stdout)
-        cdir = next(line.split("=", 1)[1].split()[0] for line in script.read_text().splitlines()
-                    if line.startswith("export C="))
-        build = f"sh {script} > {tmp_path}/script.log 2>&1\npid=$(cat {cdir}/pid)"
+        build = (f"{mbx} run --dry-run {' '.join(SPEC)} > {script}\n"
+                 f"sh {script} > {tmp_path}/script.log 2>&1\n"
+                 f"cdir=$(grep '^export C=' {script} | cut -d= -f2 | cut -d' ' -f1)\n"
+                 "pid=$(cat $cdir/pid)")
         # PID 1 ignores SIGTERM without a handler; then wait for the namespace to empty
-        stop = (f"kill -9 $pid\nwhile [ -e /proc/$pid ]; do sleep 0.05; done\nrm -rf {cdir}\n"
-                f"for d in /sys/fs/cgroup/*/$MINIBOX_CGROUP_PARENT/*/; do rmdir $d; done")
+        stop = ("kill -9 $pid\nwhile [ -e /proc/$pid ]; do sleep 0.05; done\nrm -rf $cdir\n"
+                "for d in /sys/fs/cgroup/*/$MINIBOX_CGROUP_PARENT/*/; do rmdir $d; done")
     else:
         build = f"{mbx} run {' '.join(SPEC)} >/dev/null\npid=$({mbx} inspect web | sed -n 's/.*\"Pid\": \\([0-9]*\\).*/\\1/p')"
         stop = f"{mbx} rm -f web >/dev/null"
