@@ -72,6 +72,10 @@ def ensure_bridge(steps: list[Step]) -> bool:
 def remove_link(name: str, why: str = "") -> tuple[list[Step], list[str]]:
     """Delete link `name` if it is there: (the step, if it was), (errors)."""
     step = LinkDel(name, why=why)
+    try:
+        socket.if_nametoindex(name)  # an ioctl: no need to load pyroute2 for a link already gone
+    except OSError:
+        return [], []
     with netlink.iproute() as ipr:
         idx = _index(ipr, name)
         if idx is None:
