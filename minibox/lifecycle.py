@@ -68,19 +68,16 @@ def run(spec: ContainerSpec, explain=None) -> RunResult:
     cdir = config.paths().container(cid)
     hostname = spec.hostname or cid[:12]
     with contextlib.ExitStack() as undo:
-        with store.global_lock():
-            taken = {r.name for r in store.all_records()}
-            name = spec.name or specs.generate_name(taken)
-            if name in taken:
-                raise Conflict(f'container name "{name}" is already in use; pick another with --name '
-                               f'or remove it with `minibox rm {name}`')
-            cdir.mkdir(parents=True)
-            undo.callback(shutil.rmtree, cdir, ignore_errors=True)
-            env = specs.container_env(spec.env, hostname, spec.tty)
-            record = ContainerRecord(id=cid, name=name, created=time.time(), spec=spec,
-                                     image_dir=str(image.rootfs), hostname=hostname, env=env)
-            store.save_state(cid, ContainerState(status=CREATED))
-            store.save_record(record)  # from here on the name is taken
+        cdir.mkdir(parents=True)
+        undo.callback(shutil.rmtree, cdir, ignore_errors=True)
+        name = spec.name or specs.generate_name(store.name_taken)
+        store.reserve_name(name, cid)  # atomic: of parallel runs asking for one name, one wins
+        undo.callback(store.release_name, name, cid)
+        env = specs.container_env(spec.env, hostname, spec.tty)
+        record = ContainerRecord(id=cid, name=name, created=time.time(), spec=spec,
+                                 image_dir=str(image.rootfs), hostname=hostname, env=env)
+        store.save_state(cid, ContainerState(status=CREATED))
+        store.save_record(record)
         prepared = None
         if netinfo is not None:
             prepared = endpoint.prepare(record, netinfo)
@@ -355,6 +352,7 @@ def remove_container(rec: ContainerRecord, wait_for_shim: bool = True) -> list:
         time.sleep(0.01)
     with store.global_lock():
         shutil.rmtree(cdir, ignore_errors=True)
+        store.release_name(rec.name, rec.id)
     return steps_of(state.release_log) + [RemovePath(str(cdir), "tree", why="its state, logs and upper layer: the "
                                                                           "image below is untouched")]
 

@@ -107,20 +107,67 @@ def all_records() -> list[ContainerRecord]:
 
 
 def resolve(ref: str) -> ContainerRecord:
-    """Find a container by name, full id, or unique id prefix (Docker's rules)."""
+    """Find a container by name, full id, or unique id prefix (Docker's rules), reading only
+    the one record it finds: a command's cost must not grow with the number of containers."""
     if not ref:
         raise InvalidSpec("container name or id must not be empty")
-    records = all_records()
-    for rec in records:
-        if rec.name == ref or rec.id == ref:
-            return rec
-    matches = [r for r in records if r.id.startswith(ref.lower())]
+    for cid in (ref if len(ref) == 64 else None, owner_of_name(ref)):
+        if cid:
+            try:
+                return load_record(cid)
+            except FileNotFoundError:
+                pass
+    matches = [cid for cid in container_ids() if cid.startswith(ref.lower())]
     if len(matches) == 1:
-        return matches[0]
+        return load_record(matches[0])
     if len(matches) > 1:
-        names = ", ".join(r.name for r in matches)
+        names = ", ".join(load_record(c).name for c in matches)
         raise Conflict(f'container id prefix "{ref}" is ambiguous: it matches {names}; give more of the id')
     raise NotFound(f'no such container: "{ref}" (see `minibox ps -a`)')
+
+
+# --- names: names/NAME holds the id of the container that has it -------------------------
+
+
+def _name_path(name: str) -> Path:
+    return config.paths().root / "names" / name
+
+
+def owner_of_name(name: str) -> str | None:
+    try:
+        return _name_path(name).read_text().strip()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, OSError):
+        return None
+
+
+def name_taken(name: str) -> bool:
+    owner = owner_of_name(name)
+    return bool(owner) and (config.paths().container(owner) / "config.json").exists()
+
+
+def reserve_name(name: str, cid: str) -> None:
+    """Take `name` for container `cid`, atomically (O_EXCL), or raise Conflict."""
+    path = _name_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            owner = owner_of_name(name)
+            if owner and (config.paths().container(owner)).exists():
+                raise Conflict(f'container name "{name}" is already in use; pick another with --name '
+                               f'or remove it with `minibox rm {name}`') from None
+            path.unlink(missing_ok=True)  # its container is gone: a leftover of a crash
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(cid + "\n")
+        return
+    raise Conflict(f'container name "{name}" is being taken by another run right now; pick another')
+
+
+def release_name(name: str, cid: str) -> None:
+    if owner_of_name(name) == cid:
+        _name_path(name).unlink(missing_ok=True)
 
 
 # --- networks ---------------------------------------------------------------------

@@ -34,12 +34,47 @@ def resolve_network(mode: str, spec: ContainerSpec) -> NetworkRecord:
     return net
 
 
-def published_elsewhere(exclude: str) -> list[tuple[str, PortMapping]]:
+# Published host ports, one file each: ports/PROTO-PORT-ADDRESS (ADDRESS "any" for every
+# host address), holding the owner's id and name. Checking a new -p reads only the files of
+# its own port, however many containers there are.
+
+
+def _ports_dir():
+    return config.paths().root / "ports"
+
+
+def _port_file(p: PortMapping):
+    return _ports_dir() / f"{p.proto}-{p.host_port}-{p.host_ip or 'any'}"
+
+
+def published_on(proto: str, port: int) -> list[tuple[str, PortMapping]]:
+    """(owner name, mapping) of live containers publishing proto/port."""
     out = []
-    for rec in store.all_records():
-        if rec.id != exclude and rec.ports and not store.load_state(rec.id).released:
-            out += [(rec.name, p) for p in rec.ports]
+    for f in _ports_dir().glob(f"{proto}-{port}-*") if _ports_dir().is_dir() else ():
+        try:
+            owner, name = f.read_text().split()
+        except (OSError, ValueError):
+            continue
+        if not (config.paths().container(owner) / "config.json").exists() or store.load_state(owner).released:
+            f.unlink(missing_ok=True)  # its container is gone or stopped: a leftover
+            continue
+        addr = f.name.split("-", 2)[2]
+        out.append((name, PortMapping("" if addr == "any" else addr, port, 0, proto)))
     return out
+
+
+def _record_ports(rec: ContainerRecord, add: bool) -> None:
+    for p in rec.ports:
+        f = _port_file(p)
+        if add:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(f"{rec.id} {rec.name}\n")
+        else:
+            try:
+                if f.read_text().split()[0] == rec.id:
+                    f.unlink()
+            except (OSError, IndexError):
+                pass
 
 
 def reserve_port(p: PortMapping) -> tuple[socket.socket, PortMapping]:
@@ -98,17 +133,24 @@ class Prepared:
 
 def prepare(record: ContainerRecord, net: NetworkRecord) -> Prepared:
     spec = record.spec
-    portplan.check_conflicts(spec.ports, published_elsewhere(record.id))
     sockets, resolved = [], []
+    ip = ""
     try:
-        for p in spec.ports:
-            s, p2 = reserve_port(p)
-            sockets.append(s)
-            resolved.append(p2)
+        with store.locked(_ports_dir() / ".lock"):
+            others = [o for p in spec.ports if p.host_port for o in published_on(p.proto, p.host_port)]
+            portplan.check_conflicts(spec.ports, others)
+            for p in spec.ports:
+                s, p2 = reserve_port(p)
+                sockets.append(s)
+                resolved.append(p2)
+            rec = dataclasses.replace(record, ports=tuple(resolved))
+            _record_ports(rec, add=True)
         ip = ipam_store.allocate(net.name, net.subnet, net.gateway, record.id, spec.ip)
     except Exception:
         for s in sockets:
             s.close()
+        if resolved:
+            _record_ports(dataclasses.replace(record, ports=tuple(resolved)), add=False)
         raise
     ep = Endpoint(network=net.name, bridge=net.bridge, veth=veth_name(record.id), ip=ip,
                   prefixlen=net.prefixlen, gateway=net.gateway, mac=ipam.container_mac(ip))
@@ -128,8 +170,10 @@ def release(rec: ContainerRecord) -> tuple[list[Step], list[str]]:
     fw = rec.firewall or (net.firewall if net else config.firewall_backend())
     pf = networks.port_facts(rec)
     if pf:
-        s, e = backend(fw).down(networks.snapshot(fw, exclude_ctr=rec.id), pf)
+        snap = networks.snapshot(fw, exclude_ctr=rec.id, with_ports=fw == "iptables")
+        s, e = backend(fw).down(snap, pf)
         steps, errors = steps + s, errors + e
+    _record_ports(rec, add=False)
     flush = [ConntrackFlush(p.proto, p.host_port, why="forget flows DNAT'd to it") for p in rec.ports]
     flush.append(ConntrackFlush("", addr=ep.ip, why="forget flows of its address, which may be reused at once"))
     errors += conntrack.flush(flush)

@@ -37,7 +37,7 @@ def allocate(network: str, subnet: str, gateway: str, owner: str, requested: str
     d = _dir(network)
     d.mkdir(parents=True, exist_ok=True)
     with store.locked(d / ".lock"):
-        used = set(taken(network))
+        used = {name for name in os.listdir(d) if not name.startswith(".")}  # names suffice here
         net = ipam.parse_subnet(subnet)
         ip = ipam.check_requested(net, gateway, requested, used) if requested else ipam.lowest_free(net, gateway, used)
         fd = os.open(d / ip, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)

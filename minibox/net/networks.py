@@ -37,13 +37,14 @@ def port_facts(rec) -> list[PortFacts]:
                       proto=p.proto, ctr_ip=rec.endpoint.ip, ctr_port=p.container_port) for p in rec.ports]
 
 
-def snapshot(fw: str, exclude_net: str = "", exclude_ctr: str = "") -> Snapshot:
+def snapshot(fw: str, exclude_net: str = "", exclude_ctr: str = "", with_ports: bool = True) -> Snapshot:
     """The desired firewall state of backend `fw`: its networks and every published port of
-    a container on them that still holds its resources."""
+    a container on them that still holds its resources. Reading the ports means reading
+    every container; the nftables backend only needs them to rebuild (with_ports=False)."""
     nets = [n for n in store.all_networks() if n.firewall == fw and n.name != exclude_net]
     names = {n.name for n in nets}
     ports: list[PortFacts] = []
-    for rec in store.all_records():
+    for rec in store.all_records() if with_ports else ():
         if rec.id == exclude_ctr or rec.endpoint is None or rec.endpoint.network not in names:
             continue
         if not store.load_state(rec.id).released:
@@ -81,7 +82,7 @@ def ensure_up(net: NetworkRecord, ports: list[PortFacts] = ()) -> list[Step]:
             print("minibox: note: enabled net.ipv4.ip_forward (it was 0) so containers can reach "
                   "the outside and be reached through published ports", file=sys.stderr)
     fw = backend(net.firewall)
-    steps += fw.up(snapshot(net.firewall), facts(net), list(ports))
+    steps += fw.up(snapshot(net.firewall, with_ports=net.firewall == "iptables"), facts(net), list(ports))
     return steps
 
 

@@ -31,13 +31,15 @@ def validate_name(name: str) -> str:
     return name
 
 
-def generate_name(taken: set[str], rand=lambda n: int.from_bytes(os.urandom(4), "big") % n) -> str:
-    """Docker-style `adjective_scientist`, with a number when all are taken."""
+def generate_name(taken, rand=lambda n: int.from_bytes(os.urandom(4), "big") % n) -> str:
+    """Docker-style `adjective_scientist`, with a number when all are taken. `taken` is a
+    set of names, or a function telling whether a name is taken."""
+    is_taken = taken if callable(taken) else taken.__contains__
     for attempt in range(100):
         name = f"{_ADJECTIVES[rand(len(_ADJECTIVES))]}_{_NAMES[rand(len(_NAMES))]}"
         if attempt > 20:
             name += str(rand(99) + 1)
-        if name not in taken:
+        if not is_taken(name):
             return name
     raise InvalidSpec("could not generate a free container name; give one with --name")
 

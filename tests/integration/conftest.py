@@ -106,7 +106,7 @@ def processes() -> list[str]:
 
 def state_files() -> list[str]:
     out = []
-    for sub in ("containers", "ipam"):
+    for sub in ("containers", "ipam", "names", "ports"):
         d = ROOT / sub
         if d.is_dir():
             out += [str(p.relative_to(ROOT)) for p in d.rglob("*") if p.is_file() and not p.name.startswith(".")]

@@ -22,6 +22,7 @@ def test_generated_names_avoid_taken():
         n = spec.generate_name(taken, rng.randrange)
         assert n not in taken and spec.validate_name(n)
         taken.add(n)
+    assert spec.generate_name(lambda n: not n.endswith("7"), rng.randrange).endswith("7")  # a predicate works
 
 
 def test_env_parsing():
