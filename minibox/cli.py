@@ -22,6 +22,18 @@ from minibox.model import RUNNING, ContainerSpec
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="A small container runtime that shows what `docker run` does to the kernel.")
 image_app = typer.Typer(no_args_is_help=True, help="Manage images (rootfs directories).")
+
+
+@app.callback()
+def main_options(
+    firewall_backend: str = typer.Option("", "--firewall-backend", envvar="MINIBOX_FIREWALL_BACKEND",
+                                         help="nftables (default) or iptables, for networks created now; "
+                                              "each network keeps the backend it was created with"),
+) -> None:
+    if firewall_backend:
+        if firewall_backend not in config.FIREWALL_BACKENDS:
+            raise InvalidSpec(f'unknown --firewall-backend "{firewall_backend}": use nftables or iptables')
+        os.environ["MINIBOX_FIREWALL_BACKEND"] = firewall_backend
 app.add_typer(image_app, name="image")
 
 # Docker-style `run [OPTIONS] IMAGE [COMMAND] [ARG...]`: options stop at IMAGE, so the

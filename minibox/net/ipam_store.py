@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from minibox import config, store
+from minibox.errors import Conflict
 from minibox.plan import ipam
 from minibox.plan.steps import RemovePath, Step
 
@@ -39,11 +40,28 @@ def allocate(network: str, subnet: str, gateway: str, owner: str, requested: str
     with store.locked(d / ".lock"):
         used = {name for name in os.listdir(d) if not name.startswith(".")}  # names suffice here
         net = ipam.parse_subnet(subnet)
-        ip = ipam.check_requested(net, gateway, requested, used) if requested else ipam.lowest_free(net, gateway, used)
+        try:
+            ip = ipam.check_requested(net, gateway, requested, used) if requested else ipam.lowest_free(net, gateway, used)
+        except Conflict:
+            # Before refusing, free addresses whose container is gone (a crash between
+            # allocation and release); a live allocation always has its directory.
+            if not _drop_stale(network):
+                raise
+            used = {name for name in os.listdir(d) if not name.startswith(".")}
+            ip = ipam.check_requested(net, gateway, requested, used) if requested else ipam.lowest_free(net, gateway, used)
         fd = os.open(d / ip, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         with os.fdopen(fd, "w") as f:
             f.write(owner + "\n")
         return ip
+
+
+def _drop_stale(network: str) -> bool:
+    dropped = False
+    for ip, owner in taken(network).items():
+        if not config.paths().container(owner).exists():
+            (_dir(network) / ip).unlink(missing_ok=True)
+            dropped = True
+    return dropped
 
 
 def release(network: str, ip: str, owner: str) -> tuple[list[Step], list[str]]:

@@ -376,3 +376,17 @@ def test_host_and_none_networks():
     host_links = sorted(links())
     out = mb("run", "--rm", "--network", "host", "busybox", "ip", "-o", "link", check=True).stdout
     assert sorted(line.split(": ")[1].split("@")[0] for line in out.splitlines()) == host_links
+
+
+def test_addresses_of_containers_lost_in_a_crash_are_reused():
+    mb("network", "create", "--subnet", "10.78.1.0/29", "crashy", check=True)
+    try:
+        d = ROOT / "ipam/crashy"
+        for i in range(2, 7):  # every address taken by a container whose state is gone
+            (d / f"10.78.1.{i}").write_text("0" * 64 + "\n")
+        mb("run", "-d", "--network", "crashy", "--name", "after", "busybox", "sleep", "1000", check=True)
+        assert inspect("after")["NetworkSettings"]["IPAddress"] == "10.78.1.2"
+        assert sorted(p.name for p in d.iterdir() if not p.name.startswith(".")) == ["10.78.1.2"]
+    finally:
+        mb("rm", "-f", "after")
+        mb("network", "rm", "crashy")
