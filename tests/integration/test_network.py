@@ -382,6 +382,7 @@ def test_addresses_of_containers_lost_in_a_crash_are_reused():
     mb("network", "create", "--subnet", "10.78.1.0/29", "crashy", check=True)
     try:
         d = ROOT / "ipam/crashy"
+        d.mkdir(parents=True, exist_ok=True)
         for i in range(2, 7):  # every address taken by a container whose state is gone
             (d / f"10.78.1.{i}").write_text("0" * 64 + "\n")
         mb("run", "-d", "--network", "crashy", "--name", "after", "busybox", "sleep", "1000", check=True)
