@@ -439,6 +439,23 @@ def doctor(fmt: str = typer.Option("", "--format", help="json")) -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def gc(explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand")) -> None:
+    """Remove what a crash left behind: firewall elements and rules, cgroups, veths, address
+    and name files of containers that no longer exist, found by the id each one carries."""
+    from minibox import gc as collector
+
+    lifecycle.require_root()
+    steps, errors = collector.run()
+    if explain:
+        _explainer("minibox gc")(steps)
+    _out(f"removed {len(steps)} leftover(s)")
+    for e in errors:
+        print(f"minibox: warning: {e}", file=sys.stderr)
+    if errors:
+        raise typer.Exit(1)
+
+
 network_app = typer.Typer(no_args_is_help=True, help="Manage bridge networks (a bridge, a subnet, firewall rules).")
 app.add_typer(network_app, name="network")
 

@@ -135,7 +135,10 @@ def run(spec: ContainerSpec, explain=None) -> RunResult:
     try:
         sp.wait_exec()
     except ExecFailed:
-        _reap_shim(sp.shim_pid) if not spec.detach else _wait_exit(cid, 5.0)
+        if spec.detach:
+            _wait_exit(cid, 5.0)  # the shim records the 126/127 and runs the cleanup
+        else:
+            _reap_shim(sp.shim_pid)
         _finish(cid)
         raise
     if spec.detach:

@@ -72,7 +72,7 @@ def probes(rec: ContainerRecord, state: ContainerState) -> list[Probe]:
                                  f"iptables -t nat -L MINIBOX -v -n | grep -e pkts -e {rec.short_id}"))
             else:
                 out.append(Probe("its published ports: elements of minibox's DNAT maps, with packet counters",
-                                 f"nft list map ip minibox hostport-any; nft list map ip minibox hostport-addr"))
+                                 "nft list map ip minibox hostport-any; nft list map ip minibox hostport-addr"))
         out.append(Probe("connections conntrack tracks to or from its address (DNAT/SNAT in the reply tuple)",
                          f"conntrack -L -d {ep.ip} 2>/dev/null; conntrack -L -s {ep.ip} 2>/dev/null"))
     elif rec.spec.network == "host":

@@ -281,8 +281,8 @@ def svg(t: Topology) -> str:
          f'font-family="DejaVu Sans Mono, monospace" font-size="12">',
          f'<rect width="{w}" height="{h_total}" fill="#ffffff"/>',
          '<text x="20" y="28" font-size="18" font-weight="bold">minibox network topology</text>',
-         f'<text x="20" y="50" fill="#555">host (root network namespace) on the left; each container '
-         f'is a network namespace of its own on the right</text>']
+         '<text x="20" y="50" fill="#555">host (root network namespace) on the left; each container '
+         'is a network namespace of its own on the right</text>']
 
     def box(x, y, bw, lines, fill, stroke):
         o.append(f'<rect x="{x}" y="{y}" width="{bw}" height="{box_h}" rx="6" fill="{fill}" stroke="{stroke}"/>')

@@ -198,7 +198,7 @@ def render(r: Result, limit: int = 4) -> str:
         if len(hops) < 2:
             continue  # a packet that met no rule of interest (bridged straight through)
         if shown == limit:
-            out.append(f"... and more packets of the same exchange, all accepted as established")
+            out.append("... and more packets of the same exchange, all accepted as established")
             break
         shown += 1
         out.append(f"{hops[0]}")

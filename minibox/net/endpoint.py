@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import socket
+import sys
 
 from minibox import config, store
 from minibox.errors import Conflict, InvalidSpec
@@ -103,7 +104,6 @@ class Prepared:
     record: ContainerRecord
     net: NetworkRecord
     sockets: list[socket.socket]
-    attached: bool = False
 
     def close_sockets(self) -> None:
         for s in self.sockets:
@@ -114,7 +114,6 @@ class Prepared:
         ep = self.record.endpoint
         steps = networks.ensure_up(self.net, networks.port_facts(self.record))
         link_steps = links.plan_endpoint(ep.veth, ep.bridge, ep.mac, ep.ip, ep.prefixlen, ep.gateway, PID)
-        self.attached = True
         links.add_endpoint(link_steps, pid)
         flush = [ConntrackFlush(p.proto, p.host_port, why="forget flows to this port that predate its DNAT rule")
                  for p in self.record.ports]
@@ -126,15 +125,12 @@ class Prepared:
         self.close_sockets()
         _, errors = release(self.record)
         if errors:
-            import sys
-
             print(f"minibox: warning: rolling back {self.record.name}: {'; '.join(errors)}", file=sys.stderr)
 
 
 def prepare(record: ContainerRecord, net: NetworkRecord) -> Prepared:
     spec = record.spec
     sockets, resolved = [], []
-    ip = ""
     try:
         with store.locked(_ports_dir() / ".lock"):
             others = [o for p in spec.ports if p.host_port for o in published_on(p.proto, p.host_port)]

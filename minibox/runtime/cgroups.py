@@ -119,13 +119,3 @@ def _remove_parent_if_empty(parent: str) -> None:
         os.rmdir(parent)
     except OSError:
         pass  # other containers still in it, or another runtime's
-
-
-def procs(dirs: list[str]) -> list[int]:
-    for d in dirs:
-        try:
-            with open(f"{d}/cgroup.procs") as f:
-                return [int(x) for x in f.read().split()]
-        except OSError:
-            continue
-    return []

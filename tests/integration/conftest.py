@@ -223,12 +223,3 @@ def forward_drop():
     sh("iptables -P FORWARD DROP")
     yield
     sh("iptables -P FORWARD ACCEPT")
-
-
-def wait_for(cmd: str, timeout: float = 10) -> subprocess.CompletedProcess:
-    deadline = time.monotonic() + timeout
-    while True:
-        res = sh(cmd, check=False, timeout=timeout)
-        if res.returncode == 0 or time.monotonic() > deadline:
-            return res
-        time.sleep(0.1)

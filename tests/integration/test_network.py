@@ -13,11 +13,10 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, conntrack_entries, inspect, links, mb, sh, wait_for
+from conftest import ROOT, conntrack_entries, inspect, links, mb, sh
 
 BACKEND = os.environ.get("MINIBOX_FIREWALL_BACKEND", "nftables")
 PAGE = "Hello from minibox"
@@ -391,3 +390,23 @@ def test_addresses_of_containers_lost_in_a_crash_are_reused():
     finally:
         mb("rm", "-f", "after")
         mb("network", "rm", "crashy")
+
+
+def test_gc_removes_what_a_crash_left(outside):
+    """minibox and its shim killed with -9, its state deleted: the leftovers still name their
+    owner, and gc finds and removes them."""
+    import signal as sig
+
+    cid = web("crashed", "8085:80")
+    doc = inspect("crashed")
+    os.kill(doc["Minibox"]["ShimPid"], sig.SIGKILL)  # PDEATHSIG takes PID 1 with it
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{doc['State']['Pid']}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sh(f"rm -rf {ROOT}/containers/{cid}")  # the state is lost too
+    assert any(cid[:12] in r for r in sh("nft list ruleset; iptables-save", check=False).stdout.splitlines())
+    res = mb("gc", "--explain", check=True)
+    assert "removed" in res.stdout and cid[:12] in res.stderr
+    assert not any(cid[:12] in r for r in sh("nft list ruleset; iptables-save", check=False).stdout.splitlines())
+    assert not (ROOT / "names/crashed").exists() and not (ROOT / "ports/tcp-8085-any").exists()
+    assert not [p for p in (ROOT / "ipam/minibox").iterdir() if not p.name.startswith(".")]
