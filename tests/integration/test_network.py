@@ -319,6 +319,19 @@ def test_overlapping_subnet_names_the_route(outside):
         mb("network", "rm", "one")
 
 
+def test_a_route_added_later_is_caught_at_the_next_run(outside):
+    """Docker checks routes only when a network is created; a VPN that comes up later then
+    silently shadows it. minibox checks again at every run, and names the route."""
+    mb("network", "create", "--subnet", "10.79.5.0/24", "later", check=True)
+    try:
+        sh("ip route add 10.79.5.0/25 dev uplink0")
+        res = mb("run", "--rm", "--network", "later", "busybox", "true")
+        assert res.returncode == 125 and "overlaps the host route 10.79.5.0/25 dev uplink0" in res.stderr
+    finally:
+        sh("ip route del 10.79.5.0/25 dev uplink0", check=False)
+        mb("network", "rm", "later")
+
+
 def test_nothing_remains_after_rm_or_after_exiting_alone(outside):
     cid = web("gone", "8095:80")
     ip = inspect("gone")["NetworkSettings"]["IPAddress"]

@@ -251,9 +251,13 @@ def test_container_refs_by_prefix_and_ambiguity():
     cid = run_d("--name", "p1", "busybox", "sleep", "1000")
     assert inspect(cid[:6])["Name"] == "/p1"
     assert inspect(cid)["Name"] == "/p1"
-    run_d("--name", "p2", "busybox", "sleep", "1000")
-    res = mb("inspect", "")
-    assert res.returncode == 125
+    ids = {cid}
+    while len({i[0] for i in ids}) == len(ids):  # until two ids share their first hex digit
+        ids.add(run_d("busybox", "sleep", "1000"))
+    first = next(c[0] for c in ids if sum(x[0] == c[0] for x in ids) > 1)
+    res = mb("inspect", first)
+    assert res.returncode == 125 and f'container id prefix "{first}" is ambiguous' in res.stderr
+    assert mb("inspect", "").returncode == 125
 
 
 def test_ps_and_inspect_shapes():
