@@ -69,12 +69,12 @@ def run(
 
     With --explain, see each namespace, mount, veth, address, route, sysctl and firewall rule
     it takes, as `unshare`, `mount`, `ip`, `sysctl` and `nft`/`iptables` commands."""
+    lifecycle.require_root()
     spec = build_spec(image, command or [], detach, rm, name, env, workdir, hostname, interactive, tty,
                       network, publish, ip, memory, pids_limit)
     if dry_run:
         from minibox import dryrun
 
-        lifecycle.require_root()
         args = " ".join(a for a in sys.argv[2:] if a != "--dry-run")
         sys.stdout.write(dryrun.script(spec, f"minibox run {args}"))
         return
@@ -150,9 +150,9 @@ def exec_(
     """Run a command in a running container: joins its namespaces and cgroup, same privileges.
 
     With --explain: the `nsenter` that joins them, the cgroup, the privileges, the exec."""
+    lifecycle.require_root()
     from minibox.plan import spec as specs
 
-    lifecycle.require_root()
     lifecycle.validate_exec_args(workdir)
     extra = specs.parse_env(env, dict(os.environ))
     rec = store.resolve(container)
@@ -168,9 +168,9 @@ def ps(
     fmt: str = typer.Option("", "--format", help="json: one JSON object per line"),
 ) -> None:
     """List containers."""
+    lifecycle.require_root()
     from minibox import present
 
-    lifecycle.require_root()
     rows = []
     for rec in sorted(store.all_records(), key=lambda r: r.created, reverse=True):
         try:
@@ -203,10 +203,10 @@ def top(
 
     Teaches "same process, other PID": the kernel's NSpid line, namespace by namespace,
     and which namespaces and cgroup the container has of its own."""
+    lifecycle.require_root()
     from minibox import observe, present
     from minibox.runtime import procs
 
-    lifecycle.require_root()
     rec = store.resolve(container)
     state = lifecycle.refresh(rec.id)
     if state.status != RUNNING:
@@ -236,10 +236,10 @@ def top(
 def explain_ctr(container: str = typer.Argument(..., help="container name or id")) -> None:
     """A running container as commands, with what they print now: its namespaces, root,
     cgroup, veth pair, addresses, routes, DNAT elements (with packet counters), conntrack."""
+    lifecycle.require_root()
     from minibox import observe
     from minibox.explain import _colors
 
-    lifecycle.require_root()
     rec = store.resolve(container)
     state = lifecycle.refresh(rec.id)
     if state.status != RUNNING:
@@ -260,9 +260,9 @@ def logs(
     follow: bool = typer.Option(False, "-f", "--follow", help="keep printing new output"),
 ) -> None:
     """Print a container's output (stdout to stdout, stderr to stderr)."""
+    lifecycle.require_root()
     from minibox import logs as logmod
 
-    lifecycle.require_root()
     rec = store.resolve(container)
     path = str(config.paths().container(rec.id) / "container.log")
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
@@ -338,10 +338,10 @@ def rm(
 @app.command()
 def inspect(containers: List[str] = typer.Argument(..., help="container names or ids")) -> None:
     """Low-level details as JSON, shaped like `docker inspect`."""
+    lifecycle.require_root()
     from minibox import present
     from minibox.runtime import cgroups
 
-    lifecycle.require_root()
     out, failed = [], None
     for ref in containers:
         try:
@@ -363,9 +363,9 @@ def inspect(containers: List[str] = typer.Argument(..., help="container names or
 @app.command(name="images")
 def images_() -> None:
     """List images."""
+    lifecycle.require_root()
     from minibox import images, present
 
-    lifecycle.require_root()
     rows = [[i.name, present.ago(i.created), present.human_size(i.size)] for i in images.list_images()]
     _out(present.table(["IMAGE", "CREATED", "SIZE"], rows))
 
@@ -382,9 +382,9 @@ def image_import(
     name: str = typer.Argument(..., help="name for the image"),
 ) -> None:
     """Import a root filesystem as an image."""
+    lifecycle.require_root()
     from minibox import images, present
 
-    lifecycle.require_root()
     img = images.import_image(source, name)
     _out(f"{img.name} ({present.human_size(img.size)})")
 
@@ -392,9 +392,9 @@ def image_import(
 @image_app.command(name="rm")
 def image_rm(names: List[str] = typer.Argument(..., help="image names")) -> None:
     """Remove images no container uses."""
+    lifecycle.require_root()
     from minibox import images
 
-    lifecycle.require_root()
     for n in names:
         images.remove_image(n)
         _out(f"Deleted: {images.normalize(n)}")
@@ -410,9 +410,9 @@ def trace(
     """Send one probe to a published port along one of its four paths and show each rule its
     packets met (nftables tracing, iptables-nft's rules included), then how conntrack
     rewrote the flow: the DNAT to the container, and any SNAT (masquerade) on the way."""
+    lifecycle.require_root()
     from minibox import trace as tr
 
-    lifecycle.require_root()
     rec = store.resolve(container)
     if lifecycle.refresh(rec.id).status != RUNNING:
         raise MiniboxError(f"container {rec.name} is not running")
@@ -425,9 +425,9 @@ def doctor(fmt: str = typer.Option("", "--format", help="json")) -> None:
     iptables' variant and legacy tables, other runtimes' rules, route_localnet, br_netfilter,
     subnets against routes, host ports shadowed by DNAT, loopback nameservers. For each
     finding: what it means and the command that fixes it. Exits 1 if `run -p` would break."""
+    lifecycle.require_root()
     from minibox import doctor as doc
 
-    lifecycle.require_root()
     findings = doc.run_checks()
     if fmt == "json":
         sys.stdout.write(doc.as_json(findings))
@@ -443,9 +443,9 @@ def doctor(fmt: str = typer.Option("", "--format", help="json")) -> None:
 def gc(explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand")) -> None:
     """Remove what a crash left behind: firewall elements and rules, cgroups, veths, address
     and name files of containers that no longer exist, found by the id each one carries."""
+    lifecycle.require_root()
     from minibox import gc as collector
 
-    lifecycle.require_root()
     steps, errors = collector.run()
     if explain:
         _explainer("minibox gc")(steps)
@@ -481,9 +481,9 @@ def network_create(
 
     The lecture's virtual switch: `network create --subnet 192.168.15.0/24 --gateway
     192.168.15.5 v-net-0`; --explain shows the `ip link add ... type bridge` and the rest."""
+    lifecycle.require_root()
     from minibox.net import networks
 
-    lifecycle.require_root()
     net, steps = networks.create(name, subnet, gateway, internal)
     if explain:
         _explainer(f"minibox network create {name}")(steps)
@@ -493,9 +493,9 @@ def network_create(
 @network_app.command(name="ls")
 def network_ls() -> None:
     """List networks."""
+    lifecycle.require_root()
     from minibox import present
 
-    lifecycle.require_root()
     rows = [[n.id[:12], n.name, n.bridge, n.subnet, n.gateway, "yes" if n.internal else "no", n.firewall]
             for n in store.all_networks()]
     _out(present.table(["NETWORK ID", "NAME", "BRIDGE", "SUBNET", "GATEWAY", "INTERNAL", "FIREWALL"], rows))
@@ -504,10 +504,10 @@ def network_ls() -> None:
 @network_app.command(name="inspect")
 def network_inspect(names: List[str] = typer.Argument(..., help="network names")) -> None:
     """Details as JSON: subnet, gateway, bridge, and each container with its address and veth."""
+    lifecycle.require_root()
     from minibox import present
     from minibox.net import networks
 
-    lifecycle.require_root()
     out = []
     for name in names:
         net = networks.get(name)
@@ -529,9 +529,9 @@ def network_inspect(names: List[str] = typer.Argument(..., help="network names")
 @network_app.command(name="rm")
 def network_rm(names: List[str] = typer.Argument(..., help="network names")) -> None:
     """Remove networks no running container uses: bridge, firewall elements, address files."""
+    lifecycle.require_root()
     from minibox.net import networks
 
-    lifecycle.require_root()
     for name in names:
         _steps, errors = networks.remove(name)
         for e in errors:
@@ -547,9 +547,9 @@ def network_show(
     """The topology as the kernel has it: host interfaces, bridges, each veth pair with both
     ends, containers' eth0 with address and MAC, routes, and the rules on each hook with
     their packet counters. `--format svg > net.svg` draws it."""
+    lifecycle.require_root()
     from minibox import topology
 
-    lifecycle.require_root()
     if name:
         from minibox.net import networks
 
@@ -564,8 +564,8 @@ def network_show(
 @network_app.command(name="reconcile")
 def network_reconcile() -> None:
     """Re-apply every bridge, sysctl and firewall rule from minibox's state (after a flush)."""
+    lifecycle.require_root()
     from minibox.net import networks
 
-    lifecycle.require_root()
     networks.reconcile()
     _out("reconciled")
