@@ -70,8 +70,9 @@ def run(
     With --explain, see each namespace, mount, veth, address, route, sysctl and firewall rule
     it takes, as `unshare`, `mount`, `ip`, `sysctl` and `nft`/`iptables` commands."""
     lifecycle.require_root()
-    spec = build_spec(image, command or [], detach, rm, name, env, workdir, hostname, interactive, tty,
-                      network, publish, ip, memory, pids_limit)
+    spec = build_spec(image=image, command=command or [], detach=detach, rm=rm, name=name, env=env,
+                      workdir=workdir, hostname=hostname, interactive=interactive, tty=tty, network=network,
+                      publish=publish, ip=ip, memory=memory, pids_limit=pids_limit)
     if dry_run:
         from minibox import dryrun
 
@@ -99,8 +100,10 @@ def _explainer(title: str, cid: str = ""):
     return show
 
 
-def build_spec(image, command, detach, rm, name, env, workdir, hostname, interactive, tty, network,
-               publish, ip, memory, pids_limit) -> ContainerSpec:
+def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: str, env: list[str],
+               workdir: str, hostname: str, interactive: bool, tty: bool, network: str, publish: list[str],
+               ip: str, memory: str, pids_limit: int) -> ContainerSpec:
+    """The command line, validated, as a ContainerSpec (keyword-only: fifteen of them)."""
     from minibox import images
     from minibox.plan import spec as specs
 
