@@ -423,3 +423,20 @@ def test_gc_removes_what_a_crash_left(outside):
     assert not any(cid[:12] in r for r in sh("nft list ruleset; iptables-save", check=False).stdout.splitlines())
     assert not (ROOT / "names/crashed").exists() and not (ROOT / "ports/tcp-8085-any").exists()
     assert not [p for p in (ROOT / "ipam/minibox").iterdir() if not p.name.startswith(".")]
+
+
+def test_firewall_backend_option_is_recorded_per_network():
+    other = "iptables" if BACKEND == "nftables" else "nftables"
+    mb("--firewall-backend", other, "network", "create", "--subnet", "10.80.0.0/24", "alt", check=True)
+    try:
+        row = next(line for line in mb("network", "ls", check=True).stdout.splitlines() if line.split()[1] == "alt")
+        assert row.split()[-1] == other
+        mb("run", "-d", "--network", "alt", "-p", "8087:80", "--name", "altweb", "busybox", "httpd", "-f",
+           "-p", "80", check=True)
+        assert PAGE in curl("http://127.0.0.1:8087/").stdout  # the other backend's rules serve it
+        assert inspect("altweb")["Minibox"]["FirewallBackend"] == other
+        bad = mb("--firewall-backend", "pf", "network", "ls")
+        assert bad.returncode == 125 and 'unknown --firewall-backend "pf"' in bad.stderr
+    finally:
+        mb("rm", "-f", "altweb")
+        mb("network", "rm", "alt")
