@@ -17,8 +17,7 @@ import os
 import shlex
 import socket
 
-from minibox import config, images, store
-from minibox.errors import InvalidSpec
+from minibox import config, images, lifecycle, store
 from minibox.model import ContainerSpec, NetworkRecord
 from minibox.plan import ipam, rules
 from minibox.plan import spec as specs
@@ -43,7 +42,7 @@ def _free_port(proto: str, host_ip: str) -> int:
 
 def _network(spec: ContainerSpec) -> tuple[NetworkRecord, bool]:
     """The network the container would join, and whether it exists already."""
-    from minibox.net import links, networks
+    from minibox.net import networks
 
     mode = spec.network or "bridge"
     name = config.default_network() if mode == "bridge" else mode
@@ -52,19 +51,12 @@ def _network(spec: ContainerSpec) -> tuple[NetworkRecord, bool]:
         return net, True
     if name != config.default_network():
         networks.get(name)  # raises NotFound with the usual message
-    others = store.all_networks()
-    sub = ipam.pick_subnet(config.DEFAULT_POOL, config.DEFAULT_POOL_PREFIX, links.host_routes(),
-                           [o.subnet for o in others])
-    nid = os.urandom(32).hex()
-    return NetworkRecord(name=name, id=nid, bridge=config.DEFAULT_BRIDGE, subnet=str(sub),
-                         gateway=ipam.gateway_for(sub), mac=ipam.bridge_mac(nid),
-                         firewall=config.firewall_backend()), False
+    return networks.plan(name), False
 
 
 def script(spec: ContainerSpec, title: str) -> str:
     image = images.get(spec.image)
-    if not spec.cmd:
-        raise InvalidSpec("no command given: the busybox image has no default command; e.g. `minibox run busybox sh`")
+    lifecycle.check_cmd(spec.cmd)
     cid = os.urandom(32).hex()
     cdir = str(config.paths().container(cid))
     hostname = spec.hostname or cid[:12]
@@ -180,6 +172,5 @@ def _firewall(net: NetworkRecord, cid: str, name: str, ip: str, ports) -> Firewa
         text = rules.ipt_restore(rules.ipt_desired(nets, list(snap.ports) + pf), list(rules.IPT_JUMPS))
         return Firewall("iptables", tuple(text.rstrip("\n").splitlines()),
                         why="minibox's chains, rewritten whole (the jumps into them are only inserted when missing)")
-    elements = rules.nft_network_elements(facts) + [rules.nft_port_element(p) for p in pf]
-    return Firewall("nftables", tuple(rules.nft_base() + rules.nft_add_elements(elements)),
+    return Firewall("nftables", tuple(rules.nft_apply([facts], pf)),
                     why="minibox's table and fixed rules, this network's and this container's elements")

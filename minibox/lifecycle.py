@@ -214,7 +214,7 @@ def refresh(cid: str, done: list | None = None) -> ContainerState:
         exit_info = store.load_exit(cid)
         if exit_info is None and not procs.alive(state.pid, state.pid_start):
             # PID 1 is gone; its shim writes exit.json right after draining the logs.
-            exit_info = _wait_for_exit_file(cid, state, 2.0)
+            exit_info = _wait_exit(cid, 2.0, state.shim_pid) or {"exit_code": 255, "finished_at": None}
         if exit_info is not None:
             with store.container_lock(cid):
                 state = store.load_state(cid)
@@ -225,19 +225,6 @@ def refresh(cid: str, done: list | None = None) -> ContainerState:
     if state.status == EXITED and not state.released:
         state = release(cid, done)
     return state
-
-
-def _wait_for_exit_file(cid: str, state: ContainerState, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = store.load_exit(cid)
-        if info is not None:
-            return info
-        if not procs.alive(state.shim_pid):
-            break
-        time.sleep(0.01)
-    info = store.load_exit(cid)
-    return info if info is not None else {"exit_code": 255, "finished_at": None}
 
 
 def _parse_ts(ts: str | None) -> float:
@@ -276,13 +263,18 @@ def release_resources(rec: ContainerRecord) -> tuple[list, list[str]]:
     return steps + s, errors + e
 
 
-def _wait_exit(cid: str, timeout: float) -> bool:
+def _wait_exit(cid: str, timeout: float, shim_pid: int = 0) -> dict | None:
+    """The shim's exit.json once it is written; None after `timeout`, or as soon as the
+    shim (when given) is gone without writing it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if store.load_exit(cid) is not None:
-            return True
+        info = store.load_exit(cid)
+        if info is not None:
+            return info
+        if shim_pid and not procs.alive(shim_pid):
+            return store.load_exit(cid)
         time.sleep(0.01)
-    return False
+    return store.load_exit(cid)
 
 
 # --- stop, kill, rm -----------------------------------------------------------------------

@@ -95,6 +95,31 @@ def check_routes(net: NetworkRecord) -> None:
                        "with another --subnet")
 
 
+def plan(name: str, subnet: str = "", gateway: str = "", internal: bool = False,
+         firewall: str = "") -> NetworkRecord:
+    """The record of a new network, checked against host routes and the other networks;
+    reads only (`create` saves and applies it, `run --dry-run` shows it)."""
+    others = store.all_networks()
+    routes = links.host_routes()
+    if subnet:
+        sub = ipam.parse_subnet(subnet)
+        clash = ipam.conflicting_route(sub, routes)
+        if clash:
+            raise Conflict(f"subnet {sub} overlaps the host route {clash.dst} dev {clash.dev}: pick another --subnet")
+        for o in others:
+            if sub.overlaps(ipam.parse_subnet(o.subnet)):
+                raise Conflict(f"subnet {sub} overlaps network {o.name} ({o.subnet}): pick another --subnet")
+    else:
+        if gateway:
+            raise InvalidSpec("--gateway needs --subnet too")
+        sub = ipam.pick_subnet(config.DEFAULT_POOL, config.DEFAULT_POOL_PREFIX, routes, [o.subnet for o in others])
+    nid = secrets.token_hex(32)
+    bridge = config.DEFAULT_BRIDGE if name == config.default_network() else f"mbx-{nid[:11]}"
+    return NetworkRecord(name=name, id=nid, bridge=bridge, subnet=str(sub), gateway=ipam.gateway_for(sub, gateway),
+                         mac=ipam.bridge_mac(nid), internal=internal, firewall=firewall or config.firewall_backend(),
+                         created=time.time())
+
+
 def create(name: str, subnet: str = "", gateway: str = "", internal: bool = False,
            firewall: str = "") -> tuple[NetworkRecord, list[Step]]:
     name = validate_name(name) if name != config.default_network() else name
@@ -103,25 +128,7 @@ def create(name: str, subnet: str = "", gateway: str = "", internal: bool = Fals
     with store.network_lock():
         if store.load_network(name):
             raise Conflict(f'network "{name}" already exists (see `minibox network ls`)')
-        others = store.all_networks()
-        routes = links.host_routes()
-        if subnet:
-            sub = ipam.parse_subnet(subnet)
-            clash = ipam.conflicting_route(sub, routes)
-            if clash:
-                raise Conflict(f"subnet {sub} overlaps the host route {clash.dst} dev {clash.dev}: pick another --subnet")
-            for o in others:
-                if sub.overlaps(ipam.parse_subnet(o.subnet)):
-                    raise Conflict(f"subnet {sub} overlaps network {o.name} ({o.subnet}): pick another --subnet")
-        else:
-            if gateway:
-                raise InvalidSpec("--gateway needs --subnet too")
-            sub = ipam.pick_subnet(config.DEFAULT_POOL, config.DEFAULT_POOL_PREFIX, routes, [o.subnet for o in others])
-        gw = ipam.gateway_for(sub, gateway)
-        nid = secrets.token_hex(32)
-        bridge = config.DEFAULT_BRIDGE if name == config.default_network() else f"mbx-{nid[:11]}"
-        net = NetworkRecord(name=name, id=nid, bridge=bridge, subnet=str(sub), gateway=gw,
-                            mac=ipam.bridge_mac(nid), internal=internal, firewall=fw, created=time.time())
+        net = plan(name, subnet, gateway, internal, fw)
         store.save_network(net)
         try:
             steps = ensure_up(net)

@@ -50,8 +50,7 @@ def _coexistence(snap: Snapshot) -> list[Step]:
 
 
 def up(snap: Snapshot, net: NetFacts, ports: list[PortFacts]) -> list[Step]:
-    elements = rules.nft_network_elements(net) + [rules.nft_port_element(p) for p in ports]
-    steps: list[Step] = [_step(rules.nft_base() + rules.nft_add_elements(elements),
+    steps: list[Step] = [_step(rules.nft_apply([net], ports),
                                why="minibox's nft table, its fixed rules, and this network's and "
                                    "container's elements, in one atomic transaction")]
     steps += _coexistence(snap)
