@@ -24,7 +24,9 @@ def raw_mode(fd: int = 0) -> Iterator[None]:
         yield
         return
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    # TCSADRAIN, not setraw's default TCSAFLUSH: that would throw away what the user typed
+    # while the container was starting (the test typing at the first prompt lost it now and then).
+    tty.setraw(fd, termios.TCSADRAIN)
     try:
         yield
     finally:
