@@ -107,8 +107,7 @@ def script(spec: ContainerSpec, title: str) -> str:
 
     # The container's PID 1: a shell in new namespaces, waiting until its network is ready.
     namespaces = tuple(n for n in ("pid", "mount", "net", "uts", "ipc") if not (n == "net" and mode == "host"))
-    pivot = not os.environ.get("MINIBOX_NO_PIVOT")
-    inner = plan_rootfs(layout, pivot=pivot) + [SetHostname(hostname, why="the UTS namespace's own hostname")]
+    inner = plan_rootfs(layout) + [SetHostname(hostname, why="the UTS namespace's own hostname")]
     if mode != "host":
         inner.append(LinkUp("lo", why="a new network namespace starts with lo down"))
     out.append("# --- the container's PID 1: new namespaces; it waits on a FIFO (minibox: a pipe) for its network ---")

@@ -55,7 +55,7 @@ def run() -> tuple[list[Step], list[str]]:
         steps += iptables.rebuild(networks.snapshot("iptables"))
     # cgroups, veths, address and name files named after an id
     parent = config.cgroup_parent()
-    for root in ("/sys/fs/cgroup", *(f"/sys/fs/cgroup/{c}" for c in cgroups.V1_CONTROLLERS)):
+    for root in cgroups.all_roots():
         top = f"{root}/{parent}"
         for name in (os.listdir(top) if os.path.isdir(top) else ()):
             if re.fullmatch(r"[0-9a-f]{64}", name) and name[:12] not in known:

@@ -39,6 +39,7 @@ class RunResult:
 def require_root() -> None:
     if os.geteuid() != 0:
         raise MiniboxError("minibox needs root for this (namespaces, mounts, netfilter): run it with sudo")
+    store.secure_root()
 
 
 # --- run ------------------------------------------------------------------------------
@@ -50,13 +51,16 @@ def run(spec: ContainerSpec, explain=None) -> RunResult:
     from minibox import images
     from minibox.plan import spec as specs
     from minibox.plan.mounts import RootfsLayout, plan_rootfs
-    from minibox.plan.steps import PID, DropCapabilities, Exec, LinkUp, SetHostname, Unshare
-    from minibox.runtime import caps, shimbin, spawn
+    from minibox.plan.steps import PID, CgroupCreate, DropCapabilities, Exec, LinkUp, SetHostname, Unshare
+    from minibox.runtime import caps, seccomp, shimbin, spawn
     from minibox.runtime.init import InitConfig
 
     require_root()
     image = images.get(spec.image)
     check_cmd(spec.cmd)
+    cg_layout = cgroups.layout()
+    keep = container_caps(cgroups.device_control(cg_layout))
+    filter_step = seccomp.step_for(spec.seccomp, keep)
     mode = spec.network or "bridge"
     netinfo = None
     if mode not in ("none", "host"):
@@ -68,14 +72,14 @@ def run(spec: ContainerSpec, explain=None) -> RunResult:
     cdir = config.paths().container(cid)
     hostname = spec.hostname or cid[:12]
     with contextlib.ExitStack() as undo:
-        cdir.mkdir(parents=True)
+        store.make_container_dir(cid)
         undo.callback(shutil.rmtree, cdir, ignore_errors=True)
         name = spec.name or specs.generate_name(store.name_taken)
         store.reserve_name(name, cid)  # atomic: of parallel runs asking for one name, one wins
         undo.callback(store.release_name, name, cid)
         env = specs.container_env(spec.env, hostname, spec.tty)
         record = ContainerRecord(id=cid, name=name, created=time.time(), spec=spec,
-                                 image_dir=str(image.rootfs), hostname=hostname, env=env)
+                                 image_dir=str(image.rootfs), hostname=hostname, env=env, caps=keep)
         store.save_state(cid, ContainerState(status=CREATED))
         store.save_record(record)
         prepared = None
@@ -90,22 +94,21 @@ def run(spec: ContainerSpec, explain=None) -> RunResult:
             os.mkdir(d)
 
         limits = cgroups.Limits(memory=spec.memory, pids=spec.pids_limit)
-        cg_steps = cgroups.plan_create(config.cgroup_parent(), cid, limits)
-        cg_dirs = [s.path for s in cg_steps]
+        cg_steps = cgroups.plan_create(config.cgroup_parent(), cid, limits, cg_layout)
+        cg_dirs = [s.path for s in cg_steps if isinstance(s, CgroupCreate)]
         undo.callback(cgroups.remove, cg_dirs)  # (steps, errors) ignored: rollback goes on
         cgroups.create(cg_steps)
 
         namespaces = tuple(n for n in NAMESPACES if not (n == "net" and mode == "host"))
-        pivot = not os.environ.get("MINIBOX_NO_PIVOT")  # like DOCKER_RAMDISK, for roots that cannot pivot
-        init_steps = plan_rootfs(layout, pivot=pivot) + [SetHostname(hostname, why="the UTS namespace's own hostname")]
+        init_steps = plan_rootfs(layout) + [SetHostname(hostname, why="the UTS namespace's own hostname")]
         if mode != "host":
             init_steps.append(LinkUp("lo", netns=PID, why="a new network namespace starts with lo down"))
-        init_steps += [
-            DropCapabilities(caps.DEFAULT_CAPS, why="keep Docker's 14 default capabilities, nothing "
-                                                    "inheritable or ambient, and no_new_privs"),
-            Exec(spec.cmd, env, spec.workdir, why="replace minibox with the command, all signals reset "
-                                                  "to their defaults: it becomes the container's PID 1"),
-        ]
+        init_steps.append(DropCapabilities(keep, why=caps_why(keep)))
+        if filter_step is not None:
+            init_steps.append(filter_step)
+        init_steps.append(Exec(spec.cmd, env, spec.workdir, why="replace minibox with the command, all signals "
+                                                                "reset to their defaults: it becomes the "
+                                                                "container's PID 1"))
         init_cfg = InitConfig(steps=init_steps, tty=spec.tty)
         exit_cmd = [] if not spec.detach else [sys.executable, "-m", "minibox.cleanup", cid]
         hold = prepared.sockets if prepared else []
@@ -259,7 +262,7 @@ def release_resources(rec: ContainerRecord) -> tuple[list, list[str]]:
         from minibox.net import endpoint
 
         steps, errors = endpoint.release(rec)
-    s, e = cgroups.remove(cgroups.group_dirs(config.cgroup_parent(), rec.id))
+    s, e = cgroups.remove(cgroups.existing_dirs(config.cgroup_parent(), rec.id))
     return steps + s, errors + e
 
 
@@ -369,7 +372,7 @@ def steps_of(log) -> list:
 def exec_in(rec: ContainerRecord, argv: tuple[str, ...], env: tuple[str, ...], workdir: str,
             tty: bool, interactive: bool, explain=None) -> int:
     from minibox.plan.steps import DropCapabilities, Exec, Nsenter
-    from minibox.runtime import caps, enter
+    from minibox.runtime import caps, enter, seccomp
 
     state = refresh(rec.id)
     if state.status != RUNNING:
@@ -383,10 +386,14 @@ def exec_in(rec: ContainerRecord, argv: tuple[str, ...], env: tuple[str, ...], w
     namespaces = ("ipc", "uts", "pid", "mnt") if rec.spec.network == "host" else ("ipc", "uts", "net", "pid", "mnt")
     steps = [Nsenter(str(state.pid), namespaces, why="join the namespaces of the container's PID 1, and its root "
                                                      "(/proc/PID/ns/*, /proc/PID/root)")]
-    steps += cgroups.plan_join(cgroups.group_dirs(config.cgroup_parent(), rec.id), "$$")
-    steps += [DropCapabilities(caps.DEFAULT_CAPS, why="the same privileges as the container's PID 1"),
-              Exec(argv, tuple(f"{k}={v}" for k, v in merged.items()), workdir or rec.spec.workdir,
-                   why="a new process in the container: its PID there is the next free one, not 1")]
+    keep = rec.caps or caps.DEFAULT_CAPS
+    steps += cgroups.plan_join(cgroups.existing_dirs(config.cgroup_parent(), rec.id), "$$")
+    steps.append(DropCapabilities(keep, why="the same privileges as the container's PID 1"))
+    filter_step = seccomp.step_for(rec.spec.seccomp, keep)
+    if filter_step is not None:
+        steps.append(filter_step._replace(why="the same seccomp filter as the container's PID 1"))
+    steps.append(Exec(argv, tuple(f"{k}={v}" for k, v in merged.items()), workdir or rec.spec.workdir,
+                      why="a new process in the container: its PID there is the next free one, not 1"))
     if explain is not None:
         explain(steps, state.pid)
     return enter.enter(enter.EnterConfig.from_steps(steps, tty=tty, interactive=interactive))
@@ -397,6 +404,28 @@ def validate_exec_args(workdir: str) -> None:
 
     if workdir:
         specs.validate_workdir(workdir)
+
+
+def container_caps(device_control: str) -> tuple[str, ...]:
+    """Docker's 14 capabilities; without a device cgroup, CAP_MKNOD goes too (said once)."""
+    from minibox.runtime import caps
+
+    if device_control:
+        return caps.DEFAULT_CAPS
+    marker = config.paths().root / "cache" / "warned-no-device-cgroup"
+    if not marker.exists():
+        print("minibox: note: no device cgroup here (neither the v1 devices controller nor cgroup v2): containers "
+              "get no CAP_MKNOD, and their root is mounted nodev, so they cannot open host devices",
+              file=sys.stderr)
+        with contextlib.suppress(OSError):
+            marker.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            marker.touch()
+    return tuple(c for c in caps.DEFAULT_CAPS if c != "mknod")
+
+
+def caps_why(keep: tuple[str, ...]) -> str:
+    what = "Docker's 14 default capabilities" if len(keep) == 14 else f"{len(keep)} of Docker's capabilities"
+    return f"keep {what}, nothing inheritable or ambient, and no_new_privs"
 
 
 def check_cmd(cmd: tuple[str, ...]) -> None:

@@ -64,6 +64,7 @@ class ContainerSpec:
     ip: str = ""
     memory: int = 0
     pids_limit: int = 0
+    seccomp: str = ""  # "" Docker's default, "unconfined", or a profile's path (--security-opt)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -113,6 +114,7 @@ class ContainerRecord:
     endpoint: Endpoint | None = None
     ports: tuple[PortMapping, ...] = ()  # with ephemeral host ports resolved
     firewall: str = ""  # backend that installed this container's rules
+    caps: tuple[str, ...] = ()  # capabilities its processes keep; () for Docker's default set
 
     @property
     def short_id(self) -> str:
@@ -130,6 +132,7 @@ class ContainerRecord:
             "endpoint": self.endpoint.to_dict() if self.endpoint else None,
             "ports": [p.to_dict() for p in self.ports],
             "firewall": self.firewall,
+            "caps": list(self.caps),
         }
 
     @classmethod
@@ -145,6 +148,7 @@ class ContainerRecord:
             endpoint=Endpoint.from_dict(data["endpoint"]) if data.get("endpoint") else None,
             ports=tuple(PortMapping.from_dict(p) for p in data.get("ports", ())),
             firewall=data.get("firewall", ""),
+            caps=tuple(data.get("caps", ())),
         )
 
 

@@ -3,7 +3,9 @@
 Runs, in this order, inside the container's new mount namespace (runtime.init applies them):
 make every mount private, overlay the image, mount proc/dev/devpts/shm/mqueue/sys, bind the
 per-container hosts/hostname/resolv.conf files, mask and write-protect what Docker masks,
-then pivot_root. Mirrors what runc does for Docker's default OCI spec.
+then pivot_root. Mirrors what runc does for Docker's default OCI spec. Every target is a
+path inside the overlay, resolved inside it when applied (runtime.inroot), never through
+the image's symlinks to the host.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 from minibox.plan.steps import (
     MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT,
-    MakeDir, MakeNode, Mount, MoveRoot, PivotRoot, Step, Symlink,
+    MakeDir, MakeNode, Mount, PivotRoot, Step, Symlink,
 )
 
 # Docker's default masked paths: a bind of /dev/null over files, an empty read-only
@@ -54,15 +56,16 @@ class RootfsLayout:
                    merged=f"{container_dir}/merged", etc_dir=container_dir)
 
 
-def plan_rootfs(layout: RootfsLayout, *, mask: bool = True, pivot: bool = True) -> list[Step]:
+def plan_rootfs(layout: RootfsLayout, *, mask: bool = True) -> list[Step]:
     m = layout.merged
     nosuid_noexec_nodev = MS_NOSUID | MS_NOEXEC | MS_NODEV
     steps: list[Step] = [
         Mount("none", "/", flags=MS_REC | MS_PRIVATE,
               why="stop mounts below from propagating back to the host (it may share '/')"),
-        Mount("overlay", m, "overlay",
+        Mount("overlay", m, "overlay", MS_NODEV,
               data=f"lowerdir={layout.lower},upperdir={layout.upper},workdir={layout.work}",
-              why="copy-on-write root: reads come from the image, writes land in this container's upper dir"),
+              why="copy-on-write root: reads come from the image, writes land in this container's upper dir; "
+                  "nodev, so a device node shipped in an image (or made in it) opens nothing"),
         Mount("proc", f"{m}/proc", "proc", nosuid_noexec_nodev,
               why="a /proc of the new PID namespace: the container sees only its own processes"),
         Mount("tmpfs", f"{m}/dev", "tmpfs", MS_NOSUID, "mode=755,size=65536k",
@@ -103,9 +106,5 @@ def plan_rootfs(layout: RootfsLayout, *, mask: bool = True, pivot: bool = True) 
             steps.append(Mount(f"{m}{path}", f"{m}{path}",
                                flags=MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV,
                                why=f"make {path} read-only (step 2: remount the bind read-only)"))
-    if pivot:
-        steps.append(PivotRoot(m, why="make the overlay the new '/', then detach the host's old root entirely"))
-    else:
-        steps.append(MoveRoot(m, why="MINIBOX_NO_PIVOT: move the overlay over '/' and chroot into it "
-                                     "(weaker than pivot_root: the old root stays in the namespace)"))
+    steps.append(PivotRoot(m, why="make the overlay the new '/', then detach the host's old root entirely"))
     return steps

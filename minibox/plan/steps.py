@@ -128,16 +128,6 @@ class PivotRoot(NamedTuple):
 # --- identity and privileges -----------------------------------------------------------
 
 
-class MoveRoot(NamedTuple):
-    """`runc --no-pivot`: for when '/' is not a mount point (a chroot, a ramdisk)."""
-
-    new_root: str
-    why: str = ""
-
-    def command(self) -> str:
-        return f"cd {q(self.new_root)} && mount --move . / && chroot . /bin/sh -c 'cd / && ...'"
-
-
 class SetHostname(NamedTuple):
     hostname: str
     why: str = ""
@@ -153,6 +143,20 @@ class DropCapabilities(NamedTuple):
     def command(self) -> str:
         caps = ",".join(["-all"] + [f"+{c}" for c in self.keep])
         return f"setpriv --bounding-set={caps} --inh-caps=-all --ambient-caps=-all --no-new-privs"
+
+
+class LoadSeccomp(NamedTuple):
+    """A seccomp filter, compiled from a profile, loaded right before execve."""
+
+    source: str  # the profile's path, and what minibox changed in it
+    rules: int  # syscall rules in the filter
+    program: bytes = b""  # classic BPF, struct sock_filter[]
+    why: str = ""
+
+    def command(self) -> str:
+        # No standard tool loads a seccomp filter from the shell (setpriv cannot).
+        return (f": seccomp filter from {self.source}: {self.rules} rules, {len(self.program) // 8} BPF "
+                "instructions, loaded with seccomp(SECCOMP_SET_MODE_FILTER) just before execve")
 
 
 class Exec(NamedTuple):
@@ -206,6 +210,20 @@ class CgroupCreate(NamedTuple):
         parts = [f"mkdir -p {q(self.path)}"]
         parts += [f"echo {q(v)} > {q(self.path + '/' + f)}" for f, v in self.limits]
         return " && ".join(parts)
+
+
+class DeviceFilter(NamedTuple):
+    """cgroup v2's device allowlist: a BPF_PROG_TYPE_CGROUP_DEVICE program on the group."""
+
+    path: str
+    allowed: tuple[str, ...]  # rules as cgroup v1 writes them: "c 1:3 rwm"
+    program: bytes = b""  # eBPF instructions, 8 bytes each
+    why: str = ""
+
+    def command(self) -> str:
+        # bpftool could attach a compiled object; there is no one-line shell form of a program.
+        return (f": attach a BPF_PROG_TYPE_CGROUP_DEVICE program ({len(self.program) // 8} instructions) to "
+                f"{q(self.path)}, allowing only: {', '.join(self.allowed)}")
 
 
 class CgroupJoin(NamedTuple):
@@ -335,8 +353,8 @@ class ConntrackFlush(NamedTuple):
 
 # Any step; each type above is applied by the layer that owns it (runtime.init, net.*).
 Step = Union[
-    Unshare, Nsenter, Mount, MakeDir, MakeNode, Symlink, PivotRoot, MoveRoot, RemovePath, Kill, Logged, SetHostname, DropCapabilities, Exec,
-    CgroupCreate, CgroupJoin, BridgeAdd, AddrAdd, LinkUp, VethAdd, SetMaster, Hairpin, RouteAdd,
+    Unshare, Nsenter, Mount, MakeDir, MakeNode, Symlink, PivotRoot, RemovePath, Kill, Logged, SetHostname,
+    DropCapabilities, LoadSeccomp, Exec, CgroupCreate, DeviceFilter, CgroupJoin, BridgeAdd, AddrAdd, LinkUp, VethAdd, SetMaster, Hairpin, RouteAdd,
     LinkDel, Sysctl, Firewall, ConntrackFlush,
 ]
 

@@ -1,24 +1,37 @@
-"""One cgroup per container, on cgroup v1 or v2, behind a three-call interface: create, join, remove.
+"""One cgroup per container, on cgroup v1 or v2, behind a small interface: plan, create, join, remove.
 
-The layout is detected once from the filesystem type of /sys/fs/cgroup: `cgroup2fs` is a
-pure v2 host; anything else (tmpfs) holds v1 hierarchies, one per controller, as on this
-project's VMs, where v2 exists but owns no useful controller. A v1 group is the same name
-under each controller's hierarchy; a v2 group is one directory.
+Which hierarchy is used (MINIBOX_CGROUP, default auto):
+  - auto: `cgroup2fs` at /sys/fs/cgroup is a pure v2 host; a tmpfs there holding v1
+    hierarchies (one per controller, as on this project's VMs) is v1. Such hybrid hosts
+    also mount an empty v2 hierarchy at /sys/fs/cgroup/unified.
+  - v2: the v2 hierarchy even on a hybrid host (its `unified` mount): device control by
+    eBPF, as on a v2 host, but no memory or pids limits there (v1 owns those controllers).
+  - v1, or none: no cgroups at all (limits refused; see device_control).
+A v1 group is the same name under each controller's hierarchy; a v2 group is one directory.
+
+The device allowlist (plan.devices) is enforced by the v1 `devices` controller or by an eBPF
+program attached to the v2 group. Where neither exists, device_control() says so and the
+caller drops CAP_MKNOD instead (the rootfs is always mounted nodev).
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import struct
 import time
 from dataclasses import dataclass
 
-from minibox.plan.steps import CgroupCreate, CgroupJoin, RemovePath
+from minibox.errors import InvalidSpec, MiniboxError
+from minibox.plan import devices
+from minibox.plan.steps import CgroupCreate, CgroupJoin, DeviceFilter, RemovePath, Step
 from minibox.runtime import linux
 
 ROOT = "/sys/fs/cgroup"
 CGROUP2_SUPER_MAGIC = 0x63677270
-V1_CONTROLLERS = ("memory", "pids", "cpu")
+V1_CONTROLLERS = ("memory", "pids", "cpu", "devices")
+MODES = ("auto", "v1", "v2", "none")
 
 
 @dataclass(frozen=True)
@@ -27,59 +40,165 @@ class Limits:
     pids: int = 0  # 0 = none
 
 
-def is_v2(root: str = ROOT) -> bool:
+@dataclass(frozen=True)
+class Layout:
+    version: str  # "v1", "v2" or "none"
+    root: str  # v1: the directory holding one hierarchy per controller; v2: the cgroup2 mount
+
+
+def is_cgroup2(path: str) -> bool:
     try:
-        return linux.statfs_type(root) == CGROUP2_SUPER_MAGIC
+        return linux.statfs_type(path) == CGROUP2_SUPER_MAGIC
     except OSError:
         return False
 
 
-def group_dirs(parent: str, cid: str, root: str = ROOT) -> list[str]:
+def layout(root: str = ROOT) -> Layout:
+    mode = os.environ.get("MINIBOX_CGROUP", "auto") or "auto"
+    if mode not in MODES:
+        raise InvalidSpec(f'MINIBOX_CGROUP="{mode}" is not one of {", ".join(MODES)}')
+    if mode == "none":
+        return Layout("none", "")
+    if is_cgroup2(root):
+        return Layout("v2", root)
+    if mode == "v2":
+        if is_cgroup2(f"{root}/unified"):
+            return Layout("v2", f"{root}/unified")
+        raise MiniboxError(f"MINIBOX_CGROUP=v2, but no cgroup2 hierarchy is mounted at {root} or {root}/unified")
+    if any(os.path.isdir(f"{root}/{c}") for c in V1_CONTROLLERS):
+        return Layout("v1", root)
+    return Layout("none", "")
+
+
+def all_roots(root: str = ROOT) -> list[str]:
+    """Every directory that may hold minibox's parent group, whatever the mode: for gc and leak checks."""
+    return [root, f"{root}/unified"] + [f"{root}/{c}" for c in V1_CONTROLLERS]
+
+
+def group_dirs(parent: str, cid: str, lay: Layout | None = None) -> list[str]:
     """Every directory that makes up container `cid`'s cgroup (existing controllers only)."""
-    if is_v2(root):
-        return [f"{root}/{parent}/{cid}"]
-    return [f"{root}/{c}/{parent}/{cid}" for c in V1_CONTROLLERS if os.path.isdir(f"{root}/{c}")]
+    lay = lay or layout()
+    if lay.version == "v2":
+        return [f"{lay.root}/{parent}/{cid}"]
+    if lay.version == "v1":
+        return [f"{lay.root}/{c}/{parent}/{cid}" for c in V1_CONTROLLERS if os.path.isdir(f"{lay.root}/{c}")]
+    return []
 
 
-def plan_create(parent: str, cid: str, limits: Limits, root: str = ROOT) -> list[CgroupCreate]:
-    v2 = is_v2(root)
-    steps = []
-    for d in group_dirs(parent, cid, root):
+def existing_dirs(parent: str, cid: str) -> list[str]:
+    """The groups container `cid` has, wherever they are: found on the kernel's side, so
+    exec, release and gc agree with the run that made them whatever MINIBOX_CGROUP says now."""
+    return [d for d in (f"{r}/{parent}/{cid}" for r in all_roots()) if os.path.isdir(d)]
+
+
+def device_control(lay: Layout | None = None) -> str:
+    """How the device allowlist is enforced here: "v1 devices controller", "v2 eBPF", or ""."""
+    lay = lay or layout()
+    if lay.version == "v1" and os.path.isdir(f"{lay.root}/devices"):
+        return "v1 devices controller"
+    if lay.version == "v2":
+        return "v2 eBPF"
+    return ""
+
+
+def plan_create(parent: str, cid: str, limits: Limits, lay: Layout | None = None) -> list[Step]:
+    lay = lay or layout()
+    if lay.version == "none" and (limits.memory or limits.pids):
+        raise InvalidSpec("-m and --pids-limit need cgroups, and this host has none that minibox can use "
+                          "(or MINIBOX_CGROUP=none)")
+    v2 = lay.version == "v2"
+    why = "a cgroup of its own: limits, and a list of every process in it"
+    steps: list[Step] = []
+    for d in group_dirs(parent, cid, lay):
         files: list[tuple[str, str]] = []
         if limits.memory and (v2 or "/memory/" in d):
             files.append(("memory.max" if v2 else "memory.limit_in_bytes", str(limits.memory)))
         if limits.pids and (v2 or "/pids/" in d):
             files.append(("pids.max", str(limits.pids)))
-        steps.append(CgroupCreate(d, tuple(files), why="a cgroup of its own: limits, and a list of every process in it"))
+        if "/devices/" in d and not v2:
+            files += devices.v1_writes()
+            why = ("its device allowlist (cgroup v1): deny every device, then allow Docker's list; mknod of "
+                   "/dev/kmsg or a disk then gives a node that cannot be opened")
+        steps.append(CgroupCreate(d, tuple(files), why=why))
+        why = "a cgroup of its own: limits, and a list of every process in it"
+    if v2 and steps:
+        steps.append(DeviceFilter(steps[0].path, tuple(r.line() for r in devices.DEFAULT_RULES),
+                                  devices.bpf_program(),
+                                  why="its device allowlist (cgroup v2): an eBPF program the kernel runs on "
+                                      "every open or mknod of a device node in this group"))
     return steps
 
 
-def create(steps: list[CgroupCreate], root: str = ROOT) -> None:
-    if steps and is_v2(root):
-        _enable_v2_controllers(os.path.dirname(steps[0].path), root)
-    for step in steps:
+def create(steps: list[Step]) -> None:
+    creates = [s for s in steps if isinstance(s, CgroupCreate)]
+    for step in creates:
+        _make_parents(step.path)
         os.makedirs(step.path, exist_ok=True)
         for name, value in step.limits:
-            with open(f"{step.path}/{name}", "w") as f:
-                f.write(value)
+            try:
+                with open(f"{step.path}/{name}", "w") as f:
+                    f.write(value)
+            except FileNotFoundError:
+                raise MiniboxError(f"cannot set {name} in {step.path}: this cgroup hierarchy has no such file "
+                                   "(its controller is not available here)") from None
+    for step in steps:
+        if isinstance(step, DeviceFilter):
+            attach_device_filter(step.path, step.program)
 
 
-def _enable_v2_controllers(parent_dir: str, root: str) -> None:
-    # v2 only hands a controller to children whose parent enabled it, level by level.
-    rel = os.path.relpath(parent_dir, root)
-    cur = root
-    for part in [p for p in rel.split("/") if p not in ("", ".")]:
+def _make_parents(path: str) -> None:
+    """v2 only hands a controller to children whose parent enabled it, level by level."""
+    parent = os.path.dirname(path)
+    if os.path.isdir(parent) or not is_cgroup2(os.path.dirname(parent)):
+        os.makedirs(parent, exist_ok=True)
+        return
+    try:
+        with open(f"{os.path.dirname(parent)}/cgroup.controllers") as f:
+            available = set(f.read().split())
+        wanted = " ".join(f"+{c}" for c in ("memory", "pids", "cpu") if c in available)
+        if wanted:
+            with open(f"{os.path.dirname(parent)}/cgroup.subtree_control", "w") as f:
+                f.write(wanted)
+    except OSError:
+        pass  # a controller we cannot enable just means no limit of that kind
+    os.makedirs(parent, exist_ok=True)
+
+
+BPF_PROG_LOAD, BPF_PROG_ATTACH = 5, 8
+BPF_PROG_TYPE_CGROUP_DEVICE, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI = 15, 6, 2
+
+
+def attach_device_filter(path: str, program: bytes) -> None:
+    """Load `program` as a BPF_PROG_TYPE_CGROUP_DEVICE program and attach it to cgroup `path`.
+    The attachment keeps the program alive; it goes away with the cgroup."""
+    insns = ctypes.create_string_buffer(program, len(program))
+    license = ctypes.create_string_buffer(b"Apache-2.0")
+    log = ctypes.create_string_buffer(4096)
+
+    def load(log_level: int) -> int:
+        attr = struct.pack("<IIQQIIQII16sII", BPF_PROG_TYPE_CGROUP_DEVICE, len(program) // 8,
+                           ctypes.addressof(insns), ctypes.addressof(license), log_level,
+                           len(log) if log_level else 0, ctypes.addressof(log) if log_level else 0,
+                           0, 0, b"minibox_devices", 0, BPF_CGROUP_DEVICE)
+        return linux.bpf(BPF_PROG_LOAD, attr)
+
+    try:
+        prog = load(0)
+    except OSError as e:
+        detail = ""
         try:
-            with open(f"{cur}/cgroup.controllers") as f:
-                available = set(f.read().split())
-            wanted = " ".join(f"+{c}" for c in ("memory", "pids", "cpu") if c in available)
-            if wanted:
-                with open(f"{cur}/cgroup.subtree_control", "w") as f:
-                    f.write(wanted)
+            load(1)
         except OSError:
-            pass  # a controller we cannot enable just means no limit of that kind
-        cur = f"{cur}/{part}"
-        os.makedirs(cur, exist_ok=True)
+            detail = log.value.decode(errors="replace").strip().splitlines()[-1:] or ""
+        raise MiniboxError(f"loading the device allowlist (eBPF) failed: {e.strerror} {detail}".strip()) from None
+    cg = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        linux.bpf(BPF_PROG_ATTACH, struct.pack("<IIIII", cg, prog, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, 0))
+    except OSError as e:
+        raise MiniboxError(f"attaching the device allowlist to {path} failed: {e.strerror}") from None
+    finally:
+        os.close(cg)
+        os.close(prog)
 
 
 def plan_join(dirs: list[str], pid: int | str) -> list[CgroupJoin]:

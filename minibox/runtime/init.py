@@ -24,10 +24,10 @@ import prctl
 from minibox.errors import EXIT_CANNOT_EXEC, EXIT_MINIBOX, EXIT_NOT_FOUND
 from minibox.plan.mounts import MASKED_PATHS, READONLY_PATHS
 from minibox.plan.steps import (
-    MS_BIND, MS_PRIVATE, MS_REC, MS_REMOUNT, DropCapabilities, Exec, LinkUp, MakeDir, MakeNode, Mount, MoveRoot,
+    MS_BIND, MS_PRIVATE, MS_REC, MS_REMOUNT, DropCapabilities, Exec, LinkUp, LoadSeccomp, MakeDir, MakeNode, Mount,
     PivotRoot, SetHostname, Step, Symlink,
 )
-from minibox.runtime import caps, linux
+from minibox.runtime import caps, inroot, linux
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -44,6 +44,11 @@ class InitConfig:
     @property
     def argv(self) -> tuple[str, ...]:
         return self.steps[-1].argv
+
+    @property
+    def rootfs(self) -> str:
+        """The container's root as the host sees it: where PivotRoot goes."""
+        return next(s.new_root for s in self.steps if isinstance(s, PivotRoot))
 
 
 @dataclass
@@ -70,17 +75,25 @@ def container_main(cfg: InitConfig, fds: InitFds) -> None:
             os._exit(EXIT_MINIBOX)  # the CLI gave up (rolled back); leave quietly
         os.close(fds.go)
         os.setsid()
+        applier = Applier(cfg.rootfs)
         for step in cfg.steps:
             if isinstance(step, DropCapabilities):
                 setup_stdio(cfg, fds)  # plumbing, not a step: while we may still open things
-            apply_step(step)
+            applier.apply(step)
     except InitError as e:
         fail(fds.err, e.code, str(e))
     except OSError as e:
         code = EXIT_CANNOT_EXEC if e.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR) else EXIT_MINIBOX
-        fail(fds.err, code, f"exec {cfg.argv[0]!r}: {e.strerror}" if code != EXIT_MINIBOX else str(e))
+        fail(fds.err, code, f"exec {cfg.argv[0]!r}: {e.strerror}" if code != EXIT_MINIBOX else describe(e))
     except BaseException as e:  # noqa: BLE001 - nothing may escape a forked child
         fail(fds.err, EXIT_MINIBOX, f"container init: {e!r}")
+
+
+def describe(e: OSError) -> str:
+    """An OSError as one line: its message, and the path when the message lacks it."""
+    text = e.strerror or str(e)
+    path = e.filename if isinstance(e.filename, str) else ""
+    return f"{text}: {path}" if path and path not in text else text
 
 
 def fail(err_fd: int, code: int, message: str) -> None:
@@ -90,19 +103,129 @@ def fail(err_fd: int, code: int, message: str) -> None:
         os._exit(code)
 
 
-def apply_step(step: Step) -> None:
-    """Carry out one filesystem/identity step of the plan."""
-    if isinstance(step, Mount):
-        _mount(step)
-    elif isinstance(step, MakeDir):
-        os.makedirs(step.path, exist_ok=True)
-        os.chmod(step.path, step.mode)
-    elif isinstance(step, MakeNode):
-        os.mknod(step.path, 0o020000 | step.mode, os.makedev(step.major, step.minor))
-        os.chmod(step.path, step.mode)  # mknod's mode is filtered by the umask
-    elif isinstance(step, Symlink):
-        os.symlink(step.target, step.path)
-    elif isinstance(step, PivotRoot):
+class Applier:
+    """Carries out the filesystem and identity steps of PID 1's plan, in order.
+
+    Every path under the container's root (`rootfs`) is resolved inside it (runtime.inroot):
+    a hostile image's symlinks can redirect nothing to the host. Paths outside it are
+    minibox's own (the overlay's layers, the per-container /etc files)."""
+
+    def __init__(self, rootfs: str):
+        self.rootfs = rootfs
+        self.root: inroot.Root | None = None  # opened once the overlay is mounted
+        self.seccomp = b""  # loaded by the Exec step, after everything else could still run
+
+    def apply(self, step: Step) -> None:
+        if isinstance(step, Mount):
+            self._mount(step)
+        elif isinstance(step, MakeDir):
+            fd = self._root().mkdirs(self._rel(step.path), step.mode, strict=True)
+            os.chmod(inroot.fd_path(fd), step.mode)
+            os.close(fd)
+        elif isinstance(step, MakeNode):
+            parent = self._parent(step.path)
+            name = os.path.basename(step.path)
+            os.mknod(name, 0o020000 | step.mode, os.makedev(step.major, step.minor), dir_fd=parent)
+            os.chmod(name, step.mode, dir_fd=parent)  # mknod's mode is filtered by the umask
+            os.close(parent)
+        elif isinstance(step, Symlink):
+            parent = self._parent(step.path)
+            os.symlink(step.target, os.path.basename(step.path), dir_fd=parent)
+            os.close(parent)
+        elif isinstance(step, PivotRoot):
+            self._pivot(step)
+        elif isinstance(step, SetHostname):
+            linux.sethostname(step.hostname)
+        elif isinstance(step, LinkUp) and step.dev == "lo":
+            loopback_up()
+        elif isinstance(step, DropCapabilities):
+            caps.drop_privileges(step.keep)
+        elif isinstance(step, LoadSeccomp):
+            self.seccomp = step.program
+        elif isinstance(step, Exec):
+            enter_workdir(step.workdir)
+            path = resolve_command(step.argv[0], step.env)
+            caps.reset_signals()
+            if self.seccomp:
+                linux.seccomp_load(self.seccomp)  # last: from here on only what the profile allows
+            os.execve(path, list(step.argv), env_dict(step.env))
+        else:
+            raise InitError(EXIT_MINIBOX, f"container init cannot apply {type(step).__name__}")
+
+    # --- paths ---------------------------------------------------------------------------
+
+    def _root(self) -> inroot.Root:
+        if self.root is None:
+            self.root = inroot.Root(self.rootfs)
+        return self.root
+
+    def _rel(self, path: str) -> str:
+        rel = self._root().rel(path)
+        if rel is None:
+            raise InitError(EXIT_MINIBOX, f"container init: {path} is not inside the container's root")
+        return rel
+
+    def _parent(self, path: str) -> int:
+        return self._root().mkdirs(os.path.dirname(self._rel(path)), strict=_strict(self._rel(path)))
+
+    # --- mounts --------------------------------------------------------------------------
+
+    def _mount(self, step: Mount) -> None:
+        if step.flags & MS_PRIVATE and step.target == "/":
+            try:
+                linux.mount(step.source, "/", None, step.flags)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                _make_all_private()  # '/' is not a mount point: we were started in a chroot
+            return
+        if step.target == self.rootfs:  # the overlay itself: minibox's own directory
+            linux.mount(step.source, step.target, step.fstype, step.flags, step.data or None)
+            return
+        rel = self._rel(step.target)
+        strict = _strict(rel)
+        masking = _is_mask(rel)
+        try:
+            if step.flags & MS_REMOUNT:
+                target = self._root().open(rel, strict=strict)
+            elif step.flags & MS_BIND and not (step.fstype or masking):
+                target = self._root().ensure_file(rel, strict=strict)  # /etc/hosts & co may be missing
+            else:
+                target = self._root().mkdirs(rel, strict=strict) if not masking else self._root().open(rel, strict=True)
+        except FileNotFoundError:
+            if masking:
+                return  # proc and sys were verified in place: this kernel simply lacks the entry
+            raise
+        try:
+            source = step.source
+            src_rel = self._root().rel(step.source) if step.flags & MS_BIND else None
+            src_fd = -1
+            if src_rel is not None:
+                src_fd = self._root().open(src_rel, strict=True)
+                source = inroot.fd_path(src_fd)
+            try:
+                linux.mount(source, inroot.fd_path(target), step.fstype or None, step.flags, step.data or None)
+            finally:
+                if src_fd >= 0:
+                    os.close(src_fd)
+        finally:
+            os.close(target)
+        self._verify(step, rel)
+
+    def _verify(self, step: Mount, rel: str) -> None:
+        """proc and sysfs must be where the masks will look for them: check the mounted fs."""
+        magic = FS_MAGIC.get(step.fstype)
+        if magic is None:
+            return
+        fd = self._root().open(rel, strict=True)
+        try:
+            found = linux.statfs_type(inroot.fd_path(fd))
+        finally:
+            os.close(fd)
+        if found != magic:
+            raise InitError(EXIT_MINIBOX, f"container init: {step.fstype} did not end up on /{rel}")
+
+    def _pivot(self, step: PivotRoot) -> None:
         # runc's trick: pivot onto "." with "." as put_old, then lazily detach the old
         # root, which is now stacked under the new one; no put_old directory needed.
         os.chdir(step.new_root)
@@ -111,40 +234,52 @@ def apply_step(step: Step) -> None:
         except OSError as e:
             if e.errno != errno.EINVAL:
                 raise
-            # EINVAL: our '/' is not a mount point (minibox itself runs in a chroot), and
-            # pivot_root cannot swap it: fall back to MoveRoot.
-            _move_root()
-        else:
-            linux.umount2(".", linux.MNT_DETACH)
+            # '/' is not a mount point: minibox runs in a chroot. Binding '/' onto itself
+            # and pivoting from there is not enough (measured): the new root would hang
+            # below the host's tree, where `chroot` + `cd ..` from inside reaches the host.
+            # So leave the chroot, in this process's own mount namespace only, and pivot
+            # from the namespace's real root, as on any host.
+            here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            _climb_to_namespace_root()
+            os.fchdir(here)
+            os.close(here)
+            try:
+                linux.pivot_root(".", ".")
+            except OSError as e2:
+                raise InitError(EXIT_MINIBOX, f"container init: pivot_root failed ({e2.strerror}): minibox "
+                                              "will not start a container it cannot pivot into") from None
+        linux.umount2(".", linux.MNT_DETACH)
         os.chdir("/")
-    elif isinstance(step, MoveRoot):
-        os.chdir(step.new_root)
-        _move_root()
-        os.chdir("/")
-    elif isinstance(step, SetHostname):
-        linux.sethostname(step.hostname)
-    elif isinstance(step, LinkUp) and step.dev == "lo":
-        loopback_up()
-    elif isinstance(step, DropCapabilities):
-        caps.drop_privileges(step.keep)
-    elif isinstance(step, Exec):
-        enter_workdir(step.workdir)
-        path = resolve_command(step.argv[0], step.env)
-        caps.reset_signals()
-        os.execve(path, list(step.argv), env_dict(step.env))
-    else:
-        raise InitError(EXIT_MINIBOX, f"container init cannot apply {type(step).__name__}")
+        if self.root is not None:
+            self.root.close()
 
 
-def _move_root() -> None:
-    """What `runc --no-pivot` does: move the new root (our cwd) over '/' and chroot into it."""
-    linux.mount(".", "/", None, linux.MS_MOVE)
+FS_MAGIC = {"proc": 0x9FA0, "sysfs": 0x62656572}
+KERNEL_DIRS = ("proc", "sys", "dev")
+
+
+def _strict(rel: str) -> bool:
+    """Under /proc, /sys and /dev no symlink may be followed (see runtime.inroot)."""
+    return rel.split("/", 1)[0] in KERNEL_DIRS
+
+
+def _is_mask(rel: str) -> bool:
+    return "/" + rel in MASKED_PATHS + READONLY_PATHS
+
+
+def _climb_to_namespace_root() -> None:
+    """chroot to the root of our mount namespace from inside a chroot: the classic escape
+    (chroot into a subdirectory, then `..` until it stops), done by minibox's own PID 1, in
+    the container's new mount namespace, before anything of the container runs."""
+    os.chroot(".")  # cwd (the overlay) is now the root; the `..` below climb past it
+    os.chdir("/")
+    os.chroot("/proc")  # any directory below the root, so that cwd is outside the new root
+    for _ in range(256):
+        here, up = os.stat("."), os.stat("..")
+        if (here.st_dev, here.st_ino) == (up.st_dev, up.st_ino):
+            break
+        os.chdir("..")
     os.chroot(".")
-
-
-def _optional_target(target: str) -> bool:
-    """Masked and read-only paths that this kernel does not have are skipped, as runc does."""
-    return any(target.endswith(p) for p in MASKED_PATHS + READONLY_PATHS)
 
 
 def _make_all_private() -> None:
@@ -156,28 +291,6 @@ def _make_all_private() -> None:
             linux.mount("none", mp, None, MS_REC | MS_PRIVATE)
         except OSError:
             pass  # outside our chroot, or gone
-
-
-def _mount(step: Mount) -> None:
-    if step.flags & MS_PRIVATE and step.target == "/":
-        try:
-            linux.mount(step.source, "/", None, step.flags)
-        except OSError as e:
-            if e.errno != errno.EINVAL:
-                raise
-            _make_all_private()
-        return
-    if step.flags & MS_BIND and not step.flags & MS_REMOUNT and step.source.endswith(
-            ("/hostname", "/hosts", "/resolv.conf")):
-        # The image may lack /etc/hosts & co; the bind needs a file to cover.
-        os.makedirs(os.path.dirname(step.target), exist_ok=True)
-        if not os.path.lexists(step.target):
-            open(step.target, "a").close()
-    try:
-        linux.mount(step.source, step.target, step.fstype or None, step.flags, step.data or None)
-    except FileNotFoundError:
-        if not _optional_target(step.target):
-            raise
 
 
 def loopback_up() -> None:

@@ -1,7 +1,7 @@
-"""Thin ctypes wrappers for the syscalls Python 3.11 lacks: unshare, setns, mount, umount2, pivot_root.
+"""Thin ctypes wrappers for the syscalls Python 3.11 lacks: unshare, setns, mount, pivot_root, openat2, bpf, seccomp.
 
 Each raises OSError with errno set, like the os module does, so callers can tell EPERM from
-ENOENT. sethostname is os-less too, so it lives here.
+ENOENT. sethostname and statfs's f_type are os-less too, so they live here.
 """
 
 from __future__ import annotations
@@ -22,14 +22,23 @@ NAMESPACES = (("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET
               ("pid", CLONE_NEWPID), ("mnt", CLONE_NEWNS))
 
 MNT_DETACH = 2
-MS_MOVE = 8192
-SYS_PIVOT_ROOT = 155  # x86_64
+# x86_64 numbers; openat2 (437) is the same on every architecture since it was added (5.6).
+SYS_PIVOT_ROOT = 155
+SYS_SECCOMP = 317
+SYS_BPF = 321
+SYS_OPENAT2 = 437
+
+# openat2's resolve flags (linux/openat2.h)
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_IN_ROOT = 0x10
 
 # By soname: ctypes.util.find_library("c") runs `ldconfig -p` (milliseconds, every start).
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
 _libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 _libc.syscall.restype = ctypes.c_long
+_libc.statfs.argtypes = (ctypes.c_char_p, ctypes.c_void_p)
 
 
 def _check(ret: int, what: str, path: str | None = None) -> None:
@@ -65,6 +74,46 @@ def pivot_root(new_root: str, put_old: str) -> None:
 def sethostname(name: str) -> None:
     raw = name.encode()
     _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    """openat2(2): open `path` relative to `dirfd` under the `resolve` rules; returns the fd."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fd = _libc.syscall(SYS_OPENAT2, ctypes.c_int(dirfd), _b(path), ctypes.byref(how), ctypes.c_size_t(24))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return fd
+
+
+def bpf(cmd: int, attr: bytes) -> int:
+    """bpf(2) with a raw `union bpf_attr`; returns what the kernel returned (an fd for loads)."""
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    ret = _libc.syscall(SYS_BPF, ctypes.c_int(cmd), buf, ctypes.c_uint(len(attr)))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"bpf: {os.strerror(err)}")
+    return ret
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+SECCOMP_SET_MODE_FILTER = 1
+
+
+def seccomp_load(program: bytes) -> None:
+    """Install a classic-BPF seccomp filter (struct sock_filter[], 8 bytes each) on this
+    thread. Needs no_new_privs (or CAP_SYS_ADMIN); applies across execve."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    ret = _libc.syscall(SYS_SECCOMP, ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(0), ctypes.byref(prog))
+    _check(0 if ret == 0 else -1, "seccomp")
 
 
 def statfs_type(path: str) -> int:

@@ -34,7 +34,7 @@ def test_masks_and_readonly_paths_present():
 def test_commands_render():
     cmds = [s.command() for s in plan_rootfs(LAYOUT)]
     assert "mount --make-rprivate /" in cmds
-    assert ("mount -t overlay -o lowerdir=/img/rootfs,upperdir=/c/1/upper,workdir=/c/1/work overlay "
+    assert ("mount -t overlay -o nodev,lowerdir=/img/rootfs,upperdir=/c/1/upper,workdir=/c/1/work overlay "
             "/c/1/merged") in cmds
     assert "mknod -m 666 /c/1/merged/dev/null c 1 3" in cmds
     assert "mount -o remount,bind,ro,nosuid,nodev,noexec /c/1/merged/proc/sys" in cmds
