@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shutil
 import subprocess
 import textwrap
@@ -165,14 +166,28 @@ def check_networks() -> list[Finding]:
     return out
 
 
-def _listeners() -> set[tuple[str, int]]:
-    found = set()
+def _listeners() -> dict[tuple[str, int], set[str]]:
+    """(proto, port) -> the socket inodes listening on it."""
+    found: dict[tuple[str, int], set[str]] = {}
     for path, proto in (("/proc/net/tcp", "tcp"), ("/proc/net/tcp6", "tcp")):
         for line in _read(path).splitlines()[1:]:
             fields = line.split()
-            if len(fields) > 3 and fields[3] == "0A":  # LISTEN
-                found.add((proto, int(fields[1].rsplit(":", 1)[1], 16)))
+            if len(fields) > 9 and fields[3] == "0A":  # LISTEN
+                found.setdefault((proto, int(fields[1].rsplit(":", 1)[1], 16)), set()).add(fields[9])
     return found
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets process `pid` holds: a shim's are its published ports."""
+    out = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                out.add(target[8:-1])
+    except OSError:
+        pass
+    return out
 
 
 def check_ports() -> list[Finding]:
@@ -181,10 +196,14 @@ def check_ports() -> list[Finding]:
     out = []
     listening = _listeners()
     for rec in store.all_records():
-        if not rec.ports or lifecycle.refresh(rec.id).status != "running":
+        if not rec.ports:
             continue
+        state = lifecycle.refresh(rec.id)
+        if state.status != "running":
+            continue
+        ours = _socket_inodes(state.shim_pid)  # the shim holds each TCP port as a listener
         for p in rec.ports:
-            if (p.proto, p.host_port) in listening:
+            if listening.get((p.proto, p.host_port), set()) - ours:
                 out.append(Finding(ERROR, "host port", f"a host process listens on {p.host_port}/{p.proto}, which "
                                    f"minibox DNATs to container {rec.name}",
                                    "connections to that port reach the container; the host service is shadowed",

@@ -80,13 +80,19 @@ def _record_ports(rec: ContainerRecord, add: bool) -> None:
 
 def reserve_port(p: PortMapping) -> tuple[socket.socket, PortMapping]:
     """Bind the host port, as Docker does, so a host process already using it is caught
-    now, and none can take it while the container runs (the shim holds the socket)."""
+    now, and none can take it while the container runs (the shim holds the socket).
+
+    A TCP port is also listened on (never accepted, as Podman does): a socket that is only
+    bound still lets another server bind the port with SO_REUSEADDR and listen, and
+    `ss -ltnp` would then name that server while our DNAT silently takes its traffic."""
     kind = socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM
     s = socket.socket(socket.AF_INET, kind)
     if p.proto == "tcp":
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
     try:
         s.bind((p.host_ip or "0.0.0.0", p.host_port))
+        if p.proto == "tcp":
+            s.listen(1)
     except OSError as e:
         s.close()
         where = f"{p.host_ip or '0.0.0.0'}:{p.host_port}/{p.proto}"

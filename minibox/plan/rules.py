@@ -73,6 +73,7 @@ NFT_CHAINS = (
     ("hostports", ""),
     ("postrouting", "type nat hook postrouting priority srcnat; policy accept;"),
     ("forward", "type filter hook forward priority filter; policy accept;"),
+    ("input", "type filter hook input priority filter; policy accept;"),
 )
 
 
@@ -122,6 +123,12 @@ def nft_rules() -> list[tuple[str, str]]:
     r.append(("forward", 'iifname @bridges counter accept comment "egress"'))
     # "Anything else into a bridge (say, a routed packet for a container address): drop."
     r.append(("forward", 'oifname @bridges counter drop comment "no direct access to containers"'))
+    # "From a bridge to 127.0.0.0/8, unless conntrack made it so (the reply to a published
+    # port reached via 127.0.0.1): drop." route_localnet=1 on the bridge, needed for that
+    # path, would otherwise let a container with CAP_NET_RAW send a frame to 127.0.0.1 and
+    # reach services bound only to the host's loopback (the CVE-2020-8558 pattern).
+    r.append(("input", 'iifname @bridges ip daddr 127.0.0.0/8 ct status ! dnat counter drop '
+                       'comment "containers may not reach the host\'s 127.0.0.1"'))
     return r
 
 
@@ -214,7 +221,7 @@ class IptRule:
 
 
 IPT_CHAINS = {"nat": ("MINIBOX", "MINIBOX-POSTROUTING"),
-              "filter": ("MINIBOX-FORWARD", "MINIBOX-ISOLATION-1", "MINIBOX-ISOLATION-2")}
+              "filter": ("MINIBOX-FORWARD", "MINIBOX-ISOLATION-1", "MINIBOX-ISOLATION-2", "MINIBOX-INPUT")}
 
 # Jumps from the built-in chains into ours, inserted first so no other tool's rule (or a
 # FORWARD policy of DROP, as Docker leaves it) decides before we do: (table, chain, spec).
@@ -227,6 +234,8 @@ IPT_JUMPS = (
     ("nat", "POSTROUTING", "", "MINIBOX-POSTROUTING"),
     # "Every forwarded packet: our accepts and drops, before anyone's policy."
     ("filter", "FORWARD", "", "MINIBOX-FORWARD"),
+    # "Every packet for this host: the 127.0.0.0/8 guard."
+    ("filter", "INPUT", "", "MINIBOX-INPUT"),
 )
 JUMP_COMMENT = "minibox"
 
@@ -269,6 +278,10 @@ def ipt_network_rules(net: NetFacts, full: bool = True) -> list[IptRule]:
         if full:
             # "Anything else into the bridge: drop (no direct access to containers)."
             r.append(IptRule("filter", "MINIBOX-FORWARD", f"-o {br}", "DROP", tag))
+    if full:
+        # "From this bridge to 127.0.0.0/8, unless conntrack DNAT'd it: drop" (see nft_rules).
+        r.append(IptRule("filter", "MINIBOX-INPUT", f"-i {br} -d 127.0.0.0/8 -m conntrack ! --ctstate DNAT",
+                         "DROP", tag))
     if full and not net.internal:
         # "From this subnet, leaving through another interface: MASQUERADE (egress)."
         r.append(IptRule("nat", "MINIBOX-POSTROUTING", f"-s {sub} ! -o {br}", "MASQUERADE", tag))

@@ -1,17 +1,22 @@
 """exec: run a new process inside a running container's namespaces, cgroup and privileges.
 
     minibox (CLI) ── fork ──> helper: join cgroup, setns(ipc, uts, net, pid, mnt)
-                               └─ fork ──> the command (now PID n of the container), execve
+      relays stdio             └─ fork ──> the command (now PID n of the container), execve
 
 All of /proc/PID/ns/* is opened first, because after setns(mnt) the host's /proc is gone.
-setns(CLONE_NEWPID) only decides where *children* go, hence the second fork. After
-setns(mnt) the cwd and root are the container's (it pivot_root'ed), so no chroot is needed.
+setns(CLONE_NEWPID) only decides where *children* go, hence the second fork.
+
+The caller's terminal never reaches the container: without -t the command gets pipes,
+which the CLI copies to its own stdin/stdout/stderr, and a session of its own, so it has no
+controlling terminal (a TIOCSTI on an inherited terminal would type commands into the
+caller's shell). With -t it gets a pty of the container's own devpts, relayed the same way.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import select
 import signal
 import socket
 import struct
@@ -19,7 +24,7 @@ import termios
 from dataclasses import dataclass
 
 from minibox.errors import EXIT_MINIBOX, ExecFailed, MiniboxError
-from minibox.plan.steps import CgroupJoin, DropCapabilities, Exec, Nsenter
+from minibox.plan.steps import CgroupJoin, DropCapabilities, Exec, LoadSeccomp, Nsenter
 from minibox.runtime import caps, cgroups, init, linux, tty
 
 
@@ -34,16 +39,19 @@ class EnterConfig:
     cgroup_dirs: list[str]
     namespaces: tuple[str, ...] = ("ipc", "uts", "net", "pid", "mnt")
     caps: tuple[str, ...] = caps.DEFAULT_CAPS
+    seccomp: bytes = b""  # the filter to load right before execve
 
     @classmethod
     def from_steps(cls, steps: list, tty: bool, interactive: bool) -> "EnterConfig":
-        """From the steps `exec --explain` prints: Nsenter, CgroupJoin..., DropCapabilities, Exec."""
+        """From the steps `exec --explain` prints: Nsenter, CgroupJoin..., DropCapabilities,
+        LoadSeccomp, Exec."""
         ns = next(s for s in steps if isinstance(s, Nsenter))
         drop = next(s for s in steps if isinstance(s, DropCapabilities))
         ex = next(s for s in steps if isinstance(s, Exec))
+        filt = next((s for s in steps if isinstance(s, LoadSeccomp)), None)
         return cls(pid=int(ns.pid), argv=ex.argv, env=ex.env, workdir=ex.workdir, tty=tty,
                    interactive=interactive, cgroup_dirs=[s.path for s in steps if isinstance(s, CgroupJoin)],
-                   namespaces=ns.namespaces, caps=drop.keep)
+                   namespaces=ns.namespaces, caps=drop.keep, seccomp=filt.program if filt else b"")
 
 
 def enter(cfg: EnterConfig) -> int:
@@ -64,12 +72,15 @@ def enter(cfg: EnterConfig) -> int:
         raise MiniboxError("the container stopped while exec was starting") from None
     err_r, err_w = os.pipe()
     con_parent = con_child = None
+    pipes: Pipes | None = None
     if cfg.tty:
         con_parent, con_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    else:
+        pipes = Pipes.make(cfg.interactive)
 
     helper = os.fork()
     if helper == 0:
-        _helper(cfg, nsfds, rootfd, err_w, con_child)
+        _helper(cfg, nsfds, rootfd, err_w, con_child, pipes)
     os.close(err_w)
     os.close(rootfd)
     for fd, _ in nsfds:
@@ -84,6 +95,8 @@ def enter(cfg: EnterConfig) -> int:
                 with tty.raw_mode(0):
                     tty.relay(master, stdin_open=cfg.interactive)
                 os.close(master)
+        elif pipes is not None:
+            pipes.relay()
         _, status = os.waitpid(helper, 0)
     finally:
         signal.signal(signal.SIGINT, old_int)
@@ -98,6 +111,60 @@ def enter(cfg: EnterConfig) -> int:
     return code if code >= 0 else 128 - code
 
 
+@dataclass
+class Pipes:
+    """The command's stdin (with -i), stdout and stderr as pipes the CLI copies."""
+
+    child: tuple[int, int, int]  # what the command gets as 0, 1, 2 (stdin: /dev/null without -i)
+    ours: tuple[int, int, int]  # stdin's write end (-1 without -i), stdout's and stderr's read ends
+
+    @classmethod
+    def make(cls, interactive: bool) -> "Pipes":
+        in_r, in_w = os.pipe() if interactive else (os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        return cls((in_r, out_w, err_w), (in_w, out_r, err_r))
+
+    def close_child_ends(self) -> None:
+        for fd in self.child:
+            os.close(fd)
+
+    def relay(self) -> None:
+        """Copy our stdin to the command and its output to ours until both outputs close."""
+        self.close_child_ends()
+        in_w, out_r, err_r = self.ours
+        sinks = {out_r: 1, err_r: 2}
+        stdin_open = in_w >= 0
+        while sinks:
+            watch = list(sinks) + ([0] if stdin_open else [])
+            try:
+                ready, _, _ = select.select(watch, [], [])
+            except InterruptedError:
+                continue
+            for fd in ready:
+                if fd == 0:
+                    data = os.read(0, 65536)
+                    try:
+                        if not data:
+                            raise BrokenPipeError
+                        os.write(in_w, data)
+                    except BrokenPipeError:
+                        os.close(in_w)  # EOF for the command, or it stopped reading
+                        stdin_open = False
+                    continue
+                data = os.read(fd, 65536)
+                if not data:
+                    os.close(fd)
+                    del sinks[fd]
+                    continue
+                try:
+                    os.write(sinks[fd], data)
+                except BrokenPipeError:
+                    pass  # our reader went away; keep draining so the command is not blocked
+        if stdin_open:
+            os.close(in_w)
+
+
 def _recv_fd(sock: socket.socket) -> int:
     _, ancdata, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(4))
     for level, kind, data in ancdata:
@@ -106,7 +173,8 @@ def _recv_fd(sock: socket.socket) -> int:
     return -1
 
 
-def _helper(cfg: EnterConfig, nsfds, rootfd: int, err_w: int, con: socket.socket | None) -> None:
+def _helper(cfg: EnterConfig, nsfds, rootfd: int, err_w: int, con: socket.socket | None,
+            pipes: Pipes | None) -> None:
     """The forked helper: never returns."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -119,7 +187,12 @@ def _helper(cfg: EnterConfig, nsfds, rootfd: int, err_w: int, con: socket.socket
         os.close(rootfd)
         child = os.fork()
         if child == 0:
-            _command(cfg, err_w, con)
+            _command(cfg, err_w, con, pipes)
+        if pipes is not None:
+            pipes.close_child_ends()
+            for fd in pipes.ours:
+                if fd >= 0:
+                    os.close(fd)
         _, status = os.waitpid(child, 0)
         code = os.waitstatus_to_exitcode(status)
         os._exit(code if code >= 0 else 128 - code)
@@ -127,23 +200,28 @@ def _helper(cfg: EnterConfig, nsfds, rootfd: int, err_w: int, con: socket.socket
         init.fail(err_w, EXIT_MINIBOX, f"exec: {e}")
 
 
-def _command(cfg: EnterConfig, err_w: int, con: socket.socket | None) -> None:
+def _command(cfg: EnterConfig, err_w: int, con: socket.socket | None, pipes: Pipes | None) -> None:
     try:
+        os.setsid()  # a session of its own: no controlling terminal but, with -t, its own pty
         if cfg.tty:
-            os.setsid()  # a session of its own, so the pty can become its controlling tty
             master, slave = os.openpty()  # the container's /dev/ptmx: we are in its mount ns
             con.sendmsg([b"t"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", master))])
             os.close(master)
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
             for target in (0, 1, 2):  # without -i the pty is still stdin; we just send it nothing
                 os.dup2(slave, target)
-        elif not cfg.interactive:
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
+        else:
+            for target, fd in enumerate(pipes.child):
+                os.dup2(fd, target)
+            for fd in pipes.child + pipes.ours:
+                if fd > 2:
+                    os.close(fd)
         os.chdir(cfg.workdir)
         path = init.resolve_command(cfg.argv[0], cfg.env)
         caps.drop_privileges(cfg.caps)
         caps.reset_signals()
+        if cfg.seccomp:
+            linux.seccomp_load(cfg.seccomp)
         os.execve(path, list(cfg.argv), init.env_dict(cfg.env))
     except init.InitError as e:
         init.fail(err_w, e.code, str(e))

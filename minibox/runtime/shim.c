@@ -11,17 +11,20 @@
  *     unix socket) into the log file, in the CRI "k8s-file" format Podman also uses:
  *         2026-11-26T04:00:00.123456789Z stdout F hello
  *     (tag F: the line ended; P: partial line, continued in the next record);
- *   - when attached, also copies them to its own stdout/stderr, and (with a tty) copies
- *     its stdin to the pty and follows window size changes (SIGWINCH);
+ *   - when attached, also copies them to its own stdout/stderr, and with -i copies its
+ *     stdin to the container: into the pty (-t, following window size changes), or into a
+ *     pipe, so the caller's terminal itself is never handed to the container (a TIOCSTI on
+ *     it would type commands into the caller's shell). Detached with -i, the pipe stays
+ *     open and empty, as `docker run -di` keeps stdin;
  *   - keeps open whatever fds it inherited (the published ports' host sockets), so no
  *     other program can bind those ports while the container runs;
  *   - when PID 1 exits: drains the output, writes exit.json atomically, runs the exit
  *     command (minibox's cleanup) if one was given, waits for it, and exits with PID 1's
  *     exit code (128+signal when a signal killed it).
  *
- * Usage: minibox-shim PID EXIT_FILE LOG_FILE OUT_FD ERR_FD CONSOLE_FD ATTACH [-- EXIT_CMD...]
- *   OUT_FD/ERR_FD/CONSOLE_FD are -1 when unused. ATTACH: 0 detached, 1 copy output to our
- *   stdout/stderr, 3 also copy our stdin to the pty (-it).
+ * Usage: minibox-shim PID EXIT_FILE LOG_FILE OUT_FD ERR_FD CONSOLE_FD IN_FD ATTACH [-- EXIT_CMD...]
+ *   OUT_FD/ERR_FD/CONSOLE_FD/IN_FD are -1 when unused. ATTACH: 0 detached, 1 copy output to
+ *   our stdout/stderr, 3 also copy our stdin to the container (to the pty, or to IN_FD).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -153,16 +156,18 @@ static void run_exit_command(char **argv) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 8) {
-        fprintf(stderr, "usage: %s PID EXIT_FILE LOG_FILE OUT_FD ERR_FD CONSOLE_FD ATTACH [-- CMD...]\n", argv[0]);
+    if (argc < 9) {
+        fprintf(stderr, "usage: %s PID EXIT_FILE LOG_FILE OUT_FD ERR_FD CONSOLE_FD IN_FD ATTACH [-- CMD...]\n",
+                argv[0]);
         return 125;
     }
     pid_t child = (pid_t)atoi(argv[1]);
     const char *exit_file = argv[2];
     int fds[2] = {atoi(argv[4]), atoi(argv[5])};
     int console_sock = atoi(argv[6]);
-    attach = atoi(argv[7]);
-    char **exit_cmd = (argc > 9 && strcmp(argv[8], "--") == 0) ? &argv[9] : NULL;
+    int in_fd = atoi(argv[7]);
+    attach = atoi(argv[8]);
+    char **exit_cmd = (argc > 10 && strcmp(argv[9], "--") == 0) ? &argv[10] : NULL;
 
     log_fd = open(argv[3], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 
@@ -180,7 +185,7 @@ int main(int argc, char **argv) {
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
     int master = -1;
-    int stdin_open = (attach & 2) && console_sock >= 0;
+    int stdin_open = (attach & 2) && (console_sock >= 0 || in_fd >= 0);
     int status = 0, exited = 0;
 
     /* PID 1 may have died before SIGCHLD was blocked, and that signal is then lost. */
@@ -193,7 +198,7 @@ int main(int argc, char **argv) {
         if (fds[1] >= 0) { p[n] = (struct pollfd){fds[1], POLLIN, 0}; i_err = n++; }
         if (console_sock >= 0 && master < 0) { p[n] = (struct pollfd){console_sock, POLLIN, 0}; i_con = n++; }
         if (master >= 0) { p[n] = (struct pollfd){master, POLLIN, 0}; i_out = n++; }
-        if (master >= 0 && stdin_open) { p[n] = (struct pollfd){0, POLLIN, 0}; i_in = n++; }
+        if ((master >= 0 || in_fd >= 0) && stdin_open) { p[n] = (struct pollfd){0, POLLIN, 0}; i_in = n++; }
         if (poll(p, (nfds_t)n, -1) < 0) {
             if (errno == EINTR) continue;
             break;
@@ -215,8 +220,12 @@ int main(int argc, char **argv) {
         if (i_in >= 0 && p[i_in].revents) {
             char buf[BUF];
             ssize_t r = read(0, buf, sizeof buf);
-            if (r > 0) write_all(master, buf, (size_t)r);
-            else stdin_open = 0;
+            if (r > 0) {
+                write_all(master >= 0 ? master : in_fd, buf, (size_t)r);
+            } else {
+                stdin_open = 0;
+                if (in_fd >= 0) { close(in_fd); in_fd = -1; } /* EOF for the container */
+            }
         }
         if (p[i_sig].revents) {
             struct signalfd_siginfo si;

@@ -89,20 +89,24 @@ def spawn(req: SpawnRequest) -> Spawned:
     else:
         out_r, out_w = os.pipe()
         errp_r, errp_w = os.pipe()
-    stdin = 0 if req.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    # stdin: with -i (and no -t) a pipe the shim feeds; never the caller's own terminal.
+    in_w = -1
+    if req.interactive and not req.init.tty:
+        stdin, in_w = os.pipe()
+    else:
+        stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     shim_pid = os.fork()
     if shim_pid == 0:
         _unshare_and_exec_shim(req, locals())
     # The CLI keeps only the write end of "go", the read ends of the error and pid pipes.
-    for fd in (go_r, err_w, pid_w, out_r, out_w, errp_r, errp_w):
+    for fd in (go_r, err_w, pid_w, out_r, out_w, errp_r, errp_w, in_w):
         if fd >= 0:
             os.close(fd)
     for s in (con_parent, con_child):
         if s is not None:
             s.close()
-    if stdin != 0:
-        os.close(stdin)
+    os.close(stdin)
     # Two lines arrive, in either order: "P<pid>" from the shim-to-be, "R" from PID 1 once
     # its namespaces exist; "E<reason>" from either instead if something failed.
     pid1, ready, problem = 0, False, ""
@@ -168,14 +172,15 @@ def _unshare_and_exec_shim(req: SpawnRequest, fds: dict) -> None:
             os.close(own)
         os.write(pid_w, f"P{pid1}\n".encode())
         con = fds["con_parent"]
-        out_fd, err_fd = fds["out_r"], fds["errp_r"]
+        out_fd, err_fd, in_fd = fds["out_r"], fds["errp_r"], fds["in_w"]
         con_fd = con.fileno() if con is not None else -1
-        for fd in [out_fd, err_fd, con_fd] + list(req.hold_fds):
+        os.close(fds["stdin"])  # PID 1's end
+        for fd in [out_fd, err_fd, con_fd, in_fd] + list(req.hold_fds):
             if fd >= 0:
                 os.set_inheritable(fd, True)
         attach = (1 if req.attach else 0) | (2 if req.attach and req.interactive else 0)
         argv = [req.shim, str(pid1), req.exit_file, req.log_file, str(out_fd), str(err_fd),
-                str(con_fd), str(attach)]
+                str(con_fd), str(in_fd), str(attach)]
         if req.exit_command:
             argv += ["--"] + list(req.exit_command)
         os.execv(req.shim, argv)

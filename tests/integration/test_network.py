@@ -440,3 +440,57 @@ def test_firewall_backend_option_is_recorded_per_network():
     finally:
         mb("rm", "-f", "altweb")
         mb("network", "rm", "alt")
+
+
+class UdpEcho:
+    """A UDP echo server on the sandbox host, recording every datagram it gets."""
+
+    def __init__(self, addr: str):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((addr, 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.got: list[bytes] = []
+        self.stop = False
+        import threading
+
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stop:
+            try:
+                data, peer = self.sock.recvfrom(2048)
+            except OSError:
+                continue
+            self.got.append(data)
+            self.sock.sendto(data, peer)
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        self.sock.close()
+
+
+def test_containers_cannot_reach_the_hosts_loopback(attack_image):
+    """CVE-2020-8558: route_localnet=1 on the bridge (needed for `curl 127.0.0.1:PORT`) would
+    let a container with CAP_NET_RAW send a frame to the bridge's MAC addressed to 127.0.0.1
+    and reach a service bound only to the host's loopback. The guard drops it."""
+    mb("run", "-d", "--name", "raw", attack_image, "sleep", "1000", check=True)
+    mac = sh("ip -br link show minibox0").stdout.split()[2]
+    gateway = inspect("raw")["NetworkSettings"]["Gateway"]
+    loopback, anywhere = UdpEcho("127.0.0.1"), UdpEcho("0.0.0.0")
+    try:
+        out = mb("exec", "raw", "/attack", "udp-frame", "eth0", mac, "127.0.0.1", str(loopback.port),
+                 "to-loopback", check=True).stdout
+        assert "refused reply" in out and loopback.got == []
+        # positive control: the same raw frame to the host's address on the bridge is answered
+        out = mb("exec", "raw", "/attack", "udp-frame", "eth0", mac, gateway, str(anywhere.port),
+                 "to-gateway", check=True).stdout
+        assert f"ok reply from {gateway}" in out and anywhere.got == [b"to-gateway"]
+    finally:
+        loopback.close()
+        anywhere.close()
+    # and the published-port path that route_localnet exists for still works
+    web("web", "8080:80")
+    assert PAGE in curl("127.0.0.1:8080").stdout

@@ -47,7 +47,7 @@ def _missing_jumps(full: bool) -> list[tuple[str, str, str, str]]:
     missing = []
     for jump in rules.IPT_JUMPS:
         table, chain, _, target = jump
-        if table not in tables:
+        if table not in tables or (not full and target != "MINIBOX-FORWARD"):
             continue
         if not any(line.startswith(f"-A {chain} ") for line in present.get(table, [])):
             missing.append(jump)
