@@ -61,7 +61,10 @@ def run(
     publish: List[str] = typer.Option([], "-p", "--publish", help="publish a port: [IP:]HOST:CTR[/udp] or CTR"),
     ip: str = typer.Option("", "--ip", help="ask for this address on the network"),
     memory: str = typer.Option("", "-m", "--memory", help="memory limit, e.g. 64m"),
-    pids_limit: int = typer.Option(0, "--pids-limit", help="maximum number of processes"),
+    pids_limit: int = typer.Option(0, "--pids-limit", help="maximum number of processes (-1: unlimited)"),
+    security_opt: List[str] = typer.Option([], "--security-opt",
+                                           help="seccomp=unconfined, seccomp=PROFILE.json (Docker's format), "
+                                                "or no-new-privileges"),
     explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand"),
     dry_run: bool = typer.Option(False, "--dry-run", help="change nothing; print a runnable shell script instead"),
 ) -> None:
@@ -72,7 +75,7 @@ def run(
     lifecycle.require_root()
     spec = build_spec(image=image, command=command or [], detach=detach, rm=rm, name=name, env=env,
                       workdir=workdir, hostname=hostname, interactive=interactive, tty=tty, network=network,
-                      publish=publish, ip=ip, memory=memory, pids_limit=pids_limit)
+                      publish=publish, ip=ip, memory=memory, pids_limit=pids_limit, security_opt=security_opt)
     if dry_run:
         from minibox import dryrun
 
@@ -102,9 +105,10 @@ def _explainer(title: str, cid: str = ""):
 
 def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: str, env: list[str],
                workdir: str, hostname: str, interactive: bool, tty: bool, network: str, publish: list[str],
-               ip: str, memory: str, pids_limit: int) -> ContainerSpec:
-    """The command line, validated, as a ContainerSpec (keyword-only: fifteen of them)."""
+               ip: str, memory: str, pids_limit: int, security_opt: list[str]) -> ContainerSpec:
+    """The command line, validated, as a ContainerSpec (keyword-only: sixteen of them)."""
     from minibox import images
+    from minibox.plan import seccomp
     from minibox.plan import spec as specs
 
     if name:
@@ -122,22 +126,15 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
             raise InvalidSpec(f"-p has no effect with --network {network}: use the default bridge network")
     if ip and network in ("none", "host"):
         raise InvalidSpec(f"--ip needs a bridge network, not --network {network}")
+    profile = seccomp.parse_security_opt(security_opt)
+    if profile not in ("", "unconfined"):
+        profile = os.path.abspath(profile)
     return ContainerSpec(
-        image=images.normalize(image), cmd=tuple(command), name=name,
+        image=images.validate_ref(image), cmd=tuple(command), name=name,
         env=specs.parse_env(env, dict(os.environ)), workdir=specs.validate_workdir(workdir),
         hostname=hostname, interactive=interactive, tty=tty, detach=detach, remove=rm,
-        network=network, ports=ports, ip=ip, memory=parse_size(memory) if memory else 0,
-        pids_limit=pids_limit)
-
-
-def parse_size(text: str) -> int:
-    units = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
-    t = text.strip().lower()
-    num, unit = t.rstrip("bkmg"), t[len(t.rstrip("bkmg")):]
-    unit = unit.rstrip("b") if len(unit) > 1 else unit
-    if not num.isdigit() or unit not in units or int(num) == 0:
-        raise InvalidSpec(f'invalid memory size "{text}": use a number with an optional unit, e.g. 64m or 1g')
-    return int(num) * units[unit]
+        network=network, ports=ports, ip=ip, memory=specs.parse_memory(memory) if memory else 0,
+        pids_limit=specs.validate_pids_limit(pids_limit), seccomp=profile)
 
 
 @app.command(name="exec", context_settings=POSITIONAL_TAIL)
@@ -255,6 +252,10 @@ def explain_ctr(container: str = typer.Argument(..., help="container name or id"
         if text:
             _out("\n".join("  " + line for line in text.splitlines()))
         _out("")
+    _out(f"{bold}# What keeps {rec.name} in: each defence as the kernel has it now, and the attack it stops{reset}")
+    for d in observe.security(rec, state):
+        _out(f"{bold}{d.name:<17}{reset} {d.now}")
+        _out(f"{'':<17} {dim}stops: {d.stops}{reset}")
 
 
 @app.command()
@@ -357,7 +358,7 @@ def inspect(containers: List[str] = typer.Argument(..., help="container names or
         cdir = config.paths().container(rec.id)
         paths = {"log": str(cdir / "container.log"), "upper": str(cdir / "upper"),
                  "work": str(cdir / "work"), "merged": str(cdir / "merged")}
-        out.append(present.inspect(rec, state, paths, cgroups.group_dirs(config.cgroup_parent(), rec.id)))
+        out.append(present.inspect(rec, state, paths, cgroups.existing_dirs(config.cgroup_parent(), rec.id)))
     _out(json.dumps(out, indent=4))
     if failed:
         raise typer.Exit(failed.code)
@@ -390,6 +391,10 @@ def image_import(
 
     img = images.import_image(source, name)
     _out(f"{img.name} ({present.human_size(img.size)})")
+    if img.device_nodes:
+        print(f"minibox: note: {img.device_nodes} device node(s) in this image will not open in a container: its "
+              "root is mounted nodev, and the device cgroup allows only /dev/null, zero, full, random, urandom, "
+              "tty, ptmx and pts", file=sys.stderr)
 
 
 @image_app.command(name="rm")

@@ -62,7 +62,11 @@ class Paths:
         return self.containers / cid
 
     def image(self, name: str) -> Path:
-        return self.images / name
+        # A reference's "/" cannot be part of one directory name; "%" never occurs in one.
+        key = name.replace("/", "%")
+        if key in ("", ".", "..") or "\0" in key:
+            raise ValueError(f"not an image name: {name!r}")
+        return self.images / key
 
 
 def paths() -> Paths:

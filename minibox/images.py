@@ -18,7 +18,13 @@ from pathlib import Path
 from minibox import config, store
 from minibox.errors import Conflict, InvalidSpec, MiniboxError, NotFound
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
+# Docker's reference grammar (distribution/reference): [DOMAIN[:PORT]/]PATH[:TAG][@DIGEST], where
+# each path component is lower-case alphanumerics joined by one ".", "_", "__" or dashes. No
+# component can be "." or "..", so no reference names a directory outside the image store.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?"
+REF_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
+                    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,7 @@ class Image:
     name: str
     created: float
     size: int
+    device_nodes: int = 0  # char/block nodes found at import: inert, the rootfs is mounted nodev
 
     @property
     def rootfs(self) -> Path:
@@ -37,16 +44,20 @@ def normalize(name: str) -> str:
     return name[:-7] if name.endswith(":latest") else name
 
 
-def validate_name(name: str) -> str:
-    name = normalize(name)
-    if not NAME_RE.match(name):
-        raise InvalidSpec(f'invalid image name "{name}": use lower-case letters, digits, ".", "_" or "-", '
-                          "starting with a letter or digit")
-    return name
+def validate_ref(name: str) -> str:
+    """An image reference as Docker accepts it, normalized; anything else is refused here,
+    before it can become a path."""
+    if len(name) > 255 or not REF_RE.match(name):
+        raise InvalidSpec(f'invalid image reference "{name}": use NAME[:TAG] with lower-case letters, digits and '
+                          'single ".", "_" or "-" between them, e.g. busybox or registry:5000/team/app:1.0')
+    return normalize(name)
+
+
+validate_name = validate_ref
 
 
 def get(name: str) -> Image:
-    name = normalize(name)
+    name = validate_ref(name)
     meta = config.paths().image(name) / "image.json"
     try:
         data = store.read_json(meta)
@@ -65,7 +76,7 @@ def list_images() -> list[Image]:
     for p in sorted(d.iterdir()):
         try:
             data = store.read_json(p / "image.json")
-            out.append(Image(name=p.name, created=data["created"], size=data["size"]))
+            out.append(Image(name=p.name.replace("%", "/"), created=data["created"], size=data["size"]))
         except (FileNotFoundError, KeyError, ValueError):
             continue
     return out
@@ -95,10 +106,13 @@ def import_image(source: str, name: str) -> Image:
             cmd = ["tar", "-xpf", str(src), "-C", str(rootfs), "--numeric-owner"]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
-            raise MiniboxError(f"importing {source} failed: {res.stderr.strip().splitlines()[-1:]}")
+            lines = [line for line in res.stderr.strip().splitlines() if line]
+            detail = lines[0] if lines else f"{cmd[0]} exited with {res.returncode}"
+            raise MiniboxError(f"importing {source} failed: {detail}")
         if not (rootfs / "bin").exists() and not (rootfs / "usr").exists():
             raise InvalidSpec(f'"{source}" does not look like a root filesystem (no /bin or /usr in it)')
-        image = Image(name=name, created=time.time(), size=_tree_size(rootfs))
+        size, nodes = _tree_size(rootfs)
+        image = Image(name=name, created=time.time(), size=size, device_nodes=nodes)
         store.write_json(tmp / "image.json", {"name": name, "created": image.created, "size": image.size})
         with store.global_lock():
             if final.exists():
@@ -120,12 +134,18 @@ def remove_image(name: str) -> None:
         shutil.rmtree(config.paths().image(image.name))
 
 
-def _tree_size(root: Path) -> int:
-    total = 0
+def _tree_size(root: Path) -> tuple[int, int]:
+    """Bytes in the tree, and how many device nodes it holds."""
+    import stat
+
+    total = nodes = 0
     for dirpath, dirnames, filenames in os.walk(root):
         for n in filenames + dirnames:
             try:
-                total += os.lstat(os.path.join(dirpath, n)).st_size
+                st = os.lstat(os.path.join(dirpath, n))
             except OSError:
-                pass
-    return total
+                continue
+            total += st.st_size
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                nodes += 1
+    return total, nodes

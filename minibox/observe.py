@@ -93,3 +93,96 @@ def run_probe(probe: Probe, rec: ContainerRecord) -> str:
         text = "\n".join(keep)
     return text
 
+
+
+# --- what keeps a container in ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Defence:
+    name: str
+    now: str  # as the kernel reports it right now
+    stops: str  # the attack it stops
+
+
+def _status(pid: int) -> dict[str, str]:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            out[key] = value.strip()
+    return out
+
+
+def cap_names(mask_hex: str) -> list[str]:
+    import prctl
+
+    mask = int(mask_hex, 16)
+    by_number = {getattr(prctl, "CAP_" + n.upper()): n for n in prctl.ALL_CAP_NAMES}
+    return [by_number.get(bit, f"cap{bit}") for bit in range(64) if mask >> bit & 1]
+
+
+def _mount_points(pid: int) -> set[str]:
+    with open(f"/proc/{pid}/mountinfo") as f:
+        return {line.split()[4] for line in f}
+
+
+def security(rec: ContainerRecord, state: ContainerState) -> list[Defence]:
+    """Each defence of a running container, read back from the kernel, and what it stops."""
+    from minibox import config
+    from minibox.plan import devices
+    from minibox.plan.mounts import MASKED_PATHS, READONLY_PATHS
+    from minibox.runtime import cgroups
+
+    pid = state.pid
+    st = _status(pid)
+    caps = sorted(cap_names(st.get("CapBnd", "0")))
+    mode = {"0": "off", "1": "strict", "2": "filter"}.get(st.get("Seccomp", "0"), st.get("Seccomp", "?"))
+    points = _mount_points(pid)
+    masked = [p for p in MASKED_PATHS if p in points]
+    readonly = [p for p in READONLY_PATHS if p in points]
+    dirs = cgroups.existing_dirs(config.cgroup_parent(), rec.id)
+    dev_dir = next((d for d in dirs if "/devices/" in d), "")
+    v2_dir = next((d for d in dirs if cgroups.is_cgroup2(d)), "")
+    if dev_dir:
+        with open(f"{dev_dir}/devices.list") as f:
+            allowed = ", ".join(line.strip() for line in f)
+        devs = f"v1 devices controller ({dev_dir}): {allowed}"
+    elif v2_dir:
+        devs = (f"v2: an eBPF program on {v2_dir} allowing "
+                + ", ".join(r.line() for r in devices.DEFAULT_RULES))
+    else:
+        devs = "no device cgroup here: CAP_MKNOD dropped and the root mounted nodev instead"
+    out = [
+        Defence("capabilities", f"{len(caps)}: {', '.join(caps)}",
+                "without sys_admin, sys_module, sys_rawio, sys_ptrace, net_admin: no mounts, kernel modules, "
+                "raw memory, tracing host processes or changing the host's network"),
+        Defence("no_new_privs", st.get("NoNewPrivs", "?"),
+                "a setuid-root program in the image cannot raise privileges (nor a file capability)"),
+        Defence("seccomp", f"mode {mode}, {st.get('Seccomp_filters', '0')} filter(s)",
+                "unshare/clone of new namespaces (a user namespace grants every capability), mount, keyctl, "
+                "io_uring, perf_event_open, bpf: refused before the kernel runs them"),
+        Defence("masked paths", f"{len(masked)} of {len(MASKED_PATHS)} present here masked: {', '.join(masked)}",
+                "reading the host's memory (/proc/kcore), keys, timers and interrupts"),
+        Defence("read-only paths", f"{len(readonly)} of {len(READONLY_PATHS)}: {', '.join(readonly)}",
+                "writing host-global sysctls and core_pattern (which would run a program as host root), "
+                "or sysrq-trigger"),
+        Defence("devices", devs,
+                "opening /dev/kmsg, the host's disks or its console through a node made with mknod or shipped "
+                "in the image"),
+    ]
+    if rec.endpoint is not None:
+        guard = "ct status ! dnat" in _guard_listing(rec.firewall)
+        out.append(Defence("127.0.0.0/8 guard",
+                           "in place: from a minibox bridge to 127.0.0.0/8 only replies DNAT made" if guard
+                           else "MISSING (run `minibox network reconcile`)",
+                           "a container with CAP_NET_RAW sending a frame to 127.0.0.1 through the bridge, "
+                           "reaching services bound only to the host's loopback (CVE-2020-8558)"))
+    return out
+
+
+def _guard_listing(backend: str) -> str:
+    if backend == "iptables":
+        text = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True).stdout
+        return "ct status ! dnat" if "MINIBOX-INPUT" in text and "! --ctstate DNAT" in text else ""
+    return subprocess.run(["nft", "list", "chain", "ip", "minibox", "input"], capture_output=True, text=True).stdout

@@ -25,6 +25,29 @@ from minibox.errors import Conflict, InvalidSpec, NotFound
 from minibox.model import ContainerRecord, ContainerState, NetworkRecord
 
 
+def secure_root() -> None:
+    """The state root and its containers/ are root's alone (0700): each container's upper
+    directory holds whatever the container wrote, setuid-root binaries included, and any
+    host user able to reach one could run it (the CVE-2021-41091 pattern). Applied to an
+    existing root too; two stat calls when nothing needs fixing, nothing made when missing."""
+    root = config.paths().root
+    for d in (root, root / "containers"):
+        try:
+            if os.stat(d).st_mode & 0o077:
+                os.chmod(d, 0o700)
+        except FileNotFoundError:
+            return
+
+
+def make_container_dir(cid: str) -> Path:
+    """containers/ID, with the state root and containers/ made 0700 if they are new."""
+    for d in (config.paths().root, config.paths().containers):
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    path = config.paths().container(cid)
+    path.mkdir()
+    return path
+
+
 def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:

@@ -44,6 +44,31 @@ def generate_name(taken, rand=lambda n: int.from_bytes(os.urandom(4), "big") % n
     raise InvalidSpec("could not generate a free container name; give one with --name")
 
 
+# Docker's floor for -m: below it the container's own runtime does not fit (it refuses too).
+MIN_MEMORY = 6 * 1024 * 1024
+
+
+def parse_memory(text: str) -> int:
+    """`-m 64m` -> bytes: a number with an optional unit b, k, m or g, at least 6 MB."""
+    units = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+    t = text.strip().lower()
+    num, unit = t.rstrip("bkmg"), t[len(t.rstrip("bkmg")):]
+    unit = unit.rstrip("b") if len(unit) > 1 else unit
+    if not num.isdigit() or unit not in units or int(num) == 0:
+        raise InvalidSpec(f'invalid memory size "{text}": use a number with an optional unit, e.g. 64m or 1g')
+    size = int(num) * units[unit]
+    if size < MIN_MEMORY:
+        raise InvalidSpec(f'memory limit "{text}" is too small: the minimum is 6m (6 MB), as with Docker')
+    return size
+
+
+def validate_pids_limit(n: int) -> int:
+    """--pids-limit: a positive number; 0 or -1 mean unlimited, as with Docker."""
+    if n < -1:
+        raise InvalidSpec(f"invalid --pids-limit {n}: give a positive number of processes, or -1 for unlimited")
+    return max(n, 0)
+
+
 def validate_workdir(path: str) -> str:
     if not path.startswith("/"):
         raise InvalidSpec(f'working directory "{path}" is not absolute: give a path starting with "/"')

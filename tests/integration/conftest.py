@@ -76,7 +76,8 @@ def ctr_rules() -> list[str]:
 def cgroups() -> list[str]:
     parent = os.environ["MINIBOX_CGROUP_PARENT"]
     out = []
-    for d in ("/sys/fs/cgroup", *(f"/sys/fs/cgroup/{c}" for c in ("memory", "pids", "cpu"))):
+    for d in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified",
+              *(f"/sys/fs/cgroup/{c}" for c in ("memory", "pids", "cpu", "devices"))):
         p = Path(d) / parent
         if p.is_dir():
             out += [str(c) for c in p.iterdir() if c.is_dir()]
@@ -147,6 +148,44 @@ def no_leaks():
             break
         time.sleep(0.1)  # a shim may still be finishing its exit command
     assert not leaked, f"left behind: {leaked}"
+
+
+# --- a hostile image and a chrooted host -----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def attack_image(tmp_path_factory) -> str:
+    """The image `attack`: busybox plus tests/helpers/attack.c built static as /attack, and a
+    device node for /dev/kmsg shipped in the image itself (/kmsgnode)."""
+    work = tmp_path_factory.mktemp("attack")
+    rootfs = work / "rootfs"
+    sh(f"cp -a {ROOT}/images/busybox/rootfs {rootfs}")
+    sh(f"gcc -static -O2 -o {rootfs}/attack {PROJECT}/tests/helpers/attack.c")
+    os.mknod(rootfs / "kmsgnode", 0o020666, os.makedev(1, 11))
+    res = mb("image", "import", str(rootfs), "attack", check=True)
+    assert "1 device node(s) in this image will not open" in res.stderr
+    sh(f"rm -rf {work}")
+    return "attack"
+
+
+@pytest.fixture
+def chroot_host(tmp_path):
+    """This host's files seen through a chroot whose '/' is a plain directory, not a mount
+    point (as in fresh-check's "fresh machine"): pivot_root cannot work there as it is."""
+    root = tmp_path / "chroot"
+    root.mkdir()
+    mounted = []
+    for name in sorted(os.listdir("/")):
+        src, dst = Path("/") / name, root / name
+        if src.is_symlink():
+            dst.symlink_to(os.readlink(src))
+        elif src.is_dir() and name not in ("lost+found",):
+            dst.mkdir()
+            sh(f"mount --rbind {src} {dst}")
+            mounted.append(dst)
+    yield root
+    for dst in reversed(mounted):
+        sh(f"umount -R -l {dst}", check=False)
 
 
 # --- the outside host -------------------------------------------------------------------------

@@ -89,7 +89,10 @@ def test_run_explain_lists_every_kind_of_step():
     res = mb("run", "--explain", *SPEC, check=True)
     out = res.stderr
     for needle in ("unshare --pid --mount --net --uts --ipc --fork",
-                   "mount -t overlay -o lowerdir=",
+                   "mount -t overlay -o nodev,lowerdir=",
+                   ": seccomp filter from /usr/share/containers/seccomp.json tightened to Docker's default",
+                   "echo a > ",  # the device allowlist: deny all...
+                   "echo 'c 1:3 rwm' > ",  # ...then allow Docker's list
                    "pivot_root . .",
                    "setpriv --bounding-set=-all,+chown",
                    "type veth peer name eth0 address 02:42:0a:de:00:02",
