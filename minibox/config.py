@@ -24,6 +24,9 @@ DEFAULT_POOL = "10.222.0.0/16"
 DEFAULT_POOL_PREFIX = 24
 FIREWALL_BACKENDS = ("nftables", "iptables")
 STOP_TIMEOUT = 10
+# The seccomp profile in Docker's format that Debian ships for Docker and Podman
+# (package golang-github-containers-common); see plan.seccomp.
+DEFAULT_SECCOMP_PROFILE = "/usr/share/containers/seccomp.json"
 # Docker's default PATH for a container whose image sets none.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -20,9 +20,8 @@ from __future__ import annotations
 import errno as errnos
 from typing import Any, NamedTuple
 
+from minibox.config import DEFAULT_SECCOMP_PROFILE as DEFAULT_PROFILE  # noqa: F401 - part of this interface
 from minibox.errors import InvalidSpec
-
-DEFAULT_PROFILE = "/usr/share/containers/seccomp.json"
 
 # Syscalls minibox refuses (EPERM) unless the container holds CAP_SYS_ADMIN, wherever the
 # distribution's profile allows them: name -> the attack it stops.
