@@ -2,7 +2,8 @@
 
 Run by the shim as `python -m minibox.cleanup ID` right after the container's PID 1 exits
 (Podman's conmon runs `podman container cleanup` the same way). It imports no CLI code, so
-it starts fast; failures are kept in the container's state for `inspect` to show.
+it starts fast; failures are kept in the container's state for `inspect` to show. Its
+output goes nowhere (the shim gives it /dev/null), so it never lets an exception out.
 """
 
 from __future__ import annotations
@@ -16,19 +17,21 @@ from minibox.errors import MiniboxError
 def main(cid: str) -> int:
     try:
         rec = store.load_record(cid)
-    except FileNotFoundError:
-        return 0  # already removed (rm -f raced us): nothing left to do
+    except (OSError, MiniboxError):
+        return 0  # already removed (rm -f raced us), or damaged: rm -f and gc deal with it
     try:
         lifecycle.refresh(cid)
         if rec.spec.remove:
-            lifecycle.remove_container(rec, wait_for_shim=False)
+            lifecycle.remove(cid)
     except MiniboxError as e:
         try:
             with store.container_lock(cid):
                 store.save_state(cid, store.load_state(cid).replace(error=str(e)))
-        except OSError:
+        except (OSError, MiniboxError):
             pass
         return 1
+    except OSError:
+        return 1  # the container was removed while we worked on it
     return 0
 
 

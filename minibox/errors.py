@@ -47,6 +47,22 @@ class ExecFailed(MiniboxError):
         self.code = code
 
 
+class Damaged(MiniboxError):
+    """A state file minibox cannot read (truncated, garbage): names the file."""
+
+    def __init__(self, path, detail: str):
+        self.path = str(path)
+        super().__init__(f"{path} is damaged ({detail}): `minibox rm -f` removes what it belongs to")
+
+
+class WriteFailed(MiniboxError):
+    """A state file could not be written (a full disk, say); nothing half-written is left."""
+
+    def __init__(self, path, strerror: str):
+        self.path = str(path)
+        super().__init__(f"cannot write {path}: {strerror}")
+
+
 class CleanupErrors(MiniboxError):
     """Teardown went on past failures; this lists every one of them."""
 

@@ -1,82 +1,180 @@
 """`minibox gc`: find what a crash left behind, by name prefix and owner tag, and remove it.
 
-A kill -9 of minibox, or a reboot, can leave objects whose owner no longer exists: firewall
-elements and rules tagged "minibox ctr ID", cgroups and veths named after an id, address
-and name files, half-created container directories. Every one of them carries its owner's
-id, so none needs minibox's state to be found. Returns the steps it took.
+A kill -9 of minibox, or a reboot, can leave objects whose owner no longer exists, or a
+container stuck half-way. Every object carries its owner's id, so none needs minibox's
+state to be found. One sweep per kind, each guarded: a sweep that fails is reported and
+the others still run.
+
+  stuck containers   records whose creation was interrupted, or whose removal was: finished
+  orphan containers  directories without a record: torn down by id (processes, endpoint, cgroups)
+  shims              minibox-shim processes of containers that no longer exist
+  firewall           elements and rules tagged with an unknown owner
+  cgroups, veths     named after an unknown id
+  addresses          free only on evidence their holder is gone (not from what the file says)
+  names, ports       files naming an unknown id
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
+import signal
 import socket
 
-from minibox import config, store
-from minibox.plan.steps import Firewall, RemovePath, Step
+from minibox import config, lifecycle, store
+from minibox.errors import Damaged
+from minibox.model import CREATED, CREATING, EXITED, REMOVING
+from minibox.plan.steps import Kill, RemovePath, Step
 
 TAG = re.compile(r"minibox ctr ([0-9a-f]{12})")
+ID = re.compile(r"[0-9a-f]{64}")
 
 
 def _known() -> set[str]:
-    """Short ids of containers minibox still has a record of."""
+    """Short ids of containers with a record, readable or damaged: theirs is theirs to keep."""
     return {cid[:12] for cid in store.container_ids()}
 
 
-def run() -> tuple[list[Step], list[str]]:
-    from minibox.net import links
-    from minibox.net.firewall import iptables, nftables
-    from minibox.plan import rules
-    from minibox.runtime import cgroups
+def sweep_stuck() -> tuple[list[Step], list[str]]:
+    """Creations a killed `run` left (refresh marks them exited), and interrupted removals:
+    removed, as `rm -f` would."""
+    c = lifecycle.Collector()
+    for cid, rec in store.entries().items():
+        if isinstance(rec, Damaged):
+            continue
+        try:
+            before = store.load_state(cid)
+            state = lifecycle.refresh(cid)
+        except Exception as e:  # noqa: BLE001
+            c.errors.append(f"{cid[:12]}: {e}")
+            continue
+        crashed = before.status in (CREATING, CREATED) and state.status == EXITED
+        if crashed or state.status == REMOVING:
+            c.attempt(f"removing {rec.name}", lifecycle.teardown, cid, rec, state)
+    return c.result
 
-    known, steps, errors = _known(), [], []
+
+def sweep_orphan_dirs() -> tuple[list[Step], list[str]]:
+    c = lifecycle.Collector()
     d = config.paths().containers
     for entry in (d.iterdir() if d.is_dir() else ()):
-        if not (entry / "config.json").exists() and entry.name[:12] not in known:
-            shutil.rmtree(entry, ignore_errors=True)  # created, never finished (killed mid-run)
-            steps.append(RemovePath(str(entry), "tree", why="a container directory without a record"))
-    # nftables: published-port elements whose owner is gone
-    gone = []
-    for short in {m for m in TAG.findall(nftables.listing())} - known:
-        gone += nftables.elements_owned_by(f"minibox ctr {short}")
-    if gone:
-        step = Firewall("nftables", tuple(rules.nft_delete_elements(gone)),
-                        why="published-port elements of containers that no longer exist")
-        try:
-            nftables.apply([step])
-            steps.append(step)
-        except Exception as e:  # noqa: BLE001 - gc goes on past failures and reports them
-            errors.append(str(e))
-    # iptables: rewriting our chains from state drops the rules of containers that are gone
-    if any(TAG.search(line) and TAG.search(line).group(1) not in known for line in iptables.listing().splitlines()):
-        from minibox.net import networks
+        if ID.fullmatch(entry.name) and not (entry / "config.json").exists():
+            c.attempt(f"container directory {entry.name[:12]}", lifecycle.teardown, entry.name)
+        elif not ID.fullmatch(entry.name) and entry.is_dir():
+            import shutil
 
-        steps += iptables.rebuild(networks.snapshot("iptables"))
-    # cgroups, veths, address and name files named after an id
+            shutil.rmtree(entry, ignore_errors=True)
+            c.steps.append(RemovePath(str(entry), "tree", why="not a container's directory"))
+    return c.result
+
+
+def sweep_shims() -> tuple[list[Step], list[str]]:
+    from minibox.runtime import procs
+
+    steps: list[Step] = []
+    root = str(config.paths().containers) + "/"
+    for pid, cdir in procs.all_shims().items():
+        if cdir.startswith(root) and not os.path.exists(os.path.join(cdir, "config.json")):
+            try:
+                os.kill(pid, signal.SIGKILL)  # its PID 1 follows (parent-death signal)
+                steps.append(Kill(str(pid), why="the shim of a container that no longer exists"))
+            except ProcessLookupError:
+                pass
+    return steps, []
+
+
+def sweep_firewall() -> tuple[list[Step], list[str]]:
+    from minibox.net import firewall
+    from minibox.plan import firewall as fwplan
+
+    c = lifecycle.Collector()
+    known = _known()
+    for fw in firewall.BACKENDS:
+        listing = firewall.backend(fw).listing()
+        gone = {short for short in TAG.findall(listing)} - known
+        for short in sorted(gone):
+            keys = tuple(firewall.backend(fw).owned_elements(f"minibox ctr {short}"))
+            # The desired state (the port index) already leaves out owners that are gone.
+            c.attempt(f"{fw} rules of {short}", lambda k=keys, f=fw: (firewall.change(
+                f, lambda ff: fwplan.remove_elements(ff, k, owner="")), []))
+    return c.result
+
+
+def sweep_cgroups() -> tuple[list[Step], list[str]]:
+    from minibox.runtime import cgroups
+
+    c = lifecycle.Collector()
+    known = _known()
     parent = config.cgroup_parent()
     for root in cgroups.all_roots():
         top = f"{root}/{parent}"
         for name in (os.listdir(top) if os.path.isdir(top) else ()):
-            if re.fullmatch(r"[0-9a-f]{64}", name) and name[:12] not in known:
-                s, e = cgroups.remove([f"{top}/{name}"])
-                steps, errors = steps + s, errors + e
+            if ID.fullmatch(name) and name[:12] not in known:
+                d = f"{top}/{name}"
+                for pid in cgroups.procs([d]):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                c.attempt(f"cgroup {d}", cgroups.remove, [d])
+    return c.result
+
+
+def sweep_links() -> tuple[list[Step], list[str]]:
+    from minibox.net import links
+
+    c = lifecycle.Collector()
+    known = _known()
     for _index, name in socket.if_nameindex():  # this network namespace's links (sysfs may show another's)
         if re.fullmatch(r"mbx[0-9a-f]{12}", name) and name[3:] not in known:
-            s, e = links.remove_link(name, why="a veth whose container no longer exists")
-            steps, errors = steps + s, errors + e
-    ipam = config.paths().ipam
-    for f in (ipam.glob("*/*") if ipam.is_dir() else ()):
-        owner = f.read_text().strip() if f.is_file() and not f.name.startswith(".") else ""
-        if owner and owner[:12] not in known:
-            f.unlink(missing_ok=True)
-            steps.append(RemovePath(str(f), why="an address held by a container that no longer exists"))
+            c.attempt(f"link {name}", links.remove_link, name, "a veth whose container no longer exists")
+    return c.result
+
+
+def sweep_addresses() -> tuple[list[Step], list[str]]:
+    from minibox.net import ipam_store
+
+    steps: list[Step] = []
+    root = config.paths().ipam
+    for d in (root.iterdir() if root.is_dir() else ()):
+        if d.is_dir():
+            for ip in ipam_store.drop_stale(d.name):
+                steps.append(RemovePath(str(d / ip), why="an address no container holds (no record names it, "
+                                                        "and its holder's directory is gone)"))
+    return steps, []
+
+
+def sweep_index_files() -> tuple[list[Step], list[str]]:
+    """Name and port files whose holder is gone: no record owns the name, or the port."""
+    steps: list[Step] = []
+    records = store.all_records()
+    names = {r.name: r.id for r in records}
     for sub, what in (("names", "a name"), ("ports", "a host port")):
         d = config.paths().root / sub
         for f in (d.iterdir() if d.is_dir() else ()):
             if f.name.startswith("."):
                 continue
-            if f.read_text().strip()[:12] not in known:
+            try:
+                owner = f.read_bytes().decode(errors="replace").split()[0] if f.stat().st_size else ""
+            except (OSError, IndexError):
+                owner = ""
+            alive = ID.fullmatch(owner) and config.paths().container(owner).exists()
+            claimed = (sub == "names" and f.name in names) or alive
+            if not claimed:
                 f.unlink(missing_ok=True)
                 steps.append(RemovePath(str(f), why=f"{what} held by a container that no longer exists"))
-    return steps, errors
+    return steps, []
+
+
+SWEEPS = (("stuck containers", sweep_stuck), ("orphan containers", sweep_orphan_dirs), ("shims", sweep_shims),
+          ("firewall", sweep_firewall), ("cgroups", sweep_cgroups), ("veths", sweep_links),
+          ("addresses", sweep_addresses), ("names and ports", sweep_index_files))
+
+
+def run() -> tuple[list[Step], list[str]]:
+    c = lifecycle.Collector()
+    with store.global_lock():
+        pass  # wait for a removal in progress to finish its name bookkeeping
+    for what, sweep in SWEEPS:
+        c.attempt(what, sweep)
+    return c.result

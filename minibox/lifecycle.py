@@ -1,39 +1,29 @@
-"""Container lifecycle: run, stop, kill, rm, exec and the release of what a stopped container held.
+"""The container state machine: refresh, release, stop, kill, rm and exec, each checked against the state it finds.
 
-Each verb is plan -> apply -> save. `run` plans (validation, name, address, ports, mounts,
-cgroup), applies with an ExitStack that undoes every step if a later one fails, and saves
-the record and state. State is refreshed before it is read: a container whose shim wrote
-exit.json (or whose PID 1 vanished) is marked exited, and what it held (network, rules,
-cgroup) is given back once, whoever notices first: the shim's exit command, `stop`, `rm`,
-or any later `ps`.
+States and transitions are in model.py; each is written before its side effects. State is
+refreshed before it is read: a container whose shim wrote exit.json (or whose PID 1
+vanished) is marked exited, one whose `minibox run` died while creating it is marked
+exited too, and what an exited container held (network, rules, cgroup) is given back once,
+whoever notices first: the shim's exit command, `stop`, `rm`, or any later `ps`.
+
+`teardown` is the one way a container goes away (`rm`, `rm -f`, `gc`, and a `run` that
+fails half-way): it finds what belongs to the container by its id (the record if it can
+be read, else the names and tags every kernel object carries), kills, releases, and
+deletes, going on past errors and reporting them all.
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import os
 import shutil
 import signal
-import sys
 import time
-from dataclasses import dataclass, field
 
 from minibox import config, store
-from minibox.errors import CleanupErrors, Conflict, ExecFailed, InvalidSpec, MiniboxError, NotRunning
-from minibox.model import (CREATED, EXITED, RUNNING, ContainerRecord, ContainerSpec, ContainerState)
+from minibox.errors import CleanupErrors, Conflict, Damaged, MiniboxError, NotRunning, WriteFailed
+from minibox.model import CREATED, CREATING, EXITED, REMOVING, RUNNING, ContainerRecord, ContainerState, can_move
 from minibox.runtime import cgroups, procs
-
-# Every command pays for what this module imports at load time, so what only `run` needs
-# (mount plans, spawn, the container init, ~20 ms) is imported inside run().
-
-NAMESPACES = ("pid", "mount", "net", "uts", "ipc")
-
-
-@dataclass
-class RunResult:
-    record: ContainerRecord
-    exit_code: int | None = None  # None for a detached container
-    steps: list = field(default_factory=list)  # the Steps that were applied, for --explain
 
 
 def require_root() -> None:
@@ -42,192 +32,83 @@ def require_root() -> None:
     store.secure_root()
 
 
-# --- run ------------------------------------------------------------------------------
+class Collector:
+    """Steps done and errors met by a teardown that goes on past failures."""
 
+    def __init__(self):
+        self.steps: list = []
+        self.errors: list[str] = []
 
-def run(spec: ContainerSpec, explain=None) -> RunResult:
-    """Create and start a container. `explain(steps, pid)`, if given, is called with every
-    step applied, just before the container's command is allowed to start."""
-    from minibox import images
-    from minibox.plan import spec as specs
-    from minibox.plan.mounts import RootfsLayout, plan_rootfs
-    from minibox.plan.steps import PID, CgroupCreate, DropCapabilities, Exec, LinkUp, SetHostname, Unshare
-    from minibox.runtime import caps, seccomp, shimbin, spawn
-    from minibox.runtime.init import InitConfig
+    def add(self, result: tuple[list, list[str]]) -> None:
+        steps, errors = result
+        self.steps += steps
+        self.errors += errors
 
-    require_root()
-    image = images.get(spec.image)
-    check_cmd(spec.cmd)
-    cg_layout = cgroups.layout()
-    keep = container_caps(cgroups.device_control(cg_layout))
-    filter_step = seccomp.step_for(spec.seccomp, keep)
-    mode = spec.network or "bridge"
-    netinfo = None
-    if mode not in ("none", "host"):
-        from minibox.net import endpoint  # pyroute2 is only paid for by bridged containers
-
-        netinfo = endpoint.resolve_network(mode, spec)
-    shim = str(shimbin.ensure_shim())
-    cid = os.urandom(32).hex()
-    cdir = config.paths().container(cid)
-    hostname = spec.hostname or cid[:12]
-    with contextlib.ExitStack() as undo:
-        store.make_container_dir(cid)
-        undo.callback(shutil.rmtree, cdir, ignore_errors=True)
-        name = spec.name or specs.generate_name(store.name_taken)
-        store.reserve_name(name, cid)  # atomic: of parallel runs asking for one name, one wins
-        undo.callback(store.release_name, name, cid)
-        env = specs.container_env(spec.env, hostname, spec.tty)
-        record = ContainerRecord(id=cid, name=name, created=time.time(), spec=spec,
-                                 image_dir=str(image.rootfs), hostname=hostname, env=env, caps=keep)
-        store.save_state(cid, ContainerState(status=CREATED))
-        store.save_record(record)
-        prepared = None
-        if netinfo is not None:
-            prepared = endpoint.prepare(record, netinfo)
-            undo.push(lambda *exc: prepared.rollback())
-            record = prepared.record
-            store.save_record(record)
-        _write_etc_files(record)
-        layout = RootfsLayout.for_container(record.image_dir, str(cdir))
-        for d in (layout.upper, layout.work, layout.merged):
-            os.mkdir(d)
-
-        limits = cgroups.Limits(memory=spec.memory, pids=spec.pids_limit)
-        cg_steps = cgroups.plan_create(config.cgroup_parent(), cid, limits, cg_layout)
-        cg_dirs = [s.path for s in cg_steps if isinstance(s, CgroupCreate)]
-        undo.callback(cgroups.remove, cg_dirs)  # (steps, errors) ignored: rollback goes on
-        cgroups.create(cg_steps)
-
-        namespaces = tuple(n for n in NAMESPACES if not (n == "net" and mode == "host"))
-        init_steps = plan_rootfs(layout) + [SetHostname(hostname, why="the UTS namespace's own hostname")]
-        if mode != "host":
-            init_steps.append(LinkUp("lo", netns=PID, why="a new network namespace starts with lo down"))
-        init_steps.append(DropCapabilities(keep, why=caps_why(keep)))
-        if filter_step is not None:
-            init_steps.append(filter_step)
-        init_steps.append(Exec(spec.cmd, env, spec.workdir, why="replace minibox with the command, all signals "
-                                                                "reset to their defaults: it becomes the "
-                                                                "container's PID 1"))
-        init_cfg = InitConfig(steps=init_steps, tty=spec.tty)
-        exit_cmd = [] if not spec.detach else [sys.executable, "-m", "minibox.cleanup", cid]
-        hold = prepared.sockets if prepared else []
-        sp = spawn.spawn(spawn.SpawnRequest(
-            init=init_cfg, namespaces=namespaces, shim=shim, exit_file=str(cdir / "exit.json"),
-            log_file=str(cdir / "container.log"), attach=not spec.detach,
-            interactive=spec.interactive, exit_command=exit_cmd, hold_fds=[s.fileno() for s in hold]))
-        undo.callback(_reap_shim, sp.shim_pid)
-        undo.callback(sp.abort)
-        if prepared:
-            prepared.close_sockets()  # the shim holds them now
-
-        steps: list = [Unshare(namespaces, why="new namespaces: the container's own PIDs, mounts, "
-                                                      "network, hostname and IPC")]
-        steps += cg_steps + cgroups.plan_join(cg_dirs, PID)
-        cgroups.join(cg_dirs, sp.pid)
-        if prepared:
-            steps += prepared.attach(sp.pid)
-        steps += init_steps
-        if explain is not None:
-            explain(steps, sp.pid, cid)
-        state = ContainerState(status=RUNNING, pid=sp.pid, pid_start=procs.start_time(sp.pid),
-                               shim_pid=sp.shim_pid, started_at=time.time())
-        store.save_state(cid, state)
-        sp.release()
-        undo.pop_all()
-    try:
-        sp.wait_exec()
-    except ExecFailed:
-        if spec.detach:
-            _wait_exit(cid, 5.0)  # the shim records the 126/127 and runs the cleanup
-        else:
-            _reap_shim(sp.shim_pid)
-        _finish(cid)
-        raise
-    if spec.detach:
-        return RunResult(record, None, steps)
-    return RunResult(record, _wait_attached(record, sp), steps)
-
-
-def _reap_shim(pid: int) -> int:
-    try:
-        _, status = os.waitpid(pid, 0)
-    except ChildProcessError:
-        return 0
-    return os.waitstatus_to_exitcode(status)
-
-
-def _wait_attached(record: ContainerRecord, sp) -> int:
-    """Wait for an attached container, passing our signals on to it (Docker's sig-proxy)."""
-    def forward(signum, _frame):
+    def attempt(self, what: str, fn, *args) -> None:
+        """Run fn(*args) -> (steps, errors); an exception becomes one more error."""
         try:
-            os.kill(sp.pid, signum)
-        except ProcessLookupError:
-            pass
+            self.add(fn(*args))
+        except Exception as e:  # noqa: BLE001 - teardown goes on past anything, and says what
+            self.errors.append(f"{what}: {e}")
 
-    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
-    old = {s: signal.signal(s, forward) for s in forwarded}
-    try:
-        from minibox.runtime import tty  # only attached containers need the terminal
-
-        with tty.raw_mode(0) if record.spec.tty and record.spec.interactive else contextlib.nullcontext():
-            _reap_shim(sp.shim_pid)
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-    state = _finish(record.id)
-    return state.exit_code
+    @property
+    def result(self) -> tuple[list, list[str]]:
+        return self.steps, self.errors
 
 
-def _finish(cid: str) -> ContainerState:
-    """After PID 1 exited: record it, give back what it held, and remove it if --rm."""
-    state = refresh(cid)
-    rec = store.load_record(cid)
-    if rec.spec.remove:
-        remove_container(rec)
-    return state
+# --- state -------------------------------------------------------------------------------------
 
 
-def _write_etc_files(rec: ContainerRecord) -> None:
-    from minibox.plan import spec as specs
-
-    cdir = config.paths().container(rec.id)
-    ep = rec.endpoint
-    peers = ()
-    if ep is not None:
-        from minibox.net import endpoint
-
-        peers = endpoint.peers(rec)
-    (cdir / "hostname").write_text(rec.hostname + "\n")
-    (cdir / "hosts").write_text(specs.hosts_file(rec.hostname, ep.ip if ep else "", peers))
-    try:
-        host_resolv = open("/etc/resolv.conf").read()
-    except OSError:
-        host_resolv = ""
-    (cdir / "resolv.conf").write_text(specs.resolv_conf(host_resolv))
+def move(cid: str, new: str, **changes) -> ContainerState:
+    """Record a transition (under the container's lock), before its side effects."""
+    with store.container_lock(cid):
+        state = store.load_state(cid)
+        if not can_move(state.status, new):
+            raise MiniboxError(f"container {cid[:12]} cannot go from {state.status} to {new}")
+        state = state.replace(status=new, **changes)
+        store.save_state(cid, state)
+        return state
 
 
-# --- state --------------------------------------------------------------------------------
+def _creator_gone(state: ContainerState) -> bool:
+    return bool(state.creator_pid) and not procs.alive(state.creator_pid, state.creator_start)
 
 
 def refresh(cid: str, done: list | None = None) -> ContainerState:
     """Bring state.json up to date with the kernel, releasing resources of a stopped container."""
     state = store.load_state(cid)
+    if state.status in (CREATING, CREATED) and _creator_gone(state):
+        # The `minibox run` creating it was killed: the command never ran. Its PID 1 (if
+        # any) sees EOF on "go" and exits; record the end so rm and gc can finish.
+        state = _settle(cid, lambda s: s.status in (CREATING, CREATED) and _creator_gone(s),
+                        exit_code=255, error="creation interrupted: the `minibox run` creating it was killed")
     if state.status == RUNNING:
         exit_info = store.load_exit(cid)
         if exit_info is None and not procs.alive(state.pid, state.pid_start):
             # PID 1 is gone; its shim writes exit.json right after draining the logs.
-            exit_info = _wait_exit(cid, 2.0, state.shim_pid) or {"exit_code": 255, "finished_at": None}
+            exit_info = wait_exit(cid, 2.0, state.shim_pid) or {"exit_code": 255, "finished_at": None}
         if exit_info is not None:
-            with store.container_lock(cid):
-                state = store.load_state(cid)
-                if state.status == RUNNING:
-                    state = state.replace(status=EXITED, exit_code=exit_info["exit_code"],
-                                          finished_at=_parse_ts(exit_info.get("finished_at")))
-                    store.save_state(cid, state)
+            state = _settle(cid, lambda s: s.status == RUNNING, exit_code=exit_info["exit_code"],
+                            finished_at=_parse_ts(exit_info.get("finished_at")))
     if state.status == EXITED and not state.released:
         state = release(cid, done)
     return state
+
+
+def _settle(cid: str, still, **changes) -> ContainerState:
+    """Mark exited, if `still(state)` holds once the lock is ours. A full disk must not make
+    `ps` fail: the state is then shown as found, and written by a later command."""
+    with store.container_lock(cid):
+        state = store.load_state(cid)
+        if not still(state):
+            return state
+        changes.setdefault("finished_at", time.time())
+        state = state.replace(status=EXITED, **changes)
+        try:
+            store.save_state(cid, state)
+        except WriteFailed:
+            pass
+        return state
 
 
 def _parse_ts(ts: str | None) -> float:
@@ -236,6 +117,20 @@ def _parse_ts(ts: str | None) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(ts[:26].rstrip("Z") + "+00:00").timestamp()
+
+
+def wait_exit(cid: str, timeout: float, shim_pid: int = 0) -> dict | None:
+    """The shim's exit.json once it is written; None after `timeout`, or as soon as the
+    shim (when given) is gone without writing it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = store.load_exit(cid)
+        if info is not None:
+            return info
+        if shim_pid and not procs.alive(shim_pid):
+            return store.load_exit(cid)
+        time.sleep(0.01)
+    return store.load_exit(cid)
 
 
 def release(cid: str, done: list | None = None) -> ContainerState:
@@ -252,35 +147,46 @@ def release(cid: str, done: list | None = None) -> ContainerState:
         if errors:
             raise CleanupErrors(f"releasing {rec.name}", errors)
         state = state.replace(released=True, release_log=log_of(steps))
-        store.save_state(cid, state)
+        try:
+            store.save_state(cid, state)
+        except WriteFailed:
+            pass  # released all the same; the next refresh finds nothing left to give back
         return state
 
 
 def release_resources(rec: ContainerRecord) -> tuple[list, list[str]]:
-    steps, errors = [], []
-    if rec.endpoint is not None or rec.ports:
+    """The network endpoint, then the cgroups: (steps done, errors met)."""
+    c = Collector()
+    if rec.endpoint is not None:
         from minibox.net import endpoint
 
-        steps, errors = endpoint.release(rec)
-    s, e = cgroups.remove(cgroups.existing_dirs(config.cgroup_parent(), rec.id))
-    return steps + s, errors + e
+        c.attempt("network", endpoint.release, rec)
+    c.attempt("cgroups", cgroups.remove, cgroups.existing_dirs(config.cgroup_parent(), rec.id))
+    return c.result
 
 
-def _wait_exit(cid: str, timeout: float, shim_pid: int = 0) -> dict | None:
-    """The shim's exit.json once it is written; None after `timeout`, or as soon as the
-    shim (when given) is gone without writing it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = store.load_exit(cid)
-        if info is not None:
-            return info
-        if shim_pid and not procs.alive(shim_pid):
-            return store.load_exit(cid)
-        time.sleep(0.01)
-    return store.load_exit(cid)
+def log_of(steps: list) -> tuple:
+    """Steps as (why, command) pairs: what release() keeps in the state for later explaining."""
+    return tuple((s.why, s.command()) for s in steps)
 
 
-# --- stop, kill, rm -----------------------------------------------------------------------
+def steps_of(log) -> list:
+    from minibox.plan.steps import Logged
+
+    return [Logged(cmd, why=why) for why, cmd in log]
+
+
+def running(ref: str) -> tuple[ContainerRecord, ContainerState]:
+    """The record and state of a running container; NotRunning otherwise."""
+    rec = store.resolve(ref)
+    state = refresh(rec.id)
+    if state.status != RUNNING:
+        raise NotRunning(f"container {rec.name} is not running (it is {state.status}): "
+                         f"`minibox inspect {rec.name}` shows what is left")
+    return rec, state
+
+
+# --- stop, kill ----------------------------------------------------------------------------------
 
 
 def stop(rec: ContainerRecord, timeout: int = config.STOP_TIMEOUT) -> None:
@@ -290,9 +196,9 @@ def stop(rec: ContainerRecord, timeout: int = config.STOP_TIMEOUT) -> None:
     if state.status != RUNNING:
         return
     _signal(state, signal.SIGTERM)
-    if not _wait_exit(rec.id, timeout):
+    if not wait_exit(rec.id, timeout):
         _signal(state, signal.SIGKILL)
-        _wait_exit(rec.id, 10)
+        wait_exit(rec.id, 10)
     refresh(rec.id)
 
 
@@ -311,72 +217,146 @@ def _signal(state: ContainerState, sig: int) -> None:
             pass
 
 
-def remove(rec: ContainerRecord, force: bool = False) -> list:
-    """Remove a container (killing it first with force); returns the steps that removal took,
-    including the release of its resources, whoever carried that out."""
+# --- rm ----------------------------------------------------------------------------------------------
+
+
+def remove(cid: str, force: bool = False) -> list:
+    """`rm` (refuses a running container) or `rm -f`; returns the steps removal took,
+    including the release of its resources, whoever carried that out. Works on a container
+    whose record or state is damaged."""
     from minibox.plan.steps import Kill
 
+    try:
+        rec: ContainerRecord | None = store.load_record(cid)
+    except Damaged:
+        rec = None
+    try:
+        state = refresh(cid) if rec is not None else store.load_state(cid)
+    except (Damaged, CleanupErrors, WriteFailed):
+        state = None
+    name = rec.name if rec else cid[:12]
     steps: list = []
-    state = refresh(rec.id)
-    if state.status == RUNNING:
-        if not force:
-            raise Conflict(f"container {rec.name} is running: stop it first, or use `minibox rm -f {rec.name}`")
+    if state is not None and state.status in (RUNNING, CREATING, CREATED) and not force:
+        raise Conflict(f"container {name} is {state.status}: stop it first, or use `minibox rm -f {name}`")
+    if state is not None and state.status == RUNNING:
         steps.append(Kill(str(state.pid), why="rm -f: SIGKILL to PID 1; the kernel then kills every process "
                                                "of its PID namespace"))
-        _signal(state, signal.SIGKILL)
-        _wait_exit(rec.id, 10)
-        state = refresh(rec.id)
-    return steps + remove_container(rec)
+    if state is not None and state.status == EXITED and state.shim_pid:
+        _wait_gone(state.shim_pid, 5.0)  # the shim may still be recording the exit
+    done, errors = teardown(cid, rec, state)
+    if state is not None and state.released:
+        done = steps_of(state.release_log) + done
+    if errors:
+        raise CleanupErrors(f"removing {name} (run `minibox rm -f {name}` again, or `minibox gc`)", errors)
+    return steps + done
 
 
-def remove_container(rec: ContainerRecord, wait_for_shim: bool = True) -> list:
-    """Delete a stopped container: release whatever is still held, then its directory.
-
-    The shim may still be finishing (exit.json, the exit command); wait for it unless we
-    are that exit command, which the shim itself is waiting for."""
+def teardown(cid: str, rec: ContainerRecord | None = None, state: ContainerState | None = None) -> tuple[list, list[str]]:
+    """Remove container `cid` and everything it holds, in this order: mark it removing,
+    kill its processes, give back network and cgroups, delete its directory, free its name.
+    Finds what it holds from the record if there is one, else by the id each object
+    carries. Goes on past errors; (steps done, errors met)."""
     from minibox.plan.steps import RemovePath
 
-    cdir = config.paths().container(rec.id)
-    if not cdir.exists():
-        return []
-    state = store.load_state(rec.id)
-    if not state.released:
-        steps, errors = release_resources(rec)
-        if errors:
-            raise CleanupErrors(f"removing {rec.name}", errors)
-        state = state.replace(released=True, release_log=log_of(steps))
-    deadline = time.monotonic() + 5
-    while wait_for_shim and procs.alive(state.shim_pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    c = Collector()
+    cdir = config.paths().container(cid)
+    with store.container_lock(cid) if cdir.is_dir() else _nothing():
+        _mark_removing(cid, c)
+        c.attempt("processes", kill_all, cid, state)
+        if rec is not None:
+            released = state is not None and state.released
+            if not released:
+                c.add(release_resources(rec))
+        else:
+            from minibox.net import endpoint
+
+            c.attempt("network", endpoint.release_orphan, cid)
+            c.attempt("cgroups", cgroups.remove, cgroups.existing_dirs(config.cgroup_parent(), cid))
+        if cdir.exists():
+            try:
+                shutil.rmtree(cdir)
+                c.steps.append(RemovePath(str(cdir), "tree", why="its state, logs and upper layer: the image "
+                                                                  "below is untouched"))
+            except OSError as e:
+                c.errors.append(f"removing {cdir}: {e.strerror}")
     with store.global_lock():
-        shutil.rmtree(cdir, ignore_errors=True)
-        store.release_name(rec.name, rec.id)
-    return steps_of(state.release_log) + [RemovePath(str(cdir), "tree", why="its state, logs and upper layer: the "
-                                                                          "image below is untouched")]
+        store.release_names_of(cid)
+    return c.result
 
 
-def log_of(steps: list) -> tuple:
-    """Steps as (why, command) pairs: what release() keeps in the state for later explaining."""
-    return tuple((s.why, s.command()) for s in steps)
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
-def steps_of(log) -> list:
-    from minibox.plan.steps import Logged
+def _mark_removing(cid: str, c: Collector) -> None:
+    """Record `removing` first. On a full disk, make room by dropping the container's logs
+    (they go with it anyway), and go on even if that does not help: removing is how space
+    comes back."""
+    try:
+        state = store.load_state(cid)
+    except (Damaged, OSError):
+        state = ContainerState()
+    if not config.paths().container(cid).is_dir():
+        return
+    for attempt in range(2):
+        try:
+            store.save_state(cid, state.replace(status=REMOVING))
+            return
+        except WriteFailed:
+            if attempt == 0:
+                from minibox import logs
 
-    return [Logged(cmd, why=why) for why, cmd in log]
+                logs.drop(config.paths().container(cid))
+        except OSError:
+            return
 
 
-# --- exec ----------------------------------------------------------------------------------
+def kill_all(cid: str, state: ContainerState | None) -> tuple[list, list[str]]:
+    """SIGKILL every process of the container, found three ways: the PIDs its state names
+    (if they are still those processes), its cgroups' members, and its shim by command
+    line. PID 1 first (its namespace dies with it), then the shim."""
+    pids: list[int] = []
+    if state is not None and procs.alive(state.pid, state.pid_start):
+        pids.append(state.pid)
+    pids += sorted(cgroups.procs(cgroups.existing_dirs(config.cgroup_parent(), cid)))
+    shims = procs.find_shims(str(config.paths().container(cid)))
+    if state is not None and procs.alive(state.shim_pid, state.shim_start) and state.shim_pid not in shims:
+        shims.append(state.shim_pid)
+    for pid in pids + shims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    errors = [f"process {pid} did not die" for pid in pids + shims if not _wait_gone(pid, 10.0)]
+    return [], errors
 
 
-def exec_in(rec: ContainerRecord, argv: tuple[str, ...], env: tuple[str, ...], workdir: str,
-            tty: bool, interactive: bool, explain=None) -> int:
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while procs.alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        try:
+            os.waitpid(pid, os.WNOHANG)  # our own child (a shim we started): reap it
+        except ChildProcessError:
+            pass
+        time.sleep(0.01)
+    return True
+
+
+# --- exec ----------------------------------------------------------------------------------------------
+
+
+def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], env: tuple[str, ...],
+            workdir: str, tty: bool, interactive: bool, explain=None) -> int:
+    from minibox.plan import cgroups as cgplan
     from minibox.plan.steps import DropCapabilities, Exec, Nsenter
     from minibox.runtime import caps, enter, seccomp
 
-    state = refresh(rec.id)
-    if state.status != RUNNING:
-        raise NotRunning(f"container {rec.name} is not running: start a new one with `minibox run`")
     merged = dict(e.split("=", 1) for e in rec.env)
     for item in env:
         k, _, v = item.partition("=")
@@ -387,7 +367,7 @@ def exec_in(rec: ContainerRecord, argv: tuple[str, ...], env: tuple[str, ...], w
     steps = [Nsenter(str(state.pid), namespaces, why="join the namespaces of the container's PID 1, and its root "
                                                      "(/proc/PID/ns/*, /proc/PID/root)")]
     keep = rec.caps or caps.DEFAULT_CAPS
-    steps += cgroups.plan_join(cgroups.existing_dirs(config.cgroup_parent(), rec.id), "$$")
+    steps += cgplan.plan_join(cgroups.existing_dirs(config.cgroup_parent(), rec.id), "$$")
     steps.append(DropCapabilities(keep, why="the same privileges as the container's PID 1"))
     filter_step = seccomp.step_for(rec.spec.seccomp, keep)
     if filter_step is not None:
@@ -396,7 +376,10 @@ def exec_in(rec: ContainerRecord, argv: tuple[str, ...], env: tuple[str, ...], w
                       why="a new process in the container: its PID there is the next free one, not 1"))
     if explain is not None:
         explain(steps, state.pid)
-    return enter.enter(enter.EnterConfig.from_steps(steps, tty=tty, interactive=interactive))
+    try:
+        return enter.enter(enter.EnterConfig.from_steps(steps, tty=tty, interactive=interactive))
+    except enter.Stopped:
+        raise NotRunning(f"container {rec.name} stopped while exec was starting") from None
 
 
 def validate_exec_args(workdir: str) -> None:
@@ -406,28 +389,5 @@ def validate_exec_args(workdir: str) -> None:
         specs.validate_workdir(workdir)
 
 
-def container_caps(device_control: str) -> tuple[str, ...]:
-    """Docker's 14 capabilities; without a device cgroup, CAP_MKNOD goes too (said once)."""
-    from minibox.runtime import caps
-
-    if device_control:
-        return caps.DEFAULT_CAPS
-    marker = config.paths().root / "cache" / "warned-no-device-cgroup"
-    if not marker.exists():
-        print("minibox: note: no device cgroup here (neither the v1 devices controller nor cgroup v2): containers "
-              "get no CAP_MKNOD, and their root is mounted nodev, so they cannot open host devices",
-              file=sys.stderr)
-        with contextlib.suppress(OSError):
-            marker.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            marker.touch()
-    return tuple(c for c in caps.DEFAULT_CAPS if c != "mknod")
-
-
-def caps_why(keep: tuple[str, ...]) -> str:
-    what = "Docker's 14 default capabilities" if len(keep) == 14 else f"{len(keep)} of Docker's capabilities"
-    return f"keep {what}, nothing inheritable or ambient, and no_new_privs"
-
-
-def check_cmd(cmd: tuple[str, ...]) -> None:
-    if not cmd:
-        raise InvalidSpec("no command given: the busybox image has no default command; e.g. `minibox run busybox sh`")
+def is_gone_error(e: OSError) -> bool:
+    return e.errno in (errno.ENOENT, errno.ESRCH)

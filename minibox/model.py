@@ -10,10 +10,37 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-# Container states, as Docker names them.
+# Container states, as Docker names them, and the transitions between them. Each is written
+# to state.json before the side effects it stands for (as runc and youki do), so whatever
+# moment a minibox process is killed in, the state says what may exist, and `rm -f` and
+# `gc` can finish the job.
+#
+#   creating -> created -> running -> exited -> removing
+#       \____________\__________________^            ^
+#        \_____________\_____________________________/
+#
+# creating: the record exists; addresses, ports, cgroups, processes may be on their way.
+# created:  PID 1 exists with its network, waiting for "go". running: its command runs.
+# exited:   PID 1 is gone (or never started: a crash during creation ends here too).
+# removing: what it held is being given back; the directory goes last.
+CREATING = "creating"
 CREATED = "created"
 RUNNING = "running"
 EXITED = "exited"
+REMOVING = "removing"
+DEAD = "dead"  # shown, never stored: a record minibox cannot read (Docker's word for it)
+
+TRANSITIONS = {
+    CREATING: {CREATED, EXITED, REMOVING},
+    CREATED: {RUNNING, EXITED, REMOVING},
+    RUNNING: {EXITED},
+    EXITED: {REMOVING},
+    REMOVING: set(),
+}
+
+
+def can_move(old: str, new: str) -> bool:
+    return new == old or new in TRANSITIONS.get(old, set())
 
 
 def _from_dict(cls, data: dict[str, Any]):
@@ -65,6 +92,8 @@ class ContainerSpec:
     memory: int = 0
     pids_limit: int = 0
     seccomp: str = ""  # "" Docker's default, "unconfined", or a profile's path (--security-opt)
+    log_max_size: int = 20 * 1024 * 1024  # --log-opt max-size: Docker's `local` driver keeps 20 MB x 5 files
+    log_max_files: int = 5  # --log-opt max-file: the current file and the rotated ones
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -102,7 +131,8 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class ContainerRecord:
-    """A container as stored in containers/ID/config.json; written once at create."""
+    """A container as stored in containers/ID/config.json: written first, before anything of
+    the container exists, and once more when its address and ports are chosen."""
 
     id: str
     name: str
@@ -156,10 +186,13 @@ class ContainerRecord:
 class ContainerState:
     """What changes over a container's life: containers/ID/state.json."""
 
-    status: str = CREATED
+    status: str = CREATING
     pid: int = 0  # PID 1 of the container, as the host sees it
     pid_start: int = 0  # its start time in clock ticks, to tell a reused PID apart
     shim_pid: int = 0
+    shim_start: int = 0
+    creator_pid: int = 0  # the `minibox run` creating it: if that dies mid-way, creation failed
+    creator_start: int = 0
     started_at: float = 0.0
     finished_at: float = 0.0
     exit_code: int = 0

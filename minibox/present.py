@@ -9,7 +9,7 @@ import shlex
 import time
 from datetime import datetime, timezone
 
-from minibox.model import EXITED, RUNNING, ContainerRecord, ContainerState
+from minibox.model import CREATED, CREATING, EXITED, REMOVING, RUNNING, ContainerRecord, ContainerState
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -72,7 +72,11 @@ def status_text(state: ContainerState, now: float | None = None) -> str:
         return f"Up {human_duration(now - state.started_at)}"
     if state.status == EXITED:
         return f"Exited ({state.exit_code}) {ago(state.finished_at, now)}"
-    return "Created"
+    if state.status == REMOVING:
+        return "Removal In Progress"
+    if state.status == CREATING:
+        return "Creating"
+    return "Created" if state.status == CREATED else state.status.capitalize()
 
 
 def command_text(rec: ContainerRecord, width: int = 20) -> str:
@@ -98,6 +102,16 @@ def ps_row(rec: ContainerRecord, state: ContainerState, now: float | None = None
 
 
 PS_HEADERS = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+
+
+def dead_row(cid: str, why: str) -> list[str]:
+    """A container minibox cannot read: Docker shows such ones as Dead."""
+    return [cid[:12], "?", '""', "?", f"Dead ({why})", "", "?"]
+
+
+def dead_json(cid: str, why: str) -> dict:
+    return {"ID": cid[:12], "Image": "", "Command": "", "CreatedAt": "", "Status": f"Dead ({why})", "State": "dead",
+            "Ports": "", "Names": ""}
 
 
 def ps_json(rec: ContainerRecord, state: ContainerState) -> dict:
@@ -169,3 +183,18 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
             "FirewallBackend": rec.firewall,
         },
     }
+
+
+def network_inspect(net, containers: list[tuple[ContainerRecord, ContainerState]]) -> dict:
+    """A network as `docker network inspect` shapes it, with the containers on it."""
+    ctrs = {}
+    for rec, state in containers:
+        if state.released or rec.endpoint is None:
+            continue
+        ep = rec.endpoint
+        ctrs[rec.id] = {"Name": rec.name, "IPv4Address": f"{ep.ip}/{ep.prefixlen}", "MacAddress": ep.mac,
+                        "HostVeth": ep.veth, "ContainerVeth": "eth0"}
+    return {"Name": net.name, "Id": net.id, "Created": iso(net.created), "Driver": "bridge", "Internal": net.internal,
+            "IPAM": {"Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
+            "Options": {"bridge.name": net.bridge, "bridge.mac": net.mac, "firewall": net.firewall},
+            "Containers": ctrs}

@@ -1,27 +1,31 @@
 """State on disk: atomic JSON writes, flock-based locks, and container/network record lookup.
 
 Layout under the state root (see config.Paths):
-    containers/ID/config.json   ContainerRecord, written once
-    containers/ID/state.json    ContainerState, rewritten on every transition
+    containers/ID/config.json   ContainerRecord: written first, then once more with its address
+    containers/ID/state.json    ContainerState, rewritten before every transition's side effects
     containers/ID/exit.json     written by the shim when PID 1 exits
     networks/NAME.json          NetworkRecord
     ipam/NETWORK/ADDRESS        one file per allocated address (see net/ipam_store)
 
 Every write goes to a temporary file that is renamed into place, so a reader never sees
-half a file and a crash never leaves one.
+half a file and a crash never leaves one; a failed write (a full disk) removes its
+temporary file and names the path. A file that is not JSON is Damaged, naming the file:
+it harms only the container it belongs to.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
 from minibox import config
-from minibox.errors import Conflict, InvalidSpec, NotFound
+from minibox.errors import Conflict, Damaged, InvalidSpec, NotFound, WriteFailed
 from minibox.model import ContainerRecord, ContainerState, NetworkRecord
 
 
@@ -49,16 +53,31 @@ def make_container_dir(cid: str) -> Path:
 
 
 def write_json(path: Path, data: Any) -> None:
+    """Atomically (a temporary file renamed into place); on failure the temporary file is
+    removed and WriteFailed names the path."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        if e.errno == errno.ENOENT and not path.parent.exists():
+            raise  # the container was removed meanwhile: the caller knows what that means
+        raise WriteFailed(path, e.strerror or str(e)) from None
 
 
 def read_json(path: Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    """The JSON in `path`; Damaged (naming the file) if it is not JSON."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise Damaged(path, type(e).__name__ if not str(e) else str(e).split(":")[0]) from None
 
 
 @contextlib.contextmanager
@@ -93,7 +112,12 @@ def container_ids() -> list[str]:
 
 
 def load_record(cid: str) -> ContainerRecord:
-    return ContainerRecord.from_dict(read_json(config.paths().container(cid) / "config.json"))
+    path = config.paths().container(cid) / "config.json"
+    data = read_json(path)
+    try:
+        return ContainerRecord.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise Damaged(path, f"missing or bad field {e}") from None
 
 
 def save_record(rec: ContainerRecord) -> None:
@@ -101,10 +125,15 @@ def save_record(rec: ContainerRecord) -> None:
 
 
 def load_state(cid: str) -> ContainerState:
+    path = config.paths().container(cid) / "state.json"
     try:
-        return ContainerState.from_dict(read_json(config.paths().container(cid) / "state.json"))
+        data = read_json(path)
     except FileNotFoundError:
         return ContainerState()
+    try:
+        return ContainerState.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise Damaged(path, f"missing or bad field {e}") from None
 
 
 def save_state(cid: str, state: ContainerState) -> None:
@@ -115,17 +144,25 @@ def load_exit(cid: str) -> dict[str, Any] | None:
     """The shim's record of how PID 1 ended, or None while it runs."""
     try:
         return read_json(config.paths().container(cid) / "exit.json")
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (FileNotFoundError, Damaged):
         return None
 
 
 def all_records() -> list[ContainerRecord]:
-    out = []
+    """Every readable record; damaged ones are skipped here (see entries())."""
+    return [r for r in entries().values() if isinstance(r, ContainerRecord)]
+
+
+def entries() -> dict[str, ContainerRecord | Damaged]:
+    """Every container directory with a record: its record, or the Damaged error reading it."""
+    out: dict[str, ContainerRecord | Damaged] = {}
     for cid in container_ids():
         try:
-            out.append(load_record(cid))
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            continue  # being created or removed right now
+            out[cid] = load_record(cid)
+        except FileNotFoundError:
+            continue  # removed right now
+        except Damaged as e:
+            out[cid] = e
     return out
 
 
@@ -144,8 +181,27 @@ def resolve(ref: str) -> ContainerRecord:
     if len(matches) == 1:
         return load_record(matches[0])
     if len(matches) > 1:
-        names = ", ".join(load_record(c).name for c in matches)
-        raise Conflict(f'container id prefix "{ref}" is ambiguous: it matches {names}; give more of the id')
+        raise Conflict(f'container id prefix "{ref}" is ambiguous: it matches {", ".join(c[:12] for c in matches)}; '
+                       "give more of the id")
+    raise NotFound(f'no such container: "{ref}" (see `minibox ps -a`)')
+
+
+def resolve_id(ref: str) -> str:
+    """A container's id from its name, id or id prefix, without needing its record to be
+    readable (`rm -f` of a damaged container)."""
+    if not ref:
+        raise InvalidSpec("container name or id must not be empty")
+    owner = owner_of_name(ref)
+    if owner and config.paths().container(owner).is_dir():
+        return owner
+    d = config.paths().containers
+    ids = sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+    matches = [cid for cid in ids if cid.startswith(ref.lower()) and ID_RE.fullmatch(cid)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise Conflict(f'container id prefix "{ref}" is ambiguous: it matches {", ".join(c[:12] for c in matches)}; '
+                       "give more of the id")
     raise NotFound(f'no such container: "{ref}" (see `minibox ps -a`)')
 
 
@@ -156,11 +212,19 @@ def _name_path(name: str) -> Path:
     return config.paths().root / "names" / name
 
 
+ID_RE = re.compile(r"[0-9a-f]{64}")
+_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+
+
 def owner_of_name(name: str) -> str | None:
+    """The id holding `name`, if `name` is a container name and its file names an id."""
+    if not _NAME_RE.fullmatch(name):
+        return None  # not a name: never a path under names/
     try:
-        return _name_path(name).read_text().strip()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, OSError):
+        owner = _name_path(name).read_text().strip()
+    except (OSError, ValueError):
         return None
+    return owner if ID_RE.fullmatch(owner) else None
 
 
 def name_taken(name: str) -> bool:
@@ -191,6 +255,17 @@ def reserve_name(name: str, cid: str) -> None:
 def release_name(name: str, cid: str) -> None:
     if owner_of_name(name) == cid:
         _name_path(name).unlink(missing_ok=True)
+
+
+def release_names_of(cid: str) -> None:
+    """Free every name file naming `cid` (found without its record)."""
+    d = config.paths().root / "names"
+    for f in d.iterdir() if d.is_dir() else ():
+        try:
+            if f.read_bytes().strip() == cid.encode():
+                f.unlink()
+        except OSError:
+            continue
 
 
 # --- networks ---------------------------------------------------------------------
@@ -226,5 +301,10 @@ def all_networks() -> list[NetworkRecord]:
 
 
 def network_lock() -> contextlib.AbstractContextManager:
-    """Serialises network create/remove and firewall base changes."""
+    """Serialises network create/remove/reconcile."""
     return locked(config.paths().networks / ".lock")
+
+
+def firewall_lock() -> contextlib.AbstractContextManager:
+    """Serialises firewall transactions and the generation bookkeeping that follows each."""
+    return locked(config.paths().networks / ".firewall.lock")

@@ -4,44 +4,34 @@ NAT is decided once per connection, when conntrack creates the entry. A UDP send
 keeps talking to a port keeps its old entry alive, and the new DNAT rule never sees it
 (measured: the reply source stayed the host until the entry was deleted). So minibox
 deletes entries by the host port it (un)publishes, and by the address a container leaves.
+
+The kernel does the looking (net.nfnetlink, ctnetlink's CTA_FILTER): each dump returns only
+the entries of one address or one protocol and port, so the cost does not grow with the
+table. Parsing a busy host's 20,000 unrelated entries in Python made every `rm` take 5 s.
 """
 
 from __future__ import annotations
 
 import socket
 
-from minibox.net import netlink
+from minibox.net import nfnetlink
 from minibox.plan.steps import ConntrackFlush
 
 PROTO = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 
 
-def _matches(step: ConntrackFlush, t) -> bool:
-    if step.addr:
-        return step.addr in (t.saddr, t.daddr)
-    return t.proto == PROTO[step.proto] and t.dport == step.port
-
-
 def flush(steps: list[ConntrackFlush]) -> list[str]:
-    """Delete the entries any step names; returns errors instead of raising (teardown goes
-    on). One dump of the table serves every step: each dump is parsed in Python (~8 ms)."""
-    if not steps:
-        return []
-    try:
-        ct = netlink.conntrack()
-    except OSError as e:
-        return [f"conntrack: {e}"]
+    """Delete the entries any step names; returns errors instead of raising (teardown goes on)."""
     errors = []
-    try:
-        for entry in list(ct.dump_entries()):
-            t = entry.tuple_orig
-            if any(_matches(step, t) for step in steps):
-                try:
-                    ct.entry("del", tuple_orig=t)
-                except Exception:  # noqa: BLE001 - already gone (expired meanwhile)
-                    pass
-    except Exception as e:  # noqa: BLE001 - pyroute2 raises several kinds
-        errors.append(f"conntrack: {e}")
-    finally:
-        ct.close()
+    for step in steps:
+        try:
+            if step.addr:
+                # Flows it started (original source), and flows it answered (reply source):
+                # direct ones and those DNAT'd to it through a published port alike.
+                nfnetlink.conntrack_delete(src=step.addr)
+                nfnetlink.conntrack_delete(src=step.addr, reply=True)
+            else:
+                nfnetlink.conntrack_delete(proto=PROTO[step.proto], dport=step.port)
+        except OSError as e:
+            errors.append(f"conntrack ({step.command().split(' ||')[0]}): {e.strerror or e}")
     return errors

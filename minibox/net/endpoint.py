@@ -1,10 +1,10 @@
-"""A container's endpoint on a bridge network: prepare (address, ports), attach, release.
+"""A container's endpoint on a bridge network: reserve (ports, address), attach (veth), release.
 
-Modelled on a CNI plugin's ADD/DEL: `prepare` + `attach` is ADD, split so the address and
-host ports are reserved before any process exists; `release` is DEL, which must succeed
-when repeated or when things are already gone, and goes on past errors, returning them.
-Kernel names come from the container id (veth `mbx<id12>`), so release works without
-state too.
+Modelled on a CNI plugin's ADD/DEL: `reserve` + `attach` is ADD, split so the address and
+host ports are held before any process exists; `release` is DEL, which succeeds when
+repeated or when things are already gone, and goes on past errors, returning them.
+Kernel names come from the container id (veth `mbx<id12>`), and every firewall element
+carries it, so `release_orphan` can undo an endpoint whose record was never written.
 """
 
 from __future__ import annotations
@@ -12,73 +12,45 @@ from __future__ import annotations
 import dataclasses
 import errno
 import socket
-import sys
+from typing import Callable
 
 from minibox import config, store
 from minibox.errors import Conflict, InvalidSpec
-from minibox.model import ContainerRecord, ContainerSpec, Endpoint, NetworkRecord, PortMapping
-from minibox.net import conntrack, ipam_store, links, networks
-from minibox.net.firewall.base import backend
-from minibox.plan import ipam, ports as portplan
-from minibox.plan.steps import PID, ConntrackFlush, Step
+from minibox.model import ContainerRecord, Endpoint, NetworkRecord, PortMapping
+from minibox.net import conntrack, firewall, ipam_store, links, networks, portindex
+from minibox.plan import firewall as fwplan
+from minibox.plan import ipam
+from minibox.plan import ports as portplan
+from minibox.plan.rules import PortFacts
+from minibox.plan.steps import ConntrackFlush, Step
 
 
 def veth_name(cid: str) -> str:
     return f"mbx{cid[:12]}"  # 15 characters: the kernel's limit for an interface name
 
 
-def resolve_network(mode: str, spec: ContainerSpec) -> NetworkRecord:
-    net = networks.default() if mode in ("bridge", config.default_network()) else networks.get(mode)
+def resolve_network(mode: str, spec_ports: tuple, create: bool = True) -> NetworkRecord:
+    """The network a container joins; the default one is created on first use (when `create`)."""
+    if mode in ("bridge", config.default_network()):
+        net = networks.default() if create else store.load_network(config.default_network())
+        if net is None:  # a dry run on a fresh host: the network as it would be created
+            net = networks.plan(config.default_network())
+    else:
+        net = networks.get(mode)
     networks.check_routes(net)
-    if spec.ports and net.internal:
+    if spec_ports and net.internal:
         raise InvalidSpec(f"network {net.name} is --internal: nothing can be published from it")
     return net
 
 
-# Published host ports, one file each: ports/PROTO-PORT-ADDRESS (ADDRESS "any" for every
-# host address), holding the owner's id and name. Checking a new -p reads only the files of
-# its own port, however many containers there are.
+def port_facts(rec: ContainerRecord) -> list[PortFacts]:
+    if rec.endpoint is None:
+        return []
+    return [PortFacts(owner=rec.id, owner_name=rec.name, host_ip=p.host_ip, host_port=p.host_port,
+                      proto=p.proto, ctr_ip=rec.endpoint.ip, ctr_port=p.container_port) for p in rec.ports]
 
 
-def _ports_dir():
-    return config.paths().root / "ports"
-
-
-def _port_file(p: PortMapping):
-    return _ports_dir() / f"{p.proto}-{p.host_port}-{p.host_ip or 'any'}"
-
-
-def published_on(proto: str, port: int) -> list[tuple[str, PortMapping]]:
-    """(owner name, mapping) of live containers publishing proto/port."""
-    out = []
-    for f in _ports_dir().glob(f"{proto}-{port}-*") if _ports_dir().is_dir() else ():
-        try:
-            owner, name = f.read_text().split()
-        except (OSError, ValueError):
-            continue
-        if not (config.paths().container(owner) / "config.json").exists() or store.load_state(owner).released:
-            f.unlink(missing_ok=True)  # its container is gone or stopped: a leftover
-            continue
-        addr = f.name.split("-", 2)[2]
-        out.append((name, PortMapping("" if addr == "any" else addr, port, 0, proto)))
-    return out
-
-
-def _record_ports(rec: ContainerRecord, add: bool) -> None:
-    for p in rec.ports:
-        f = _port_file(p)
-        if add:
-            f.parent.mkdir(parents=True, exist_ok=True)
-            f.write_text(f"{rec.id} {rec.name}\n")
-        else:
-            try:
-                if f.read_text().split()[0] == rec.id:
-                    f.unlink()
-            except (OSError, IndexError):
-                pass
-
-
-def reserve_port(p: PortMapping) -> tuple[socket.socket, PortMapping]:
+def hold_port(p: PortMapping) -> tuple[socket.socket, PortMapping]:
     """Bind the host port, as Docker does, so a host process already using it is caught
     now, and none can take it while the container runs (the shim holds the socket).
 
@@ -105,59 +77,54 @@ def reserve_port(p: PortMapping) -> tuple[socket.socket, PortMapping]:
     return s, dataclasses.replace(p, host_port=s.getsockname()[1])
 
 
-@dataclasses.dataclass
-class Prepared:
-    record: ContainerRecord
-    net: NetworkRecord
-    sockets: list[socket.socket]
-
-    def close_sockets(self) -> None:
-        for s in self.sockets:
-            s.close()
-        self.sockets = []
-
-    def attach(self, pid: int) -> list[Step]:
-        ep = self.record.endpoint
-        steps = networks.ensure_up(self.net, networks.port_facts(self.record))
-        link_steps = links.plan_endpoint(ep.veth, ep.bridge, ep.mac, ep.ip, ep.prefixlen, ep.gateway, PID)
-        links.add_endpoint(link_steps, pid)
-        flush = [ConntrackFlush(p.proto, p.host_port, why="forget flows to this port that predate its DNAT rule")
-                 for p in self.record.ports]
-        conntrack.flush(flush)
-        update_peer_hosts(self.record, add=True)
-        return steps + link_steps + flush  # in the order they were applied
-
-    def rollback(self) -> None:
-        self.close_sockets()
-        _, errors = release(self.record)
-        if errors:
-            print(f"minibox: warning: rolling back {self.record.name}: {'; '.join(errors)}", file=sys.stderr)
-
-
-def prepare(record: ContainerRecord, net: NetworkRecord) -> Prepared:
-    spec = record.spec
+def hold_ports(wanted: tuple[PortMapping, ...]) -> tuple[list[socket.socket], tuple[PortMapping, ...]]:
+    """Sockets holding every wanted port (ephemeral ones resolved). Sockets die with the
+    process, so a crash here leaves nothing behind."""
     sockets, resolved = [], []
     try:
-        with store.locked(_ports_dir() / ".lock"):
-            others = [o for p in spec.ports if p.host_port for o in published_on(p.proto, p.host_port)]
-            portplan.check_conflicts(spec.ports, others)
-            for p in spec.ports:
-                s, p2 = reserve_port(p)
+        with store.locked(portindex.directory() / ".lock"):
+            others = [o for p in wanted if p.host_port for o in portindex.published_on(p.proto, p.host_port)]
+            portplan.check_conflicts(wanted, others)
+            for p in wanted:
+                s, p2 = hold_port(p)
                 sockets.append(s)
                 resolved.append(p2)
-            rec = dataclasses.replace(record, ports=tuple(resolved))
-            _record_ports(rec, add=True)
-        ip = ipam_store.allocate(net.name, net.subnet, net.gateway, record.id, spec.ip)
-    except Exception:
+    except BaseException:
         for s in sockets:
             s.close()
-        if resolved:
-            _record_ports(dataclasses.replace(record, ports=tuple(resolved)), add=False)
         raise
-    ep = Endpoint(network=net.name, bridge=net.bridge, veth=veth_name(record.id), ip=ip,
-                  prefixlen=net.prefixlen, gateway=net.gateway, mac=ipam.container_mac(ip))
-    rec = dataclasses.replace(record, endpoint=ep, ports=tuple(resolved), firewall=net.firewall)
-    return Prepared(record=rec, net=net, sockets=sockets)
+    return sockets, tuple(resolved)
+
+
+def allocate(rec: ContainerRecord, net: NetworkRecord, requested: str,
+             record: Callable[[ContainerRecord], None]) -> ContainerRecord:
+    """Choose the container's address; `record` saves the record naming it before the
+    address file exists, so a crash in between leaves an intent, never an orphan file."""
+    chosen: list[ContainerRecord] = []
+
+    def before_create(ip: str) -> None:
+        ep = Endpoint(network=net.name, bridge=net.bridge, veth=veth_name(rec.id), ip=ip,
+                      prefixlen=net.prefixlen, gateway=net.gateway, mac=ipam.container_mac(ip))
+        chosen.append(dataclasses.replace(rec, endpoint=ep, firewall=net.firewall))
+        record(chosen[0])
+
+    ipam_store.allocate(net.name, net.subnet, net.gateway, rec.id, requested, before_create)
+    return chosen[0]
+
+
+def publish(rec: ContainerRecord) -> list[Step]:
+    """The port index and the firewall elements of rec's ports; the firewall steps applied."""
+    pf = port_facts(rec)
+    portindex.add(pf, rec.endpoint.network)
+    net = store.load_network(rec.endpoint.network)
+    return firewall.change(rec.firewall, lambda ff: fwplan.add(ff, firewall.net_facts(net), tuple(pf)))
+
+
+def attach(rec: ContainerRecord, link_steps: list[Step], flush: list[ConntrackFlush], pid: int) -> None:
+    """The veth into PID 1's network namespace, then forget flows that predate the DNAT."""
+    links.add_endpoint(link_steps, pid)
+    conntrack.flush(flush)
+    update_peer_hosts(rec, add=True)
 
 
 def release(rec: ContainerRecord) -> tuple[list[Step], list[str]]:
@@ -168,16 +135,17 @@ def release(rec: ContainerRecord) -> tuple[list[Step], list[str]]:
         return [], []
     steps: list[Step] = []
     errors: list[str] = []
-    net = store.load_network(ep.network)
-    fw = rec.firewall or (net.firewall if net else config.firewall_backend())
-    pf = networks.port_facts(rec)
+    pf = port_facts(rec)
+    fw = rec.firewall or (store.load_network(ep.network) or networks.plan(ep.network)).firewall
     if pf:
-        snap = networks.snapshot(fw, exclude_ctr=rec.id, with_ports=fw == "iptables")
-        s, e = backend(fw).down(snap, pf)
-        steps, errors = steps + s, errors + e
-    _record_ports(rec, add=False)
-    flush = [ConntrackFlush(p.proto, p.host_port, why="forget flows DNAT'd to it") for p in rec.ports]
-    flush.append(ConntrackFlush("", addr=ep.ip, why="forget flows of its address, which may be reused at once"))
+        try:
+            steps += firewall.change(fw, lambda ff: fwplan.remove_ports(ff, tuple(pf)))
+        except firewall.FirewallError as e:
+            errors.append(str(e))
+    portindex.remove(rec.id, rec.ports)
+    # Flows to its published ports were answered by its address: the address covers them.
+    flush = [ConntrackFlush("", addr=ep.ip, why="forget the flows it started or answered (through its published "
+                                                 "ports too): its address may be reused at once")]
     errors += conntrack.flush(flush)
     steps += flush
     s, e = links.remove_link(ep.veth, why="the host end of its veth pair (the kernel removes the pair "
@@ -188,6 +156,30 @@ def release(rec: ContainerRecord) -> tuple[list[Step], list[str]]:
     return steps + s, errors + e
 
 
+def release_orphan(cid: str) -> tuple[list[Step], list[str]]:
+    """Undo an endpoint whose record is unreadable or was never written, found by the id
+    each object carries: port files and firewall elements (tag), the veth (name), and
+    the address files naming it."""
+    steps: list[Step] = []
+    errors: list[str] = []
+    tag = f"minibox ctr {cid[:12]}"
+    portindex.remove(cid)
+    for fw in {n.firewall for n in store.all_networks()}:
+        try:
+            steps += firewall.change(fw, lambda ff, fw=fw: fwplan.remove_elements(
+                ff, tuple(firewall.backend(fw).owned_elements(tag)), owner=cid))
+        except firewall.FirewallError as e:
+            errors.append(str(e))
+    s, e = links.remove_link(veth_name(cid), why="a veth whose container's record is gone")
+    steps, errors = steps + s, errors + e
+    for network, ip in ipam_store.held_by(cid):
+        steps.append(ConntrackFlush("", addr=ip, why="forget flows of its address"))
+        errors += conntrack.flush(steps[-1:])
+        s, e = ipam_store.release(network, ip, cid)
+        steps, errors = steps + s, errors + e
+    return steps, errors
+
+
 def peers(rec: ContainerRecord) -> tuple[tuple[str, str], ...]:
     """(address, name) of the other live containers on rec's user-defined network: the
     /etc/hosts lines that let containers there reach each other by name."""
@@ -196,9 +188,16 @@ def peers(rec: ContainerRecord) -> tuple[tuple[str, str], ...]:
         return ()
     out = []
     for other in networks.containers_on(ep.network):
-        if other.id != rec.id and not store.load_state(other.id).released:
+        if other.id != rec.id and not _released(other.id):
             out.append((other.endpoint.ip, other.name))
     return tuple(out)
+
+
+def _released(cid: str) -> bool:
+    try:
+        return store.load_state(cid).released
+    except Exception:  # noqa: BLE001 - a damaged peer is not one to name
+        return True
 
 
 def update_peer_hosts(rec: ContainerRecord, add: bool) -> None:
@@ -221,5 +220,5 @@ def update_peer_hosts(rec: ContainerRecord, add: bool) -> None:
                     f.seek(0)
                     f.write("".join(lines))
                     f.truncate()
-            except FileNotFoundError:
-                continue
+            except OSError:
+                continue  # removed meanwhile, or a full disk: the peer's /etc/hosts misses a line

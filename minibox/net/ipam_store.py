@@ -1,19 +1,29 @@
 """Address allocation on disk: one file per address, ipam/NETWORK/ADDRESS, holding the owner's id.
 
 Allocation takes the network's lock, lists the files, asks plan.ipam for the lowest free
-address and creates its file with O_EXCL, so parallel runs can never get the same one.
-Like CNI's host-local IPAM (/var/lib/cni/networks/NET/IP), which `ls` makes readable.
+address, lets the caller record it in the container's record, and only then creates the
+file with O_EXCL: parallel runs never get the same address, and a crash never leaves a
+file no record names. Like CNI's host-local IPAM (/var/lib/cni/networks/NET/IP).
+
+An address is free again only on evidence that its holder is gone: no record names it,
+and the id in the file (if it reads as one) has no container directory. What the file
+says alone never frees an address: garbage written into a live container's file must not
+hand its address to the next container.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Callable
 
 from minibox import config, store
-from minibox.errors import Conflict
+from minibox.errors import Conflict, Damaged
 from minibox.plan import ipam
 from minibox.plan.steps import RemovePath, Step
+
+ID_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def _dir(network: str) -> Path:
@@ -21,6 +31,7 @@ def _dir(network: str) -> Path:
 
 
 def taken(network: str) -> dict[str, str]:
+    """address -> what its file says (its holder's id, or whatever else is in it)."""
     d = _dir(network)
     if not d.is_dir():
         return {}
@@ -28,53 +39,106 @@ def taken(network: str) -> dict[str, str]:
     for p in d.iterdir():
         if not p.name.startswith("."):
             try:
-                out[p.name] = p.read_text().strip()
-            except FileNotFoundError:
-                continue
+                out[p.name] = p.read_bytes().decode(errors="replace").strip()
+            except OSError:
+                out[p.name] = ""
     return out
 
 
-def allocate(network: str, subnet: str, gateway: str, owner: str, requested: str = "") -> str:
+def _used(d: Path) -> set[str]:
+    return {name for name in os.listdir(d) if not name.startswith(".")}
+
+
+def allocate(network: str, subnet: str, gateway: str, owner: str, requested: str = "",
+             before_create: Callable[[str], None] = lambda ip: None) -> str:
     d = _dir(network)
     d.mkdir(parents=True, exist_ok=True)
+    net = ipam.parse_subnet(subnet)
+
+    def choose(used: set[str]) -> str:
+        return ipam.check_requested(net, gateway, requested, used) if requested else ipam.lowest_free(net, gateway, used)
+
     with store.locked(d / ".lock"):
-        used = {name for name in os.listdir(d) if not name.startswith(".")}  # names suffice here
-        net = ipam.parse_subnet(subnet)
         try:
-            ip = ipam.check_requested(net, gateway, requested, used) if requested else ipam.lowest_free(net, gateway, used)
+            ip = choose(_used(d))
         except Conflict:
-            # Before refusing, free addresses whose container is gone (a crash between
-            # allocation and release); a live allocation always has its directory.
-            if not _drop_stale(network):
+            # Before refusing, free addresses whose holder is provably gone (a crash).
+            if not drop_stale(network):
                 raise
-            used = {name for name in os.listdir(d) if not name.startswith(".")}
-            ip = ipam.check_requested(net, gateway, requested, used) if requested else ipam.lowest_free(net, gateway, used)
-        fd = os.open(d / ip, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write(owner + "\n")
+            ip = choose(_used(d))
+        before_create(ip)
+        path = d / ip
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, (owner + "\n").encode())
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)  # a full disk: no empty address file left behind
+            raise
+        os.close(fd)
         return ip
 
 
-def _drop_stale(network: str) -> bool:
-    dropped = False
-    for ip, owner in taken(network).items():
-        if not config.paths().container(owner).exists():
-            (_dir(network) / ip).unlink(missing_ok=True)
-            dropped = True
+def claimed(network: str) -> dict[str, str]:
+    """address -> id of each container whose record names it on `network` (any state but removed)."""
+    out = {}
+    for cid, rec in store.entries().items():
+        if isinstance(rec, Damaged):
+            continue
+        if rec.endpoint is not None and rec.endpoint.network == network:
+            out[rec.endpoint.ip] = cid
+    return out
+
+
+def stale(network: str) -> list[str]:
+    """Addresses whose holder is gone, on evidence: no record names the address, and the id
+    in its file (if the file holds one) has no container directory. Unreadable files and
+    garbage count for nothing either way."""
+    names = claimed(network)
+    out = []
+    for ip, content in taken(network).items():
+        if ip in names:
+            continue
+        if ID_RE.fullmatch(content) and config.paths().container(content).exists():
+            continue
+        out.append(ip)
+    return out
+
+
+def drop_stale(network: str) -> list[str]:
+    dropped = []
+    for ip in stale(network):
+        (_dir(network) / ip).unlink(missing_ok=True)
+        dropped.append(ip)
     return dropped
+
+
+def held_by(cid: str) -> list[tuple[str, str]]:
+    """(network, address) of every address file naming `cid`."""
+    root = config.paths().ipam
+    out = []
+    for f in root.glob("*/*") if root.is_dir() else ():
+        if f.name.startswith("."):
+            continue
+        try:
+            if f.read_bytes().decode(errors="replace").strip() == cid:
+                out.append((f.parent.name, f.name))
+        except OSError:
+            continue
+    return out
 
 
 def release(network: str, ip: str, owner: str) -> tuple[list[Step], list[str]]:
     """Free `ip` if `owner` holds it (a later owner of a reused address keeps it)."""
     path = _dir(network) / ip
     try:
-        if path.read_text().strip() == owner:
+        if path.read_bytes().decode(errors="replace").strip() == owner:
             path.unlink()
             return [RemovePath(str(path), why=f"give {ip} back to the network's address pool")], []
     except FileNotFoundError:
         pass
     except OSError as e:
-        return [], [f"releasing {ip}: {e}"]
+        return [], [f"releasing {ip} ({path}): {e.strerror}"]
     return [], []
 
 
@@ -84,5 +148,5 @@ def release_network(network: str) -> None:
         p.unlink(missing_ok=True)
     try:
         d.rmdir()
-    except FileNotFoundError:
+    except (FileNotFoundError, OSError):
         pass

@@ -1,19 +1,23 @@
 """Links, addresses and routes with pyroute2: bridges, a veth pair per container, host routes.
 
 `ensure_*` converge (and are no-ops when things are already right); `remove_*` treat
-"already gone" as success. The link steps come from plan.steps, so what `--explain`
-prints is what is applied here.
+"already gone" as success. The link steps come from plan.network, so what `--explain`
+prints is what is applied here. pyroute2 (~50 ms to import) is loaded only when a link
+or address must change: reading routes and checking a bridge that is already right take
+/proc/net/route and two ioctls.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
+import ipaddress
 import socket
+import struct
 
 from minibox.net import netlink
 from minibox.plan.ipam import Route
-from minibox.plan.steps import (AddrAdd, BridgeAdd, Hairpin, LinkDel, LinkUp, RouteAdd, SetMaster, Step,
-                                VethAdd)
+from minibox.plan.steps import LinkDel, Step
 
 
 def _index(ipr, name: str) -> int | None:
@@ -51,23 +55,39 @@ def _name(index: int) -> str:
 
 
 def host_routes() -> list[Route]:
-    """IPv4 routes of the main table, as dst CIDR + device name."""
-    with netlink.iproute() as ipr:
-        return [Route(dst=f"{r.get('dst') or '0.0.0.0'}/{r['dst_len']}", dev=_name(r.get("oif", 0)))
-                for r in ipr.get_routes(family=socket.AF_INET, table=254)]
+    """IPv4 routes of the main table, as dst CIDR + device name (from /proc/net/route, which
+    lists exactly those, in this network namespace)."""
+    out = []
+    with open("/proc/net/route") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if len(fields) < 8:
+                continue
+            dst = ipaddress.IPv4Address(struct.pack("<I", int(fields[1], 16)))
+            mask = bin(int(fields[7], 16)).count("1")
+            out.append(Route(dst=f"{dst}/{mask}", dev=fields[0]))
+    return out
 
 
-def plan_bridge(name: str, mac: str, gateway: str, prefixlen: int) -> list[Step]:
-    return [BridgeAdd(name, mac, why="a virtual switch for this network's containers (MAC pinned: "
-                                     "a bridge otherwise takes its ports' MACs and changes as they come and go)"),
-            AddrAdd(name, f"{gateway}/{prefixlen}", why="the bridge's own address: the containers' gateway, "
-                                                        "and the host's foot in their network"),
-            LinkUp(name, why="")]
+SIOCGIFFLAGS, SIOCGIFADDR, IFF_UP = 0x8913, 0x8915, 0x1
+
+
+def _is_ready(name: str, ip: str) -> bool:
+    """The link exists, is up, and its primary IPv4 address is `ip`: two ioctls."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            flags = struct.unpack("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH14x", name.encode(), 0))[:18])[1]
+            addr = fcntl.ioctl(s, SIOCGIFADDR, struct.pack("16sH14x", name.encode(), socket.AF_INET))
+        except OSError:
+            return False
+    return bool(flags & IFF_UP) and socket.inet_ntoa(addr[20:24]) == ip
 
 
 def ensure_bridge(steps: list[Step]) -> bool:
     """Create the bridge of `plan_bridge` if missing, fix its address and state. True if created."""
     br, addr, up = steps
+    if _is_ready(br.name, addr.cidr.split("/")[0]):
+        return False
     with _host() as ipr:
         idx = _index(ipr, br.name)
         created = idx is None
@@ -104,20 +124,6 @@ def remove_link(name: str, why: str = "") -> tuple[list[Step], list[str]]:
             if e.code not in (errno.ENODEV, errno.ENOENT):
                 return [step], [f"ip link del {name}: {e}"]
     return [step], []
-
-
-def plan_endpoint(veth: str, bridge: str, mac: str, ip: str, prefixlen: int, gateway: str, pid: str) -> list[Step]:
-    return [
-        VethAdd(veth, "eth0", pid, mac, why="a virtual cable: one end stays on the host, the other is born "
-                                            "inside the container's network namespace as eth0"),
-        SetMaster(veth, bridge, why="plug the host end into the bridge"),
-        Hairpin(veth, why="let the bridge send a frame back out of the port it came in on, so a container "
-                          "can reach its own published port through the host"),
-        LinkUp(veth, why=""),
-        AddrAdd("eth0", f"{ip}/{prefixlen}", netns=pid, why="the container's address, from IPAM"),
-        LinkUp("eth0", netns=pid, why=""),
-        RouteAdd("default", gateway, netns=pid, why="everything not on the bridge's subnet goes via the bridge"),
-    ]
 
 
 def add_endpoint(steps: list[Step], pid: int) -> None:

@@ -18,7 +18,7 @@ import sys
 import types
 from typing import Iterator
 
-from minibox.runtime import linux
+from minibox import linux
 
 NETLINK_ROUTE = 0
 
@@ -48,6 +48,7 @@ def iproute():
 
 
 def conntrack():
+    """pyroute2's Conntrack, for tests and tools (minibox itself uses net.nfnetlink)."""
     return _pyroute2_submodule("conntrack").Conntrack()
 
 

@@ -13,8 +13,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from minibox.plan.steps import (
-    MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT,
-    MakeDir, MakeNode, Mount, PivotRoot, Step, Symlink,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MakeDir,
+    MakeNode,
+    Mount,
+    PivotRoot,
+    Step,
+    Symlink,
 )
 
 # Docker's default masked paths: a bind of /dev/null over files, an empty read-only

@@ -50,16 +50,45 @@ MIN_MEMORY = 6 * 1024 * 1024
 
 def parse_memory(text: str) -> int:
     """`-m 64m` -> bytes: a number with an optional unit b, k, m or g, at least 6 MB."""
-    units = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
-    t = text.strip().lower()
-    num, unit = t.rstrip("bkmg"), t[len(t.rstrip("bkmg")):]
-    unit = unit.rstrip("b") if len(unit) > 1 else unit
-    if not num.isdigit() or unit not in units or int(num) == 0:
+    size = _size(text)
+    if size is None:
         raise InvalidSpec(f'invalid memory size "{text}": use a number with an optional unit, e.g. 64m or 1g')
-    size = int(num) * units[unit]
     if size < MIN_MEMORY:
         raise InvalidSpec(f'memory limit "{text}" is too small: the minimum is 6m (6 MB), as with Docker')
     return size
+
+
+LOG_MAX_SIZE = 20 * 1024 * 1024  # Docker's `local` log driver: 20 MB per file...
+LOG_MAX_FILES = 5  # ...and 5 files
+
+
+def _size(text: str) -> int | None:
+    units = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+    t = text.strip().lower()
+    num = t.rstrip("bkmg")
+    unit = t[len(num):]
+    unit = unit.rstrip("b") if len(unit) > 1 else unit
+    if not num.isdigit() or unit not in units or int(num) == 0:
+        return None
+    return int(num) * units[unit]
+
+
+def parse_log_opts(opts: list[str] | tuple[str, ...]) -> tuple[int, int]:
+    """--log-opt max-size=SIZE max-file=N (Docker's names) -> (bytes per file, files kept)."""
+    size, files = LOG_MAX_SIZE, LOG_MAX_FILES
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        if key == "max-size" and eq:
+            size = _size(value) or 0
+            if size < 4096:
+                raise InvalidSpec(f'invalid --log-opt "{opt}": give a size of at least 4k, e.g. max-size=10m')
+        elif key == "max-file" and eq:
+            if not value.isdigit() or not 1 <= int(value) <= 100:
+                raise InvalidSpec(f'invalid --log-opt "{opt}": give a number of files from 1 to 100, e.g. max-file=3')
+            files = int(value)
+        else:
+            raise InvalidSpec(f'unknown --log-opt "{opt}": minibox takes max-size=SIZE and max-file=N')
+    return size, files
 
 
 def validate_pids_limit(n: int) -> int:

@@ -97,6 +97,17 @@ class MakeDir(NamedTuple):
         return f"mkdir -p -m {self.mode:o} {q(self.path)}"
 
 
+class WriteFile(NamedTuple):
+    """A file minibox writes on the host (a container's /etc/hosts, say), whole."""
+
+    path: str
+    content: str
+    why: str = ""
+
+    def command(self) -> str:
+        return f"cat > {q(self.path)} <<'EOF'\n{self.content.rstrip()}\nEOF"
+
+
 class MakeNode(NamedTuple):
     path: str
     major: int
@@ -345,15 +356,16 @@ class ConntrackFlush(NamedTuple):
     why: str = ""
 
     def command(self) -> str:
-        # `|| true`: conntrack exits 1 when there was nothing to delete, which is fine
+        # `|| true`: conntrack exits 1 when there was nothing to delete, which is fine.
+        # An address: the flows it started, and those it answered (DNAT'd to it included).
         if self.addr:
-            return f"conntrack -D --orig-dst {self.addr} || true"
+            return f"conntrack -D --orig-src {self.addr} || true; conntrack -D --reply-src {self.addr} || true"
         return f"conntrack -D -p {self.proto} --orig-port-dst {self.port} || true"
 
 
 # Any step; each type above is applied by the layer that owns it (runtime.init, net.*).
 Step = Union[
-    Unshare, Nsenter, Mount, MakeDir, MakeNode, Symlink, PivotRoot, RemovePath, Kill, Logged, SetHostname,
+    Unshare, Nsenter, Mount, MakeDir, WriteFile, MakeNode, Symlink, PivotRoot, RemovePath, Kill, Logged, SetHostname,
     DropCapabilities, LoadSeccomp, Exec, CgroupCreate, DeviceFilter, CgroupJoin, BridgeAdd, AddrAdd, LinkUp, VethAdd, SetMaster, Hairpin, RouteAdd,
     LinkDel, Sysctl, Firewall, ConntrackFlush,
 ]

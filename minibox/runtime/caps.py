@@ -11,7 +11,7 @@ import signal
 
 import prctl
 
-from minibox.runtime import linux
+from minibox import linux
 
 # Docker's default capability set (moby oci/caps/defaults.go), lower-case without CAP_.
 DEFAULT_CAPS = ("chown", "dac_override", "fsetid", "fowner", "mknod", "net_raw", "setgid",

@@ -14,6 +14,7 @@ caller's shell). With -t it gets a pty of the container's own devpts, relayed th
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import select
@@ -23,9 +24,14 @@ import struct
 import termios
 from dataclasses import dataclass
 
+from minibox import linux
 from minibox.errors import EXIT_MINIBOX, ExecFailed, MiniboxError
 from minibox.plan.steps import CgroupJoin, DropCapabilities, Exec, LoadSeccomp, Nsenter
-from minibox.runtime import caps, cgroups, init, linux, tty
+from minibox.runtime import caps, cgroups, init, tty
+
+
+class Stopped(Exception):
+    """The container went away while exec was joining it."""
 
 
 @dataclass
@@ -66,10 +72,10 @@ def enter(cfg: EnterConfig) -> int:
         # The container's root, as its PID 1 sees it: after setns(mnt) we chroot to it, which
         # matters when the container had to chroot instead of pivot_root (see runtime.init).
         rootfd = os.open(f"/proc/{cfg.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         for fd, _ in nsfds:
             os.close(fd)
-        raise MiniboxError("the container stopped while exec was starting") from None
+        raise Stopped() from None
     err_r, err_w = os.pipe()
     con_parent = con_child = None
     pipes: Pipes | None = None
@@ -105,10 +111,15 @@ def enter(cfg: EnterConfig) -> int:
     message = os.read(err_r, 4096).decode(errors="replace")
     os.close(err_r)
     code = os.waitstatus_to_exitcode(status)
+    if message == f"{EXIT_MINIBOX} {STOPPED}":
+        raise Stopped()
     if message:
         c, _, text = message.partition(" ")
         raise ExecFailed(text, int(c) if c.isdigit() else EXIT_MINIBOX)
     return code if code >= 0 else 128 - code
+
+
+STOPPED = "the container stopped while exec was starting"
 
 
 @dataclass
@@ -178,14 +189,24 @@ def _helper(cfg: EnterConfig, nsfds, rootfd: int, err_w: int, con: socket.socket
     """The forked helper: never returns."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        cgroups.join(cfg.cgroup_dirs, os.getpid())  # before setns(mnt) hides /sys/fs/cgroup
+        try:
+            cgroups.join(cfg.cgroup_dirs, os.getpid())  # before setns(mnt) hides /sys/fs/cgroup
+        except FileNotFoundError:
+            init.fail(err_w, EXIT_MINIBOX, STOPPED)
         for fd, flag in nsfds:
-            linux.setns(fd, flag)
+            try:
+                linux.setns(fd, flag)
+            except OSError as e:
+                init.fail(err_w, EXIT_MINIBOX, STOPPED if e.errno in (errno.EINVAL, errno.ENOENT) else f"exec: {e}")
             os.close(fd)
         os.fchdir(rootfd)
         os.chroot(".")
         os.close(rootfd)
-        child = os.fork()
+        try:
+            child = os.fork()
+        except OSError as e:
+            # ENOMEM: the namespace's PID 1 is gone (the container was removed meanwhile)
+            init.fail(err_w, EXIT_MINIBOX, STOPPED if e.errno == errno.ENOMEM else f"exec: {e}")
         if child == 0:
             _command(cfg, err_w, con, pipes)
         if pipes is not None:

@@ -21,13 +21,27 @@ from dataclasses import dataclass
 
 import prctl
 
+from minibox import linux
 from minibox.errors import EXIT_CANNOT_EXEC, EXIT_MINIBOX, EXIT_NOT_FOUND
 from minibox.plan.mounts import MASKED_PATHS, READONLY_PATHS
 from minibox.plan.steps import (
-    MS_BIND, MS_PRIVATE, MS_REC, MS_REMOUNT, DropCapabilities, Exec, LinkUp, LoadSeccomp, MakeDir, MakeNode, Mount,
-    PivotRoot, SetHostname, Step, Symlink,
+    MS_BIND,
+    MS_PRIVATE,
+    MS_REC,
+    MS_REMOUNT,
+    DropCapabilities,
+    Exec,
+    LinkUp,
+    LoadSeccomp,
+    MakeDir,
+    MakeNode,
+    Mount,
+    PivotRoot,
+    SetHostname,
+    Step,
+    Symlink,
 )
-from minibox.runtime import caps, inroot, linux
+from minibox.runtime import caps, inroot
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914

@@ -25,7 +25,7 @@ import errno
 import os
 import stat
 
-from minibox.runtime import linux
+from minibox import linux
 
 O_PATH = os.O_PATH
 

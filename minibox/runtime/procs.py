@@ -96,3 +96,39 @@ def _status(pid: int) -> dict[str, str]:
 
 def _user(uid: int) -> str:
     return "root" if uid == 0 else str(uid)
+
+
+def find_shims(container_dir: str) -> list[int]:
+    """PIDs of minibox-shim processes supervising the container in `container_dir`: its
+    exit file (the shim's second argument) is under that directory. This finds a
+    container's shim when its state was never written or cannot be read."""
+    out = []
+    prefix = container_dir.rstrip("/").encode() + b"/"
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 2 and os.path.basename(argv[0]).startswith(b"minibox-shim") and argv[2].startswith(prefix):
+            if alive(int(entry)):
+                out.append(int(entry))
+    return out
+
+
+def all_shims() -> dict[int, str]:
+    """PID -> the container directory of every live minibox-shim (for gc)."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 2 and os.path.basename(argv[0]).startswith(b"minibox-shim") and alive(int(entry)):
+            out[int(entry)] = os.path.dirname(argv[2].decode(errors="replace"))
+    return out

@@ -8,7 +8,7 @@ capabilities, the architecture and the kernel version, so an edited profile or a
 kernel compiles afresh; the key is stored in the file and compared on every read.
 
 The filter is loaded by the container's PID 1 (and by exec) right before execve, with
-seccomp(2) through runtime.linux: no libseccomp in the container.
+seccomp(2) through minibox.linux: no libseccomp in the container.
 """
 
 from __future__ import annotations

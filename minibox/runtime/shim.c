@@ -11,6 +11,9 @@
  *     unix socket) into the log file, in the CRI "k8s-file" format Podman also uses:
  *         2026-11-26T04:00:00.123456789Z stdout F hello
  *     (tag F: the line ended; P: partial line, continued in the next record);
+ *     the log is capped: past MAX_SIZE bytes it is renamed LOG.1 (LOG.1 to LOG.2, ...,
+ *     keeping MAX_FILES files in all, as Docker's `local` driver does), and when the disk
+ *     is full what cannot be written is dropped: the container never waits for its log;
  *   - when attached, also copies them to its own stdout/stderr, and with -i copies its
  *     stdin to the container: into the pty (-t, following window size changes), or into a
  *     pipe, so the caller's terminal itself is never handed to the container (a TIOCSTI on
@@ -22,7 +25,8 @@
  *     command (minibox's cleanup) if one was given, waits for it, and exits with PID 1's
  *     exit code (128+signal when a signal killed it).
  *
- * Usage: minibox-shim PID EXIT_FILE LOG_FILE OUT_FD ERR_FD CONSOLE_FD IN_FD ATTACH [-- EXIT_CMD...]
+ * Usage: minibox-shim PID EXIT_FILE LOG_FILE OUT_FD ERR_FD CONSOLE_FD IN_FD ATTACH MAX_SIZE MAX_FILES
+ *                     [-- EXIT_CMD...]
  *   OUT_FD/ERR_FD/CONSOLE_FD/IN_FD are -1 when unused. ATTACH: 0 detached, 1 copy output to
  *   our stdout/stderr, 3 also copy our stdin to the container (to the pty, or to IN_FD).
  */
@@ -37,6 +41,7 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -47,6 +52,9 @@
 
 static int log_fd = -1;
 static int attach;
+static const char *log_path;
+static long long log_size, log_max;
+static int log_files = 1;
 
 static void write_all(int fd, const char *p, size_t n) {
     while (n > 0) {
@@ -69,6 +77,27 @@ static void timestamp(char *out, size_t len) {
     snprintf(out + n, len - n, ".%09ldZ", ts.tv_nsec);
 }
 
+/* Past the cap: LOG.(k-1) -> LOG.k, ..., LOG -> LOG.1, and a fresh LOG (or, with a single
+   file, LOG truncated). A failed rename (a full disk) is ignored: writing goes on. */
+static void rotate(void) {
+    char from[4096], to[4096];
+    for (int k = log_files - 1; k >= 1; k--) {
+        if (k == 1) snprintf(from, sizeof from, "%s", log_path);
+        else snprintf(from, sizeof from, "%s.%d", log_path, k - 1);
+        snprintf(to, sizeof to, "%s.%d", log_path, k);
+        rename(from, to);
+    }
+    if (log_fd >= 0) close(log_fd);
+    log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+    log_size = 0;
+}
+
+static void log_write(const char *p, size_t n) {
+    if (log_fd < 0) return;
+    write_all(log_fd, p, n);
+    log_size += (long long)n;
+}
+
 /* One CRI log record per line of the chunk. */
 static void log_chunk(int stream, const char *p, size_t n) {
     const char *name = stream ? "stderr" : "stdout";
@@ -79,9 +108,10 @@ static void log_chunk(int stream, const char *p, size_t n) {
         size_t len = nl ? (size_t)(nl - p) : n;
         char head[128];
         int h = snprintf(head, sizeof head, "%s %s %c ", ts, name, nl ? 'F' : 'P');
-        write_all(log_fd, head, (size_t)h);
-        write_all(log_fd, p, len);
-        write_all(log_fd, "\n", 1);
+        if (log_max > 0 && log_size + h + (long long)len + 1 > log_max && log_size > 0) rotate();
+        log_write(head, (size_t)h);
+        log_write(p, len);
+        log_write("\n", 1);
         if (!nl) break;
         p += len + 1;
         n -= len + 1;
@@ -156,9 +186,9 @@ static void run_exit_command(char **argv) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 9) {
-        fprintf(stderr, "usage: %s PID EXIT_FILE LOG_FILE OUT_FD ERR_FD CONSOLE_FD IN_FD ATTACH [-- CMD...]\n",
-                argv[0]);
+    if (argc < 11) {
+        fprintf(stderr, "usage: %s PID EXIT_FILE LOG_FILE OUT_FD ERR_FD CONSOLE_FD IN_FD ATTACH MAX_SIZE MAX_FILES "
+                        "[-- CMD...]\n", argv[0]);
         return 125;
     }
     pid_t child = (pid_t)atoi(argv[1]);
@@ -167,9 +197,16 @@ int main(int argc, char **argv) {
     int console_sock = atoi(argv[6]);
     int in_fd = atoi(argv[7]);
     attach = atoi(argv[8]);
-    char **exit_cmd = (argc > 10 && strcmp(argv[9], "--") == 0) ? &argv[10] : NULL;
+    log_max = atoll(argv[9]);
+    log_files = atoi(argv[10]) > 0 ? atoi(argv[10]) : 1;
+    char **exit_cmd = (argc > 12 && strcmp(argv[11], "--") == 0) ? &argv[12] : NULL;
 
-    log_fd = open(argv[3], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    log_path = argv[3];
+    log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (log_fd >= 0) {
+        struct stat st;
+        if (fstat(log_fd, &st) == 0) log_size = st.st_size;
+    }
 
     /* The CLI forwards Ctrl-C to the container; the shim itself must survive it. */
     signal(SIGINT, SIG_IGN);

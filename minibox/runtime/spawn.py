@@ -11,8 +11,14 @@ CLI before exec'ing the shim. PID 1 unshares the other namespaces itself, so the
 stays entirely on the host: a shim sharing the container's mount namespace would be
 moved into the container by its pivot_root (which re-roots every process of that
 namespace still rooted at the old '/'), and one in its network namespace would keep the
-veth alive after the container exits. PID 1 then waits on the "go" pipe until the CLI
-has set up the network and cgroups, and reports exec failures over an O_CLOEXEC pipe.
+veth alive after the container exits. PID 1 joins its cgroup itself (the first
+cgroup.procs write waits for an RCU grace period, 8-14 ms on v1: PID 1 waits it out while
+the CLI builds the network), then waits on the "go" pipe, and reports exec failures over
+an O_CLOEXEC pipe.
+
+No wait can last forever, whichever process is killed: the forked child closes every
+pipe end that is the CLI's at once, so a killed CLI means EOF on "go" (PID 1 exits, the
+shim records it), and the CLI gives up on a child that says nothing within a deadline.
 
 Python opens every fd close-on-exec (PEP 446); only what the shim needs is made
 inheritable, right before its exec, so nothing leaks into the container or the shim.
@@ -21,11 +27,17 @@ inheritable, right before its exec, so nothing leaks into the container or the s
 from __future__ import annotations
 
 import os
+import select
+import signal
 import socket
+import time
 from dataclasses import dataclass, field
 
+import prctl
+
+from minibox import linux
 from minibox.errors import EXIT_MINIBOX, ExecFailed, MiniboxError
-from minibox.runtime import init, linux
+from minibox.runtime import cgroups, init
 
 NS_FLAGS = {"pid": linux.CLONE_NEWPID, "mount": linux.CLONE_NEWNS, "net": linux.CLONE_NEWNET,
             "uts": linux.CLONE_NEWUTS, "ipc": linux.CLONE_NEWIPC}
@@ -42,6 +54,12 @@ class SpawnRequest:
     interactive: bool  # the container's stdin is ours
     exit_command: list[str] = field(default_factory=list)
     hold_fds: list[int] = field(default_factory=list)  # sockets the shim keeps open
+    cgroup_dirs: list[str] = field(default_factory=list)  # PID 1 moves itself into these
+    log_max_size: int = 0  # bytes before the log rotates (0: never)
+    log_max_files: int = 1
+
+
+READY_TIMEOUT = 30.0  # seconds the CLI waits for PID 1's "ready"; it usually takes milliseconds
 
 
 @dataclass
@@ -98,6 +116,8 @@ def spawn(req: SpawnRequest) -> Spawned:
 
     shim_pid = os.fork()
     if shim_pid == 0:
+        for fd in (go_w, err_r, pid_r):  # the CLI's ends: held here, a dead CLI would never read as EOF
+            os.close(fd)
         _unshare_and_exec_shim(req, locals())
     # The CLI keeps only the write end of "go", the read ends of the error and pid pipes.
     for fd in (go_r, err_w, pid_w, out_r, out_w, errp_r, errp_w, in_w):
@@ -111,7 +131,11 @@ def spawn(req: SpawnRequest) -> Spawned:
     # its namespaces exist; "E<reason>" from either instead if something failed.
     pid1, ready, problem = 0, False, ""
     buf = b""
+    deadline = time.monotonic() + READY_TIMEOUT
     while not problem and not (pid1 and ready):
+        if not select.select([pid_r], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            problem = f"the container process did not get ready within {READY_TIMEOUT:.0f} s"
+            break
         data = os.read(pid_r, 512)
         if not data:
             problem = problem or "the container process exited while starting"
@@ -130,9 +154,19 @@ def spawn(req: SpawnRequest) -> Spawned:
     if problem:
         os.close(go_w)
         os.close(err_r)
-        os.waitpid(shim_pid, 0)
+        if pid1:
+            with_ignored(os.kill, pid1, 9)
+        with_ignored(os.kill, shim_pid, 9)
+        with_ignored(os.waitpid, shim_pid, 0)
         raise MiniboxError(f"starting the container failed: {problem}")
     return Spawned(shim_pid=shim_pid, pid=pid1, go=go_w, err=err_r)
+
+
+def with_ignored(fn, *args) -> None:
+    try:
+        fn(*args)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 def _unshare_and_exec_shim(req: SpawnRequest, fds: dict) -> None:
@@ -149,13 +183,21 @@ def _unshare_and_exec_shim(req: SpawnRequest, fds: dict) -> None:
             os.close(null)
         if "pid" in req.namespaces:
             linux.unshare(linux.CLONE_NEWPID)
+        parent = os.getpid()
         pid1 = os.fork()
         if pid1 == 0:
+            prctl.set_pdeathsig(signal.SIGKILL)  # first: the shim gone means nobody would record us
+            if "pid" not in req.namespaces and os.getppid() != parent:
+                os._exit(EXIT_MINIBOX)  # it went before we could ask (in a new PID namespace getppid() is 0)
             flags = 0
             for ns in req.namespaces:
                 if ns != "pid":
                     flags |= NS_FLAGS[ns]
             linux.unshare(flags)
+            try:
+                cgroups.join(req.cgroup_dirs, 0)  # 0: this process
+            except OSError as e:
+                raise OSError(e.errno, f"joining its cgroup: {e.strerror}") from None
             os.write(pid_w, b"R\n")
             os.close(pid_w)
             con = fds["con_child"]
@@ -180,7 +222,7 @@ def _unshare_and_exec_shim(req: SpawnRequest, fds: dict) -> None:
                 os.set_inheritable(fd, True)
         attach = (1 if req.attach else 0) | (2 if req.attach and req.interactive else 0)
         argv = [req.shim, str(pid1), req.exit_file, req.log_file, str(out_fd), str(err_fd),
-                str(con_fd), str(in_fd), str(attach)]
+                str(con_fd), str(in_fd), str(attach), str(req.log_max_size), str(req.log_max_files)]
         if req.exit_command:
             argv += ["--"] + list(req.exit_command)
         os.execv(req.shim, argv)

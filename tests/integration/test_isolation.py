@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT, ROOT, inspect, mb, sh
+from conftest import PROJECT, ROOT, mb, sh
 
 README = PROJECT / "README.md"
 

@@ -19,7 +19,9 @@ def test_status():
     assert present.status_text(ContainerState(status="running", started_at=995), now) == "Up 5 seconds"
     assert present.status_text(ContainerState(status="exited", exit_code=3, finished_at=880), now) == \
         "Exited (3) 2 minutes ago"
-    assert present.status_text(ContainerState(), now) == "Created"
+    assert present.status_text(ContainerState(status="created"), now) == "Created"
+    assert present.status_text(ContainerState(), now) == "Creating"  # a new state starts as creating
+    assert present.status_text(ContainerState(status="removing"), now) == "Removal In Progress"
 
 
 def test_table_aligns():

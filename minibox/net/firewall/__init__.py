@@ -1,1 +1,78 @@
-"""Firewall backends: nftables (default) and iptables, both rendered from plan.rules."""
+"""Firewall backends (nftables, iptables) chosen per network, and the one way minibox changes rules.
+
+`change(backend, plan)` holds the firewall lock, reads the facts a plan needs (is the
+ruleset still as minibox left it? which jumps are there?), lets plan.firewall decide the
+transaction, applies it, and remembers the ruleset generation it left. Everything that
+changes rules (run, rm, network create/rm/reconcile, gc) goes through here.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from minibox import store
+from minibox.errors import MiniboxError
+from minibox.net.firewall import generation
+from minibox.net.firewall.base import Backend, FirewallError  # noqa: F401 - part of this package's interface
+from minibox.plan.firewall import Desired, FirewallFacts
+from minibox.plan.rules import NetFacts
+from minibox.plan.steps import Firewall
+
+BACKENDS = ("nftables", "iptables")
+
+
+def backend(name: str) -> Backend:
+    """The module implementing backend `name`."""
+    if name == "iptables":
+        from minibox.net.firewall import iptables
+
+        return iptables
+    if name == "nftables":
+        from minibox.net.firewall import nftables
+
+        return nftables
+    raise MiniboxError(f'unknown firewall backend "{name}": use nftables or iptables')
+
+
+def net_facts(net) -> NetFacts:
+    return NetFacts(name=net.name, bridge=net.bridge, subnet=net.subnet, internal=net.internal)
+
+
+def desired(name: str, with_ports: bool = True) -> Desired:
+    """What minibox's state says backend `name` should hold."""
+    from minibox.net import portindex
+
+    nets = tuple(net_facts(n) for n in store.all_networks() if n.firewall == name)
+    ports = tuple(portindex.all_facts({n.name for n in nets})) if with_ports else ()
+    return Desired(nets, ports)
+
+
+def facts(name: str, force_full: bool = False, networks_change: bool = False) -> FirewallFacts:
+    """The facts plan.firewall needs; reads ports and iptables only when a full re-assert may
+    follow (or, `networks_change`, when iptables' accept path must follow the networks)."""
+    in_sync = not force_full and generation.in_sync()
+    full = not in_sync or name == "iptables"
+    want = desired(name, with_ports=full)
+    missing: tuple = ()
+    forward, coexist_missing = False, ()
+    if full and name == "iptables":
+        from minibox.net.firewall import iptables
+
+        missing = tuple(iptables.missing_jumps({t: iptables.saved(t) for t in ("nat", "filter")}))
+    if name == "nftables" and (not in_sync or networks_change):
+        from minibox.net.firewall import coexist
+
+        forward, coexist_missing = coexist.facts()
+    return FirewallFacts(name, want, in_sync, missing, forward, coexist_missing)
+
+
+def change(name: str, plan: Callable[[FirewallFacts], list[Firewall]], force_full: bool = False,
+           networks_change: bool = False) -> list[Firewall]:
+    """Plan and apply one change to backend `name` under the firewall lock; the steps applied."""
+    with store.firewall_lock():
+        ff = facts(name, force_full, networks_change)
+        steps = plan(ff)
+        if steps:
+            backend(name).apply(steps)
+            generation.record()
+        return steps

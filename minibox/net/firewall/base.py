@@ -1,34 +1,35 @@
-"""What every firewall backend offers, the desired-state snapshot they work from, and how to run their tools.
+"""What every firewall backend offers (a small typed interface), and how their tools are run.
 
-A backend converges the kernel to a Snapshot: every network that uses it and every
-published port of a live container on those networks. Four verbs:
-
-    up(snap, net, ports)    a network and (optionally) a container's ports appear
-    down(snap, ports)       a container's ports go (snap no longer holds them)
-    net_down(snap, net)     a network goes (snap no longer holds it)
-    rebuild(snap)           everything from scratch (`minibox network reconcile`)
-
-`up` and `rebuild` return the Firewall steps they applied (for --explain) and raise
-FirewallError; the teardown verbs return (steps applied, errors they went on past).
+A backend applies Firewall steps that plan.firewall computed, and answers two questions
+about the kernel: which elements carry an owner's tag (teardown without state), and what
+its rules look like now (for people). Choosing, gathering facts and bookkeeping live in
+net.firewall (the package), so neither backend imports the other.
 """
 
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
+from typing import Protocol, Sequence
 
 from minibox.errors import MiniboxError
-from minibox.plan.rules import NetFacts, PortFacts
+from minibox.plan.steps import Firewall
 
 
 class FirewallError(MiniboxError):
     pass
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    nets: tuple[NetFacts, ...]
-    ports: tuple[PortFacts, ...]
+class Backend(Protocol):
+    NAME: str
+
+    def apply(self, steps: Sequence[Firewall]) -> None:
+        """Carry out the steps written for this backend, each one atomic; raise FirewallError."""
+
+    def owned_elements(self, tag: str) -> list[tuple[str, str]]:
+        """(map, key) of each published-port element whose owner comment starts with `tag`."""
+
+    def listing(self) -> str:
+        """minibox's rules as the backend's own tool prints them."""
 
 
 def run_tool(argv: list[str], stdin: str = "", check: bool = True) -> subprocess.CompletedProcess:
@@ -40,16 +41,3 @@ def run_tool(argv: list[str], stdin: str = "", check: bool = True) -> subprocess
         detail = (res.stderr or res.stdout).strip().splitlines()
         raise FirewallError(f"{' '.join(argv)} failed: {' '.join(detail[:2])}")
     return res
-
-
-def backend(name: str):
-    """The module implementing backend `name` ("nftables" or "iptables")."""
-    if name == "iptables":
-        from minibox.net.firewall import iptables
-
-        return iptables
-    if name == "nftables":
-        from minibox.net.firewall import nftables
-
-        return nftables
-    raise MiniboxError(f'unknown firewall backend "{name}": use nftables or iptables')

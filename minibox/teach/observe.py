@@ -1,5 +1,6 @@
-"""Reading what exists, for `explain CTR` and `top`: a container's namespaces, cgroup and network
-objects as the commands that show them, run for real.
+"""Reading what exists, for `explain CTR` and `top`: namespaces, cgroups, network objects and defences.
+
+A container's kernel objects as the commands that show them, run for real.
 
 Nothing here changes anything; it asks the kernel (through /proc and the same tools a
 learner would use) and prints what it answers.
@@ -186,3 +187,11 @@ def _guard_listing(backend: str) -> str:
         text = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True).stdout
         return "ct status ! dnat" if "MINIBOX-INPUT" in text and "! --ctstate DNAT" in text else ""
     return subprocess.run(["nft", "list", "chain", "ip", "minibox", "input"], capture_output=True, text=True).stdout
+
+
+def cgroup_table(pid: int) -> list[list[str]]:
+    """[controller, the container's group, this host's] for each hierarchy where they differ.
+    "this host's" is the group of the minibox command asking (in the demo: the sandbox's)."""
+    mine = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in cgroup_lines(pid)}
+    host = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in cgroup_lines(os.getpid())}
+    return [[k or "(v2)", v, host.get(k, "")] for k, v in mine.items() if v != host.get(k)]

@@ -64,22 +64,61 @@ def check_forwarding() -> list[Finding]:
 
 
 def _saved(table: str) -> list[str]:
-    return _run(["iptables-save", "-t", table]).splitlines()
+    from minibox.net.firewall import iptables
+
+    return iptables.saved(table)
 
 
 def check_forward_policy() -> list[Finding]:
     lines = _saved("filter")
-    if not any(line.startswith(":FORWARD DROP") for line in lines):
-        return [Finding(OK, "FORWARD policy", "iptables' FORWARD policy is ACCEPT (or there is no filter table)")]
+    exists = any(line.startswith(":FORWARD ") for line in lines)
+    drops = any(line.startswith(":FORWARD DROP") for line in lines)
     jumped = any(line.startswith("-A FORWARD") and "MINIBOX-FORWARD" in line for line in lines)
+    if not exists:
+        return [Finding(OK, "FORWARD policy", "iptables has no filter FORWARD chain: nothing there drops minibox's "
+                        "traffic (if Docker creates one later, run `minibox network reconcile`)")]
     if jumped or not store.all_networks():
-        return [Finding(OK, "FORWARD policy", "iptables' FORWARD policy is DROP (Docker leaves it so); minibox's "
-                        "MINIBOX-FORWARD accepts its own traffic first" if jumped else
-                        "iptables' FORWARD policy is DROP; minibox will add its accepts with its first network")]
-    return [Finding(ERROR, "FORWARD policy", "iptables' FORWARD policy is DROP and minibox's jump to MINIBOX-FORWARD "
-                    "is missing", "egress, published ports and even traffic between containers are dropped: an "
-                    "accept in minibox's nft table cannot overrule a drop in another table's base chain",
+        policy = "DROP (Docker leaves it so)" if drops else "ACCEPT"
+        return [Finding(OK, "FORWARD policy", f"iptables' FORWARD policy is {policy}; minibox's MINIBOX-FORWARD "
+                        "accepts its own traffic first, whatever the policy becomes" if jumped else
+                        f"iptables' FORWARD policy is {policy}; minibox adds its accepts with its first network")]
+    level = ERROR if drops else WARN
+    return [Finding(level, "FORWARD policy", f"iptables' FORWARD policy is {'DROP' if drops else 'ACCEPT'} and "
+                    "minibox's jump to MINIBOX-FORWARD is missing",
+                    "egress, published ports and even traffic between containers are dropped: an accept in "
+                    "minibox's nft table cannot overrule a drop in another table's base chain" if drops else
+                    "the day the policy becomes DROP (Docker starting), minibox's containers are cut off",
                     "minibox network reconcile")]
+
+
+def check_ruleset() -> list[Finding]:
+    """Did another tool change the ruleset since minibox wrote its rules, and did that break them?"""
+    from minibox.net import firewall
+    from minibox.net.firewall import generation
+
+    nets = store.all_networks()
+    if not nets:
+        return []
+    missing = []
+    for fw in {n.firewall for n in nets}:
+        want = firewall.desired(fw)
+        have = firewall.backend(fw).listing()
+        for n in want.nets:
+            if f'"{n.bridge}"' not in have and f"-i {n.bridge}" not in have and f"-o {n.bridge}" not in have:
+                missing.append(f"network {n.name} ({fw})")
+        for p in want.ports:
+            if p.tag not in have:
+                missing.append(f"port {p.host_port}/{p.proto} of {p.owner_name} ({fw})")
+    if missing:
+        return [Finding(ERROR, "ruleset", "minibox's rules are missing for " + ", ".join(missing[:4])
+                        + (f" and {len(missing) - 4} more" if len(missing) > 4 else ""),
+                        "another tool changed the ruleset (an `nft flush ruleset`, a firewall reload, a reboot): "
+                        "those containers are unreachable; the next `minibox run` also re-asserts them",
+                        "minibox network reconcile")]
+    if not generation.in_sync():
+        return [Finding(INFO, "ruleset", "the ruleset changed since minibox last wrote its rules; minibox's own "
+                        "rules are all there", "the next minibox change re-asserts them all, in one transaction")]
+    return [Finding(OK, "ruleset", "minibox's rules are as it left them")]
 
 
 def check_iptables_variant() -> list[Finding]:
@@ -226,7 +265,7 @@ def check_resolv() -> list[Finding]:
 
 
 CHECKS = (check_tools, check_forwarding, check_forward_policy, check_iptables_variant, check_other_runtimes,
-          check_route_localnet, check_br_netfilter, check_networks, check_ports, check_resolv)
+          check_route_localnet, check_br_netfilter, check_networks, check_ruleset, check_ports, check_resolv)
 
 
 def run_checks() -> list[Finding]:

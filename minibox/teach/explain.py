@@ -13,7 +13,7 @@ from typing import TextIO
 from minibox.plan.steps import PID, Step  # noqa: F401 - PID is part of this module's interface
 
 
-def _colors(stream: TextIO) -> tuple[str, str, str]:
+def colors(stream: TextIO) -> tuple[str, str, str]:
     if stream.isatty() and not os.environ.get("NO_COLOR"):
         return "\033[2m", "\033[1m", "\033[0m"  # dim, bold, reset
     return "", "", ""
@@ -46,7 +46,7 @@ def show(title: str, steps: list[Step], pid: int | str = PID, names: dict[str, s
          stream: TextIO | None = None) -> None:
     """Each step's why as a comment, then its command: a script a learner can read and type."""
     stream = stream or sys.stderr
-    color = _colors(stream)
+    color = colors(stream)
     lines = [f"{color[1]}# {title}{color[2]}"] + script(steps, pid, names, color)
     stream.write("\n".join(lines) + "\n\n")
     stream.flush()

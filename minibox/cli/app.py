@@ -1,0 +1,56 @@
+"""The typer app and what every verb shares: the one-line output, --format checks, the sub-apps."""
+
+import os
+import sys
+
+import typer
+
+from minibox import config
+from minibox.errors import InvalidSpec
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="A small container runtime that shows what `docker run` does to the kernel.")
+image_app = typer.Typer(no_args_is_help=True, help="Manage images (rootfs directories).")
+network_app = typer.Typer(no_args_is_help=True, help="Manage bridge networks (a bridge, a subnet, firewall rules).")
+app.add_typer(image_app, name="image")
+app.add_typer(network_app, name="network")
+
+# Docker-style `run [OPTIONS] IMAGE [COMMAND] [ARG...]`: options stop at IMAGE, so the
+# `-p 80` in `minibox run busybox httpd -p 80` belongs to httpd, not to minibox.
+POSITIONAL_TAIL = {"allow_interspersed_args": False}
+
+
+@app.callback()
+def main_options(
+    firewall_backend: str = typer.Option("", "--firewall-backend", envvar="MINIBOX_FIREWALL_BACKEND",
+                                         help="nftables (default) or iptables, for networks created now; "
+                                              "each network keeps the backend it was created with"),
+) -> None:
+    if firewall_backend:
+        if firewall_backend not in config.FIREWALL_BACKENDS:
+            raise InvalidSpec(f'unknown --firewall-backend "{firewall_backend}": use nftables or iptables')
+        os.environ["MINIBOX_FIREWALL_BACKEND"] = firewall_backend
+
+
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def check_format(fmt: str, *allowed: str) -> str:
+    """--format's value, if it is one the verb knows."""
+    if fmt and fmt not in allowed:
+        raise InvalidSpec(f'unknown --format "{fmt}": use {" or ".join(allowed)}')
+    return fmt
+
+
+def explainer(title: str, cid: str = ""):
+    """A callback printing steps; a container's directory and id become $C and $ID."""
+    from minibox.teach import explain
+
+    def show(steps, pid=None, cid=cid):
+        names = {}
+        if cid:
+            names = {str(config.paths().container(cid)): "C", cid: "ID"}
+        explain.show(title, steps, pid if pid is not None else explain.PID, names)
+
+    return show

@@ -1,0 +1,120 @@
+"""The verbs that teach: top, explain, trace, doctor, network show."""
+
+import json
+import os
+import sys
+
+import typer
+
+from minibox import lifecycle
+from minibox.cli.app import app, check_format, network_app, say
+
+
+@app.command()
+def top(
+    container: str = typer.Argument(..., help="container name or id"),
+    fmt: str = typer.Option("", "--format", help="json"),
+) -> None:
+    """Every process of a container: its PID inside, the same process's PID on the host.
+
+    Teaches "same process, other PID": the kernel's NSpid line, namespace by namespace,
+    and which namespaces and cgroup the container has of its own."""
+    lifecycle.require_root()
+    from minibox import present
+    from minibox.runtime import procs
+    from minibox.teach import observe
+
+    check_format(fmt, "json")
+    rec, state = lifecycle.running(container)
+    plist = procs.processes_in(state.pid)
+    ns = observe.ns_table(state.pid)
+    if fmt == "json":
+        say(json.dumps({"processes": [p.__dict__ for p in plist],
+                         "namespaces": [dict(zip(("kind", "container", "host", "shared"), r)) for r in ns],
+                         "cgroup": observe.cgroup_lines(state.pid),
+                         "host_cgroup": observe.cgroup_lines(os.getpid())}, indent=2))
+        return
+    cg = observe.cgroup_table(state.pid)
+    rows = [[str(p.ctr_pid), str(p.host_pid), str(p.ppid), p.user, p.command] for p in plist]
+    say(present.table(["PID (container)", "PID (host)", "PPID (container)", "USER", "COMMAND"], rows))
+    say("")
+    say(present.table(["NAMESPACE", "CONTAINER", "HOST", ""], ns))
+    say("")
+    say(present.table(["CGROUP", "CONTAINER", "HOST (minibox)"], cg))
+
+@app.command(name="explain")
+def explain_ctr(container: str = typer.Argument(..., help="container name or id")) -> None:
+    """A running container as commands, with what they print now: its namespaces, root,
+    cgroup, veth pair, addresses, routes, DNAT elements (with packet counters), conntrack;
+    then each defence that keeps it in, and the attack it stops."""
+    lifecycle.require_root()
+    from minibox.teach import explain, observe
+
+    rec, state = lifecycle.running(container)
+    dim, bold, reset = explain.colors(sys.stdout)
+    for probe in observe.probes(rec, state):
+        say(f"{dim}# {probe.why}{reset}")
+        say(f"{bold}$ {probe.command}{reset}")
+        text = observe.run_probe(probe, rec)
+        if text:
+            say("\n".join("  " + line for line in text.splitlines()))
+        say("")
+    say(f"{bold}# What keeps {rec.name} in: each defence as the kernel has it now, and the attack it stops{reset}")
+    for d in observe.security(rec, state):
+        say(f"{bold}{d.name:<17}{reset} {d.now}")
+        say(f"{'':<17} {dim}stops: {d.stops}{reset}")
+
+@app.command()
+def trace(
+    container: str = typer.Argument(..., help="container name or id"),
+    port: int = typer.Option(..., "--port", help="the published host port to probe"),
+    from_: str = typer.Option("host", "--from", help="outside, host, localhost or container"),
+    to: str = typer.Option("", "--to", help="the address to probe (default: chosen for the path)"),
+) -> None:
+    """Send one probe to a published port along one of its four paths and show each rule its
+    packets met (nftables tracing, iptables-nft's rules included), then how conntrack
+    rewrote the flow: the DNAT to the container, and any SNAT (masquerade) on the way."""
+    lifecycle.require_root()
+    from minibox.teach import trace as tr
+
+    rec, _state = lifecycle.running(container)
+    sys.stdout.write(tr.render(tr.run(rec, port, from_, to)))
+
+@app.command()
+def doctor(fmt: str = typer.Option("", "--format", help="json")) -> None:
+    """Check this host for what breaks container networking: ip_forward, the FORWARD policy,
+    iptables' variant and legacy tables, other runtimes' rules, route_localnet, br_netfilter,
+    subnets against routes, host ports shadowed by DNAT, loopback nameservers, and whether
+    another tool changed minibox's rules. For each finding: what it means and the command
+    that fixes it. Exits 1 if `run -p` would break."""
+    lifecycle.require_root()
+    from minibox.teach import doctor as doc
+
+    check_format(fmt, "json")
+    findings = doc.run_checks()
+    if fmt == "json":
+        sys.stdout.write(doc.as_json(findings))
+    else:
+        sys.stdout.write(doc.render(findings, sys.stdout.isatty() and not os.environ.get("NO_COLOR")))
+    if doc.failed(findings):
+        raise typer.Exit(1)
+
+@network_app.command(name="show")
+def network_show(
+    name: str = typer.Argument("", help="only this network"),
+    fmt: str = typer.Option("text", "--format", help="text, svg, mermaid or json"),
+) -> None:
+    """The topology as the kernel has it: host interfaces, bridges, each veth pair with both
+    ends, containers' eth0 with address and MAC, routes, and the rules on each hook with
+    their packet counters. `--format svg > net.svg` draws it."""
+    lifecycle.require_root()
+    from minibox.teach import topology
+
+    if name:
+        from minibox.net import networks
+
+        networks.get(name)
+    renderers = {"text": topology.text, "svg": topology.svg, "mermaid": topology.mermaid,
+                 "json": lambda t: json.dumps(t, default=lambda o: o.__dict__, indent=2) + "\n"}
+    check_format(fmt, *renderers)
+    sys.stdout.write(renderers[fmt](topology.gather(name)))

@@ -1,0 +1,189 @@
+"""`minibox run`: record the container, hold its address and ports, plan it, apply the plan, let it go.
+
+    facts (read) -> record (state: creating) -> hold ports, choose address (recorded first)
+      -> plan_run (pure) -> files, network, firewall, cgroups -> spawn (PID 1 joins its cgroup)
+      -> veth into its namespace -> state: created -> state: running -> "go"
+
+Every side effect comes after the state that names it, so a `run` killed at any moment
+leaves a container that `ps -a` shows and `rm -f` or `gc` can finish. A run that fails
+(or is interrupted) undoes itself through lifecycle.teardown, the same path as `rm -f`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+from minibox import config, facts, lifecycle, store
+from minibox.errors import ExecFailed
+from minibox.model import CREATED, CREATING, RUNNING, ContainerRecord, ContainerSpec, ContainerState
+from minibox.plan.run import RunPlan, plan_run
+from minibox.plan.steps import ConntrackFlush, MakeDir, Step, WriteFile
+from minibox.runtime import procs
+
+
+@dataclass
+class RunResult:
+    record: ContainerRecord
+    exit_code: int | None = None  # None for a detached container
+    steps: list = field(default_factory=list)  # the Steps that were applied, for --explain
+
+
+def run(spec: ContainerSpec, explain=None) -> RunResult:
+    """Create and start a container. `explain(steps, pid, cid)`, if given, is called with
+    every step applied, just before the container's command is allowed to start."""
+    from minibox.plan import spec as specs
+    from minibox.runtime import shimbin
+
+    lifecycle.require_root()
+    basics = facts.read(spec)
+    shim = str(shimbin.ensure_shim())
+    cid = facts.new_id()
+    name = spec.name or specs.generate_name(store.name_taken)
+    store.reserve_name(name, cid)  # atomic: of parallel runs asking for one name, one wins
+    sockets: list = []
+    try:
+        store.make_container_dir(cid)
+        rec = facts.new_record(spec, basics, cid, name)
+        me = os.getpid()
+        store.save_record(rec)
+        store.save_state(cid, ContainerState(status=CREATING, creator_pid=me, creator_start=procs.start_time(me)))
+        if basics.network is not None:
+            from minibox.net import endpoint
+
+            sockets, ports = endpoint.hold_ports(spec.ports)
+            rec = endpoint.allocate(dataclasses.replace(rec, ports=ports), basics.network, spec.ip,
+                                    record=store.save_record)
+        plan = plan_run(spec, facts.for_run(spec, basics, rec))
+        sp, steps = apply(plan, spec, basics, shim, sockets, explain)
+    except BaseException:
+        for s in sockets:
+            s.close()
+        _undo(cid)
+        raise
+    try:
+        sp.wait_exec()
+    except ExecFailed:
+        if spec.detach:
+            lifecycle.wait_exit(cid, 5.0)  # the shim records the 126/127 and runs the cleanup
+        else:
+            _reap(sp.shim_pid)
+        finish(cid)
+        raise
+    if spec.detach:
+        return RunResult(plan.record, None, steps)
+    return RunResult(plan.record, _wait_attached(plan.record, sp), steps)
+
+
+def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, sockets: list, explain):
+    """Carry out the plan, in its order; the Spawned PID 1 and the steps as applied."""
+    from minibox.runtime import cgroups, spawn
+    from minibox.runtime.init import InitConfig
+
+    rec = plan.record
+    cdir = config.paths().container(rec.id)
+    for step in plan.files:
+        if isinstance(step, MakeDir):
+            os.mkdir(step.path, step.mode)
+        elif isinstance(step, WriteFile):
+            _write(step)
+    network: list[Step] = []
+    if basics.network is not None:
+        from minibox.net import endpoint, networks
+
+        network = networks.ensure_up(basics.network)
+        # The firewall transaction is planned again under the firewall lock, with the facts
+        # as they are at that moment (a parallel run may have changed them since planning).
+        network += endpoint.publish(rec)
+    cgroups.create(list(plan.cgroups))
+    exit_cmd = [] if not spec.detach else [sys.executable, "-m", "minibox.cleanup", rec.id]
+    sp = spawn.spawn(spawn.SpawnRequest(
+        init=InitConfig(steps=list(plan.init), tty=spec.tty), namespaces=plan.unshare.namespaces, shim=shim,
+        exit_file=str(cdir / "exit.json"), log_file=str(cdir / "container.log"), attach=not spec.detach,
+        interactive=spec.interactive, exit_command=exit_cmd, hold_fds=[s.fileno() for s in sockets],
+        cgroup_dirs=plan.cgroup_dirs, log_max_size=spec.log_max_size, log_max_files=spec.log_max_files))
+    _save(rec.id, pid=sp.pid, pid_start=procs.start_time(sp.pid), shim_pid=sp.shim_pid,
+          shim_start=procs.start_time(sp.shim_pid))
+    for s in sockets:
+        s.close()  # the shim holds them now
+    if rec.endpoint is not None:
+        from minibox.net import endpoint
+
+        link_steps = [s for s in plan.endpoint if not isinstance(s, ConntrackFlush)]
+        endpoint.attach(rec, link_steps, [s for s in plan.endpoint if isinstance(s, ConntrackFlush)], sp.pid)
+    lifecycle.move(rec.id, CREATED)
+    steps = [*plan.files, *network, plan.unshare, *plan.cgroups, *plan.endpoint, *plan.init]
+    if explain is not None:
+        explain(steps, sp.pid, rec.id)
+    lifecycle.move(rec.id, RUNNING, started_at=time.time())
+    sp.release()
+    return sp, steps
+
+
+def _write(step: WriteFile) -> None:
+    with open(step.path, "w") as f:
+        f.write(step.content)
+
+
+def _save(cid: str, **changes) -> None:
+    with store.container_lock(cid):
+        store.save_state(cid, store.load_state(cid).replace(**changes))
+
+
+def _undo(cid: str) -> None:
+    """A run that failed or was interrupted goes away as `rm -f` would take it."""
+    with contextlib.suppress(Exception):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the undo short
+    try:
+        _, errors = lifecycle.teardown(cid)
+    except Exception as e:  # noqa: BLE001 - the original failure is what the user must see
+        errors = [str(e)]
+    finally:
+        with contextlib.suppress(Exception):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    if errors:
+        print(f"minibox: warning: undoing the failed run of {cid[:12]}: {'; '.join(errors)} "
+              "(`minibox gc` finishes it)", file=sys.stderr)
+
+
+def _reap(pid: int) -> int:
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return 0
+    return os.waitstatus_to_exitcode(status)
+
+
+def _wait_attached(record: ContainerRecord, sp) -> int:
+    """Wait for an attached container, passing our signals on to it (Docker's sig-proxy)."""
+    def forward(signum, _frame):
+        try:
+            os.kill(sp.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+    old = {s: signal.signal(s, forward) for s in forwarded}
+    try:
+        from minibox.runtime import tty  # only attached containers need the terminal
+
+        with tty.raw_mode(0) if record.spec.tty and record.spec.interactive else contextlib.nullcontext():
+            _reap(sp.shim_pid)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return finish(record.id).exit_code
+
+
+def finish(cid: str) -> ContainerState:
+    """After PID 1 exited: record it, give back what it held, and remove it if --rm."""
+    state = lifecycle.refresh(cid)
+    rec = store.load_record(cid)
+    if rec.spec.remove:
+        lifecycle.remove(cid)
+    return state

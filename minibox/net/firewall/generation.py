@@ -1,0 +1,55 @@
+"""Has anyone changed the ruleset since minibox last wrote its rules? nftables' generation id says.
+
+The kernel keeps one generation id per network namespace and bumps it on every ruleset
+transaction, whoever makes it: nft, iptables-nft (Debian's iptables), Docker, a
+`nft flush ruleset`. Reading it is one netlink round trip (NFT_MSG_GETGEN, ~0.1 ms, no
+tool spawned). minibox stores the id it saw right after its own last transaction; if the
+id is still that one, the rules it wrote are in place as written.
+(iptables-legacy changes do not bump it; `minibox doctor` warns about legacy tables.)
+"""
+
+from __future__ import annotations
+
+import os
+
+from minibox import config
+from minibox.net import nfnetlink
+
+
+def current() -> int | None:
+    """The kernel's nftables generation id; None if it cannot be read."""
+    return nfnetlink.nft_generation()
+
+
+def _path():
+    return config.paths().networks / ".firewall-generation"
+
+
+def stored() -> int | None:
+    try:
+        return int(_path().read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def in_sync() -> bool:
+    now = current()
+    return now is not None and now == stored()
+
+
+def record() -> None:
+    """Remember the id as it is right after minibox's own transaction (best effort: a
+    failure here only means the next change re-asserts everything)."""
+    now = current()
+    path = _path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".firewall-generation.{os.getpid()}")
+        tmp.write_text(f"{now}\n" if now is not None else "")
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
+def forget() -> None:
+    _path().unlink(missing_ok=True)

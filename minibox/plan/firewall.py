@@ -1,0 +1,149 @@
+"""Which firewall transaction a change needs: the whole of minibox's rules, or only its own new elements.
+
+minibox keeps its desired firewall state on disk (networks/*.json and the ports/ index),
+and remembers the nftables generation id the kernel had right after minibox last wrote
+its rules. The kernel bumps that id on every ruleset change, by anyone: `nft flush
+ruleset`, Docker starting and setting FORWARD to DROP, a hand-edited rule. So a change is
+planned from two facts:
+
+  - in sync (the id is still ours): add or delete exactly this change's elements, in one
+    transaction; a run that publishes nothing on an existing network spawns no tool;
+  - out of sync: re-assert everything, every network and every published port of every
+    live container, with the jumps from the built-in chains, as one transaction per backend.
+
+nftables backend: the accept path is also installed into iptables' filter FORWARD chain
+whenever that chain exists, not only when its policy is DROP at that moment, so a Docker
+started later (policy DROP) does not cut existing containers off.
+
+Pure: facts in, Firewall steps out (rendered by plan.rules).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from minibox.plan import rules
+from minibox.plan.rules import NetFacts, PortFacts
+from minibox.plan.steps import Firewall
+
+Jump = tuple[str, str, str, str]
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Everything minibox should have in one backend."""
+
+    nets: tuple[NetFacts, ...] = ()
+    ports: tuple[PortFacts, ...] = ()
+
+    def without(self, owner: str = "", net: str = "") -> Desired:
+        return Desired(tuple(n for n in self.nets if n.name != net),
+                       tuple(p for p in self.ports if p.owner != owner))
+
+    def with_(self, net: NetFacts | None = None, ports: tuple[PortFacts, ...] = ()) -> Desired:
+        nets = self.nets if net is None or any(n.name == net.name for n in self.nets) else self.nets + (net,)
+        return Desired(nets, self.ports + tuple(p for p in ports if p not in self.ports))
+
+
+@dataclass(frozen=True)
+class FirewallFacts:
+    backend: str  # "nftables" or "iptables"
+    desired: Desired  # as it is before the change
+    in_sync: bool  # the kernel's ruleset generation is the one minibox last left
+    missing_jumps: tuple[Jump, ...] = ()  # iptables: jumps from built-in chains not there now
+    forward_chain: bool = False  # iptables' filter FORWARD chain exists (nftables backend)
+    coexist_missing_jumps: tuple[Jump, ...] = field(default_factory=tuple)  # ...and lacks our jump
+
+
+WHY_FULL = ("re-assert all of minibox's rules and elements: the ruleset changed since minibox last wrote it "
+            "(a flush, another tool, a reboot), or this is the first")
+
+
+def _coexist(ff: FirewallFacts, desired: Desired) -> list[Firewall]:
+    if ff.backend != "nftables" or not ff.forward_chain or not desired.nets:
+        return []
+    text = rules.ipt_restore(rules.ipt_desired(list(desired.nets), [], full=False), list(ff.coexist_missing_jumps),
+                             full=False)
+    return [Firewall("iptables", tuple(text.rstrip("\n").splitlines()),
+                     why="iptables' filter FORWARD chain exists (Docker's, perhaps): an nft accept cannot overrule "
+                         "a DROP there, now or later, so accept minibox's traffic there too")]
+
+
+def full(ff: FirewallFacts, desired: Desired) -> list[Firewall]:
+    """Everything in `desired`, from scratch, as one transaction per backend."""
+    if ff.backend == "iptables":
+        if not desired.nets:
+            return []
+        text = rules.ipt_restore(rules.ipt_desired(list(desired.nets), list(desired.ports)), list(ff.missing_jumps))
+        return [Firewall("iptables", tuple(text.rstrip("\n").splitlines()),
+                         why="rewrite minibox's iptables chains from its state (iptables-restore --noflush)")]
+    if not desired.nets:
+        return [Firewall("nftables", (f"add table ip {rules.TABLE}", f"delete table ip {rules.TABLE}"),
+                         why="no minibox network is left: delete minibox's table")]
+    lines = rules.nft_rebuild(list(desired.nets), list(desired.ports))
+    return [Firewall("nftables", tuple(lines), why=WHY_FULL)] + _coexist(ff, desired)
+
+
+def add_network(ff: FirewallFacts, net: NetFacts) -> list[Firewall]:
+    """A new network (ff.desired does not hold it yet)."""
+    after = ff.desired.with_(net)
+    if not ff.in_sync or ff.backend == "iptables":
+        return full(ff, after)
+    # The table's base (declared on first use, idempotent) and this network's elements.
+    return [Firewall("nftables", tuple(rules.nft_apply([net], [])),
+                     why="minibox's nft table, its fixed rules, and this network's elements, in one atomic "
+                         "transaction")] + _coexist(ff, after)
+
+
+def add(ff: FirewallFacts, net: NetFacts, ports: tuple[PortFacts, ...]) -> list[Firewall]:
+    """A container on `net` (which exists) publishing `ports`."""
+    if not ff.in_sync:
+        return full(ff, ff.desired.with_(net, ports))
+    if not ports:
+        return []  # nothing changes: no tool is spawned
+    if ff.backend == "iptables":
+        return full(ff, ff.desired.with_(net, ports))
+    elements = rules.nft_add_elements([rules.nft_port_element(p) for p in ports])
+    return [Firewall("nftables", tuple(elements), why="this container's published ports: elements of the DNAT maps")]
+
+
+def reassert(ff: FirewallFacts) -> list[Firewall]:
+    """Everything minibox's state holds, whatever the kernel has now (`network reconcile`)."""
+    return full(ff, ff.desired)
+
+
+def remove_ports(ff: FirewallFacts, ports: tuple[PortFacts, ...]) -> list[Firewall]:
+    """A container's published ports go (ff.desired still holds them)."""
+    owners = {p.owner for p in ports}
+    after = Desired(ff.desired.nets, tuple(p for p in ff.desired.ports if p.owner not in owners))
+    if not ff.in_sync:
+        return full(ff, after)
+    if not ports:
+        return []
+    if ff.backend == "iptables":
+        return full(ff, after)
+    keys = [rules.nft_port_key(p) for p in ports]
+    return [Firewall("nftables", tuple(rules.nft_delete_elements(keys)),
+                     why="delete this container's published-port elements")]
+
+
+def remove_elements(ff: FirewallFacts, keys: tuple[tuple[str, str], ...], owner: str) -> list[Firewall]:
+    """Elements found by their owner's tag (its record is lost): delete them, or re-assert."""
+    if not ff.in_sync or ff.backend == "iptables":  # iptables: rewriting the chains drops its rules
+        return full(ff, ff.desired.without(owner=owner))
+    if not keys:
+        return []
+    return [Firewall("nftables", tuple(rules.nft_delete_elements(list(keys))),
+                     why="published-port elements of a container whose record is gone")]
+
+
+def remove_network(ff: FirewallFacts, net: NetFacts) -> list[Firewall]:
+    """A network goes (ff.desired still holds it). When it was the backend's last, the
+    caller also takes minibox's chains and jumps out of iptables (that needs the kernel's
+    view of which jumps are there: net.firewall.coexist)."""
+    after = ff.desired.without(net=net.name)
+    if not ff.in_sync or ff.backend == "iptables" or not after.nets:
+        return full(ff, after)
+    keys = rules.nft_network_keys(net)
+    return [Firewall("nftables", tuple(rules.nft_delete_elements(keys)),
+                     why="forget this network's bridge and subnet")] + _coexist(ff, after)

@@ -1,0 +1,51 @@
+"""The steps that put a network and a container's endpoint on the host: bridge, sysctls, veth pair, address, route.
+
+Pure: names and addresses in, steps out. net.links and net.sysctl apply them; `--explain`
+and `--dry-run` print the same objects.
+"""
+
+from __future__ import annotations
+
+from minibox.model import NetworkRecord
+from minibox.plan.steps import AddrAdd, BridgeAdd, Hairpin, LinkUp, RouteAdd, SetMaster, Step, Sysctl, VethAdd
+
+
+def veth_name(cid: str) -> str:
+    return f"mbx{cid[:12]}"  # 15 characters: the kernel's limit for an interface name
+
+
+def plan_bridge(name: str, mac: str, gateway: str, prefixlen: int) -> list[Step]:
+    return [BridgeAdd(name, mac, why="a virtual switch for this network's containers (MAC pinned: "
+                                     "a bridge otherwise takes its ports' MACs and changes as they come and go)"),
+            AddrAdd(name, f"{gateway}/{prefixlen}", why="the bridge's own address: the containers' gateway, "
+                                                        "and the host's foot in their network"),
+            LinkUp(name, why="")]
+
+
+def plan_sysctls(net: NetworkRecord) -> list[Sysctl]:
+    steps = [Sysctl(f"net.ipv4.conf.{net.bridge}.route_localnet", "1",
+                    why="let 127.0.0.1 be routed out of this bridge (only this one), so "
+                        "`curl 127.0.0.1:PORT` on the host reaches a published port")]
+    if not net.internal:
+        steps.append(Sysctl("net.ipv4.ip_forward", "1", why="the host must route between the bridge and its "
+                                                            "uplink for egress and published ports"))
+    return steps
+
+
+def plan_up(net: NetworkRecord) -> list[Step]:
+    """The bridge and sysctls of `net`, in the order they are applied."""
+    return plan_bridge(net.bridge, net.mac, net.gateway, net.prefixlen) + plan_sysctls(net)
+
+
+def plan_endpoint(veth: str, bridge: str, mac: str, ip: str, prefixlen: int, gateway: str, pid: str) -> list[Step]:
+    return [
+        VethAdd(veth, "eth0", pid, mac, why="a virtual cable: one end stays on the host, the other is born "
+                                            "inside the container's network namespace as eth0"),
+        SetMaster(veth, bridge, why="plug the host end into the bridge"),
+        Hairpin(veth, why="let the bridge send a frame back out of the port it came in on, so a container "
+                          "can reach its own published port through the host"),
+        LinkUp(veth, why=""),
+        AddrAdd("eth0", f"{ip}/{prefixlen}", netns=pid, why="the container's address, from IPAM"),
+        LinkUp("eth0", netns=pid, why=""),
+        RouteAdd("default", gateway, netns=pid, why="everything not on the bridge's subnet goes via the bridge"),
+    ]
