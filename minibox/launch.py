@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from minibox import config, facts, lifecycle, store
 from minibox.errors import ExecFailed
@@ -89,7 +90,7 @@ def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, s
     cdir = config.paths().container(rec.id)
     for step in plan.files:
         if isinstance(step, MakeDir):
-            os.mkdir(step.path, step.mode)
+            store.make_dirs(Path(step.path), step.mode)
         elif isinstance(step, WriteFile):
             _write(step)
     network: list[Step] = []
@@ -126,8 +127,7 @@ def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, s
 
 
 def _write(step: WriteFile) -> None:
-    with open(step.path, "w") as f:
-        f.write(step.content)
+    store.create_exclusive(Path(step.path), step.content)
 
 
 def _save(cid: str, **changes) -> None:

@@ -46,9 +46,12 @@ def secure_root() -> None:
 def make_container_dir(cid: str) -> Path:
     """containers/ID, with the state root and containers/ made 0700 if they are new."""
     for d in (config.paths().root, config.paths().containers):
-        os.makedirs(d, mode=0o700, exist_ok=True)
+        make_dirs(d, 0o700)
     path = config.paths().container(cid)
-    path.mkdir()
+    try:
+        path.mkdir()
+    except OSError as e:
+        raise WriteFailed(path, e.strerror or str(e)) from None
     return path
 
 
@@ -67,6 +70,32 @@ def write_json(path: Path, data: Any) -> None:
             pass
         if e.errno == errno.ENOENT and not path.parent.exists():
             raise  # the container was removed meanwhile: the caller knows what that means
+        raise WriteFailed(path, e.strerror or str(e)) from None
+
+
+def create_exclusive(path: Path, text: str) -> None:
+    """Create `path` holding `text`, failing with FileExistsError if it exists (O_EXCL: of
+    parallel creators one wins). A failed write (a full disk) leaves no file behind, not
+    even an empty one, and WriteFailed names the path."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        raise WriteFailed(path, e.strerror or str(e)) from None
+    try:
+        os.write(fd, text.encode())
+    except OSError as e:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise WriteFailed(path, e.strerror or str(e)) from None
+    os.close(fd)
+
+
+def make_dirs(path: Path, mode: int = 0o755) -> None:
+    try:
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
+    except OSError as e:
         raise WriteFailed(path, e.strerror or str(e)) from None
 
 
@@ -235,10 +264,10 @@ def name_taken(name: str) -> bool:
 def reserve_name(name: str, cid: str) -> None:
     """Take `name` for container `cid`, atomically (O_EXCL), or raise Conflict."""
     path = _name_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     for _ in range(2):
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            create_exclusive(path, cid + "\n")
         except FileExistsError:
             owner = owner_of_name(name)
             if owner and (config.paths().container(owner)).exists():
@@ -246,8 +275,6 @@ def reserve_name(name: str, cid: str) -> None:
                                f'or remove it with `minibox rm {name}`') from None
             path.unlink(missing_ok=True)  # its container is gone: a leftover of a crash
             continue
-        with os.fdopen(fd, "w") as f:
-            f.write(cid + "\n")
         return
     raise Conflict(f'container name "{name}" is being taken by another run right now; pick another')
 
@@ -283,7 +310,7 @@ def load_network(name: str) -> NetworkRecord | None:
 
 
 def save_network(net: NetworkRecord) -> None:
-    config.paths().networks.mkdir(parents=True, exist_ok=True)
+    make_dirs(config.paths().networks)
     write_json(network_path(net.name), net.to_dict())
 
 

@@ -52,7 +52,7 @@ def _used(d: Path) -> set[str]:
 def allocate(network: str, subnet: str, gateway: str, owner: str, requested: str = "",
              before_create: Callable[[str], None] = lambda ip: None) -> str:
     d = _dir(network)
-    d.mkdir(parents=True, exist_ok=True)
+    store.make_dirs(d)
     net = ipam.parse_subnet(subnet)
 
     def choose(used: set[str]) -> str:
@@ -67,15 +67,7 @@ def allocate(network: str, subnet: str, gateway: str, owner: str, requested: str
                 raise
             ip = choose(_used(d))
         before_create(ip)
-        path = d / ip
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, (owner + "\n").encode())
-        except OSError:
-            os.close(fd)
-            path.unlink(missing_ok=True)  # a full disk: no empty address file left behind
-            raise
-        os.close(fd)
+        store.create_exclusive(d / ip, owner + "\n")  # a full disk leaves no empty address file
         return ip
 
 
@@ -129,10 +121,13 @@ def held_by(cid: str) -> list[tuple[str, str]]:
 
 
 def release(network: str, ip: str, owner: str) -> tuple[list[Step], list[str]]:
-    """Free `ip` if `owner` holds it (a later owner of a reused address keeps it)."""
+    """Free `ip` if `owner` holds it (a later owner of a reused address keeps it). A file
+    that names no one (damaged) is freed when no other record claims the address."""
     path = _dir(network) / ip
     try:
-        if path.read_bytes().decode(errors="replace").strip() == owner:
+        content = path.read_bytes().decode(errors="replace").strip()
+        damaged_but_ours = not ID_RE.fullmatch(content) and claimed(network).get(ip, owner) == owner
+        if content == owner or damaged_but_ours:
             path.unlink()
             return [RemovePath(str(path), why=f"give {ip} back to the network's address pool")], []
     except FileNotFoundError:

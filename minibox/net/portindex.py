@@ -10,9 +10,10 @@ whose owner's directory is gone is a crash's leftover and is dropped when met.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from minibox import config
+from minibox import config, store
 from minibox.model import PortMapping
 from minibox.plan.rules import PortFacts
 
@@ -48,16 +49,13 @@ def published_on(proto: str, port: int) -> list[tuple[str, PortMapping]]:
 def add(facts: list[PortFacts], network: str) -> None:
     if not facts:
         return
-    directory().mkdir(parents=True, exist_ok=True)
+    store.make_dirs(directory())
     for p in facts:
         f = _path(PortMapping(p.host_ip, p.host_port, p.ctr_port, p.proto))
-        tmp = f.with_name(f".{f.name}.tmp")
-        try:
-            tmp.write_text(f"{p.owner} {p.owner_name} {network} {p.ctr_ip} {p.ctr_port}\n")
-            tmp.replace(f)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
+        tmp = f.with_name(f".{f.name}.{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        store.create_exclusive(tmp, f"{p.owner} {p.owner_name} {network} {p.ctr_ip} {p.ctr_port}\n")
+        tmp.replace(f)
 
 
 def remove(owner: str, ports: tuple[PortMapping, ...] = ()) -> None:

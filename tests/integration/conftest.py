@@ -128,25 +128,42 @@ def conntrack_entries(addr_prefix: str) -> list[str]:
 
 
 def snapshot() -> dict:
-    return {"links": ctr_links(), "rules": ctr_rules(), "cgroups": cgroups(), "processes": processes(),
-            "state": state_files(), "mounts": mounts()}
+    return {"containers": set(mb("ps", "-aq").stdout.split()), "links": ctr_links(), "rules": ctr_rules(),
+            "cgroups": cgroups(), "processes": processes(), "state": state_files(), "mounts": mounts()}
+
+
+def leftovers(before: dict) -> dict:
+    """What exists now and did not in `before`, by kind; empty when nothing was left."""
+    after = snapshot()
+    leaked = {k: sorted(set(after[k]) - set(before[k])) for k in after}
+    return {k: v for k, v in leaked.items() if v}
+
+
+def wait_for(condition, timeout: float = 10, every: float = 0.05) -> bool:
+    """Poll `condition` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
 
 
 @pytest.fixture(autouse=True)
 def no_leaks():
     before = snapshot()
     yield
-    # Whatever a test left running is removed the way a user would; then nothing may remain.
-    for name in mb("ps", "-aq").stdout.split():
-        mb("rm", "-f", name)
-    deadline = time.monotonic() + 5
-    while True:
-        after = snapshot()
-        leaked = {k: sorted(set(after[k]) - set(before[k])) for k in after}
-        leaked = {k: v for k, v in leaked.items() if v}
-        if not leaked or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)  # a shim may still be finishing its exit command
+    # Look first: every test removes what it made. (A shim may still be finishing an exit
+    # command for a moment, hence the poll.) Then sweep, so one leak does not fail the
+    # tests after it, and report what was found.
+    leaked: dict = {}
+    wait_for(lambda: not leftovers(before), timeout=5, every=0.1)
+    leaked = leftovers(before)
+    if leaked:
+        for name in mb("ps", "-aq").stdout.split():
+            mb("rm", "-f", name)
+        mb("gc")
     assert not leaked, f"left behind: {leaked}"
 
 
@@ -191,6 +208,20 @@ def chroot_host(tmp_path):
 # --- the outside host -------------------------------------------------------------------------
 
 
+def _netns(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return ""
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 class Outside:
     """A machine on the host's LAN: its own network namespace, linked to the sandbox host by
     a veth pair, on a TEST-NET range that `ip route get` showed unused."""
@@ -200,8 +231,10 @@ class Outside:
         hosts = list(self.subnet.hosts())
         self.host_addr, self.addr = str(hosts[0]), str(hosts[1])
         self.holder = subprocess.Popen(["unshare", "--net", "sleep", "infinity"])
-        time.sleep(0.1)
         self.pid = self.holder.pid
+        own = os.readlink("/proc/self/ns/net")
+        # ready once unshare has exec'd sleep in a network namespace of its own
+        assert wait_for(lambda: _netns(self.pid) not in ("", own) and _comm(self.pid) == "sleep")
         sh(f"ip link add uplink0 type veth peer name eth0 netns /proc/{self.pid}/ns/net")
         sh(f"ip addr add {self.host_addr}/24 dev uplink0 && ip link set uplink0 up")
         self.run(f"ip link set lo up && ip addr add {self.addr}/24 dev eth0 && ip link set eth0 up")
@@ -227,7 +260,8 @@ class Outside:
         self.log = open(d.parent / "outside-httpd.log", "w+")
         self.server = subprocess.Popen(["nsenter", f"--net=/proc/{self.pid}/ns/net", "busybox", "httpd", "-f",
                                         "-vv", "-p", str(port), "-h", str(d)], stderr=self.log)
-        time.sleep(0.2)
+        assert wait_for(lambda: self.run(f"curl -s -m 1 -o /dev/null http://127.0.0.1:{port}/",
+                                         check=False).returncode == 0)
 
     def page(self, name: str) -> str:
         """A page of its own, so the server log shows who fetched it (it logs paths, not queries)."""

@@ -69,6 +69,7 @@ def test_host_devices_cannot_be_opened(attack_image, loop_device, cgroup):
     # exec'd processes are in the same device cgroup
     assert mb("exec", "dev", "sh", "-c", "mknod /dev/k3 c 1 11 && /attack open /dev/k3",
               env=env).stdout == "refused open EPERM\n"
+    mb("rm", "-f", "dev", env=env, check=True)
 
 
 def test_a_device_node_shipped_in_the_image_is_inert(attack_image):
@@ -226,6 +227,7 @@ def test_no_keystrokes_typed_into_the_callers_terminal(attack_image):
 
 
 # --- 6. the state directory ----------------------------------------------------------------------------
+    mb("rm", "-f", "tio", check=True)
 
 
 def test_state_root_is_private_and_planted_setuid_binaries_unreachable(attack_image):
@@ -246,6 +248,7 @@ def test_state_root_is_private_and_planted_setuid_binaries_unreachable(attack_im
 
 
 # --- 7. image references --------------------------------------------------------------------------------
+    mb("rm", "-f", "suid", check=True)
 
 
 def test_image_references_cannot_name_host_directories(tmp_path):
@@ -277,6 +280,7 @@ def test_default_seccomp_profile_refuses_namespaces_keyring_io_uring(attack_imag
     assert "ok unshare-user" in free and "ok keyctl" in free and "ok io_uring_setup" in free
     assert run_rm("--security-opt", "seccomp=unconfined", "busybox", "grep", "^Seccomp:",
                   "/proc/self/status").stdout == "Seccomp:\t0\n"
+    mb("rm", "-f", "sc", check=True)
 
 
 def test_a_profile_of_ones_own_in_dockers_format(tmp_path):
@@ -366,6 +370,7 @@ def test_explain_shows_each_defence_and_what_it_stops():
         assert re.search(rf"^{re.escape(name)}\s", section, re.M), name
     assert "14: audit_write, chown" in section and "mode filter, 1 filter(s)" in section
     assert section.count("stops: ") == 7 and "in place" in section
+    mb("rm", "-f", "ex", check=True)
 
 
 def readme_blocks() -> list[tuple[str, list[str]]]:

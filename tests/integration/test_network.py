@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, conntrack_entries, inspect, links, mb, sh
+from conftest import ROOT, conntrack_entries, inspect, links, mb, sh, wait_for
 
 BACKEND = os.environ.get("MINIBOX_FIREWALL_BACKEND", "nftables")
 PAGE = "Hello from minibox"
@@ -70,13 +71,15 @@ def test_published_port_on_all_four_paths_and_egress(outside, policy, request):
     assert log and all(host in line for line in log), log
     ctr_ip = inspect("cli")["NetworkSettings"]["IPAddress"]
     assert not any(ctr_ip in line for line in log)
+    mb("rm", "-f", "web", "cli", check=True)
 
 
 def test_inbound_dnat_keeps_the_client_address(outside):
     mb("run", "-d", "--name", "verbose", "-p", "8080:80", "busybox", "httpd", "-f", "-vv", "-p", "80", check=True)
     assert PAGE in outside.run(f"curl -s -m 5 http://{outside.host_addr}:8080/", check=False).stdout
-    time.sleep(0.2)
-    assert outside.addr in mb("logs", "verbose").stderr  # DNAT only: the server sees the real client
+    # DNAT only: the server sees the real client (its log line lands a moment after the answer)
+    assert wait_for(lambda: outside.addr in mb("logs", "verbose").stderr)
+    mb("rm", "-f", "verbose", check=True)
 
 
 def test_loopback_binding_is_not_reachable_from_outside(outside):
@@ -85,6 +88,7 @@ def test_loopback_binding_is_not_reachable_from_outside(outside):
     assert PAGE not in outside.run(f"curl -s -m 3 http://{outside.host_addr}:8081/", check=False).stdout
     assert PAGE not in curl(f"http://{outside.host_addr}:8081/").stdout
     assert mb("port", "lo", check=True).stdout == "80/tcp -> 127.0.0.1:8081\n"
+    mb("rm", "-f", "lo", check=True)
 
 
 def test_specific_host_address_and_ephemeral_port(outside):
@@ -96,6 +100,7 @@ def test_specific_host_address_and_ephemeral_port(outside):
     assert PAGE in curl(f"http://127.0.0.1:{ephemeral}/").stdout
     assert PAGE in outside.run(f"curl -s -m 5 http://{outside.host_addr}:8082/", check=False).stdout
     assert PAGE not in curl("http://127.0.0.1:8082/").stdout  # bound to the other address only
+    mb("rm", "-f", "eph", check=True)
 
 
 UDP_ECHO = r"""
@@ -157,11 +162,13 @@ def test_udp_publish_and_stale_conntrack_is_flushed(outside, udp_echo):
     with open(udp_echo, "rb") as f:
         subprocess.run([sys.executable, "-m", "minibox", "exec", "-i", "udp", "sh", "-c",
                         "cat > /tmp/udpecho && chmod +x /tmp/udpecho"], stdin=f, check=True, capture_output=True)
-    subprocess.Popen([sys.executable, "-m", "minibox", "exec", "udp", "/tmp/udpecho"],
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.3)
+    server = subprocess.Popen([sys.executable, "-m", "minibox", "exec", "udp", "/tmp/udpecho"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_for(lambda: "udpecho" in mb("exec", "udp", "ps").stdout)  # the server runs
     assert udp_ask(outside, 5353, 40001, "again") == "again echo"  # same source port as before
     assert mb("port", "udp", check=True).stdout == "5353/udp -> 0.0.0.0:5353\n"
+    mb("rm", "-f", "udp", check=True)
+    server.wait(timeout=10)  # its exec ends with the container
 
 
 def test_port_conflicts_are_refused_before_anything_is_created():
@@ -186,6 +193,7 @@ def test_port_conflicts_are_refused_before_anything_is_created():
     with pytest.raises(OSError):
         s.bind(("0.0.0.0", 8090))
     s.close()
+    mb("rm", "-f", "first", check=True)
 
 
 def test_networks_are_isolated_and_peers_resolve_by_name():
@@ -263,6 +271,7 @@ def test_parallel_runs_get_distinct_addresses():
     assert sorted(int(a.rsplit(".", 1)[1]) for a in addrs) == list(range(2, 12))  # lowest free, no gaps
     ipam = sorted(p.name for p in (ROOT / "ipam/minibox").iterdir() if not p.name.startswith("."))
     assert ipam == sorted(addrs)
+    mb("rm", "-f", *(f"par{i}" for i in range(10)), check=True)
 
 
 def test_requested_address_and_exhaustion():
@@ -347,9 +356,7 @@ def test_nothing_remains_after_rm_or_after_exiting_alone(outside):
     cid = mb("run", "-d", "--name", "brief", "-p", "8096:80", "busybox", "sh", "-c",
              "wget -qO- http://127.0.0.1:1/ 2>/dev/null; sleep 0.5", check=True).stdout.strip()
     ip = inspect("brief")["NetworkSettings"]["IPAddress"]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (f"mbx{cid[:12]}" in links() or (ROOT / "ipam/minibox" / ip).exists()):
-        time.sleep(0.1)
+    wait_for(lambda: f"mbx{cid[:12]}" not in links() and not (ROOT / "ipam/minibox" / ip).exists())
     assert f"mbx{cid[:12]}" not in links()
     assert not (ROOT / "ipam/minibox" / ip).exists()
     assert "8096" not in sh("nft list ruleset; iptables-save", check=False).stdout
@@ -368,6 +375,7 @@ def test_inspect_network_settings():
     assert ns["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8097"}]}
     assert list(ns["Networks"]) == ["minibox"]
     assert inspect("ins")["Minibox"]["FirewallBackend"] == BACKEND
+    mb("rm", "-f", "ins", check=True)
 
 
 def test_reconcile_restores_rules_another_tool_removed(outside):
@@ -380,6 +388,7 @@ def test_reconcile_restores_rules_another_tool_removed(outside):
     assert PAGE not in outside.run(f"curl -s -m 3 http://{outside.host_addr}:8098/", check=False).stdout
     mb("network", "reconcile", check=True)
     assert PAGE in outside.run(f"curl -s -m 5 http://{outside.host_addr}:8098/", check=False).stdout
+    mb("rm", "-f", "rec", check=True)
 
 
 def test_host_and_none_networks():
@@ -413,13 +422,15 @@ def test_gc_removes_what_a_crash_left(outside):
     cid = web("crashed", "8085:80")
     doc = inspect("crashed")
     os.kill(doc["Minibox"]["ShimPid"], sig.SIGKILL)  # PDEATHSIG takes PID 1 with it
-    deadline = time.monotonic() + 5
-    while os.path.exists(f"/proc/{doc['State']['Pid']}") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_for(lambda: not os.path.exists(f"/proc/{doc['State']['Pid']}"))
     sh(f"rm -rf {ROOT}/containers/{cid}")  # the state is lost too
     assert any(cid[:12] in r for r in sh("nft list ruleset; iptables-save", check=False).stdout.splitlines())
     res = mb("gc", "--explain", check=True)
-    assert "removed" in res.stdout and cid[:12] in res.stderr
+    # its DNAT element, its cgroups, its address, name and port files (its veth died with its
+    # network namespace): 7 at least, each shown as the command that removed it
+    assert int(re.search(r"removed (\d+) leftover", res.stdout).group(1)) >= 7, res.stdout
+    assert f'delete element ip minibox hostport-any {{ tcp . 8085 }}' in res.stderr or BACKEND == "iptables"
+    assert "/ipam/minibox/" in res.stderr and "/names/crashed" in res.stderr and cid in res.stderr
     assert not any(cid[:12] in r for r in sh("nft list ruleset; iptables-save", check=False).stdout.splitlines())
     assert not (ROOT / "names/crashed").exists() and not (ROOT / "ports/tcp-8085-any").exists()
     assert not [p for p in (ROOT / "ipam/minibox").iterdir() if not p.name.startswith(".")]
@@ -494,3 +505,39 @@ def test_containers_cannot_reach_the_hosts_loopback(attack_image):
     # and the published-port path that route_localnet exists for still works
     web("web", "8080:80")
     assert PAGE in curl("127.0.0.1:8080").stdout
+    mb("rm", "-f", "raw", "web", check=True)
+
+
+def test_rules_heal_after_a_foreign_flush(outside):
+    """`nft flush ruleset` (iptables-nft's rules included) takes away every published port;
+    doctor says so, and the next run of any container re-asserts them all."""
+    web("healed", "8099:80")
+    assert PAGE in outside.run(f"curl -s -m 5 http://{outside.host_addr}:8099/", check=False).stdout
+    sh("nft flush ruleset")
+    assert PAGE not in outside.run(f"curl -s -m 2 http://{outside.host_addr}:8099/", check=False).stdout
+    doc = mb("doctor")
+    assert doc.returncode == 1 and "minibox's rules are missing for" in doc.stdout and "healed" in doc.stdout
+    mb("run", "--rm", "--network", "none", "busybox", "true", check=True)  # no network: changes no rule
+    mb("run", "--rm", "busybox", "true", check=True)  # on the bridge: re-asserts everything
+    assert PAGE in outside.run(f"curl -s -m 5 http://{outside.host_addr}:8099/", check=False).stdout
+    assert PAGE in curl("http://127.0.0.1:8099/").stdout
+    assert "minibox's rules are as it left them" in mb("doctor").stdout
+    mb("rm", "-f", "healed", check=True)
+
+
+def test_forward_policy_drop_set_later_cuts_nothing(outside):
+    """Docker starting after minibox sets iptables' FORWARD policy to DROP. The nftables
+    backend installed its accept path there when the chain existed (policy ACCEPT then),
+    and the iptables backend's chains sit there anyway: containers keep working without
+    another run."""
+    sh("iptables -P FORWARD ACCEPT")  # the filter FORWARD chain exists, as on a host with iptables in use
+    try:
+        web("early", "8096:80")
+        client("early-cli")
+        sh("iptables -P FORWARD DROP")  # later, another tool
+        assert PAGE in outside.run(f"curl -s -m 5 http://{outside.host_addr}:8096/", check=False).stdout
+        got = fetch_in("early-cli", outside.page("late-drop.html"))
+        assert got.stdout == "outside says hi\n", got.stderr
+    finally:
+        sh("iptables -P FORWARD ACCEPT")
+        mb("rm", "-f", "early", "early-cli")

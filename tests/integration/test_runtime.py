@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, inspect, mb, sh
+from conftest import ROOT, inspect, mb, sh, wait_for
 
 
 def run_d(*args: str) -> str:
@@ -32,6 +32,7 @@ def test_detached_run_returns_at_once_with_the_id():
     assert time.monotonic() - start < 5  # would hang until the container ends if pipes leaked
     assert re.fullmatch(r"[0-9a-f]{64}\n", res.stdout)
     assert inspect("sleeper")["State"]["Running"] is True
+    mb("rm", "-f", "sleeper", check=True)
 
 
 def test_exec_ps_sees_its_own_pid_namespace_and_top_maps_pids():
@@ -49,6 +50,7 @@ def test_exec_ps_sees_its_own_pid_namespace_and_top_maps_pids():
     assert top[0].split()[:4] == ["PID", "(container)", "PID", "(host)"]
     row = next(r for r in top[1:] if r.split()[0] == "1")
     assert row.split()[1] == str(host_pid) and row.endswith("httpd -f -p 80")
+    mb("rm", "-f", "web", check=True)
 
 
 def test_writes_inside_leave_the_image_untouched():
@@ -65,6 +67,7 @@ def test_writes_inside_leave_the_image_untouched():
     assert (upper / "new").exists() and (upper / "index.html").read_text() == "changed\n"
     assert os.stat(upper / "bin/ls", follow_symlinks=False).st_rdev == 0  # whiteout: char device 0:0
     assert mb("exec", "w", "ls").returncode == 127  # gone inside
+    mb("rm", "-f", "w", check=True)
 
 
 def test_in_a_chroot_run_and_exec_stay_inside_the_container(chroot_host):
@@ -91,6 +94,7 @@ def test_capabilities_and_no_new_privs():
         assert fields["CapAmb"] == "0000000000000000"
         assert fields["NoNewPrivs"] == "1"
         assert fields["SigIgn"] == "0000000000000000"  # Python's SIG_IGN for SIGPIPE/SIGXFSZ reset
+    mb("rm", "-f", "caps", check=True)
 
 
 def test_sigpipe_behaves_like_a_shell_expects():
@@ -128,6 +132,7 @@ def test_hostname_and_etc_files():
     assert lines[0] == "box1" and "box1" in lines[1] and int(lines[2]) >= 1
     # the image's own files were not written: they are bind mounts of per-container files
     assert (ROOT / "images/busybox/rootfs/etc/hostname").read_text() == ""
+    mb("rm", "-f", "h", check=True)
 
 
 def test_env_and_workdir():
@@ -145,6 +150,7 @@ def test_stdin_is_a_pipe_with_i():
     assert mb("exec", "-i", "c", "cat", input="y\n").stdout == "y\n"
     # without -i the container reads nothing
     assert mb("run", "--rm", "--network", "none", "busybox", "cat", input="z\n").stdout == ""
+    mb("rm", "-f", "c", check=True)
 
 
 def test_exit_codes_of_failed_commands():
@@ -157,6 +163,7 @@ def test_exit_codes_of_failed_commands():
     assert mb("exec", "x", "nosuchcmd").returncode == 127
     assert mb("exec", "x", "/etc").returncode == 126
     assert mb("ps", "-a", "--format", "json").stdout.count('"Names": "x"') == 1  # --rm ones are gone
+    mb("rm", "-f", "x", check=True)
 
 
 def test_attached_run_reports_death_by_signal():
@@ -165,10 +172,7 @@ def test_attached_run_reports_death_by_signal():
 
     proc = subprocess.Popen([sys.executable, "-m", "minibox", "run", "--rm", "--network", "none", "--name", "att",
                              "busybox", "sleep", "1000"], stdin=subprocess.DEVNULL)
-    for _ in range(100):
-        if mb("ps", "-q").stdout.strip():
-            break
-        time.sleep(0.05)
+    assert wait_for(lambda: mb("ps", "-q").stdout.strip())
     mb("kill", "att", check=True)
     assert proc.wait(timeout=10) == 137
     assert mb("ps", "-aq").stdout == ""  # --rm removed it
@@ -181,6 +185,7 @@ def test_logs_keep_streams_apart_and_follow():
     again = mb("logs", "l")
     assert (again.stdout, again.stderr) == ("one\nthree\n", "two\n")
     assert inspect("l")["State"]["Status"] == "exited"
+    mb("rm", "l", check=True)  # exited: no -f needed
 
 
 def test_stop_escalates_to_sigkill_for_a_pid1_ignoring_sigterm():
@@ -193,6 +198,7 @@ def test_stop_escalates_to_sigkill_for_a_pid1_ignoring_sigterm():
     assert (state["Status"], state["ExitCode"], state["Running"]) == ("exited", 137, False)
     again = mb("stop", "s")
     assert again.returncode == 0 and again.stdout == "s\n"  # nothing to do
+    mb("rm", "s", check=True)
 
 
 def test_stop_with_a_sigterm_handler_exits_gracefully():
@@ -201,19 +207,17 @@ def test_stop_with_a_sigterm_handler_exits_gracefully():
     mb("stop", "-t", "10", "g", check=True)
     assert time.monotonic() - start < 5
     assert inspect("g")["State"]["ExitCode"] == 42
+    mb("rm", "g", check=True)
 
 
 def test_kill_and_rm():
     run_d("--name", "k", "busybox", "sleep", "1000")
     assert mb("rm", "k").returncode == 125  # running, no -f
     assert mb("kill", "-s", "TERM", "k").returncode == 0  # ignored by PID 1
-    time.sleep(0.2)
-    assert inspect("k")["State"]["Running"] is True
+    # a signal is delivered at once: had it any effect, the container would stop within this
+    assert not wait_for(lambda: inspect("k")["State"]["Running"] is not True, timeout=0.5)
     mb("kill", "k", check=True)  # KILL
-    for _ in range(50):
-        if inspect("k")["State"]["Status"] == "exited":
-            break
-        time.sleep(0.05)
+    assert wait_for(lambda: inspect("k")["State"]["Status"] == "exited")
     assert inspect("k")["State"]["ExitCode"] == 137
     cid = inspect("k")["Id"]
     mb("rm", "k", check=True)
@@ -232,6 +236,7 @@ def test_container_refs_by_prefix_and_ambiguity():
     res = mb("inspect", first)
     assert res.returncode == 125 and f'container id prefix "{first}" is ambiguous' in res.stderr
     assert mb("inspect", "").returncode == 125
+    mb("rm", "-f", *ids, check=True)
 
 
 def test_ps_and_inspect_shapes():
@@ -248,6 +253,7 @@ def test_ps_and_inspect_shapes():
     gd = doc["GraphDriver"]["Data"]
     assert gd["UpperDir"].endswith(f"{cid}/upper") and gd["LowerDir"].endswith("busybox/rootfs")
     assert doc["State"]["StartedAt"].endswith("Z") and doc["State"]["FinishedAt"] == "0001-01-01T00:00:00Z"
+    mb("rm", "-f", "shape", check=True)
 
 
 def test_ten_concurrent_detached_runs():
@@ -262,6 +268,7 @@ def test_ten_concurrent_detached_runs():
     rows = [json.loads(line) for line in mb("ps", "--format", "json", check=True).stdout.splitlines()]
     assert sorted(r["Names"] for r in rows) == sorted(f"c{i}" for i in range(10))
     assert all(r["State"] == "running" for r in rows)
+    mb("rm", "-f", *(f"c{i}" for i in range(10)), check=True)
 
 
 def test_memory_and_pids_limits_are_enforced():
@@ -329,9 +336,10 @@ def test_conflicts_change_nothing():
     assert res.returncode == 125 and 'container name "one" is already in use' in res.stderr
     assert len(mb("ps", "-aq").stdout.split()) == 1
     stopped = run_d("--name", "two", "busybox", "true")
-    time.sleep(0.3)
+    assert wait_for(lambda: inspect("two")["State"]["Status"] == "exited")
     res = mb("exec", stopped[:12], "true")
     assert res.returncode == 125 and "is not running" in res.stderr
+    mb("rm", "-f", "one", "two", check=True)
 
 
 def test_not_root_is_told_so():
@@ -350,7 +358,7 @@ def test_tty_through_a_real_pty():
     import termios
     import sys
 
-    def session(argv):
+    def session(argv, name):
         pid, fd = pty.fork()
         if pid == 0:
             os.execv(sys.executable, [sys.executable, "-m", "minibox", *argv])
@@ -381,7 +389,7 @@ def test_tty_through_a_real_pty():
         assert b"33 111" in seen[-1] and b"/dev/pts/" in seen[-1]  # window size and a real pty
         assert read_until(b"# ")
         os.write(fd, b"sleep 30\r")
-        time.sleep(0.5)
+        assert wait_for(lambda: "sleep 30" in mb("exec", name, "ps", "-o", "args").stdout)
         start = time.monotonic()
         os.write(fd, b"\x03")  # Ctrl-C reaches the container's foreground process
         assert read_until(b"# ") and time.monotonic() - start < 5
@@ -390,8 +398,9 @@ def test_tty_through_a_real_pty():
         _, status = os.waitpid(pid, 0)
         return os.waitstatus_to_exitcode(status)
 
-    assert session(["run", "-it", "--rm", "--network", "none", "busybox", "sh"]) == 5
+    assert session(["run", "-it", "--rm", "--network", "none", "--name", "ttyrun", "busybox", "sh"], "ttyrun") == 5
     run_d("--name", "tty", "busybox", "sleep", "1000")
-    assert session(["exec", "-it", "tty", "sh"]) == 5
+    assert session(["exec", "-it", "tty", "sh"], "tty") == 5
     out = mb("exec", "-t", "tty", "sh", "-c", "stty size; tty").stdout
     assert "/dev/pts/" in out
+    mb("rm", "-f", "tty", check=True)

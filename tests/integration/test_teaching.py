@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def _build(how: str, tmp_path: Path) -> dict:
         build = f"{mbx} run {' '.join(SPEC)} >/dev/null\npid=$({mbx} inspect web | sed -n 's/.*\"Pid\": \\([0-9]*\\).*/\\1/p')"
         stop = f"{mbx} rm -f web >/dev/null"
     job = tmp_path / f"{how}.sh"
-    job.write_text(f"set -e\nip link set lo up\n{build}\nsleep 0.3\n"
+    ready = "for i in $(seq 100); do curl -s -m 1 -o /dev/null 127.0.0.1:8080 && break; sleep 0.1; done"
+    job.write_text(f"set -e\nip link set lo up\n{build}\n{ready}\n"
                    f"curl -s -m 5 127.0.0.1:8080 > {tmp_path}/{how}.page\n"
                    f"{sys.executable} {HERE}/netdump.py $pid > {tmp_path}/{how}.json\n{stop}\n")
     sh(f"unshare --net --mount sh {job}", timeout=60)
@@ -99,8 +101,7 @@ def test_run_explain_lists_every_kind_of_step():
                    "master minibox0",
                    "ip addr add 10.222.0.2/24 dev eth0",
                    "ip route add default via 10.222.0.1",
-                   "sysctl -w net.ipv4.conf.minibox0.route_localnet=1",
-                   "echo " ):
+                   "sysctl -w net.ipv4.conf.minibox0.route_localnet=1"):
         assert needle in out, needle
     pid = str(inspect("web")["State"]["Pid"])
     assert f"netns /proc/{pid}/ns/net" in out  # the real PID, not a placeholder
@@ -109,6 +110,7 @@ def test_run_explain_lists_every_kind_of_step():
     else:
         assert "-A MINIBOX -p tcp -m tcp --dport 8080" in out
     assert res.stdout.strip() == inspect("web")["Id"]  # stdout stays just the id
+    mb("rm", "-f", "web", check=True)
 
 
 def test_rm_exec_and_network_create_explain():
@@ -142,6 +144,7 @@ def test_explain_container_shows_its_kernel_objects():
     assert "inet 10.222.0.2/24" in out and "default via 10.222.0.1" in out
     if BACKEND == "nftables":
         assert "tcp . 8080 counter packets 1" in out  # the one request above
+    mb("rm", "-f", "web", check=True)
 
 
 def test_top_shows_namespaces_and_cgroup():
@@ -154,6 +157,7 @@ def test_top_shows_namespaces_and_cgroup():
     doc = json.loads(mb("top", "web", "--format", "json", check=True).stdout)
     assert doc["processes"][0]["ctr_pid"] == 1
     assert any(inspect("web")["Id"] in line for line in doc["cgroup"])
+    mb("rm", "-f", "web", check=True)
 
 
 def test_network_show_text_svg_mermaid():
@@ -172,6 +176,7 @@ def test_network_show_text_svg_mermaid():
     assert "container web" in labels and "minibox0 (bridge)" in labels and f"mbx{cid}" in labels
     mer = mb("network", "show", "--format", "mermaid", check=True).stdout
     assert mer.startswith("flowchart LR") and f"mbx{cid} (veth)" in mer
+    mb("rm", "-f", "web", check=True)
 
 
 def test_doctor_passes_then_names_a_missing_jump():
@@ -191,6 +196,7 @@ def test_doctor_passes_then_names_a_missing_jump():
         assert mb("doctor").returncode == 0
     finally:
         sh("iptables -P FORWARD ACCEPT")
+        mb("rm", "-f", "web", check=True)
 
 
 @pytest.mark.parametrize("path", ["localhost", "outside", "container", "host"])
@@ -207,3 +213,41 @@ def test_trace_shows_the_dnat_on_each_path(path, outside):
     if path == "localhost":
         assert "127.0.0.1" in out and "masquerade" in out.lower()
     assert links() == before  # the probe's namespace and helper are gone
+    mb("rm", "-f", "web", check=True)
+
+
+def test_dry_run_carries_every_step_run_applies():
+    """One plan: each command `run --explain` prints as applied is in the `--dry-run` script for
+    the same spec (ids, PIDs and the container's directory aside; three steps, which no shell
+    command performs, appear as the script's notes instead)."""
+    mb("run", "--rm", "busybox", "true", check=True)  # the network exists for both, as it will for run
+    spec = ["-d", "-p", "8084:80", "--ip", "10.222.0.77", "--name", "same", "busybox", "httpd", "-f", "-p", "80"]
+    script = mb("run", "--dry-run", *spec, check=True).stdout
+    applied = mb("run", "--explain", *spec, check=True)
+    pid = str(inspect("same")["State"]["Pid"])
+    cid = applied.stdout.strip()
+
+    def norm(text: str, ident: str) -> str:
+        text = text.replace(ident, "$ID").replace(ident[:12], "<id12>")
+        return re.sub(rf"(?<![0-9]){pid}(?![0-9])", "$CTR_PID", text)
+
+    dry_id = re.search(r"^ID=([0-9a-f]{64})$", script, re.M).group(1)
+    words = shlex.split(script[script.index("\nunshare ") + 1:script.index("\nwhile [ -z")])
+    inner = words[words.index("-ec") + 1]  # PID 1's own script, unquoted
+    dry = norm(script + "\n" + inner, dry_id)
+    notes = {"setpriv --bounding-set": "# minibox limits the capability bounding set",
+             ": seccomp filter from": "# seccomp filter from", "exec env -i": "exec setpriv --nnp env -i",
+             "nsenter --net=/proc/$CTR_PID/ns/net ip link set lo up": "ip link set lo up"}  # PID 1 does it itself
+    checked = 0
+    try:
+        for line in norm(applied.stderr, cid).splitlines():
+            if not line or line.startswith(("#", "C=", "ID=")):
+                continue
+            for applied_form, script_form in notes.items():
+                if applied_form in line:
+                    line = script_form
+            assert line in dry, f"applied but not in the dry run: {line}"
+            checked += 1
+        assert checked > 40
+    finally:
+        mb("rm", "-f", "same", check=True)

@@ -55,9 +55,16 @@ def test_walkthrough_runs_as_written():
 
 
 def _run_all(steps: list[tuple[str, list[str]]]) -> None:
+    after_background = False
     for cmd, expected in steps:
-        res = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=60)
+        # The step after one that starts a server in the background may find it not yet
+        # listening: it is retried until it succeeds (10 s at most).
+        deadline = time.monotonic() + (10 if after_background else 0)
+        while True:
+            res = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=60)
+            if (res.returncode == 0 and matches(expected, res.stdout)) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert res.returncode == 0, f"`{cmd}` failed: {res.stderr}"
-        if cmd.rstrip().endswith("&"):
-            time.sleep(0.3)  # a server started in the background
         assert matches(expected, res.stdout), f"`{cmd}` printed:\n{res.stdout}\nexpected:\n" + "\n".join(expected)
+        after_background = cmd.rstrip().endswith("&")

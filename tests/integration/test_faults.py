@@ -1,0 +1,192 @@
+"""Faults, injected for real: killed commands, a full disk, damaged state, races. Whatever happens,
+every container stays visible to `ps -a`, removable by `rm -f` and `gc`, and nothing is lost
+but what the fault touched.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+import faults
+from conftest import PROJECT, ROOT, leftovers, mb, sh, snapshot, wait_for
+
+
+def clean_everything(env: dict | None = None) -> None:
+    ids = mb("ps", "-aq", env=env).stdout.split()
+    if ids:
+        mb("rm", "-f", *ids, env=env)
+    mb("gc", env=env)
+
+
+# --- killed commands ----------------------------------------------------------------------------------
+
+
+def test_kill_9_at_random_moments_leaves_everything_recoverable():
+    """A smaller count of what scripts/stress runs 100 times: run, rm -f and gc, each killed
+    with SIGKILL after a random 0-300 ms; then ps, rm -f and gc must leave nothing at all."""
+    before = snapshot()
+    killed = faults.rounds(int(os.environ.get("MINIBOX_FAULT_ROUNDS", "24")), seed=7, report=None)
+    assert killed["run"] >= 3, killed  # the schedule did kill runs mid-way
+    listed = mb("ps", "-a", check=True)
+    assert "Traceback" not in listed.stderr
+    clean_everything()
+    assert mb("ps", "-aq").stdout == ""
+    assert wait_for(lambda: not leftovers(before), timeout=10), leftovers(before)
+
+
+def test_a_run_killed_while_starting_is_listed_and_removable():
+    """Killed right after its record exists: ps -a shows it, rm -f finishes it."""
+    for delay in (0.05, 0.12, 0.2):
+        proc = faults.start(["run", "-d", "--name", "halfway", "-p", "8088:80", "busybox", "httpd", "-f"])
+        if faults.kill_after(proc, delay) is not None:
+            mb("rm", "-f", "halfway")
+            continue  # it finished first: try a shorter delay
+        assert wait_for(lambda: "halfway" in mb("ps", "-a").stdout or not (ROOT / "names/halfway").exists())
+        res = mb("rm", "-f", "halfway")
+        assert res.returncode in (0, 125) and "Traceback" not in res.stderr
+        assert "halfway" not in mb("ps", "-a").stdout
+    mb("gc", check=True)
+
+
+# --- the disk ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_root(tmp_path):
+    """A state root on a 24 MB tmpfs holding a copy of the busybox image, and a network of its own."""
+    root = tmp_path / "root"
+    root.mkdir()
+    sh(f"mount -t tmpfs -o size=24m minibox-full {root} && cp -a {ROOT}/images {root}/")
+    env = {"MINIBOX_ROOT": str(root), "MINIBOX_DEFAULT_NETWORK": "full"}
+    mb("network", "create", "--subnet", "10.250.7.0/24", "full", env=env, check=True)
+    yield root, env
+    clean_everything(env)
+    mb("network", "rm", "full", env=env)
+    sh(f"umount {root}")
+
+
+def test_logs_are_capped_rotated_and_read_across_files(small_root):
+    root, env = small_root
+    cid = mb("run", "-d", "--network", "none", "--log-opt", "max-size=64k", "--log-opt", "max-file=3",
+             "busybox", "sh", "-c", "seq 1 40000; sleep 1000", env=env, check=True).stdout.strip()
+    cdir = root / "containers" / cid
+    assert wait_for(lambda: b" 40000\n" in (cdir / "container.log").read_bytes(), timeout=20)
+    files = sorted(p.name for p in cdir.glob("container.log*"))
+    assert files == ["container.log", "container.log.1", "container.log.2"]
+    assert all(p.stat().st_size <= 64 * 1024 for p in cdir.glob("container.log*"))
+    numbers = [int(x) for x in mb("logs", cid, env=env, check=True).stdout.split()]
+    assert numbers[-1] == 40000 and numbers == list(range(numbers[0], 40001))  # the newest, in order, no gap
+    assert numbers[0] > 1  # the oldest went: the cap holds
+    mb("rm", "-f", cid, env=env, check=True)
+
+
+def test_a_full_disk_keeps_the_runtime_operable(small_root):
+    root, env = small_root
+    mb("run", "-d", "--name", "filler", "busybox", "sleep", "1000", env=env, check=True)
+    mb("run", "-d", "--name", "bystander", "busybox", "sleep", "1000", env=env, check=True)
+    # fill the state disk from inside a container (its upper layer lives there)
+    mb("exec", "filler", "sh", "-c", "dd if=/dev/zero of=/big bs=1M 2>/dev/null; sync", env=env)
+    assert os.statvfs(root).f_bavail == 0
+    ps = mb("ps", "-a", env=env)
+    assert ps.returncode == 0 and "filler" in ps.stdout and "bystander" in ps.stdout
+    failed = mb("run", "-d", "--name", "newcomer", "busybox", "true", env=env)
+    assert failed.returncode == 125 and failed.stderr.count("\n") == 1, failed.stderr
+    assert "No space left on device" in failed.stderr and str(root) in failed.stderr  # names the path
+    assert not (root / "names/newcomer").exists()
+    held = {a for a in os.listdir(root / "ipam/full") if not a.startswith(".")}
+    assert held == {"10.250.7.2", "10.250.7.3"}  # filler's and bystander's: the failed run left no empty file
+    assert mb("stop", "-t", "1", "bystander", env=env).returncode == 0
+    assert mb("rm", "-f", "filler", env=env).returncode == 0  # the way out: removing frees the space
+    assert mb("run", "--rm", "busybox", "true", env=env).returncode == 0
+    mb("rm", "-f", "bystander", env=env, check=True)
+
+
+# --- damaged state ----------------------------------------------------------------------------------------
+
+
+def test_a_damaged_record_harms_only_its_container():
+    ids = {n: mb("run", "-d", "--network", "none", "--name", n, "busybox", "sleep", "1000", check=True).stdout.strip()
+           for n in ("good", "badstate", "badconfig")}
+    (ROOT / "containers" / ids["badstate"] / "state.json").write_text('{"status": "runn')
+    (ROOT / "containers" / ids["badconfig"] / "config.json").write_bytes(b"\xff\xfe garbage \x00")
+    listed = mb("ps", "-a")
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert "Up " in rows[ids["good"][:12]]
+    assert "Dead (cannot read config.json)" in rows[ids["badconfig"][:12]]
+    assert ids["badstate"][:12] in rows
+    inspected = mb("inspect", "badstate")
+    assert inspected.returncode == 125 and "state.json is damaged" in inspected.stderr
+    assert str(ROOT) in inspected.stderr  # the file is named
+    for ref in ("badstate", ids["badconfig"][:8]):
+        res = mb("rm", "-f", ref)
+        assert res.returncode == 0, res.stderr
+    assert mb("ps", "-aq").stdout.split() == [ids["good"][:12]]
+    mb("rm", "-f", "good", check=True)
+
+
+def test_gc_frees_an_address_only_on_evidence():
+    cid = mb("run", "-d", "--name", "holder", "busybox", "sleep", "1000", check=True).stdout.strip()
+    ip = json.loads(mb("inspect", "holder", check=True).stdout)[0]["NetworkSettings"]["IPAddress"]
+    ipam = ROOT / "ipam/minibox"
+    (ipam / ip).write_text("garbage, not an id\n")  # the file's content is damaged...
+    (ipam / "10.222.0.200").write_bytes(b"\xff\xfe\x00")  # ...an unreadable leftover nobody claims
+    (ipam / "10.222.0.201").write_bytes(b"")  # ...and an empty one (a run that hit a full disk)
+    res = mb("gc", check=True)
+    assert (ipam / ip).exists()  # the record still names it: the address stays held
+    assert not (ipam / "10.222.0.200").exists() and not (ipam / "10.222.0.201").exists()
+    assert "removed 2 leftover(s)" in res.stdout
+    mb("run", "-d", "--name", "next", "busybox", "sleep", "1000", check=True)
+    assert json.loads(mb("inspect", "next", check=True).stdout)[0]["NetworkSettings"]["IPAddress"] != ip
+    mb("rm", "-f", "holder", "next", check=True)
+    assert not (ipam / ip).exists() and cid
+
+
+# --- races -------------------------------------------------------------------------------------------------
+
+
+def test_parallel_network_rm_exactly_one_wins():
+    mb("network", "create", "racy", check=True)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: mb("network", "rm", "racy"), range(3)))
+    assert sorted(r.returncode for r in results) == [0, 125, 125]
+    for r in results:
+        if r.returncode:
+            assert r.stderr.count("\n") == 1 and 'no such network: "racy"' in r.stderr
+
+
+def test_exec_racing_rm_gets_one_clean_line():
+    for i in range(4):
+        mb("run", "-d", "--network", "none", "--name", f"race{i}", "busybox", "sleep", "1000", check=True)
+        ex = faults.start(["exec", f"race{i}", "sh", "-c", "sleep 3"])
+        time.sleep(0.05 * i)  # race at different moments of the exec's start (fault timing, not a wait)
+        mb("rm", "-f", f"race{i}", check=True)
+        ex.wait(timeout=20)
+        err = ex.stderr.read().decode()
+        assert "Errno" not in err and "Traceback" not in err, err
+        assert err.count("\n") <= 1
+
+
+# --- the sandbox itself -------------------------------------------------------------------------------
+
+
+def test_sandbox_cleans_up_after_sigterm(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("MINIBOX_SANDBOX", "MINIBOX_ROOT",
+                                                             "MINIBOX_CGROUP_PARENT")}
+    before_tmp = set(os.listdir("/tmp"))
+    res = subprocess.run(["timeout", "-s", "TERM", "3", sys.executable, str(PROJECT / "scripts/sandbox"),
+                          sys.executable, "-m", "minibox", "run", "--network", "none", "busybox", "sleep", "30"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 124 and "Traceback" not in res.stderr, res.stderr
+    left = [d for d in set(os.listdir("/tmp")) - before_tmp if d.startswith("minibox-sandbox")]
+    assert left == []
+    cgroups = [f"{d}/{n}" for d in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/devices")
+               for n in os.listdir(d) if n.startswith("minibox-sandbox") and n != os.environ["MINIBOX_CGROUP_PARENT"]]
+    assert cgroups == []
