@@ -20,10 +20,25 @@ NAME = "nftables"
 
 def apply(steps: Sequence[Firewall]) -> None:
     for step in steps:
-        if step.backend == NAME:
-            run_tool(["nft", "-f", "-"], "\n".join(step.lines) + "\n")
-        else:
+        if step.backend != NAME:
             run_tool(["iptables-restore", "-w", "--noflush"], "\n".join(step.lines) + "\n")
+            continue
+        try:
+            run_tool(["nft", "-f", "-"], "\n".join(step.lines) + "\n")
+        except FirewallError:
+            # Deleting what is already gone (a run killed before it added its elements) is
+            # done, not an error; nft 1.0.6 has no `destroy`, so retry them one by one.
+            if not all(line.startswith("delete element ") for line in step.lines):
+                raise
+            errors = delete_present([_key(line) for line in step.lines])
+            if errors:
+                raise FirewallError("; ".join(errors)) from None
+
+
+def _key(line: str) -> tuple[str, str]:
+    """(set, key) of a `delete element ip TABLE SET { KEY }` line."""
+    head, _, rest = line.partition(" { ")
+    return head.split()[-1], rest.rstrip(" }")
 
 
 def delete_present(keys: list[tuple[str, str]]) -> list[str]:
