@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from minibox.value import Value
 
 DEFAULT_ROOT = "/var/lib/minibox"
 DEFAULT_NETWORK = "minibox"
@@ -31,8 +32,7 @@ DEFAULT_SECCOMP_PROFILE = "/usr/share/containers/seccomp.json"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(Value):
     """Every on-disk location below the state root."""
 
     root: Path

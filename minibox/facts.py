@@ -11,7 +11,6 @@ import contextlib
 import os
 import sys
 import time
-from dataclasses import dataclass
 
 from minibox import config, images, store
 from minibox.errors import InvalidSpec
@@ -19,10 +18,10 @@ from minibox.model import ContainerRecord, ContainerSpec, NetworkRecord
 from minibox.plan.run import RunFacts
 from minibox.plan.steps import LoadSeccomp
 from minibox.runtime import caps, cgroups, seccomp
+from minibox.value import Value
 
 
-@dataclass(frozen=True)
-class Basics:
+class Basics(Value):
     image: images.Image
     caps: tuple[str, ...]
     seccomp: LoadSeccomp | None
@@ -67,7 +66,9 @@ def read(spec: ContainerSpec, dry: bool = False) -> Basics:
     net, new = None, False
     mode = spec.network or "bridge"
     if mode not in ("none", "host"):
-        from minibox.net import endpoint  # the network modules are paid for by bridged containers only
+        from minibox.net import (
+            endpoint,  # the network modules are paid for by bridged containers only
+        )
 
         if dry and mode in ("bridge", config.default_network()):
             new = store.load_network(config.default_network()) is None

@@ -12,11 +12,11 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from minibox import config, store
 from minibox.errors import Conflict, InvalidSpec, MiniboxError, NotFound
+from minibox.value import Value
 
 # Docker's reference grammar (distribution/reference): [DOMAIN[:PORT]/]PATH[:TAG][@DIGEST], where
 # each path component is lower-case alphanumerics joined by one ".", "_", "__" or dashes. No
@@ -27,8 +27,7 @@ REF_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w
                     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(Value):
     name: str
     created: float
     size: int

@@ -12,27 +12,32 @@ leaves a container that `ps -a` shows and `rm -f` or `gc` can finish. A run that
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from minibox import config, facts, lifecycle, store
 from minibox.errors import ExecFailed
-from minibox.model import CREATED, CREATING, RUNNING, ContainerRecord, ContainerSpec, ContainerState
+from minibox.model import (
+    CREATED,
+    CREATING,
+    RUNNING,
+    ContainerRecord,
+    ContainerSpec,
+    ContainerState,
+)
 from minibox.plan.run import RunPlan, plan_run
 from minibox.plan.steps import ConntrackFlush, MakeDir, Step, WriteFile
 from minibox.runtime import procs
+from minibox.value import Value
 
 
-@dataclass
-class RunResult:
+class RunResult(Value):
     record: ContainerRecord
     exit_code: int | None = None  # None for a detached container
-    steps: list = field(default_factory=list)  # the Steps that were applied, for --explain
+    steps: tuple | list = ()  # the Steps that were applied, for --explain
 
 
 def run(spec: ContainerSpec, explain=None) -> RunResult:
@@ -58,7 +63,7 @@ def run(spec: ContainerSpec, explain=None) -> RunResult:
             from minibox.net import endpoint
 
             sockets, ports = endpoint.hold_ports(spec.ports)
-            rec = endpoint.allocate(dataclasses.replace(rec, ports=ports), basics.network, spec.ip,
+            rec = endpoint.allocate(rec._replace(ports=ports), basics.network, spec.ip,
                                     record=store.save_record)
         plan = plan_run(spec, facts.for_run(spec, basics, rec))
         sp, steps = apply(plan, spec, basics, shim, sockets, explain)

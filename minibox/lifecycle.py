@@ -21,8 +21,24 @@ import signal
 import time
 
 from minibox import config, store
-from minibox.errors import CleanupErrors, Conflict, Damaged, MiniboxError, NotRunning, WriteFailed
-from minibox.model import CREATED, CREATING, EXITED, REMOVING, RUNNING, ContainerRecord, ContainerState, can_move
+from minibox.errors import (
+    CleanupErrors,
+    Conflict,
+    Damaged,
+    MiniboxError,
+    NotRunning,
+    WriteFailed,
+)
+from minibox.model import (
+    CREATED,
+    CREATING,
+    EXITED,
+    REMOVING,
+    RUNNING,
+    ContainerRecord,
+    ContainerState,
+    can_move,
+)
 from minibox.runtime import cgroups, procs
 
 

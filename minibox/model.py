@@ -1,14 +1,15 @@
 """Plain values minibox passes around and stores: specs, port mappings, container and network records.
 
-Frozen dataclasses with `to_dict`/`from_dict` so they round-trip through the JSON state files.
+Immutable values (minibox.value) with `to_dict`/`from_dict` so they round-trip through the
+JSON state files.
 Nothing here does I/O.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
+
+from minibox.value import Value
 
 # Container states, as Docker names them, and the transitions between them. Each is written
 # to state.json before the side effects it stands for (as runc and youki do), so whatever
@@ -44,12 +45,11 @@ def can_move(old: str, new: str) -> bool:
 
 
 def _from_dict(cls, data: dict[str, Any]):
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = set(cls._fields)
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
-@dataclass(frozen=True)
-class PortMapping:
+class PortMapping(Value):
     """One `-p`: traffic to host_ip:host_port/proto goes to the container's container_port.
 
     host_ip "" means every host address (Docker's 0.0.0.0); host_port 0 means "pick one".
@@ -61,7 +61,7 @@ class PortMapping:
     proto: str = "tcp"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self._asdict()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PortMapping:
@@ -72,8 +72,7 @@ class PortMapping:
         return f"{self.container_port}/{self.proto} -> {self.host_ip or '0.0.0.0'}:{self.host_port}"
 
 
-@dataclass(frozen=True)
-class ContainerSpec:
+class ContainerSpec(Value):
     """What the user asked for on the command line, validated."""
 
     image: str
@@ -96,8 +95,9 @@ class ContainerSpec:
     log_max_files: int = 5  # --log-opt max-file: the current file and the rotated ones
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = self._asdict()
         d["ports"] = [p.to_dict() for p in self.ports]
+        d["cmd"], d["env"] = list(self.cmd), list(self.env)
         return d
 
     @classmethod
@@ -109,8 +109,7 @@ class ContainerSpec:
         return _from_dict(cls, data)
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(Value):
     """A container's place on a bridge network: the veth pair and its address."""
 
     network: str
@@ -122,15 +121,14 @@ class Endpoint:
     mac: str
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self._asdict()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Endpoint:
         return _from_dict(cls, data)
 
 
-@dataclass(frozen=True)
-class ContainerRecord:
+class ContainerRecord(Value):
     """A container as stored in containers/ID/config.json: written first, before anything of
     the container exists, and once more when its address and ports are chosen."""
 
@@ -182,8 +180,7 @@ class ContainerRecord:
         )
 
 
-@dataclass(frozen=True)
-class ContainerState:
+class ContainerState(Value):
     """What changes over a container's life: containers/ID/state.json."""
 
     status: str = CREATING
@@ -201,19 +198,18 @@ class ContainerState:
     release_log: tuple = ()  # (why, command) of each step that gave them back
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self._asdict()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerState:
         state = _from_dict(cls, data)
-        return dataclasses.replace(state, release_log=tuple(tuple(x) for x in state.release_log))
+        return state._replace(release_log=tuple(tuple(x) for x in state.release_log))
 
     def replace(self, **changes) -> ContainerState:
-        return dataclasses.replace(self, **changes)
+        return self._replace(**changes)
 
 
-@dataclass(frozen=True)
-class NetworkRecord:
+class NetworkRecord(Value):
     """A bridge network as stored in networks/NAME.json."""
 
     name: str
@@ -225,15 +221,16 @@ class NetworkRecord:
     internal: bool = False
     firewall: str = "nftables"
     created: float = 0.0
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: tuple[tuple[str, str], ...] = ()  # (key, value) pairs; stored as a JSON object
 
     @property
     def prefixlen(self) -> int:
         return int(self.subnet.split("/")[1])
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**self._asdict(), "labels": dict(self.labels)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NetworkRecord:
-        return _from_dict(cls, data)
+        net = _from_dict(cls, data)
+        return net._replace(labels=tuple(sorted(dict(net.labels or {}).items())))

@@ -9,7 +9,15 @@ import shlex
 import time
 from datetime import datetime, timezone
 
-from minibox.model import CREATED, CREATING, EXITED, REMOVING, RUNNING, ContainerRecord, ContainerState
+from minibox.model import (
+    CREATED,
+    CREATING,
+    EXITED,
+    REMOVING,
+    RUNNING,
+    ContainerRecord,
+    ContainerState,
+)
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 

@@ -67,7 +67,6 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
                ip: str, memory: str, pids_limit: int, security_opt: list[str], log_opt: list[str]) -> ContainerSpec:
     """The command line, validated, as a ContainerSpec (keyword-only: there are many)."""
     from minibox import images
-    from minibox.plan import seccomp
     from minibox.plan import spec as specs
 
     if name:
@@ -85,7 +84,7 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
             raise InvalidSpec(f"-p has no effect with --network {network}: use the default bridge network")
     if ip and network in ("none", "host"):
         raise InvalidSpec(f"--ip needs a bridge network, not --network {network}")
-    profile = seccomp.parse_security_opt(security_opt)
+    profile = specs.parse_security_opt(security_opt)
     if profile not in ("", "unconfined"):
         profile = os.path.abspath(profile)
     max_size, max_files = specs.parse_log_opts(log_opt)

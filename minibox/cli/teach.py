@@ -29,7 +29,7 @@ def top(
     plist = procs.processes_in(state.pid)
     ns = observe.ns_table(state.pid)
     if fmt == "json":
-        say(json.dumps({"processes": [p.__dict__ for p in plist],
+        say(json.dumps({"processes": [p._asdict() for p in plist],
                          "namespaces": [dict(zip(("kind", "container", "host", "shared"), r)) for r in ns],
                          "cgroup": observe.cgroup_lines(state.pid),
                          "host_cgroup": observe.cgroup_lines(os.getpid())}, indent=2))
@@ -115,6 +115,6 @@ def network_show(
 
         networks.get(name)
     renderers = {"text": topology.text, "svg": topology.svg, "mermaid": topology.mermaid,
-                 "json": lambda t: json.dumps(t, default=lambda o: o.__dict__, indent=2) + "\n"}
+                 "json": topology.as_json}
     check_format(fmt, *renderers)
     sys.stdout.write(renderers[fmt](topology.gather(name)))

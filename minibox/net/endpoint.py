@@ -9,7 +9,6 @@ carries it, so `release_orphan` can undo an endpoint whose record was never writ
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import socket
 from typing import Callable
@@ -74,7 +73,7 @@ def hold_port(p: PortMapping) -> tuple[socket.socket, PortMapping]:
             raise InvalidSpec(f"{p.host_ip} is not an address of this host: use one of its addresses, "
                               "or leave the address out") from None
         raise
-    return s, dataclasses.replace(p, host_port=s.getsockname()[1])
+    return s, p._replace(host_port=s.getsockname()[1])
 
 
 def hold_ports(wanted: tuple[PortMapping, ...]) -> tuple[list[socket.socket], tuple[PortMapping, ...]]:
@@ -105,7 +104,7 @@ def allocate(rec: ContainerRecord, net: NetworkRecord, requested: str,
     def before_create(ip: str) -> None:
         ep = Endpoint(network=net.name, bridge=net.bridge, veth=veth_name(rec.id), ip=ip,
                       prefixlen=net.prefixlen, gateway=net.gateway, mac=ipam.container_mac(ip))
-        chosen.append(dataclasses.replace(rec, endpoint=ep, firewall=net.firewall))
+        chosen.append(rec._replace(endpoint=ep, firewall=net.firewall))
         record(chosen[0])
 
     ipam_store.allocate(net.name, net.subnet, net.gateway, rec.id, requested, before_create)

@@ -6,16 +6,14 @@ limits in, steps out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from minibox.plan import devices
 from minibox.plan.steps import CgroupCreate, CgroupJoin, DeviceFilter, Step
+from minibox.value import Value
 
 WHY = "a cgroup of its own: limits, and a list of every process in it"
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Value):
     memory: int = 0  # bytes, 0 = none
     pids: int = 0  # 0 = none
 

@@ -16,12 +16,13 @@ runc and crun do. Pure: rules in, text and instruction bytes out.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+
+from minibox.value import Value
 
 ANY = -1
 
 
-class DeviceRule(NamedTuple):
+class DeviceRule(Value):
     kind: str  # "c" (char), "b" (block), "a" (both)
     major: int  # ANY for "*"
     minor: int

@@ -20,17 +20,15 @@ Pure: facts in, Firewall steps out (rendered by plan.rules).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from minibox.plan import rules
 from minibox.plan.rules import NetFacts, PortFacts
 from minibox.plan.steps import Firewall
+from minibox.value import Value
 
 Jump = tuple[str, str, str, str]
 
 
-@dataclass(frozen=True)
-class Desired:
+class Desired(Value):
     """Everything minibox should have in one backend."""
 
     nets: tuple[NetFacts, ...] = ()
@@ -45,14 +43,13 @@ class Desired:
         return Desired(nets, self.ports + tuple(p for p in ports if p not in self.ports))
 
 
-@dataclass(frozen=True)
-class FirewallFacts:
+class FirewallFacts(Value):
     backend: str  # "nftables" or "iptables"
     desired: Desired  # as it is before the change
     in_sync: bool  # the kernel's ruleset generation is the one minibox last left
     missing_jumps: tuple[Jump, ...] = ()  # iptables: jumps from built-in chains not there now
     forward_chain: bool = False  # iptables' filter FORWARD chain exists (nftables backend)
-    coexist_missing_jumps: tuple[Jump, ...] = field(default_factory=tuple)  # ...and lacks our jump
+    coexist_missing_jumps: tuple[Jump, ...] = ()  # ...and lacks our jump
 
 
 WHY_FULL = ("re-assert all of minibox's rules and elements: the ruleset changed since minibox last wrote it "

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from dataclasses import dataclass
 
 from minibox.errors import Conflict, InvalidSpec
+from minibox.value import Value
 
 IPv4Net = ipaddress.IPv4Network
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(Value):
     """A host route, as far as overlap checks care."""
 
     dst: str  # CIDR; "0.0.0.0/0" for the default route

@@ -10,8 +10,6 @@ the image's symlinks to the host.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from minibox.plan.steps import (
     MS_BIND,
     MS_NODEV,
@@ -28,6 +26,7 @@ from minibox.plan.steps import (
     Step,
     Symlink,
 )
+from minibox.value import Value
 
 # Docker's default masked paths: a bind of /dev/null over files, an empty read-only
 # tmpfs over directories, so a container cannot read host kernel internals.
@@ -52,8 +51,7 @@ DEV_SYMLINKS = (("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"),
 ETC_FILES = ("hostname", "hosts", "resolv.conf")
 
 
-@dataclass(frozen=True)
-class RootfsLayout:
+class RootfsLayout(Value):
     """Where one container's layers live on the host."""
 
     lower: str  # the image's rootfs, never written

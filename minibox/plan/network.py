@@ -7,7 +7,17 @@ and `--dry-run` print the same objects.
 from __future__ import annotations
 
 from minibox.model import NetworkRecord
-from minibox.plan.steps import AddrAdd, BridgeAdd, Hairpin, LinkUp, RouteAdd, SetMaster, Step, Sysctl, VethAdd
+from minibox.plan.steps import (
+    AddrAdd,
+    BridgeAdd,
+    Hairpin,
+    LinkUp,
+    RouteAdd,
+    SetMaster,
+    Step,
+    Sysctl,
+    VethAdd,
+)
 
 
 def veth_name(cid: str) -> str:

@@ -20,13 +20,12 @@ Pure: no I/O here. The text returned is what is applied *and* what `--explain` p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from minibox.value import Value
 
 TABLE = "minibox"
 
 
-@dataclass(frozen=True)
-class NetFacts:
+class NetFacts(Value):
     name: str
     bridge: str
     subnet: str
@@ -37,8 +36,7 @@ class NetFacts:
         return f"minibox net {self.name}"
 
 
-@dataclass(frozen=True)
-class PortFacts:
+class PortFacts(Value):
     owner: str  # container id
     owner_name: str
     host_ip: str  # "" = every host address
@@ -206,8 +204,7 @@ def nft_rebuild(nets: list[NetFacts], ports: list[PortFacts]) -> list[str]:
 # --- iptables -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class IptRule:
+class IptRule(Value):
     table: str  # "nat" | "filter"
     chain: str
     match: str  # e.g. "-o minibox0 -m conntrack --ctstate DNAT"

@@ -19,8 +19,6 @@ from what the kernel got. The OCI runtime will build the same plan from a config
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from minibox.model import ContainerRecord, ContainerSpec, NetworkRecord
 from minibox.plan import cgroups as cgplan
 from minibox.plan import firewall as fwplan
@@ -42,12 +40,12 @@ from minibox.plan.steps import (
     Unshare,
     WriteFile,
 )
+from minibox.value import Value
 
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc")
 
 
-@dataclass(frozen=True)
-class RunFacts:
+class RunFacts(Value):
     record: ContainerRecord  # id, name, image, hostname, env, endpoint (address), ports (resolved), caps
     container_dir: str
     host_resolv: str  # the host's /etc/resolv.conf
@@ -60,8 +58,7 @@ class RunFacts:
     peers: tuple[tuple[str, str], ...] = ()  # (address, name) of the others on a user network
 
 
-@dataclass(frozen=True)
-class RunPlan:
+class RunPlan(Value):
     record: ContainerRecord
     files: tuple[Step, ...]
     network: tuple[Step, ...]

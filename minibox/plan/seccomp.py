@@ -18,10 +18,11 @@ Pure: no I/O. runtime.seccomp compiles the rules with libseccomp.
 from __future__ import annotations
 
 import errno as errnos
-from typing import Any, NamedTuple
+from typing import Any
 
 from minibox.config import DEFAULT_SECCOMP_PROFILE as DEFAULT_PROFILE  # noqa: F401 - part of this interface
 from minibox.errors import InvalidSpec
+from minibox.value import Value
 
 # Syscalls minibox refuses (EPERM) unless the container holds CAP_SYS_ADMIN, wherever the
 # distribution's profile allows them: name -> the attack it stops.
@@ -64,21 +65,21 @@ ARCH_ALIASES = {"amd64": "SCMP_ARCH_X86_64", "x86": "SCMP_ARCH_X86", "x32": "SCM
                 "arm64": "SCMP_ARCH_AARCH64", "arm": "SCMP_ARCH_ARM"}
 
 
-class Arg(NamedTuple):
+class Arg(Value):
     index: int
     op: str  # one of OPS
     value: int
     value_two: int = 0
 
 
-class Rule(NamedTuple):
+class Rule(Value):
     names: tuple[str, ...]
     action: str  # one of ACTIONS
     errno: int = 0  # for SCMP_ACT_ERRNO
     args: tuple[Arg, ...] = ()
 
 
-class Plan(NamedTuple):
+class Plan(Value):
     source: str  # the profile's path (or "unconfined")
     default_action: str
     default_errno: int
@@ -183,21 +184,3 @@ def _tighten(rules: list[Rule]) -> tuple[list[Rule], tuple[str, ...]]:
         # clone3 passes its flags in memory, which seccomp cannot read: ENOSYS makes libc fall back to clone.
         out.append(Rule(("clone3",), "SCMP_ACT_ERRNO", ENOSYS))
     return out, tuple(sorted(taken))
-
-
-def parse_security_opt(opts: list[str] | tuple[str, ...]) -> str:
-    """--security-opt values -> the seccomp source: "" (default), "unconfined", or a path."""
-    seccomp = ""
-    for opt in opts:
-        key, eq, value = opt.partition("=")
-        if key == "seccomp" and value:
-            seccomp = value
-        elif key == "no-new-privileges" and value in ("", "true"):
-            continue  # always on in minibox
-        elif key == "no-new-privileges":
-            raise InvalidSpec(f'--security-opt "{opt}": minibox always sets no_new_privs; only '
-                              "no-new-privileges or no-new-privileges=true is accepted")
-        else:
-            raise InvalidSpec(f'unknown --security-opt "{opt}": use seccomp=unconfined, seccomp=PROFILE.json '
-                              "or no-new-privileges")
-    return seccomp

@@ -169,3 +169,21 @@ def resolv_conf(host_text: str) -> str:
     if dropped:
         head.append(f"# dropped loopback nameservers: {' '.join(dropped)}")
     return "\n".join(head + kept) + "\n"
+
+
+def parse_security_opt(opts: list[str] | tuple[str, ...]) -> str:
+    """--security-opt values -> the seccomp source: "" (default), "unconfined", or a path."""
+    seccomp = ""
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        if key == "seccomp" and value:
+            seccomp = value
+        elif key == "no-new-privileges" and value in ("", "true"):
+            continue  # always on in minibox
+        elif key == "no-new-privileges":
+            raise InvalidSpec(f'--security-opt "{opt}": minibox always sets no_new_privs; only '
+                              "no-new-privileges or no-new-privileges=true is accepted")
+        else:
+            raise InvalidSpec(f'unknown --security-opt "{opt}": use seccomp=unconfined, seccomp=PROFILE.json '
+                              "or no-new-privileges")
+    return seccomp

@@ -5,15 +5,17 @@ mount steps, net.links the link steps, net.firewall the rule steps); `explain` p
 `step.command()` and `step.why` for the very same objects. So the lesson a learner reads
 is, by construction, what the kernel got.
 
-Everything here is pure: a step holds data and renders text. Steps are NamedTuples
-(immutable values, cheap to define: 25 frozen dataclasses cost ~12 ms at every start,
-measured) with `why` as their last field.
+Everything here is pure: a step holds data and renders text. Steps are immutable values
+(minibox.value: cheap to define, which every command pays for) with `why` as their last
+field.
 """
 
 from __future__ import annotations
 
 import shlex
-from typing import NamedTuple, Union
+from typing import Union
+
+from minibox.value import Value
 
 # mount(2) flags (linux/mount.h); here so plans stay pure and renderable.
 MS_RDONLY = 1
@@ -42,7 +44,7 @@ def in_netns(pid: str | int) -> str:
 # --- process and namespaces ---------------------------------------------------------
 
 
-class Unshare(NamedTuple):
+class Unshare(Value):
     namespaces: tuple[str, ...]  # "pid", "mount", "net", "uts", "ipc"
     why: str = ""
 
@@ -50,7 +52,7 @@ class Unshare(NamedTuple):
         return "unshare " + " ".join(f"--{n}" for n in self.namespaces) + " --fork"
 
 
-class Nsenter(NamedTuple):
+class Nsenter(Value):
     """Join a running container's namespaces (and root) from the host, as exec does."""
 
     pid: str
@@ -65,7 +67,7 @@ class Nsenter(NamedTuple):
 # --- filesystem ----------------------------------------------------------------------
 
 
-class Mount(NamedTuple):
+class Mount(Value):
     source: str
     target: str
     fstype: str = ""
@@ -88,7 +90,7 @@ class Mount(NamedTuple):
         return f"mount -t {self.fstype}{o} {q(self.source)} {q(self.target)}"
 
 
-class MakeDir(NamedTuple):
+class MakeDir(Value):
     path: str
     mode: int = 0o755
     why: str = ""
@@ -97,7 +99,7 @@ class MakeDir(NamedTuple):
         return f"mkdir -p -m {self.mode:o} {q(self.path)}"
 
 
-class WriteFile(NamedTuple):
+class WriteFile(Value):
     """A file minibox writes on the host (a container's /etc/hosts, say), whole."""
 
     path: str
@@ -108,7 +110,7 @@ class WriteFile(NamedTuple):
         return f"cat > {q(self.path)} <<'EOF'\n{self.content.rstrip()}\nEOF"
 
 
-class MakeNode(NamedTuple):
+class MakeNode(Value):
     path: str
     major: int
     minor: int
@@ -119,7 +121,7 @@ class MakeNode(NamedTuple):
         return f"mknod -m {self.mode:o} {q(self.path)} c {self.major} {self.minor}"
 
 
-class Symlink(NamedTuple):
+class Symlink(Value):
     target: str
     path: str
     why: str = ""
@@ -128,7 +130,7 @@ class Symlink(NamedTuple):
         return f"ln -s {q(self.target)} {q(self.path)}"
 
 
-class PivotRoot(NamedTuple):
+class PivotRoot(Value):
     new_root: str
     why: str = ""
 
@@ -139,7 +141,7 @@ class PivotRoot(NamedTuple):
 # --- identity and privileges -----------------------------------------------------------
 
 
-class SetHostname(NamedTuple):
+class SetHostname(Value):
     hostname: str
     why: str = ""
 
@@ -147,7 +149,7 @@ class SetHostname(NamedTuple):
         return f"hostname {q(self.hostname)}"
 
 
-class DropCapabilities(NamedTuple):
+class DropCapabilities(Value):
     keep: tuple[str, ...]  # lower-case names without CAP_, e.g. "chown"
     why: str = ""
 
@@ -156,7 +158,7 @@ class DropCapabilities(NamedTuple):
         return f"setpriv --bounding-set={caps} --inh-caps=-all --ambient-caps=-all --no-new-privs"
 
 
-class LoadSeccomp(NamedTuple):
+class LoadSeccomp(Value):
     """A seccomp filter, compiled from a profile, loaded right before execve."""
 
     source: str  # the profile's path, and what minibox changed in it
@@ -170,7 +172,7 @@ class LoadSeccomp(NamedTuple):
                 "instructions, loaded with seccomp(SECCOMP_SET_MODE_FILTER) just before execve")
 
 
-class Exec(NamedTuple):
+class Exec(Value):
     argv: tuple[str, ...]
     env: tuple[str, ...]
     workdir: str
@@ -181,7 +183,7 @@ class Exec(NamedTuple):
         return f"cd {q(self.workdir)} && exec env -i {env} {' '.join(q(a) for a in self.argv)}"
 
 
-class RemovePath(NamedTuple):
+class RemovePath(Value):
     path: str
     kind: str = "file"  # "file", "dir" (empty) or "tree"
     why: str = ""
@@ -190,7 +192,7 @@ class RemovePath(NamedTuple):
         return {"file": "rm -f", "dir": "rmdir", "tree": "rm -rf"}[self.kind] + f" {q(self.path)}"
 
 
-class Logged(NamedTuple):
+class Logged(Value):
     """A step another process already carried out, as it was recorded (see lifecycle.release)."""
 
     text: str
@@ -200,7 +202,7 @@ class Logged(NamedTuple):
         return self.text
 
 
-class Kill(NamedTuple):
+class Kill(Value):
     pid: str
     signal: str = "KILL"
     why: str = ""
@@ -212,7 +214,7 @@ class Kill(NamedTuple):
 # --- cgroups -------------------------------------------------------------------------------
 
 
-class CgroupCreate(NamedTuple):
+class CgroupCreate(Value):
     path: str
     limits: tuple[tuple[str, str], ...] = ()  # (file, value)
     why: str = ""
@@ -223,7 +225,7 @@ class CgroupCreate(NamedTuple):
         return " && ".join(parts)
 
 
-class DeviceFilter(NamedTuple):
+class DeviceFilter(Value):
     """cgroup v2's device allowlist: a BPF_PROG_TYPE_CGROUP_DEVICE program on the group."""
 
     path: str
@@ -237,7 +239,7 @@ class DeviceFilter(NamedTuple):
                 f"{q(self.path)}, allowing only: {', '.join(self.allowed)}")
 
 
-class CgroupJoin(NamedTuple):
+class CgroupJoin(Value):
     path: str
     pid: str
     why: str = ""
@@ -249,7 +251,7 @@ class CgroupJoin(NamedTuple):
 # --- network -------------------------------------------------------------------------------
 
 
-class BridgeAdd(NamedTuple):
+class BridgeAdd(Value):
     name: str
     mac: str
     why: str = ""
@@ -258,7 +260,7 @@ class BridgeAdd(NamedTuple):
         return f"ip link add {self.name} address {self.mac} type bridge"
 
 
-class AddrAdd(NamedTuple):
+class AddrAdd(Value):
     dev: str
     cidr: str
     netns: str = ""  # container PID (or "$CTR_PID" in a script); "" = the host
@@ -268,7 +270,7 @@ class AddrAdd(NamedTuple):
         return f"{in_netns(self.netns)}ip addr add {self.cidr} dev {self.dev}"
 
 
-class LinkUp(NamedTuple):
+class LinkUp(Value):
     dev: str
     netns: str = ""
     why: str = ""
@@ -277,7 +279,7 @@ class LinkUp(NamedTuple):
         return f"{in_netns(self.netns)}ip link set {self.dev} up"
 
 
-class VethAdd(NamedTuple):
+class VethAdd(Value):
     host: str
     peer: str
     netns: str
@@ -289,7 +291,7 @@ class VethAdd(NamedTuple):
                 f"address {self.mac} netns /proc/{self.netns}/ns/net")
 
 
-class SetMaster(NamedTuple):
+class SetMaster(Value):
     dev: str
     master: str
     why: str = ""
@@ -298,7 +300,7 @@ class SetMaster(NamedTuple):
         return f"ip link set {self.dev} master {self.master}"
 
 
-class Hairpin(NamedTuple):
+class Hairpin(Value):
     dev: str
     why: str = ""
 
@@ -306,7 +308,7 @@ class Hairpin(NamedTuple):
         return f"ip link set {self.dev} type bridge_slave hairpin on"
 
 
-class RouteAdd(NamedTuple):
+class RouteAdd(Value):
     dst: str
     gateway: str
     netns: str = ""
@@ -316,7 +318,7 @@ class RouteAdd(NamedTuple):
         return f"{in_netns(self.netns)}ip route add {self.dst} via {self.gateway}"
 
 
-class LinkDel(NamedTuple):
+class LinkDel(Value):
     dev: str
     why: str = ""
 
@@ -324,7 +326,7 @@ class LinkDel(NamedTuple):
         return f"ip link del {self.dev}"
 
 
-class Sysctl(NamedTuple):
+class Sysctl(Value):
     key: str  # dotted, e.g. net.ipv4.ip_forward
     value: str
     why: str = ""
@@ -337,7 +339,7 @@ class Sysctl(NamedTuple):
         return "/proc/sys/" + self.key.replace(".", "/")
 
 
-class Firewall(NamedTuple):
+class Firewall(Value):
     """A batch of firewall commands in the syntax of the backend that applies them."""
 
     backend: str  # "nftables" | "iptables"
@@ -349,7 +351,7 @@ class Firewall(NamedTuple):
         return f"{tool} <<'EOF'\n" + "\n".join(self.lines) + "\nEOF"
 
 
-class ConntrackFlush(NamedTuple):
+class ConntrackFlush(Value):
     proto: str
     port: int = 0
     addr: str = ""

@@ -21,11 +21,11 @@ import errno
 import os
 import struct
 import time
-from dataclasses import dataclass
 
 from minibox import linux
 from minibox.errors import InvalidSpec, MiniboxError
 from minibox.plan.steps import CgroupCreate, DeviceFilter, RemovePath, Step
+from minibox.value import Value
 
 ROOT = "/sys/fs/cgroup"
 CGROUP2_SUPER_MAGIC = 0x63677270
@@ -33,8 +33,7 @@ V1_CONTROLLERS = ("memory", "pids", "cpu", "devices")
 MODES = ("auto", "v1", "v2", "none")
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(Value):
     version: str  # "v1", "v2" or "none"
     root: str  # v1: the directory holding one hierarchy per controller; v2: the cgroup2 mount
 

@@ -22,20 +22,19 @@ import signal
 import socket
 import struct
 import termios
-from dataclasses import dataclass
 
 from minibox import linux
 from minibox.errors import EXIT_MINIBOX, ExecFailed, MiniboxError
 from minibox.plan.steps import CgroupJoin, DropCapabilities, Exec, LoadSeccomp, Nsenter
 from minibox.runtime import caps, cgroups, init, tty
+from minibox.value import Value
 
 
 class Stopped(Exception):
     """The container went away while exec was joining it."""
 
 
-@dataclass
-class EnterConfig:
+class EnterConfig(Value):
     pid: int  # the container's PID 1 on the host
     argv: tuple[str, ...]
     env: tuple[str, ...]
@@ -122,8 +121,7 @@ def enter(cfg: EnterConfig) -> int:
 STOPPED = "the container stopped while exec was starting"
 
 
-@dataclass
-class Pipes:
+class Pipes(Value):
     """The command's stdin (with -i), stdout and stderr as pipes the CLI copies."""
 
     child: tuple[int, int, int]  # what the command gets as 0, 1, 2 (stdin: /dev/null without -i)

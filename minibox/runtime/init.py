@@ -17,7 +17,6 @@ import signal
 import socket
 import struct
 import termios
-from dataclasses import dataclass
 
 import prctl
 
@@ -42,14 +41,14 @@ from minibox.plan.steps import (
     Symlink,
 )
 from minibox.runtime import caps, inroot
+from minibox.value import Value
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
 
-@dataclass
-class InitConfig:
+class InitConfig(Value):
     # Mounts ending in PivotRoot, SetHostname, LinkUp("lo") when the network namespace is
     # the container's own, DropCapabilities, and last Exec: applied in this order.
     steps: list[Step]
@@ -65,8 +64,7 @@ class InitConfig:
         return next(s.new_root for s in self.steps if isinstance(s, PivotRoot))
 
 
-@dataclass
-class InitFds:
+class InitFds(Value):
     go: int  # read end: one byte "g" from the CLI when networking and cgroups are ready
     err: int  # write end, O_CLOEXEC: "CODE message" on failure
     stdin: int  # /dev/null, or the caller's stdin with -i

@@ -8,7 +8,8 @@ them all on its `NSpid:` line, host first, innermost last. That line is the lect
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+from minibox.value import Value
 
 
 def stat_fields(pid: int) -> list[str] | None:
@@ -42,8 +43,7 @@ def ns_inode(pid: int, ns: str) -> int:
     return os.stat(f"/proc/{pid}/ns/{ns}").st_ino
 
 
-@dataclass(frozen=True)
-class ProcInfo:
+class ProcInfo(Value):
     host_pid: int
     ctr_pid: int
     ppid: int  # as the container sees it

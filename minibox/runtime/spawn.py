@@ -12,9 +12,9 @@ stays entirely on the host: a shim sharing the container's mount namespace would
 moved into the container by its pivot_root (which re-roots every process of that
 namespace still rooted at the old '/'), and one in its network namespace would keep the
 veth alive after the container exits. PID 1 joins its cgroup itself (the first
-cgroup.procs write waits for an RCU grace period, 8-14 ms on v1: PID 1 waits it out while
-the CLI builds the network), then waits on the "go" pipe, and reports exec failures over
-an O_CLOEXEC pipe.
+cgroup.procs write waits for an RCU grace period, 8-14 ms on v1: PID 1 waits it out after
+saying "ready", while the CLI plugs in its veth), then waits on the "go" pipe, and reports
+exec failures over an O_CLOEXEC pipe.
 
 No wait can last forever, whichever process is killed: the forked child closes every
 pipe end that is the CLI's at once, so a killed CLI means EOF on "go" (PID 1 exits, the
@@ -31,20 +31,19 @@ import select
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
 
 import prctl
 
 from minibox import linux
 from minibox.errors import EXIT_MINIBOX, ExecFailed, MiniboxError
 from minibox.runtime import cgroups, init
+from minibox.value import Value
 
 NS_FLAGS = {"pid": linux.CLONE_NEWPID, "mount": linux.CLONE_NEWNS, "net": linux.CLONE_NEWNET,
             "uts": linux.CLONE_NEWUTS, "ipc": linux.CLONE_NEWIPC}
 
 
-@dataclass
-class SpawnRequest:
+class SpawnRequest(Value):
     init: init.InitConfig
     namespaces: tuple[str, ...]
     shim: str
@@ -52,9 +51,9 @@ class SpawnRequest:
     log_file: str
     attach: bool  # copy output to our stdout/stderr (and, with a tty, our stdin in)
     interactive: bool  # the container's stdin is ours
-    exit_command: list[str] = field(default_factory=list)
-    hold_fds: list[int] = field(default_factory=list)  # sockets the shim keeps open
-    cgroup_dirs: list[str] = field(default_factory=list)  # PID 1 moves itself into these
+    exit_command: tuple[str, ...] | list[str] = ()
+    hold_fds: tuple[int, ...] | list[int] = ()  # sockets the shim keeps open
+    cgroup_dirs: tuple[str, ...] | list[str] = ()  # PID 1 moves itself into these
     log_max_size: int = 0  # bytes before the log rotates (0: never)
     log_max_files: int = 1
 
@@ -62,12 +61,14 @@ class SpawnRequest:
 READY_TIMEOUT = 30.0  # seconds the CLI waits for PID 1's "ready"; it usually takes milliseconds
 
 
-@dataclass
 class Spawned:
-    shim_pid: int
-    pid: int  # the container's PID 1, as the host sees it
-    go: int  # write end of the "go" pipe
-    err: int  # read end of the error pipe
+    """The processes spawn() made, and the CLI's ends of PID 1's "go" and error pipes."""
+
+    def __init__(self, shim_pid: int, pid: int, go: int, err: int):
+        self.shim_pid = shim_pid
+        self.pid = pid  # the container's PID 1, as the host sees it
+        self.go = go  # write end of the "go" pipe
+        self.err = err  # read end of the error pipe
 
     def release(self) -> None:
         """Let PID 1 continue: the network and cgroups are in place."""
@@ -194,12 +195,15 @@ def _unshare_and_exec_shim(req: SpawnRequest, fds: dict) -> None:
                 if ns != "pid":
                     flags |= NS_FLAGS[ns]
             linux.unshare(flags)
+            os.write(pid_w, b"R\n")  # the namespaces exist: the CLI can plug in the veth now
+            os.close(pid_w)
             try:
+                # Meanwhile, join the cgroup: the write waits for an RCU grace period, and
+                # this way it overlaps the CLI's network work. Still before "go", so nothing
+                # of the container runs outside it; a failure is reported like an exec's.
                 cgroups.join(req.cgroup_dirs, 0)  # 0: this process
             except OSError as e:
-                raise OSError(e.errno, f"joining its cgroup: {e.strerror}") from None
-            os.write(pid_w, b"R\n")
-            os.close(pid_w)
+                init.fail(fds["err_w"], EXIT_MINIBOX, f"joining its cgroup: {e.strerror}")
             con = fds["con_child"]
             init.container_main(req.init, init.InitFds(
                 go=fds["go_r"], err=fds["err_w"], stdin=fds["stdin"], stdout=fds["out_w"],

@@ -13,16 +13,15 @@ import os
 import shutil
 import subprocess
 import textwrap
-from dataclasses import dataclass
 
 from minibox import store
 from minibox.plan import ipam, rules
+from minibox.value import Value
 
 OK, INFO, WARN, ERROR = "ok", "info", "warn", "error"
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(Value):
     level: str
     check: str
     seen: str
@@ -297,7 +296,7 @@ def render(findings: list[Finding], color: bool) -> str:
 
 
 def as_json(findings: list[Finding]) -> str:
-    return json.dumps([f.__dict__ for f in findings], indent=2) + "\n"
+    return json.dumps([f._asdict() for f in findings], indent=2) + "\n"
 
 
 def failed(findings: list[Finding]) -> bool:

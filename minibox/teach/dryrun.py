@@ -15,7 +15,6 @@ and the supervision (no shim: the shell started with `unshare` is PID 1's parent
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
 import socket
 
@@ -54,14 +53,14 @@ def plan(spec: ContainerSpec) -> RunPlan:
     if net is not None:
         from minibox.net import ipam_store
 
-        ports = tuple(p if p.host_port else dataclasses.replace(p, host_port=_free_port(p.proto, p.host_ip))
+        ports = tuple(p if p.host_port else p._replace(host_port=_free_port(p.proto, p.host_ip))
                       for p in spec.ports)
         used = set(ipam_store.taken(net.name))
         sub = ipam.parse_subnet(net.subnet)
         ip = ipam.check_requested(sub, net.gateway, spec.ip, used) if spec.ip else ipam.lowest_free(sub, net.gateway, used)
         ep = Endpoint(network=net.name, bridge=net.bridge, veth=veth_name(cid), ip=ip, prefixlen=net.prefixlen,
                       gateway=net.gateway, mac=ipam.container_mac(ip))
-        rec = dataclasses.replace(rec, ports=ports, endpoint=ep, firewall=net.firewall)
+        rec = rec._replace(ports=ports, endpoint=ep, firewall=net.firewall)
     return plan_run(spec, facts.for_run(spec, basics, rec))
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
 
 from minibox.model import ContainerRecord, ContainerState
+from minibox.value import Value
 
 NS_KINDS = ("pid", "mnt", "net", "uts", "ipc", "cgroup", "user")
 
@@ -38,8 +38,7 @@ def cgroup_lines(pid: int) -> list[str]:
         return []
 
 
-@dataclass(frozen=True)
-class Probe:
+class Probe(Value):
     why: str
     command: str
 
@@ -99,8 +98,7 @@ def run_probe(probe: Probe, rec: ContainerRecord) -> str:
 # --- what keeps a container in ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Defence:
+class Defence(Value):
     name: str
     now: str  # as the kernel reports it right now
     stops: str  # the attack it stops

@@ -12,15 +12,14 @@ import json
 import re
 import socket
 import subprocess
-from dataclasses import dataclass, field
 from html import escape
 
 from minibox import store
 from minibox.plan import rules
+from minibox.value import Value
 
 
-@dataclass
-class Ctr:
+class Ctr(Value):
     name: str
     short_id: str
     veth: str
@@ -31,8 +30,7 @@ class Ctr:
     up: bool
 
 
-@dataclass
-class Net:
+class Net(Value):
     name: str
     bridge: str
     subnet: str
@@ -41,24 +39,21 @@ class Net:
     internal: bool
     firewall: str
     present: bool  # the bridge exists in the kernel
-    containers: list[Ctr] = field(default_factory=list)
+    containers: tuple[Ctr, ...] = ()
 
 
-@dataclass
-class Rule:
+class Rule(Value):
     packets: int | None
     text: str
     comment: str
 
 
-@dataclass
-class Hook:
+class Hook(Value):
     title: str
     rules: list[Rule]
 
 
-@dataclass
-class Topology:
+class Topology(Value):
     host_links: list[tuple[str, str, list[str]]]  # name, kind, addresses
     routes: list[str]
     nets: list[Net]
@@ -85,23 +80,36 @@ def gather(only: str = "") -> Topology:
     for rec_net in store.all_networks():
         if only and rec_net.name != only:
             continue
-        n = Net(rec_net.name, rec_net.bridge, rec_net.subnet, rec_net.gateway, rec_net.mac, rec_net.internal,
-                rec_net.firewall, rec_net.bridge in names.values())
+        ctrs = []
         for rec in store.all_records():
             ep = rec.endpoint
             if ep is None or ep.network != rec_net.name or lifecycle.refresh(rec.id).released:
                 continue
-            n.containers.append(Ctr(rec.name, rec.short_id, ep.veth, ep.ip, ep.prefixlen, ep.mac,
-                                    [f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}"
-                                     for p in rec.ports], ep.veth in names.values()))
-        n.containers.sort(key=lambda c: ipaddress.IPv4Address(c.ip))
-        nets.append(n)
+            ctrs.append(Ctr(rec.name, rec.short_id, ep.veth, ep.ip, ep.prefixlen, ep.mac,
+                            [f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}"
+                             for p in rec.ports], ep.veth in names.values()))
+        ctrs.sort(key=lambda c: ipaddress.IPv4Address(c.ip))
+        nets.append(Net(rec_net.name, rec_net.bridge, rec_net.subnet, rec_net.gateway, rec_net.mac, rec_net.internal,
+                        rec_net.firewall, rec_net.bridge in names.values(), tuple(ctrs)))
     ours = {n.bridge for n in store.all_networks()} | {c.veth for n in nets for c in n.containers}
     host_links = [(name, link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "", addrs.get(name, []))
                   for link in links.values() for name in [link.get("ifname")]
                   if name not in ours and not name.startswith("mbx")]
     fw = nets[0].firewall if nets else "nftables"
     return Topology(host_links, routes, nets, _nft_hooks() if fw == "nftables" else _ipt_hooks(), fw)
+
+
+def _plain(value):
+    """Values as JSON objects, all the way down."""
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def as_json(t: Topology) -> str:
+    return json.dumps(_plain(t), indent=2) + "\n"
 
 
 def _nft_hooks() -> list[Hook]:

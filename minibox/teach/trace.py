@@ -20,10 +20,10 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 
 from minibox.errors import InvalidSpec, MiniboxError
 from minibox.model import ContainerRecord
+from minibox.value import Value
 
 PATHS = ("outside", "host", "localhost", "container")
 PROBE = """
@@ -41,13 +41,12 @@ except OSError as e:
 """
 
 
-@dataclass
-class Result:
+class Result(Value):
     path: str
     target: str  # address:port probed
     answer: str
-    packets: dict[str, list[str]] = field(default_factory=dict)  # trace id -> hops
-    conntrack: list[str] = field(default_factory=list)
+    packets: dict[str, list[str]]  # trace id -> hops
+    conntrack: list[str]
 
 
 def _sh(cmd: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -12,9 +12,8 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 import faults
+import pytest
 from conftest import PROJECT, ROOT, leftovers, mb, sh, snapshot, wait_for
 
 

@@ -13,10 +13,8 @@ import re
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
-
 from conftest import ROOT, conntrack_entries, inspect, links, mb, sh, wait_for
 
 BACKEND = os.environ.get("MINIBOX_FIREWALL_BACKEND", "nftables")
@@ -429,7 +427,7 @@ def test_gc_removes_what_a_crash_left(outside):
     # its DNAT element, its cgroups, its address, name and port files (its veth died with its
     # network namespace): 7 at least, each shown as the command that removed it
     assert int(re.search(r"removed (\d+) leftover", res.stdout).group(1)) >= 7, res.stdout
-    assert f'delete element ip minibox hostport-any {{ tcp . 8085 }}' in res.stderr or BACKEND == "iptables"
+    assert 'delete element ip minibox hostport-any { tcp . 8085 }' in res.stderr or BACKEND == "iptables"
     assert "/ipam/minibox/" in res.stderr and "/names/crashed" in res.stderr and cid in res.stderr
     assert not any(cid[:12] in r for r in sh("nft list ruleset; iptables-save", check=False).stdout.splitlines())
     assert not (ROOT / "names/crashed").exists() and not (ROOT / "ports/tcp-8085-any").exists()

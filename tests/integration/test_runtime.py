@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, inspect, mb, sh, wait_for
 
 
@@ -351,12 +350,12 @@ def test_not_root_is_told_so():
 
 
 def test_tty_through_a_real_pty():
+    import fcntl
     import pty
     import select
     import struct
-    import fcntl
-    import termios
     import sys
+    import termios
 
     def session(argv, name):
         pid, fd = pty.fork()

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, inspect, links, mb, sh
 
 HERE = Path(__file__).parent

@@ -1,6 +1,6 @@
 """The architecture, checked from the source: no import circles, and each layer imports only what it may.
 
-    plan/      pure: nothing effectful (only plan, model, errors, config)
+    plan/      pure: nothing effectful (only plan, model, errors, config, value)
     runtime/   and net/ never import each other, lifecycle, launch or the teaching tools
     teach/     sits on the core: nothing outside it and the CLI imports it
 """
@@ -65,7 +65,7 @@ def violations(layer: str, allowed) -> list[tuple[str, str]]:
 
 
 def test_plan_is_pure():
-    pure = ("minibox.plan", "minibox.model", "minibox.errors", "minibox.config")
+    pure = ("minibox.plan", "minibox.model", "minibox.errors", "minibox.config", "minibox.value")
     assert violations("minibox.plan", lambda d: d.startswith(pure)) == []
 
 

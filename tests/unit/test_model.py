@@ -2,8 +2,15 @@
 
 import json
 
-from minibox.model import (ContainerRecord, ContainerSpec, ContainerState, Endpoint, NetworkRecord, PortMapping,
-                           can_move)
+from minibox.model import (
+    ContainerRecord,
+    ContainerSpec,
+    ContainerState,
+    Endpoint,
+    NetworkRecord,
+    PortMapping,
+    can_move,
+)
 
 SPEC = ContainerSpec(image="busybox", cmd=("httpd", "-f"), name="web", env=("A=1",), workdir="/w", hostname="h",
                      interactive=True, tty=True, detach=True, remove=True, network="minibox",
@@ -36,7 +43,7 @@ def test_state_roundtrip():
 
 def test_network_roundtrip_and_unknown_keys_are_ignored():
     net = NetworkRecord("n", "id", "br", "10.0.0.0/24", "10.0.0.1", "02:00:00:00:00:01", True, "iptables", 3.0,
-                        {"k": "v"})
+                        (("k", "v"),))
     assert roundtrip(net) == net
     assert NetworkRecord.from_dict({**net.to_dict(), "from_a_newer_minibox": 1}) == net
 

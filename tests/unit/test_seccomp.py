@@ -7,6 +7,7 @@ import pytest
 
 from minibox.errors import InvalidSpec
 from minibox.plan import seccomp
+from minibox.plan import spec as specs
 from minibox.runtime.caps import DEFAULT_CAPS
 
 PROFILE = {
@@ -84,8 +85,8 @@ def test_bad_profiles_name_what_is_wrong(profile, message):
 
 
 def test_security_opts():
-    assert seccomp.parse_security_opt([]) == ""
-    assert seccomp.parse_security_opt(["seccomp=unconfined"]) == "unconfined"
-    assert seccomp.parse_security_opt(["no-new-privileges", "seccomp=/p.json"]) == "/p.json"
+    assert specs.parse_security_opt([]) == ""
+    assert specs.parse_security_opt(["seccomp=unconfined"]) == "unconfined"
+    assert specs.parse_security_opt(["no-new-privileges", "seccomp=/p.json"]) == "/p.json"
     with pytest.raises(InvalidSpec, match="unknown --security-opt"):
-        seccomp.parse_security_opt(["label=disable"])
+        specs.parse_security_opt(["label=disable"])
