@@ -240,26 +240,24 @@ class Applier:
     def _pivot(self, step: PivotRoot) -> None:
         # runc's trick: pivot onto "." with "." as put_old, then lazily detach the old
         # root, which is now stacked under the new one; no put_old directory needed.
+        #
+        # Always from the mount namespace's real root, never from where minibox was started:
+        # pivot_root hangs the new root where the caller's root mount was. Started in a
+        # chroot whose '/' is a mount (a bind, as scripts/sandbox makes under fresh-check),
+        # that is somewhere below the host's tree, and `chroot` + `cd ..` from inside the
+        # container reaches the host (measured); whose '/' is a plain directory, pivot_root
+        # fails outright. Leaving the chroot first, in PID 1's own mount namespace, fixes
+        # both, and on a normal host it is a no-op of a few syscalls.
         os.chdir(step.new_root)
+        here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        _climb_to_namespace_root()
+        os.fchdir(here)
+        os.close(here)
         try:
             linux.pivot_root(".", ".")
         except OSError as e:
-            if e.errno != errno.EINVAL:
-                raise
-            # '/' is not a mount point: minibox runs in a chroot. Binding '/' onto itself
-            # and pivoting from there is not enough (measured): the new root would hang
-            # below the host's tree, where `chroot` + `cd ..` from inside reaches the host.
-            # So leave the chroot, in this process's own mount namespace only, and pivot
-            # from the namespace's real root, as on any host.
-            here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            _climb_to_namespace_root()
-            os.fchdir(here)
-            os.close(here)
-            try:
-                linux.pivot_root(".", ".")
-            except OSError as e2:
-                raise InitError(EXIT_MINIBOX, f"container init: pivot_root failed ({e2.strerror}): minibox "
-                                              "will not start a container it cannot pivot into") from None
+            raise InitError(EXIT_MINIBOX, f"container init: pivot_root failed ({e.strerror}): minibox "
+                                          "will not start a container it cannot pivot into") from None
         linux.umount2(".", linux.MNT_DETACH)
         os.chdir("/")
         if self.root is not None:

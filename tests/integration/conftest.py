@@ -185,13 +185,18 @@ def attack_image(tmp_path_factory) -> str:
     return "attack"
 
 
-@pytest.fixture
-def chroot_host(tmp_path):
+@pytest.fixture(params=["plain", "mounted"])
+def chroot_host(request, tmp_path):
     """This host's files seen through a chroot whose '/' is a plain directory, not a mount
-    point (as in fresh-check's "fresh machine"): pivot_root cannot work there as it is."""
+    point (pivot_root cannot work there as it is), or a directory bound onto itself (as
+    scripts/sandbox makes under fresh-check: pivot_root works but would hang the container's
+    root below the host's tree)."""
     root = tmp_path / "chroot"
     root.mkdir()
     mounted = []
+    if request.param == "mounted":
+        sh(f"mount --bind {root} {root}")
+        mounted.append(root)
     for name in sorted(os.listdir("/")):
         src, dst = Path("/") / name, root / name
         if src.is_symlink():

@@ -270,16 +270,18 @@ def test_default_seccomp_profile_refuses_namespaces_keyring_io_uring(attack_imag
     refused = run_rm(attack_image, "/attack", "syscalls").stdout.splitlines()
     assert all(line.startswith("refused") for line in refused) and len(refused) == 6, refused
     mb("run", "-d", "--network", "none", "--name", "sc", attack_image, "sleep", "1000", check=True)
-    assert mb("exec", "sc", "/attack", "syscalls").stdout.splitlines() == refused
-    for where in (("run", "--rm", "--network", "none", "busybox"), ("exec", "sc")):
-        status = mb(*where, "grep", "^Seccomp:", "/proc/self/status", check=True).stdout
-        assert status == "Seccomp:\t2\n"
+    try:
+        assert mb("exec", "sc", "/attack", "syscalls").stdout.splitlines() == refused
+        for where in (("run", "--rm", "--network", "none", "busybox"), ("exec", "sc")):
+            status = mb(*where, "grep", "^Seccomp:", "/proc/self/status", check=True).stdout
+            assert status == "Seccomp:\t2\n"
+    finally:
+        mb("rm", "-f", "sc", check=True)
     # positive control: without the filter the same calls go through (so the filter refused them)
     free = run_rm("--security-opt", "seccomp=unconfined", attack_image, "/attack", "syscalls").stdout
     assert "ok unshare-user" in free and "ok keyctl" in free and "ok io_uring_setup" in free
     assert run_rm("--security-opt", "seccomp=unconfined", "busybox", "grep", "^Seccomp:",
                   "/proc/self/status").stdout == "Seccomp:\t0\n"
-    mb("rm", "-f", "sc", check=True)
 
 
 def test_a_profile_of_ones_own_in_dockers_format(tmp_path):
