@@ -8,6 +8,7 @@ through net.firewall's generation check; `minibox network reconcile` re-asserts 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 import sys
@@ -72,7 +73,13 @@ def plan(name: str, subnet: str = "", gateway: str = "", internal: bool = False,
     else:
         if gateway:
             raise InvalidSpec("--gateway needs --subnet too")
-        sub = ipam.pick_subnet(config.DEFAULT_POOL, config.DEFAULT_POOL_PREFIX, routes, [o.subnet for o in others])
+        taken = [o.subnet for o in others]
+        if name != config.default_network() and not any(o.name == config.default_network() for o in others):
+            # The pool's first /24 is kept for the default network, made on first use, as
+            # docker0 keeps 172.17/16: a network created before it must not take its subnet.
+            taken.append(str(next(ipaddress.IPv4Network(config.DEFAULT_POOL).subnets(
+                new_prefix=config.DEFAULT_POOL_PREFIX))))
+        sub = ipam.pick_subnet(config.DEFAULT_POOL, config.DEFAULT_POOL_PREFIX, routes, taken)
     nid = secrets.token_hex(32)
     bridge = config.DEFAULT_BRIDGE if name == config.default_network() else f"mbx-{nid[:11]}"
     return NetworkRecord(name=name, id=nid, bridge=bridge, subnet=str(sub), gateway=ipam.gateway_for(sub, gateway),

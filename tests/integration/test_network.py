@@ -376,6 +376,21 @@ def test_inspect_network_settings():
     mb("rm", "-f", "ins", check=True)
 
 
+def test_a_network_made_first_leaves_the_default_its_subnet():
+    """The default network is made on first use; a network created before that must not take
+    the subnet the default one is documented to have (as docker0 keeps 172.17/16)."""
+    mb("network", "rm", "minibox")  # if it exists: it comes back on first use
+    mb("network", "create", "early", check=True)
+    try:
+        early = json.loads(mb("network", "inspect", "early", check=True).stdout)[0]
+        assert early["IPAM"]["Config"][0]["Subnet"] != "10.222.0.0/24"
+        mb("run", "--rm", "busybox", "true", check=True)
+        default = json.loads(mb("network", "inspect", "minibox", check=True).stdout)[0]
+        assert default["IPAM"]["Config"][0] == {"Subnet": "10.222.0.0/24", "Gateway": "10.222.0.1"}
+    finally:
+        mb("network", "rm", "early")
+
+
 def test_reconcile_restores_rules_another_tool_removed(outside):
     web("rec", "8098:80")
     if BACKEND == "nftables":
