@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"minibox: {e.format_message()}{where}", file=sys.stderr)
             return EXIT_MINIBOX
     except MiniboxError as e:
-        print(f"minibox: {e}", file=sys.stderr)
+        print(f"minibox: {one_line(str(e))}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
         return 130
@@ -45,9 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("MINIBOX_DEBUG"):
             raise
-        print(f"minibox: internal error: {type(e).__name__}: {e} (MINIBOX_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
+        print(f"minibox: internal error: {type(e).__name__}: {one_line(str(e))} (MINIBOX_DEBUG=1 shows the "
+              "traceback)", file=sys.stderr)
         return EXIT_MINIBOX
+
+
+def one_line(text: str) -> str:
+    """A message from a library may span lines (tarfile lists each method it tried): the
+    first, and the count of the others, keep minibox's errors to one line."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if len(lines) == 1 else f"{lines[0]} (+{len(lines) - 1} more lines)" if lines else text
 
 
 def exit_now(code: int) -> None:

@@ -54,6 +54,10 @@ class Paths(Value):
         return self.root / "ipam"
 
     @property
+    def volumes(self) -> Path:
+        return self.root / "volumes"
+
+    @property
     def libexec(self) -> Path:
         return self.root / "libexec"
 
@@ -63,13 +67,6 @@ class Paths(Value):
 
     def container(self, cid: str) -> Path:
         return self.containers / cid
-
-    def image(self, name: str) -> Path:
-        # A reference's "/" cannot be part of one directory name; "%" never occurs in one.
-        key = name.replace("/", "%")
-        if key in ("", ".", "..") or "\0" in key:
-            raise ValueError(f"not an image name: {name!r}")
-        return self.images / key
 
 
 def paths() -> Paths:

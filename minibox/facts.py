@@ -1,7 +1,8 @@
 """What `run` reads before it plans: the image, the host's cgroups and resolv.conf, the network, the firewall.
 
 Reading only: nothing here changes the host, except that a real run creates the default
-network on first use, as Docker creates docker0 (a dry run plans that creation instead).
+network on first use, as Docker creates docker0 (a dry run plans that creation instead),
+and pulls an image that is not here, as `docker run` does.
 `minibox run` and `run --dry-run` read the same facts and hand them to plan.run.plan_run.
 """
 
@@ -12,8 +13,9 @@ import os
 import sys
 import time
 
-from minibox import config, images, store
+from minibox import config, store
 from minibox.errors import InvalidSpec
+from minibox.image import store as images
 from minibox.model import ContainerRecord, ContainerSpec, NetworkRecord
 from minibox.plan.run import RunFacts
 from minibox.plan.steps import LoadSeccomp
@@ -22,6 +24,7 @@ from minibox.value import Value
 
 
 class Basics(Value):
+    spec: ContainerSpec  # as asked, with what the image adds (-P: its exposed ports)
     image: images.Image
     caps: tuple[str, ...]
     seccomp: LoadSeccomp | None
@@ -29,11 +32,8 @@ class Basics(Value):
     host_resolv: str
     network: NetworkRecord | None
     network_is_new: bool
-
-
-def check_cmd(cmd: tuple[str, ...]) -> None:
-    if not cmd:
-        raise InvalidSpec("no command given: the busybox image has no default command; e.g. `minibox run busybox sh`")
+    passwd: str = ""  # the image's /etc/passwd and /etc/group: who -u names, and root's groups
+    group: str = ""
 
 
 def container_caps(device_control: str, quiet: bool = False) -> tuple[str, ...]:
@@ -51,13 +51,73 @@ def container_caps(device_control: str, quiet: bool = False) -> tuple[str, ...]:
     return tuple(c for c in caps.DEFAULT_CAPS if c != "mknod")
 
 
+def image_for(ref: str, policy: str = "missing", dry: bool = False) -> images.Image:
+    """The image `ref` names; pulled first if it is not here (as `docker run` does, and
+    always with --pull always), except for a dry run or --pull never."""
+    img = images.find(ref)
+    if img is not None and policy != "always":
+        return img
+    if dry or policy == "never":
+        return images.get(ref)  # or NotFound
+    from minibox.image import ref as refs
+    from minibox.image import registry
+
+    if img is None:
+        print(f"Unable to find image '{refs.parse(ref).familiar}' locally", file=sys.stderr)
+    return registry.pull(ref, out=sys.stderr)
+
+
+def layer_file(img: images.Image, path: str) -> str:
+    """A file of the image, read from the topmost layer that has it (or deletes it), each
+    layer's symlinks resolved inside that layer only; "" if none has it."""
+    from minibox.image.layers import WHITEOUT
+    from minibox.runtime import inroot
+
+    name = path.lstrip("/")
+    for d in images.lowerdirs(img):
+        whiteout = os.path.join(d, os.path.dirname(name), WHITEOUT + os.path.basename(name))
+        if os.path.lexists(whiteout):
+            return ""
+        try:
+            root = inroot.Root(d)
+        except OSError:
+            continue
+        try:
+            fd = root.open(name, os.O_RDONLY)
+        except OSError:
+            continue
+        finally:
+            root.close()
+        with os.fdopen(fd) as f:
+            try:
+                return f.read(1 << 20)
+            except (OSError, UnicodeDecodeError):
+                return ""
+    return ""
+
+
+def check_mounts(spec: ContainerSpec) -> None:
+    """What only the host can tell: a --mount bind source must exist (-v makes it)."""
+    for m in spec.mounts:
+        if m.kind == "bind" and not m.create_source and not os.path.exists(m.source):
+            raise InvalidSpec(f'invalid mount config for type "bind": bind source path does not exist: {m.source}')
+        if m.kind == "bind" and m.create_source and os.path.exists(m.source) and not os.path.isdir(m.source) \
+                and not os.path.isfile(m.source):
+            raise InvalidSpec(f"-v source {m.source} is neither a directory nor a file")
+
+
 def read(spec: ContainerSpec, dry: bool = False) -> Basics:
-    image = images.get(spec.image)
-    check_cmd(spec.cmd)
+    from minibox.plan import ports as portplan
+
+    check_mounts(spec)
+    image = image_for(spec.image, spec.pull, dry)
+    if spec.publish_all and spec.network not in ("none", "host"):
+        spec = spec._replace(ports=portplan.publish_exposed(spec.ports, image.config.exposed))
+    passwd, group = layer_file(image, "/etc/passwd"), layer_file(image, "/etc/group")
     lay = cgroups.layout()
     cgroups.check_limits(lay, spec.memory, spec.pids_limit)
     keep = container_caps(cgroups.device_control(lay), quiet=dry)
-    filter_step = seccomp.step_for(spec.seccomp, keep)
+    filter_step = seccomp.step_for(spec.seccomp, keep, cache_it=not dry)
     try:
         with open("/etc/resolv.conf") as f:
             resolv = f.read()
@@ -73,15 +133,30 @@ def read(spec: ContainerSpec, dry: bool = False) -> Basics:
         if dry and mode in ("bridge", config.default_network()):
             new = store.load_network(config.default_network()) is None
         net = endpoint.resolve_network(mode, spec.ports, create=not dry)
-    return Basics(image, keep, filter_step, lay, resolv, net, new)
+    basics = Basics(spec, image, keep, filter_step, lay, resolv, net, new, passwd, group)
+    new_record(spec, basics, "0" * 64, "check")  # the command and the user resolve, or nothing happens
+    return basics
 
 
 def new_record(spec: ContainerSpec, basics: Basics, cid: str, name: str) -> ContainerRecord:
+    """The record of a new container: what the spec asks, completed by the image's config
+    with docker run's rules. Pure but for the anonymous volumes' new names."""
+    from minibox.image.config import command
     from minibox.plan import spec as specs
+    from minibox.plan import users
 
+    cfg = basics.image.config
     hostname = spec.hostname or cid[:12]
-    return ContainerRecord(id=cid, name=name, created=time.time(), spec=spec, image_dir=str(basics.image.rootfs),
-                           hostname=hostname, env=specs.container_env(spec.env, hostname, spec.tty), caps=basics.caps)
+    user = users.resolve(spec.user or cfg.user, spec.group_add, basics.passwd, basics.group)
+    mounts = tuple(m._replace(source=os.urandom(32).hex(), anonymous=True) if m.kind == "volume" and not m.source
+                   else m for m in spec.mounts)
+    return ContainerRecord(
+        id=cid, name=name, created=time.time(), spec=spec, image_layers=images.lowerdirs(basics.image),
+        image_id=basics.image.id, hostname=hostname,
+        env=specs.container_env(spec.env, hostname, spec.tty, image_env=cfg.env, home=user.home),
+        caps=basics.caps, argv=command(cfg, spec.cmd, spec.entrypoint), workdir=spec.workdir or cfg.workdir or "/",
+        user=user._asdict(), mounts=mounts, stop_signal=cfg.stop_signal,
+        labels=tuple(f"{k}={v}" for k, v in cfg.labels) + spec.labels)
 
 
 def for_run(spec: ContainerSpec, basics: Basics, rec: ContainerRecord) -> RunFacts:
@@ -93,9 +168,11 @@ def for_run(spec: ContainerSpec, basics: Basics, rec: ContainerRecord) -> RunFac
         ff = firewall.facts(basics.network.firewall, networks_change=basics.network_is_new)
         peers = endpoint.peers(rec)
     dirs = tuple(cgroups.group_dirs(config.cgroup_parent(), rec.id, basics.cgroups))
+    present = tuple(m.source for m in rec.mounts if m.kind == "bind" and os.path.exists(m.source))
     return RunFacts(record=rec, container_dir=str(config.paths().container(rec.id)), host_resolv=basics.host_resolv,
                     seccomp=basics.seccomp, cgroup_dirs=dirs, cgroup_v2=basics.cgroups.version == "v2",
-                    network=basics.network, network_is_new=basics.network_is_new, firewall=ff, peers=peers or ())
+                    network=basics.network, network_is_new=basics.network_is_new, firewall=ff, peers=peers or (),
+                    volume_root=str(config.paths().volumes), present=present)
 
 
 def new_id() -> str:

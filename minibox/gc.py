@@ -166,9 +166,16 @@ def sweep_index_files() -> tuple[list[Step], list[str]]:
     return steps, []
 
 
+def sweep_image_tmp() -> tuple[list[Step], list[str]]:
+    """Half-unpacked layers of a pull, load or import that was killed."""
+    from minibox.image import store as images
+
+    return [RemovePath(p, "tree", why="a layer an interrupted pull or load was unpacking") for p in images.clean_tmp()], []
+
+
 SWEEPS = (("stuck containers", sweep_stuck), ("orphan containers", sweep_orphan_dirs), ("shims", sweep_shims),
           ("firewall", sweep_firewall), ("cgroups", sweep_cgroups), ("veths", sweep_links),
-          ("addresses", sweep_addresses), ("names and ports", sweep_index_files))
+          ("addresses", sweep_addresses), ("names and ports", sweep_index_files), ("image downloads", sweep_image_tmp))
 
 
 def run() -> tuple[list[Step], list[str]]:

@@ -48,6 +48,7 @@ def run(spec: ContainerSpec, explain=None) -> RunResult:
 
     lifecycle.require_root()
     basics = facts.read(spec)
+    spec = basics.spec  # with what the image adds (-P)
     shim = str(shimbin.ensure_shim())
     cid = facts.new_id()
     name = spec.name or specs.generate_name(store.name_taken)
@@ -132,7 +133,11 @@ def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, s
 
 
 def _write(step: WriteFile) -> None:
-    store.create_exclusive(Path(step.path), step.content)
+    try:
+        store.create_exclusive(Path(step.path), step.content)
+    except FileExistsError:
+        if not step.if_missing:
+            raise
 
 
 def _save(cid: str, **changes) -> None:
@@ -145,7 +150,11 @@ def _undo(cid: str) -> None:
     with contextlib.suppress(Exception):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the undo short
     try:
-        _, errors = lifecycle.teardown(cid)
+        try:
+            rec = store.load_record(cid)
+        except Exception:  # noqa: BLE001 - not written, or damaged: teardown finds things by id
+            rec = None
+        _, errors = lifecycle.teardown(cid, rec, volumes=True)  # its anonymous volumes were made for it
     except Exception as e:  # noqa: BLE001 - the original failure is what the user must see
         errors = [str(e)]
     finally:

@@ -211,11 +211,20 @@ def stop(rec: ContainerRecord, timeout: int = config.STOP_TIMEOUT) -> None:
     state = refresh(rec.id)
     if state.status != RUNNING:
         return
-    _signal(state, signal.SIGTERM)
+    _signal(state, stop_signal(rec))
     if not wait_exit(rec.id, timeout):
         _signal(state, signal.SIGKILL)
         wait_exit(rec.id, 10)
     refresh(rec.id)
+
+
+def stop_signal(rec: ContainerRecord) -> int:
+    """The image's STOPSIGNAL (SIGQUIT for nginx, say), else SIGTERM."""
+    name = rec.stop_signal.upper()
+    if name.isdigit():
+        return int(name)
+    name = name if name.startswith("SIG") else "SIG" + name
+    return int(signal.Signals[name]) if name in signal.Signals.__members__ else signal.SIGTERM
 
 
 def kill(rec: ContainerRecord, sig: int) -> None:
@@ -236,10 +245,10 @@ def _signal(state: ContainerState, sig: int) -> None:
 # --- rm ----------------------------------------------------------------------------------------------
 
 
-def remove(cid: str, force: bool = False) -> list:
-    """`rm` (refuses a running container) or `rm -f`; returns the steps removal took,
-    including the release of its resources, whoever carried that out. Works on a container
-    whose record or state is damaged."""
+def remove(cid: str, force: bool = False, volumes: bool = False) -> list:
+    """`rm` (refuses a running container) or `rm -f`, with `-v` its anonymous volumes too;
+    returns the steps removal took, including the release of its resources, whoever carried
+    that out. Works on a container whose record or state is damaged."""
     from minibox.plan.steps import Kill
 
     try:
@@ -259,7 +268,7 @@ def remove(cid: str, force: bool = False) -> list:
                                                "of its PID namespace"))
     if state is not None and state.status == EXITED and state.shim_pid:
         _wait_gone(state.shim_pid, 5.0)  # the shim may still be recording the exit
-    done, errors = teardown(cid, rec, state)
+    done, errors = teardown(cid, rec, state, volumes=volumes)
     if state is not None and state.released:
         done = steps_of(state.release_log) + done
     if errors:
@@ -267,11 +276,13 @@ def remove(cid: str, force: bool = False) -> list:
     return steps + done
 
 
-def teardown(cid: str, rec: ContainerRecord | None = None, state: ContainerState | None = None) -> tuple[list, list[str]]:
+def teardown(cid: str, rec: ContainerRecord | None = None, state: ContainerState | None = None,
+             volumes: bool = False) -> tuple[list, list[str]]:
     """Remove container `cid` and everything it holds, in this order: mark it removing,
-    kill its processes, give back network and cgroups, delete its directory, free its name.
-    Finds what it holds from the record if there is one, else by the id each object
-    carries. Goes on past errors; (steps done, errors met)."""
+    kill its processes, give back network and cgroups, delete its directory (and, with
+    `volumes`, its anonymous volumes), free its name. Finds what it holds from the record
+    if there is one, else by the id each object carries. Goes on past errors; (steps done,
+    errors met)."""
     from minibox.plan.steps import RemovePath
 
     c = Collector()
@@ -295,6 +306,12 @@ def teardown(cid: str, rec: ContainerRecord | None = None, state: ContainerState
                                                                   "below is untouched"))
             except OSError as e:
                 c.errors.append(f"removing {cdir}: {e.strerror}")
+        if rec is not None and (volumes or rec.spec.remove):
+            from minibox import volumes as vols
+
+            for m in rec.mounts:
+                if m.kind == "volume" and m.anonymous:
+                    c.attempt("volumes", vols.remove_anonymous, m.source)
     with store.global_lock():
         store.release_names_of(cid)
     return c.result
@@ -365,44 +382,6 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 
 # --- exec ----------------------------------------------------------------------------------------------
-
-
-def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], env: tuple[str, ...],
-            workdir: str, tty: bool, interactive: bool, explain=None) -> int:
-    from minibox.plan import cgroups as cgplan
-    from minibox.plan.steps import DropCapabilities, Exec, Nsenter
-    from minibox.runtime import caps, enter, seccomp
-
-    merged = dict(e.split("=", 1) for e in rec.env)
-    for item in env:
-        k, _, v = item.partition("=")
-        merged[k] = v
-    if tty:
-        merged.setdefault("TERM", "xterm")
-    namespaces = ("ipc", "uts", "pid", "mnt") if rec.spec.network == "host" else ("ipc", "uts", "net", "pid", "mnt")
-    steps = [Nsenter(str(state.pid), namespaces, why="join the namespaces of the container's PID 1, and its root "
-                                                     "(/proc/PID/ns/*, /proc/PID/root)")]
-    keep = rec.caps or caps.DEFAULT_CAPS
-    steps += cgplan.plan_join(cgroups.existing_dirs(config.cgroup_parent(), rec.id), "$$")
-    steps.append(DropCapabilities(keep, why="the same privileges as the container's PID 1"))
-    filter_step = seccomp.step_for(rec.spec.seccomp, keep)
-    if filter_step is not None:
-        steps.append(filter_step._replace(why="the same seccomp filter as the container's PID 1"))
-    steps.append(Exec(argv, tuple(f"{k}={v}" for k, v in merged.items()), workdir or rec.spec.workdir,
-                      why="a new process in the container: its PID there is the next free one, not 1"))
-    if explain is not None:
-        explain(steps, state.pid)
-    try:
-        return enter.enter(enter.EnterConfig.from_steps(steps, tty=tty, interactive=interactive))
-    except enter.Stopped:
-        raise NotRunning(f"container {rec.name} stopped while exec was starting") from None
-
-
-def validate_exec_args(workdir: str) -> None:
-    from minibox.plan import spec as specs
-
-    if workdir:
-        specs.validate_workdir(workdir)
 
 
 def is_gone_error(e: OSError) -> bool:

@@ -11,21 +11,100 @@ from __future__ import annotations
 import os
 import sys
 import time
+from datetime import timezone
 from pathlib import Path
 from typing import Callable, Iterator
+
+from minibox.value import Value
 
 LOG = "container.log"
 
 
 def parse(lines: Iterator[bytes]) -> Iterator[tuple[str, bytes]]:
     """(stream, bytes) per record, newline restored for complete lines."""
+    for _ts, stream, data in records(lines):
+        yield stream, data
+
+
+def records(lines: Iterator[bytes]) -> Iterator[tuple[str, str, bytes]]:
+    """(timestamp, stream, bytes) per record, newline restored for complete lines."""
     for line in lines:
         parts = line.rstrip(b"\n").split(b" ", 3)
         if len(parts) < 3:
             continue
         stream, tag = parts[1].decode(errors="replace"), parts[2]
         content = parts[3] if len(parts) == 4 else b""
-        yield stream, content + (b"\n" if tag == b"F" else b"")
+        yield parts[0].decode(errors="replace"), stream, content + (b"\n" if tag == b"F" else b"")
+
+
+def epoch(ts: str) -> float:
+    """An RFC 3339 timestamp (the shim's, with nanoseconds) as seconds since the epoch."""
+    from datetime import datetime
+
+    head, _, frac = ts.rstrip("Z").partition(".")
+    try:
+        whole = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return 0.0
+    return whole + (float("0." + frac) if frac.isdigit() else 0.0)
+
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_since(text: str, now: float) -> float:
+    """--since: a Unix time (1700000000), an RFC 3339 date or time, or a duration before
+    now (10m, 1h30m, 45s), as Docker takes it."""
+    import re
+
+    from minibox.errors import InvalidSpec
+
+    t = text.strip()
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", t):
+        return float(t)
+    if re.fullmatch(r"([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+", t):
+        return now - sum(float(n) * _UNITS[u] for n, _, u in re.findall(r"([0-9]+(\.[0-9]+)?)(ns|us|ms|s|m|h)", t))
+    for fmt in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
+        try:
+            from datetime import datetime
+
+            return datetime.strptime(t.rstrip("Z").split(".")[0], fmt).replace(tzinfo=timezone.utc).timestamp()
+        except ValueError:
+            continue
+    raise InvalidSpec(f'invalid --since "{text}": give a Unix time, a date like 2026-11-26T10:00:00, or a '
+                      "duration like 10m")
+
+
+class Lines:
+    """Records joined into lines (a line may span several P records), per stream, each
+    with the time its first part was written."""
+
+    def __init__(self):
+        self.partial: dict[str, tuple[str, bytes]] = {}
+
+    def feed(self, data: bytes) -> list[tuple[str, str, bytes]]:
+        out = []
+        for ts, stream, chunk in records(iter(data.split(b"\n"))):
+            first, sofar = self.partial.pop(stream, (ts, b""))
+            if chunk.endswith(b"\n"):
+                out.append((first, stream, sofar + chunk))
+            else:
+                self.partial[stream] = (first, sofar + chunk)
+        return out
+
+    def rest(self) -> list[tuple[str, str, bytes]]:
+        """What never got its newline (the container's last output, unterminated)."""
+        out = [(ts, stream, data) for stream, (ts, data) in self.partial.items() if data]
+        self.partial.clear()
+        return out
+
+
+class Options(Value):
+    follow: bool = False
+    tail: int = -1  # last N lines; -1 all
+    since: float = 0.0  # epoch seconds; 0 from the start
+    until: float = 0.0
+    timestamps: bool = False
 
 
 def emit(stream: str, data: bytes) -> None:
@@ -53,42 +132,63 @@ def drop(cdir: Path) -> None:
             pass
 
 
-def _records(data: bytes) -> None:
-    for stream, chunk in parse(iter(data.split(b"\n"))):
-        emit(stream, chunk)
+def _emit_lines(lines: list[tuple[str, str, bytes]], opts: Options) -> None:
+    for ts, stream, data in lines:
+        if opts.since and epoch(ts) < opts.since:
+            continue
+        if opts.until and epoch(ts) >= opts.until:
+            continue
+        emit(stream, (ts.encode() + b" " if opts.timestamps else b"") + data)
 
 
-def show(cdir: Path, follow: bool, running: Callable[[], bool]) -> None:
-    """Print the log; with follow, keep printing until the container has stopped."""
+def show(cdir: Path, running: Callable[[], bool], opts: Options = Options()) -> None:
+    """Print the log (the last `tail` lines, from `since`); with follow, keep printing
+    until the container has stopped."""
+    joined = Lines()
+    backlog: list[tuple[str, str, bytes]] = []
     for path in files(cdir)[:-1]:
         try:
-            _records(path.read_bytes())
+            backlog += joined.feed(path.read_bytes())
         except OSError:
             continue
     current = cdir / LOG
     try:
         f = open(current, "rb")
     except FileNotFoundError:
-        return
+        f = None
     pending = b""
+    if f is not None:
+        complete, _, pending = f.read().rpartition(b"\n")
+        backlog += joined.feed(complete)
+    if not opts.follow or f is None or not running():
+        if f is not None:
+            backlog += joined.feed(pending + f.read())
+            f.close()
+        backlog += joined.rest()
+        pending = b""
+    if opts.since:
+        backlog = [x for x in backlog if epoch(x[0]) >= opts.since]
+    _emit_lines(backlog[len(backlog) - opts.tail:] if 0 <= opts.tail <= len(backlog) else backlog, opts)
+    if f is None or f.closed:
+        return
     while True:
         chunk = f.read()
         if chunk:
             pending += chunk
             complete, _, pending = pending.rpartition(b"\n")
             if complete:
-                _records(complete)
+                _emit_lines(joined.feed(complete), opts)
             continue
-        if follow and _rotated(f, current):
+        if _rotated(f, current):
             f.close()  # what was left in it was read above; go on with the new file
             try:
                 f = open(current, "rb")
             except FileNotFoundError:
                 return
             continue
-        if not follow or not running():
+        if not running():
             # one last read: the shim drains output right after PID 1 exits
-            _records(pending + f.read())
+            _emit_lines(joined.feed(pending + f.read()) + joined.rest(), opts)
             f.close()
             return
         time.sleep(0.1)

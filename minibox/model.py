@@ -72,14 +72,34 @@ class PortMapping(Value):
         return f"{self.container_port}/{self.proto} -> {self.host_ip or '0.0.0.0'}:{self.host_port}"
 
 
+class MountSpec(Value):
+    """One mount a user asked for: -v, --mount or --tmpfs (see plan.volumes)."""
+
+    kind: str  # "bind", "volume" or "tmpfs"
+    source: str  # a host path (bind), a volume name ("" anonymous), "" (tmpfs)
+    target: str  # inside the container
+    readonly: bool = False
+    options: str = ""  # tmpfs: size=64m,mode=1777
+    create_source: bool = False  # -v makes a missing host directory; --mount refuses it
+    anonymous: bool = False  # a volume named by minibox (-v /path): removed with the container by --rm, rm -v
+    nocopy: bool = False  # a new volume is not given the image's content at its target
+
+    def to_dict(self) -> dict:
+        return self._asdict()
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MountSpec:
+        return cls(**{k: v for k, v in d.items() if k in cls._fields})
+
+
 class ContainerSpec(Value):
     """What the user asked for on the command line, validated."""
 
     image: str
-    cmd: tuple[str, ...]
+    cmd: tuple[str, ...] = ()  # () for the image's CMD
     name: str = ""
     env: tuple[str, ...] = ()
-    workdir: str = "/"
+    workdir: str = ""  # "" for the image's WorkingDir, else /
     hostname: str = ""
     interactive: bool = False
     tty: bool = False
@@ -93,19 +113,33 @@ class ContainerSpec(Value):
     seccomp: str = ""  # "" Docker's default, "unconfined", or a profile's path (--security-opt)
     log_max_size: int = 20 * 1024 * 1024  # --log-opt max-size: Docker's `local` driver keeps 20 MB x 5 files
     log_max_files: int = 5  # --log-opt max-file: the current file and the rotated ones
+    entrypoint: tuple[str, ...] | None = None  # --entrypoint; None for the image's
+    user: str = ""  # -u; "" for the image's USER, else root
+    group_add: tuple[str, ...] = ()
+    mounts: tuple = ()  # plan.volumes.MountSpec, in the order given
+    read_only: bool = False
+    publish_all: bool = False  # -P: every port the image exposes, on an ephemeral host port
+    labels: tuple[str, ...] = ()  # --label KEY=VALUE
+    pull: str = "missing"  # --pull: missing, always or never
 
     def to_dict(self) -> dict[str, Any]:
         d = self._asdict()
         d["ports"] = [p.to_dict() for p in self.ports]
-        d["cmd"], d["env"] = list(self.cmd), list(self.env)
+        d["mounts"] = [m.to_dict() for m in self.mounts]
+        for k in ("cmd", "env", "group_add", "labels"):
+            d[k] = list(d[k])
+        d["entrypoint"] = list(self.entrypoint) if self.entrypoint is not None else None
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerSpec:
         data = dict(data)
-        data["cmd"] = tuple(data.get("cmd", ()))
-        data["env"] = tuple(data.get("env", ()))
+        for k in ("cmd", "env", "group_add", "labels"):
+            data[k] = tuple(data.get(k) or ())
         data["ports"] = tuple(PortMapping.from_dict(p) for p in data.get("ports", ()))
+        data["mounts"] = tuple(MountSpec.from_dict(m) for m in data.get("mounts", ()))
+        if data.get("entrypoint") is not None:
+            data["entrypoint"] = tuple(data["entrypoint"])
         return _from_dict(cls, data)
 
 
@@ -130,54 +164,54 @@ class Endpoint(Value):
 
 class ContainerRecord(Value):
     """A container as stored in containers/ID/config.json: written first, before anything of
-    the container exists, and once more when its address and ports are chosen."""
+    the container exists, and once more when its address and ports are chosen. What the
+    image contributed (command, environment, working directory, user) is resolved here."""
 
     id: str
     name: str
     created: float
     spec: ContainerSpec
-    image_dir: str
+    image_layers: tuple[str, ...]  # the image's layer directories, top first (overlayfs's lowerdir)
     hostname: str
     env: tuple[str, ...]
     endpoint: Endpoint | None = None
     ports: tuple[PortMapping, ...] = ()  # with ephemeral host ports resolved
     firewall: str = ""  # backend that installed this container's rules
     caps: tuple[str, ...] = ()  # capabilities its processes keep; () for Docker's default set
+    image_id: str = ""
+    argv: tuple[str, ...] = ()  # what runs: ENTRYPOINT + CMD, after the user's overrides
+    workdir: str = "/"
+    user: dict = None  # plan.users.User as a dict: uid, gid, groups, home, name
+    mounts: tuple = ()  # plan.volumes.MountSpec, sources resolved (an anonymous volume named)
+    stop_signal: str = ""
+    labels: tuple[str, ...] = ()  # KEY=VALUE: the image's, then --label's
 
     @property
     def short_id(self) -> str:
         return self.id[:12]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "created": self.created,
-            "spec": self.spec.to_dict(),
-            "image_dir": self.image_dir,
-            "hostname": self.hostname,
-            "env": list(self.env),
-            "endpoint": self.endpoint.to_dict() if self.endpoint else None,
-            "ports": [p.to_dict() for p in self.ports],
-            "firewall": self.firewall,
-            "caps": list(self.caps),
-        }
+        d = self._asdict()
+        d["spec"] = self.spec.to_dict()
+        d["endpoint"] = self.endpoint.to_dict() if self.endpoint else None
+        d["ports"] = [p.to_dict() for p in self.ports]
+        d["mounts"] = [m.to_dict() for m in self.mounts]
+        for k in ("image_layers", "env", "caps", "argv", "labels"):
+            d[k] = list(d[k])
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerRecord:
-        return cls(
-            id=data["id"],
-            name=data["name"],
-            created=data["created"],
-            spec=ContainerSpec.from_dict(data["spec"]),
-            image_dir=data["image_dir"],
-            hostname=data["hostname"],
-            env=tuple(data.get("env", ())),
-            endpoint=Endpoint.from_dict(data["endpoint"]) if data.get("endpoint") else None,
-            ports=tuple(PortMapping.from_dict(p) for p in data.get("ports", ())),
-            firewall=data.get("firewall", ""),
-            caps=tuple(data.get("caps", ())),
-        )
+        data = dict(data)
+        data["spec"] = ContainerSpec.from_dict(data["spec"])
+        data["endpoint"] = Endpoint.from_dict(data["endpoint"]) if data.get("endpoint") else None
+        data["ports"] = tuple(PortMapping.from_dict(p) for p in data.get("ports", ()))
+        data["mounts"] = tuple(MountSpec.from_dict(m) for m in data.get("mounts", ()))
+        for k in ("image_layers", "env", "caps", "argv", "labels"):
+            data[k] = tuple(data.get(k) or ())
+        if "image_layers" not in data or not data["image_layers"]:
+            data["image_layers"] = (data.get("image_dir", ""),) if data.get("image_dir") else ()
+        return _from_dict(cls, data)
 
 
 class ContainerState(Value):

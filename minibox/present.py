@@ -88,7 +88,7 @@ def status_text(state: ContainerState, now: float | None = None) -> str:
 
 
 def command_text(rec: ContainerRecord, width: int = 20) -> str:
-    text = shlex.join(rec.spec.cmd)
+    text = shlex.join(rec.argv or rec.spec.cmd)
     if len(text) > width:
         text = text[: width - 1] + "…"
     return f'"{text}"'
@@ -123,9 +123,105 @@ def dead_json(cid: str, why: str) -> dict:
 
 
 def ps_json(rec: ContainerRecord, state: ContainerState) -> dict:
-    return {"ID": rec.short_id, "Image": rec.spec.image, "Command": shlex.join(rec.spec.cmd),
-            "CreatedAt": iso(rec.created), "Status": status_text(state), "State": state.status,
-            "Ports": ports_text(rec), "Names": rec.name}
+    """One container as `docker ps --format '{{json .}}'` shows it."""
+    return {"ID": rec.short_id, "Image": rec.spec.image, "Command": command_text(rec),
+            "CreatedAt": iso(rec.created), "RunningFor": ago(rec.created), "Status": status_text(state),
+            "State": state.status, "Ports": ports_text(rec), "Names": rec.name, "Labels": ",".join(rec.labels),
+            "Mounts": ",".join(m.source if m.kind != "tmpfs" else m.target for m in rec.mounts),
+            "Networks": rec.endpoint.network if rec.endpoint else (rec.spec.network or "")}
+
+
+PS_HEADINGS = {"ID": "CONTAINER ID", "RunningFor": "CREATED", "CreatedAt": "CREATED AT", "Names": "NAMES"}
+PS_FILTERS = ("name", "status", "ancestor", "label", "id", "exited")
+
+
+def parse_filters(items: list[str], known: tuple[str, ...]) -> list[tuple[str, str]]:
+    """--filter KEY=VALUE, each key one of `known`."""
+    from minibox.errors import InvalidSpec
+
+    out = []
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or key not in known:
+            raise InvalidSpec(f'invalid filter "{item}": use {", ".join(k + "=..." for k in known)}')
+        out.append((key, value))
+    return out
+
+
+def ps_matches(rec: ContainerRecord, state: ContainerState, filters: list[tuple[str, str]]) -> bool:
+    """Docker's rule: filters of one key are OR-ed, different keys AND-ed."""
+    import re
+
+    by_key: dict[str, list[str]] = {}
+    for k, v in filters:
+        by_key.setdefault(k, []).append(v)
+    docker_status = {CREATING: "created", REMOVING: "removing"}.get(state.status, state.status)
+    labels = dict(item.partition("=")[::2] for item in rec.labels)
+    tests = {
+        "name": lambda v: re.search(v, rec.name) is not None,
+        "id": lambda v: rec.id.startswith(v),
+        "status": lambda v: docker_status == v,
+        "exited": lambda v: state.status == EXITED and str(state.exit_code) == v,
+        "ancestor": lambda v: _same_image(v, rec),
+        "label": lambda v: (v.partition("=")[0] in labels) if "=" not in v
+        else labels.get(v.partition("=")[0]) == v.partition("=")[2],
+    }
+    return all(any(tests[k](v) for v in vs) for k, vs in by_key.items())
+
+
+def _same_image(text: str, rec: ContainerRecord) -> bool:
+    from minibox.image import ref as refs
+
+    if rec.image_id and rec.image_id.removeprefix("sha256:").startswith(text.removeprefix("sha256:")) \
+            and len(text.removeprefix("sha256:")) >= 4:
+        return True
+    try:
+        return refs.normalize(text) == refs.normalize(rec.spec.image)
+    except Exception:  # noqa: BLE001 - not a reference: no match
+        return False
+
+
+class Output:
+    """--format: "" (the verb's own table), "json" (one object per line), "table TEMPLATE"
+    (a header, then a row each), or a Go template (one line each)."""
+
+    def __init__(self, fmt: str, allow_table: bool = True):
+        from minibox import template
+        from minibox.errors import InvalidSpec
+
+        self.fmt = fmt
+        self.custom = bool(fmt)
+        self.shape = None
+        if fmt and fmt != "json":
+            self.shape = template.Format(fmt)
+            if self.shape.table and not allow_table:
+                raise InvalidSpec(f'invalid --format "{fmt}": "table" is for ps and images, not here')
+
+    def print(self, docs: list[dict], headings: dict[str, str] | None = None) -> None:
+        import json
+        import sys
+
+        if self.shape is None:
+            for d in docs:
+                sys.stdout.write(json.dumps(d) + "\n")
+            return
+        lines = [self.shape.line(d) for d in docs]
+        if self.shape.table:
+            rows = [self.shape.header(headings or {}).split("\t")] + [line.split("\t") for line in lines]
+            sys.stdout.write(_columns(rows) + "\n")
+            return
+        for line in lines:
+            sys.stdout.write(line + "\n")
+
+
+def _columns(rows: list[list[str]]) -> str:
+    widths: list[int] = []
+    for row in rows:
+        for i, c in enumerate(row):
+            if i >= len(widths):
+                widths.append(0)
+            widths[i] = max(widths[i], len(c))
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
 
 def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dirs: list[str]) -> dict:
@@ -142,8 +238,8 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
     return {
         "Id": rec.id,
         "Created": iso(rec.created),
-        "Path": rec.spec.cmd[0] if rec.spec.cmd else "",
-        "Args": list(rec.spec.cmd[1:]),
+        "Path": rec.argv[0] if rec.argv else "",
+        "Args": list(rec.argv[1:]),
         "State": {
             "Status": state.status,
             "Running": state.status == RUNNING,
@@ -153,7 +249,7 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
             "StartedAt": iso(state.started_at),
             "FinishedAt": iso(state.finished_at),
         },
-        "Image": rec.spec.image,
+        "Image": rec.image_id,
         "Name": "/" + rec.name,
         "LogPath": paths["log"],
         "HostConfig": {
@@ -162,18 +258,28 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
             "PortBindings": {k: v for k, v in ports.items()},
             "Memory": rec.spec.memory,
             "PidsLimit": rec.spec.pids_limit,
+            "ReadonlyRootfs": rec.spec.read_only,
+            "Binds": [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in rec.mounts
+                      if m.kind == "bind" and m.create_source],
+            "Tmpfs": {m.target: m.options for m in rec.mounts if m.kind == "tmpfs"},
+            "PublishAllPorts": rec.spec.publish_all,
         },
         "GraphDriver": {"Name": "overlay", "Data": {
-            "LowerDir": rec.image_dir, "UpperDir": paths["upper"], "WorkDir": paths["work"],
+            "LowerDir": ":".join(rec.image_layers), "UpperDir": paths["upper"], "WorkDir": paths["work"],
             "MergedDir": paths["merged"]}},
+        "Mounts": [mount_json(m, paths.get("volumes", "")) for m in rec.mounts if m.kind != "tmpfs"],
         "Config": {
             "Hostname": rec.hostname,
+            "User": user_text(rec),
             "Env": list(rec.env),
-            "Cmd": list(rec.spec.cmd),
+            "Cmd": list(rec.spec.cmd) if rec.spec.cmd or rec.spec.entrypoint is not None else None,
+            "Entrypoint": list(rec.spec.entrypoint) if rec.spec.entrypoint is not None else None,
             "Image": rec.spec.image,
-            "WorkingDir": rec.spec.workdir,
+            "WorkingDir": rec.workdir,
             "Tty": rec.spec.tty,
             "OpenStdin": rec.spec.interactive,
+            "StopSignal": rec.stop_signal or "SIGTERM",
+            "Labels": dict(item.partition("=")[::2] for item in rec.labels),
         },
         "NetworkSettings": {
             "IPAddress": ep.ip if ep else "",
@@ -191,6 +297,72 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
             "FirewallBackend": rec.firewall,
         },
     }
+
+
+def image_rows(imgs, now: float | None = None) -> list[list[str]]:
+    """`images`: one row per name an image has (or one <none> row), newest first."""
+    rows = []
+    for img in sorted(imgs, key=lambda i: -built(i)):
+        names = image_names(img) or [("<none>", "<none>")]
+        for repo, tag in names:
+            rows.append([repo, tag, img.short_id, ago(built(img), now), human_size(img.size)])
+    return rows
+
+
+def built(img) -> float:
+    """When the image was made (its config's `created`, as Docker's CREATED shows), else
+    when it was stored here."""
+    from minibox.logs import epoch
+
+    return (epoch(img.built) if img.built else 0.0) or img.created
+
+
+def image_names(img) -> list[tuple[str, str]]:
+    from minibox.image import ref as refs
+
+    out = []
+    for name in img.refs:
+        r = refs.parse(name)
+        out.append((r.repository, r.tag or "<none>"))
+    return out
+
+
+def image_json_rows(img) -> list[dict]:
+    """`images --format`: Docker's fields per row."""
+    return [{"Repository": repo, "Tag": tag, "ID": img.short_id, "CreatedSince": ago(built(img)),
+             "CreatedAt": iso(built(img)), "Size": human_size(img.size), "Digest": (img.repo_digests or [""])[0]
+             .partition("@")[2] or "<none>"} for repo, tag in (image_names(img) or [("<none>", "<none>")])]
+
+
+def image_inspect(img) -> dict:
+    """An image as `docker inspect` shapes it."""
+    from minibox.image import ref as refs
+
+    return {"Id": img.id, "RepoTags": [refs.parse(n).familiar for n in img.refs],
+            "RepoDigests": list(img.repo_digests), "Created": img.built or iso(img.created),
+            "Config": img.config.to_oci(), "Architecture": img.architecture, "Os": img.os, "Size": img.size,
+            "RootFS": {"Type": "layers", "Layers": list(img.layers)},
+            "Metadata": {"LastTagTime": iso(img.created)}}
+
+
+def volume_inspect(v) -> dict:
+    return {"Name": v.name, "Driver": "local", "Mountpoint": v.path, "CreatedAt": iso(v.created),
+            "Scope": "local", "Labels": {"com.docker.volume.anonymous": ""} if v.anonymous else {}, "Options": {}}
+
+
+def mount_json(m, volume_root: str) -> dict:
+    """One entry of inspect's Mounts, as Docker shapes it."""
+    if m.kind == "volume":
+        return {"Type": "volume", "Name": m.source, "Source": f"{volume_root}/{m.source}/_data",
+                "Destination": m.target, "Driver": "local", "Mode": "ro" if m.readonly else "z", "RW": not m.readonly,
+                "Propagation": ""}
+    return {"Type": "bind", "Source": m.source, "Destination": m.target, "Mode": "ro" if m.readonly else "",
+            "RW": not m.readonly, "Propagation": "rprivate"}
+
+
+def user_text(rec: ContainerRecord) -> str:
+    """Config.User: what was asked (-u, or the image's USER); "" for root by default."""
+    return rec.spec.user or ""
 
 
 def network_inspect(net, containers: list[tuple[ContainerRecord, ContainerState]]) -> dict:

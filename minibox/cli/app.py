@@ -6,14 +6,16 @@ import sys
 import typer
 
 from minibox import config
-from minibox.errors import InvalidSpec
+from minibox.errors import InvalidSpec, MiniboxError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="A small container runtime that shows what `docker run` does to the kernel.")
-image_app = typer.Typer(no_args_is_help=True, help="Manage images (rootfs directories).")
+image_app = typer.Typer(no_args_is_help=True, help="Manage images (layers stored once each, overlaid per container).")
 network_app = typer.Typer(no_args_is_help=True, help="Manage bridge networks (a bridge, a subnet, firewall rules).")
+volume_app = typer.Typer(no_args_is_help=True, help="Manage named volumes (directories that outlive containers).")
 app.add_typer(image_app, name="image")
 app.add_typer(network_app, name="network")
+app.add_typer(volume_app, name="volume")
 
 # Docker-style `run [OPTIONS] IMAGE [COMMAND] [ARG...]`: options stop at IMAGE, so the
 # `-p 80` in `minibox run busybox httpd -p 80` belongs to httpd, not to minibox.
@@ -34,6 +36,22 @@ def main_options(
 
 def say(text: str) -> None:
     sys.stdout.write(text + "\n")
+
+
+def for_each(names: list[str], action) -> None:
+    """Apply `action` to each name, printing the lines it returns; go on past failures, each
+    said on stderr, and exit with the last one's code, as Docker does."""
+    failed = 0
+    for name in names:
+        try:
+            out = action(name)
+            for line in [out] if isinstance(out, str) else out or ():
+                say(line)
+        except MiniboxError as e:
+            print(f"minibox: {e}", file=sys.stderr)
+            failed = e.code
+    if failed:
+        raise typer.Exit(failed)
 
 
 def check_format(fmt: str, *allowed: str) -> str:

@@ -9,26 +9,41 @@ from typing import List, Optional
 import typer
 
 from minibox import config, lifecycle, store
-from minibox.cli.app import POSITIONAL_TAIL, app, check_format, explainer, say
+from minibox.cli.app import POSITIONAL_TAIL, app, explainer, for_each, say
 from minibox.errors import InvalidSpec, MiniboxError
 from minibox.model import RUNNING, ContainerSpec
 
 
 @app.command(context_settings=POSITIONAL_TAIL)
 def run(
-    image: str = typer.Argument(..., help="image name (see `minibox images`)"),
-    command: Optional[List[str]] = typer.Argument(None, help="command and arguments"),
+    image: str = typer.Argument(..., help="image: NAME[:TAG] or HOST[:PORT]/NAME[:TAG], pulled if not here"),
+    command: Optional[List[str]] = typer.Argument(None, help="command and arguments (default: the image's)"),
     detach: bool = typer.Option(False, "-d", "--detach", help="run in the background, print the id"),
-    rm: bool = typer.Option(False, "--rm", help="remove the container when it exits"),
+    rm: bool = typer.Option(False, "--rm", help="remove the container (and its anonymous volumes) when it exits"),
     name: str = typer.Option("", "--name", help="a name to refer to the container by"),
-    env: List[str] = typer.Option([], "-e", "--env", help="set an environment variable, KEY=VALUE"),
-    workdir: str = typer.Option("/", "-w", "--workdir", help="working directory inside (absolute)"),
+    env: List[str] = typer.Option([], "-e", "--env", help="set an environment variable: KEY=VALUE, or KEY to "
+                                                          "pass the caller's value"),
+    env_file: List[str] = typer.Option([], "--env-file", help="read KEY=VALUE lines from a file"),
+    workdir: str = typer.Option("", "-w", "--workdir", help="working directory inside (default: the image's, or /)"),
+    user: str = typer.Option("", "-u", "--user", help="UID[:GID] or NAME[:GROUP] (default: the image's, or root)"),
+    group_add: List[str] = typer.Option([], "--group-add", help="an additional group to join"),
+    entrypoint: Optional[str] = typer.Option(None, "--entrypoint", help="replace the image's ENTRYPOINT "
+                                                                        "(and drop its CMD)"),
     hostname: str = typer.Option("", "--hostname", "-h", help="hostname (default: first 12 hex of the id)"),
     interactive: bool = typer.Option(False, "-i", "--interactive", help="keep stdin attached"),
     tty: bool = typer.Option(False, "-t", "--tty", help="allocate a pseudo-terminal"),
     network: str = typer.Option("", "--network", "--net", help="bridge (default), none, host, or a network name"),
     publish: List[str] = typer.Option([], "-p", "--publish", help="publish a port: [IP:]HOST:CTR[/udp] or CTR"),
+    publish_all: bool = typer.Option(False, "-P", "--publish-all", help="publish every port the image exposes "
+                                                                        "on a free host port"),
     ip: str = typer.Option("", "--ip", help="ask for this address on the network"),
+    volume: List[str] = typer.Option([], "-v", "--volume", help="/HOST/PATH:/CTR/PATH[:ro], NAME:/CTR/PATH[:ro] "
+                                                                "or /CTR/PATH (an anonymous volume)"),
+    mount: List[str] = typer.Option([], "--mount", help="type=bind|volume|tmpfs,source=...,target=...[,readonly]"),
+    tmpfs: List[str] = typer.Option([], "--tmpfs", help="a tmpfs: /PATH[:size=64m,mode=1777]"),
+    read_only: bool = typer.Option(False, "--read-only", help="mount the root filesystem read-only"),
+    label: List[str] = typer.Option([], "-l", "--label", help="set a label, KEY=VALUE (for ps --filter label=)"),
+    pull: str = typer.Option("missing", "--pull", help="pull the image: missing (if not here), always, never"),
     memory: str = typer.Option("", "-m", "--memory", help="memory limit, e.g. 64m"),
     pids_limit: int = typer.Option(0, "--pids-limit", help="maximum number of processes (-1: unlimited)"),
     security_opt: List[str] = typer.Option([], "--security-opt",
@@ -46,7 +61,9 @@ def run(
     spec = build_spec(image=image, command=command or [], detach=detach, rm=rm, name=name, env=env,
                       workdir=workdir, hostname=hostname, interactive=interactive, tty=tty, network=network,
                       publish=publish, ip=ip, memory=memory, pids_limit=pids_limit, security_opt=security_opt,
-                      log_opt=log_opt)
+                      log_opt=log_opt, env_file=env_file, user=user, group_add=group_add, entrypoint=entrypoint,
+                      publish_all=publish_all, volume=volume, mount=mount, tmpfs=tmpfs, read_only=read_only,
+                      label=label, pull=pull)
     if dry_run:
         from minibox.teach import dryrun
 
@@ -64,11 +81,17 @@ def run(
 
 def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: str, env: list[str],
                workdir: str, hostname: str, interactive: bool, tty: bool, network: str, publish: list[str],
-               ip: str, memory: str, pids_limit: int, security_opt: list[str], log_opt: list[str]) -> ContainerSpec:
+               ip: str, memory: str, pids_limit: int, security_opt: list[str], log_opt: list[str],
+               env_file: list[str] = (), user: str = "", group_add: list[str] = (), entrypoint: str | None = None,
+               publish_all: bool = False, volume: list[str] = (), mount: list[str] = (), tmpfs: list[str] = (),
+               read_only: bool = False, label: list[str] = (), pull: str = "missing") -> ContainerSpec:
     """The command line, validated, as a ContainerSpec (keyword-only: there are many)."""
-    from minibox import images
+    from minibox.image import ref as refs
     from minibox.plan import spec as specs
 
+    refs.parse(image)  # a bad reference is refused before anything else
+    if pull not in ("missing", "always", "never"):
+        raise InvalidSpec(f'invalid --pull "{pull}": use missing, always or never')
     if name:
         specs.validate_name(name)
     if hostname:
@@ -84,17 +107,30 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
             raise InvalidSpec(f"-p has no effect with --network {network}: use the default bridge network")
     if ip and network in ("none", "host"):
         raise InvalidSpec(f"--ip needs a bridge network, not --network {network}")
+    mounts = ()
+    if volume or mount or tmpfs:
+        from minibox.plan import volumes
+
+        mounts = volumes.parse_all(list(volume), list(mount), list(tmpfs))
+    if user:
+        from minibox.plan import users
+
+        users.validate(user)
     profile = specs.parse_security_opt(security_opt)
     if profile not in ("", "unconfined"):
         profile = os.path.abspath(profile)
     max_size, max_files = specs.parse_log_opts(log_opt)
+    env_items = [item for f in env_file for item in specs.parse_env_file(f)] + list(env)
     return ContainerSpec(
-        image=images.validate_ref(image), cmd=tuple(command), name=name,
-        env=specs.parse_env(env, dict(os.environ)), workdir=specs.validate_workdir(workdir),
+        image=image, cmd=tuple(command), name=name,
+        env=specs.parse_env(env_items, dict(os.environ)), workdir=specs.validate_workdir(workdir) if workdir else "",
         hostname=hostname, interactive=interactive, tty=tty, detach=detach, remove=rm,
         network=network, ports=ports, ip=ip, memory=specs.parse_memory(memory) if memory else 0,
         pids_limit=specs.validate_pids_limit(pids_limit), seccomp=profile, log_max_size=max_size,
-        log_max_files=max_files)
+        log_max_files=max_files, entrypoint=((entrypoint,) if entrypoint else ()) if entrypoint is not None else None,
+        user=user,
+        group_add=tuple(group_add), mounts=mounts, read_only=read_only, publish_all=publish_all,
+        labels=specs.parse_labels(label), pull=pull)
 
 @app.command(name="exec", context_settings=POSITIONAL_TAIL)
 def exec_(
@@ -104,32 +140,36 @@ def exec_(
     tty: bool = typer.Option(False, "-t", "--tty", help="allocate a pseudo-terminal"),
     env: List[str] = typer.Option([], "-e", "--env", help="set an environment variable, KEY=VALUE"),
     workdir: str = typer.Option("", "-w", "--workdir", help="working directory inside (absolute)"),
+    user: str = typer.Option("", "-u", "--user", help="UID[:GID] or NAME[:GROUP] (default: the container's user)"),
     explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand"),
 ) -> None:
     """Run a command in a running container: joins its namespaces and cgroup, same privileges.
 
     With --explain: the `nsenter` that joins them, the cgroup, the privileges, the exec."""
     lifecycle.require_root()
+    from minibox import execute
     from minibox.plan import spec as specs
 
-    lifecycle.validate_exec_args(workdir)
+    execute.validate_exec_args(workdir)
     extra = specs.parse_env(env, dict(os.environ))
     rec, state = lifecycle.running(container)
-    code = lifecycle.exec_in(rec, state, tuple(command), extra, workdir, tty, interactive,
-                             explain=explainer(f"minibox exec {rec.name}", rec.id) if explain else None)
+    code = execute.exec_in(rec, state, tuple(command), extra, workdir, tty, interactive,
+                             explain=explainer(f"minibox exec {rec.name}", rec.id) if explain else None, user=user)
     raise typer.Exit(code)
 
 @app.command()
 def ps(
     all_: bool = typer.Option(False, "-a", "--all", help="show stopped containers too"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="only ids"),
-    fmt: str = typer.Option("", "--format", help="json: one JSON object per line"),
+    fmt: str = typer.Option("", "--format", help="json, a Go template ('{{.Names}} {{.Status}}'), or 'table ...'"),
+    filters: List[str] = typer.Option([], "-f", "--filter", help="name=, status=, ancestor=, label=KEY[=VALUE], id="),
 ) -> None:
     """List containers. One whose record cannot be read is listed as Dead, the rest as usual."""
     lifecycle.require_root()
     from minibox import present
 
-    check_format(fmt, "json")
+    shape = present.Output(fmt)
+    wanted = present.parse_filters(filters, present.PS_FILTERS)
     rows = []
     for cid, rec in store.entries().items():
         if isinstance(rec, MiniboxError):
@@ -146,7 +186,8 @@ def ps(
                 rows.append((cid, rec, None, str(e)))
                 continue
             print(f"minibox: warning: {e}", file=sys.stderr)
-        if all_ or state.status == RUNNING:
+        if (all_ or state.status == RUNNING or any(k in ("status", "exited") for k, _ in wanted)) \
+                and present.ps_matches(rec, state, wanted):
             rows.append((cid, rec, state, ""))
     rows.sort(key=lambda r: r[1].created if r[1] else 0, reverse=True)
     if quiet:
@@ -154,9 +195,9 @@ def ps(
             say(cid[:12])
         return
     why = lambda text: "cannot read " + text.split(" is damaged")[0].rsplit("/", 1)[-1]  # noqa: E731
-    if fmt == "json":
-        for cid, rec, state, err in rows:
-            say(json.dumps(present.ps_json(rec, state) if state else present.dead_json(cid, why(err))))
+    docs = [present.ps_json(r, s) if s else present.dead_json(c, why(e)) for c, r, s, e in rows]
+    if shape.custom:
+        shape.print(docs, present.PS_HEADINGS)
         return
     say(present.table(present.PS_HEADERS, [present.ps_row(r, s) if s else present.dead_row(c, why(e))
                                             for c, r, s, e in rows]))
@@ -165,27 +206,34 @@ def ps(
 def logs(
     container: str = typer.Argument(..., help="container name or id"),
     follow: bool = typer.Option(False, "-f", "--follow", help="keep printing new output"),
+    tail: str = typer.Option("all", "-n", "--tail", help="only the last N lines"),
+    since: str = typer.Option("", "--since", help="from this time: 2026-11-26T10:00:00, a Unix time, or 10m ago"),
+    until: str = typer.Option("", "--until", help="up to this time (same forms)"),
+    timestamps: bool = typer.Option(False, "-t", "--timestamps", help="prefix each line with when it was written"),
 ) -> None:
     """Print a container's output (stdout to stdout, stderr to stderr), its rotated files included."""
     lifecycle.require_root()
+    import time
+
     from minibox import logs as logmod
 
+    if tail != "all" and not (tail.isdigit() or tail == "-1"):
+        raise InvalidSpec(f'invalid --tail "{tail}": give a number of lines, or all')
+    now = time.time()
+    opts = logmod.Options(follow=follow, tail=-1 if tail == "all" else int(tail),
+                          since=logmod.parse_since(since, now) if since else 0.0,
+                          until=logmod.parse_since(until, now) if until else 0.0, timestamps=timestamps)
     rec = store.resolve(container)
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
-    logmod.show(config.paths().container(rec.id), follow, lambda: lifecycle.refresh(rec.id).status == RUNNING)
+    logmod.show(config.paths().container(rec.id), lambda: lifecycle.refresh(rec.id).status == RUNNING, opts)
 
 def _each(refs: list[str], action, resolve=store.resolve) -> None:
-    """Apply `action` to each container, going on past failures like Docker does."""
-    failed = 0
-    for ref in refs:
-        try:
-            action(resolve(ref))
-            say(ref)
-        except MiniboxError as e:
-            print(f"minibox: {e}", file=sys.stderr)
-            failed = e.code
-    if failed:
-        raise typer.Exit(failed)
+    """Apply `action` to each container, printing its name as Docker does."""
+    def one(ref: str) -> str:
+        action(resolve(ref))
+        return ref
+
+    for_each(refs, one)
 
 @app.command()
 def stop(
@@ -221,6 +269,7 @@ def parse_signal(text: str) -> int:
 def rm(
     containers: List[str] = typer.Argument(..., help="container names or ids"),
     force: bool = typer.Option(False, "-f", "--force", help="kill a running container first"),
+    volumes: bool = typer.Option(False, "-v", "--volumes", help="remove its anonymous volumes too"),
     explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand"),
 ) -> None:
     """Remove containers and everything they held (damaged ones too, with -f).
@@ -229,43 +278,113 @@ def rm(
     lifecycle.require_root()
 
     def remove(cid: str) -> None:
-        steps = lifecycle.remove(cid, force)
+        steps = lifecycle.remove(cid, force, volumes)
         if explain:
             explainer(f"minibox rm {cid[:12]}", cid)(steps)
 
     _each(containers, remove, resolve=store.resolve_id)
 
 @app.command()
-def inspect(containers: List[str] = typer.Argument(..., help="container names or ids")) -> None:
-    """Low-level details as JSON, shaped like `docker inspect`."""
+def inspect(
+    names: List[str] = typer.Argument(..., help="container, image or volume names or ids"),
+    fmt: str = typer.Option("", "-f", "--format", help="a Go template, e.g. '{{.NetworkSettings.IPAddress}}'"),
+    kind: str = typer.Option("", "--type", help="container, image or volume (default: whichever has the name)"),
+) -> None:
+    """Low-level details as JSON, shaped like `docker inspect`: containers, then images, then volumes."""
     lifecycle.require_root()
     from minibox import present
-    from minibox.runtime import cgroups
 
+    if kind not in ("", "container", "image", "volume"):
+        raise InvalidSpec(f'invalid --type "{kind}": use container, image or volume')
+    shape = present.Output(fmt, allow_table=False)
     out, failed = [], None
-    for ref in containers:
+    for ref in names:
         try:
-            rec = store.resolve(ref)
-            state = lifecycle.refresh(rec.id)
+            out.append(inspect_one(ref, kind))
         except MiniboxError as e:
             print(f"minibox: {e}", file=sys.stderr)
             failed = e
-            continue
-        cdir = config.paths().container(rec.id)
-        paths = {"log": str(cdir / "container.log"), "upper": str(cdir / "upper"),
-                 "work": str(cdir / "work"), "merged": str(cdir / "merged")}
-        out.append(present.inspect(rec, state, paths, cgroups.existing_dirs(config.cgroup_parent(), rec.id)))
-    say(json.dumps(out, indent=4))
+    if shape.custom:
+        shape.print(out)
+    else:
+        say(json.dumps(out, indent=4))
     if failed:
         raise typer.Exit(failed.code)
 
+def inspect_one(ref: str, kind: str) -> dict:
+    """What `ref` names, as inspect shows it; NotFound naming all three kinds."""
+    from minibox import present
+    from minibox.errors import NotFound
+
+    if kind in ("", "container"):
+        try:
+            rec = store.resolve(ref)
+        except NotFound:
+            if kind:
+                raise
+        else:
+            from minibox.runtime import cgroups
+
+            state = lifecycle.refresh(rec.id)
+            cdir = config.paths().container(rec.id)
+            paths = {"log": str(cdir / "container.log"), "upper": str(cdir / "upper"),
+                     "work": str(cdir / "work"), "merged": str(cdir / "merged"),
+                     "volumes": str(config.paths().volumes)}
+            return present.inspect(rec, state, paths, cgroups.existing_dirs(config.cgroup_parent(), rec.id))
+    if kind in ("", "image"):
+        from minibox.image import store as images
+
+        try:
+            img = images.find(ref)
+        except MiniboxError:
+            img = None
+        if img is not None:
+            return present.image_inspect(img)
+        if kind:
+            images.get(ref)
+    if kind in ("", "volume"):
+        from minibox import volumes
+
+        try:
+            return present.volume_inspect(volumes.get(ref))
+        except (NotFound, InvalidSpec):
+            if kind:
+                raise
+    raise NotFound(f'no such object: "{ref}" (not a container, image or volume here)')
+
 @app.command()
-def port(container: str = typer.Argument(..., help="container name or id")) -> None:
+def cp(
+    src: str = typer.Argument(..., help="CONTAINER:PATH, a host path, or - (a tar stream on stdin)"),
+    dest: str = typer.Argument(..., help="CONTAINER:PATH, a host path, or - (a tar stream on stdout)"),
+    archive: bool = typer.Option(False, "-a", "--archive", help="keep the files' owners (uid:gid)"),
+    follow: bool = typer.Option(False, "-L", "--follow-link", help="copy what SRC links to, not the link"),
+) -> None:
+    """Copy files between a container (running or stopped) and the host, as `docker cp`."""
+    lifecycle.require_root()
+    from minibox import copying
+
+    s, d = copying.parse(src), copying.parse(dest)
+    copying.check(s, d)
+    rec = store.resolve(s.container or d.container)
+    state = lifecycle.refresh(rec.id)
+    copying.copy(rec, state, s, d, archive, follow)
+
+@app.command()
+def port(
+    container: str = typer.Argument(..., help="container name or id"),
+    private: str = typer.Argument("", help="only this container port: 80 or 80/tcp"),
+) -> None:
     """Show a container's published ports: `80/tcp -> 0.0.0.0:8080`."""
     lifecycle.require_root()
     rec = store.resolve(container)
-    for p in rec.ports:
-        say(p.docker_str())
+    number, _, proto = private.partition("/")
+    if private and (not number.isdigit() or proto not in ("", "tcp", "udp")):
+        raise InvalidSpec(f'invalid port "{private}": use PORT or PORT/tcp or PORT/udp')
+    shown = [p for p in rec.ports if not private or (p.container_port == int(number) and p.proto == (proto or "tcp"))]
+    if private and not shown:
+        raise InvalidSpec(f"no public port '{number}/{proto or 'tcp'}' published for {rec.name}")
+    for p in shown:
+        say(f"{p.host_ip or '0.0.0.0'}:{p.host_port}" if private else p.docker_str())
 
 @app.command()
 def gc(explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand")) -> None:

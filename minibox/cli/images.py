@@ -1,50 +1,221 @@
-"""The image verbs: images, image ls|import|rm."""
+"""The image verbs: pull, images, load, tag, login, logout, and image ls|pull|load|import|rm|prune|inspect|tag."""
 
 import sys
-from typing import List
+from typing import List, Optional
 
 import typer
 
 from minibox import lifecycle
-from minibox.cli.app import app, image_app, say
+from minibox.cli.app import app, for_each, image_app, say
+from minibox.errors import MiniboxError
 
+
+@app.command()
+def pull(
+    name: str = typer.Argument(..., help="NAME[:TAG|@DIGEST]; docker.io is the default registry"),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the full reference"),
+) -> None:
+    """Fetch an image from a registry (Docker Hub unless the name starts with HOST[:PORT]/)."""
+    lifecycle.require_root()
+    import io
+
+    from minibox.image import ref as refs
+    from minibox.image import registry
+
+    refs.parse(name)
+    registry.pull(name, out=io.StringIO() if quiet else sys.stdout)
+    r = refs.parse(name)
+    say(f"{r.domain}/{r.path}" + (f":{r.tag}" if r.tag else "") + (f"@{r.digest}" if r.digest else ""))
+
+@image_app.command(name="pull")
+def image_pull(name: str = typer.Argument(..., help="NAME[:TAG|@DIGEST]"),
+               quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the full reference")) -> None:
+    """Fetch an image from a registry."""
+    pull(name, quiet)
 
 @app.command(name="images")
-def images_() -> None:
-    """List images."""
+def images_(
+    repository: str = typer.Argument("", help="only this repository (e.g. busybox)"),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="only image ids"),
+    fmt: str = typer.Option("", "--format", help="json, a Go template ('{{.Repository}}:{{.Tag}}'), or 'table ...'"),
+) -> None:
+    """List images: REPOSITORY, TAG, IMAGE ID (its config's digest), CREATED and SIZE."""
     lifecycle.require_root()
-    from minibox import images, present
+    from minibox import present
+    from minibox.image import store
 
-    rows = [[i.name, present.ago(i.created), present.human_size(i.size)] for i in images.list_images()]
-    say(present.table(["IMAGE", "CREATED", "SIZE"], rows))
+    imgs = store.all_images()
+    if repository:
+        imgs = [i for i in imgs if any(repo == repository for repo, _ in present.image_names(i))]
+    if quiet:
+        for img in sorted(imgs, key=lambda i: -present.built(i)):
+            say(img.short_id)
+        return
+    if fmt:
+        present.Output(fmt).print([row for img in sorted(imgs, key=lambda i: -present.built(i))
+                                   for row in present.image_json_rows(img)],
+                                  {"ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT"})
+        return
+    say(present.table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], present.image_rows(imgs)))
 
 @image_app.command(name="ls")
-def image_ls() -> None:
+def image_ls(
+    repository: str = typer.Argument("", help="only this repository"),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="only image ids"),
+    fmt: str = typer.Option("", "--format", help="json, a Go template, or 'table ...'"),
+) -> None:
     """List images."""
-    images_()
+    images_(repository, quiet, fmt)
+
+@app.command()
+def load(
+    input_: str = typer.Option("", "-i", "--input", help="a `docker save` or OCI archive, or an OCI layout "
+                                                         "directory (default: stdin)"),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="print nothing but errors"),
+) -> None:
+    """Load images from a `docker save` archive, an OCI archive or an OCI layout."""
+    lifecycle.require_root()
+    import os
+    import shutil
+    import tempfile
+
+    from minibox.image import archive
+    from minibox.image import ref as refs
+
+    tmp = ""
+    path = input_
+    if not path:
+        if sys.stdin.isatty():
+            raise MiniboxError("requested load from stdin, but stdin is a terminal: use -i FILE or a pipe")
+        fd, tmp = tempfile.mkstemp(prefix="minibox-load-")
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f)
+        path = tmp
+    try:
+        loaded = archive.load(path, (lambda _t: None) if quiet else say)
+    finally:
+        if tmp:
+            os.unlink(tmp)
+    if not quiet:
+        for img in loaded:
+            names = [refs.parse(n).familiar for n in img.refs]
+            say(f"Loaded image: {names[0]}" if names else f"Loaded image ID: {img.id}")
+
+@image_app.command(name="load")
+def image_load(
+    input_: str = typer.Option("", "-i", "--input", help="archive or OCI layout (default: stdin)"),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="print nothing but errors"),
+) -> None:
+    """Load images from a `docker save` archive, an OCI archive or an OCI layout."""
+    load(input_, quiet)
 
 @image_app.command(name="import")
 def image_import(
-    source: str = typer.Argument(..., help="a rootfs directory or tar archive (`docker export` output)"),
-    name: str = typer.Argument(..., help="name for the image"),
+    source: str = typer.Argument(..., help="a rootfs directory, a tar archive (`docker export` output), or - for "
+                                           "a tar on stdin"),
+    name: str = typer.Argument("", help="NAME[:TAG] for the image"),
+    change: List[str] = typer.Option([], "-c", "--change", help="a Dockerfile instruction: CMD, ENTRYPOINT, ENV, "
+                                                                "WORKDIR, EXPOSE, USER, LABEL, STOPSIGNAL"),
 ) -> None:
-    """Import a root filesystem as an image."""
+    """Import a root filesystem as a one-layer image."""
     lifecycle.require_root()
-    from minibox import images, present
+    from minibox.image import archive, store
 
-    img = images.import_image(source, name)
-    say(f"{img.name} ({present.human_size(img.size)})")
-    if img.device_nodes:
-        print(f"minibox: note: {img.device_nodes} device node(s) in this image will not open in a container: its "
-              "root is mounted nodev, and the device cgroup allows only /dev/null, zero, full, random, urandom, "
-              "tty, ptmx and pts", file=sys.stderr)
+    img = archive.import_rootfs(source, name, list(change), stdin=sys.stdin.buffer)
+    say(img.id)
+    nodes = store.device_nodes(img)
+    if nodes:
+        print(f"minibox: note: {nodes} device node(s) in this image will not open in a container: its root is "
+              "mounted nodev, and the device cgroup allows only /dev/null, zero, full, random, urandom, tty, ptmx "
+              "and pts", file=sys.stderr)
+
+@app.command()
+def tag(
+    source: str = typer.Argument(..., help="an image: NAME[:TAG] or id"),
+    target: str = typer.Argument(..., help="the new NAME[:TAG]"),
+) -> None:
+    """Give an image another name."""
+    lifecycle.require_root()
+    from minibox.image import ref as refs
+    from minibox.image import store
+
+    name = refs.normalize(target)
+    store.tag(store.get(source).id, name)
+
+@image_app.command(name="tag")
+def image_tag(source: str = typer.Argument(...), target: str = typer.Argument(...)) -> None:
+    """Give an image another name."""
+    tag(source, target)
 
 @image_app.command(name="rm")
-def image_rm(names: List[str] = typer.Argument(..., help="image names")) -> None:
-    """Remove images no container uses."""
+def image_rm(
+    names: List[str] = typer.Argument(..., help="image names or ids"),
+    force: bool = typer.Option(False, "-f", "--force", help="remove every name of an image given by id"),
+) -> None:
+    """Remove images (a name; the image goes with its last one). Layers other images use stay."""
     lifecycle.require_root()
-    from minibox import images
+    from minibox.image import remove
 
-    for n in names:
-        images.remove_image(n)
-        say(f"Deleted: {images.normalize(n)}")
+    for_each(names, lambda n: remove.remove(n, force))
+
+@app.command()
+def rmi(names: List[str] = typer.Argument(..., help="image names or ids"),
+        force: bool = typer.Option(False, "-f", "--force", help="remove every name of an image given by id")) -> None:
+    """Remove images (as `image rm`)."""
+    image_rm(names, force)
+
+@image_app.command(name="prune")
+def image_prune(
+    all_: bool = typer.Option(False, "-a", "--all", help="every image no container uses, not only unnamed ones"),
+    force: bool = typer.Option(False, "-f", "--force", help="do not ask (minibox never asks)"),
+) -> None:
+    """Remove images without a name (with -a: every image no container uses)."""
+    lifecycle.require_root()
+    from minibox import present
+    from minibox.image import remove
+
+    lines, freed = remove.prune(all_)
+    for line in lines:
+        say(line)
+    say(f"Total reclaimed space: {present.human_size(freed)}")
+
+@image_app.command(name="inspect")
+def image_inspect(names: List[str] = typer.Argument(...),
+                  fmt: str = typer.Option("", "-f", "--format", help="a Go template")) -> None:
+    """Low-level details of images, as `docker image inspect`."""
+    from minibox.cli.containers import inspect
+
+    inspect(names, fmt, "image")
+
+@app.command()
+def login(
+    server: Optional[str] = typer.Argument(None, help="registry HOST[:PORT] (default: Docker Hub)"),
+    username: str = typer.Option("", "-u", "--username"),
+    password: str = typer.Option("", "-p", "--password"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from stdin"),
+) -> None:
+    """Keep credentials for a registry (checked with it first), as `docker login`."""
+    lifecycle.require_root()
+    from minibox.image import ref as refs
+    from minibox.image import registry
+
+    host = server or refs.HUB_API
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    if not username or not password:
+        raise MiniboxError("login needs -u USER and -p PASSWORD (or --password-stdin)")
+    registry.login(host, username, password)
+    say("Login Succeeded")
+
+@app.command()
+def logout(server: Optional[str] = typer.Argument(None, help="registry HOST[:PORT] (default: Docker Hub)")) -> None:
+    """Forget the credentials kept for a registry."""
+    lifecycle.require_root()
+    from minibox.image import ref as refs
+    from minibox.image import registry
+
+    host = server or refs.HUB_API
+    if registry.forget_credentials(host):
+        say(f"Removing login credentials for {host}")
+    else:
+        say(f"Not logged in to {host}")

@@ -1,14 +1,16 @@
-"""The ordered filesystem steps that turn an image directory into a container's root.
+"""The ordered filesystem steps that turn an image's layers into a container's root.
 
 Runs, in this order, inside the container's new mount namespace (runtime.init applies them):
-make every mount private, overlay the image, mount proc/dev/devpts/shm/mqueue/sys, bind the
-per-container hosts/hostname/resolv.conf files, mask and write-protect what Docker masks,
-then pivot_root. Mirrors what runc does for Docker's default OCI spec. Every target is a
+make every mount private, overlay the image's layers, mount proc/dev/devpts/shm/mqueue/sys,
+bind the per-container hosts/hostname/resolv.conf files, then the volumes, binds and tmpfs
+mounts the user asked for, mask and write-protect what Docker masks, then pivot_root. Mirrors what runc does for Docker's default OCI spec. Every target is a
 path inside the overlay, resolved inside it when applied (runtime.inroot), never through
 the image's symlinks to the host.
 """
 
 from __future__ import annotations
+
+import posixpath
 
 from minibox.plan.steps import (
     MS_BIND,
@@ -19,6 +21,7 @@ from minibox.plan.steps import (
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
+    CopyUp,
     MakeDir,
     MakeNode,
     Mount,
@@ -54,28 +57,79 @@ ETC_FILES = ("hostname", "hosts", "resolv.conf")
 class RootfsLayout(Value):
     """Where one container's layers live on the host."""
 
-    lower: str  # the image's rootfs, never written
+    lower: tuple[str, ...]  # the image's layer directories, top first, never written
     upper: str  # this container's writes
     work: str  # overlayfs scratch space
     merged: str  # mountpoint of the union
     etc_dir: str  # directory holding the per-container hostname/hosts/resolv.conf
 
     @classmethod
-    def for_container(cls, image_rootfs: str, container_dir: str) -> RootfsLayout:
-        return cls(lower=image_rootfs, upper=f"{container_dir}/upper", work=f"{container_dir}/work",
+    def for_container(cls, layers: tuple[str, ...] | str, container_dir: str) -> RootfsLayout:
+        lower = (layers,) if isinstance(layers, str) else tuple(layers)
+        return cls(lower=lower, upper=f"{container_dir}/upper", work=f"{container_dir}/work",
                    merged=f"{container_dir}/merged", etc_dir=container_dir)
 
 
-def plan_rootfs(layout: RootfsLayout, *, mask: bool = True) -> list[Step]:
+class Volume(Value):
+    """A mount of the container's, resolved: where its content is on the host."""
+
+    kind: str  # "bind", "volume" or "tmpfs"
+    host_path: str  # a bind's source, a volume's directory ("" for tmpfs)
+    target: str  # inside the container
+    readonly: bool = False
+    options: str = ""  # tmpfs
+    copy_up: bool = False  # a named volume: copy the image's content in if it is empty
+
+
+# The mount(2) options hold at most a page (4096 bytes); past this, lowerdirs are given
+# relative to their common directory (short names there: image.store), as Docker does.
+OPTIONS_MAX = 3800
+OVERLAY_MAX_LAYERS = 500  # the kernel's OVL_MAX_STACK
+
+
+def overlay(layout: RootfsLayout) -> Mount:
+    if len(layout.lower) > OVERLAY_MAX_LAYERS:
+        from minibox.errors import InvalidSpec
+
+        raise InvalidSpec(f"the image has {len(layout.lower)} layers; overlayfs stacks at most {OVERLAY_MAX_LAYERS}")
+    why = ("copy-on-write root: reads come from the image's layers, writes land in this container's upper dir; "
+           "nodev, so a device node shipped in an image (or made in it) opens nothing")
+    data = f"lowerdir={':'.join(layout.lower)},upperdir={layout.upper},workdir={layout.work}"
+    base = posixpath.dirname(layout.lower[0])
+    if len(data) > OPTIONS_MAX and all(posixpath.dirname(p) == base for p in layout.lower):
+        data = f"lowerdir={':'.join(posixpath.basename(p) for p in layout.lower)},upperdir={layout.upper}," \
+               f"workdir={layout.work}"
+        return Mount("overlay", layout.merged, "overlay", MS_NODEV, data, cwd=base, why=why)
+    return Mount("overlay", layout.merged, "overlay", MS_NODEV, data, why=why)
+
+
+def plan_volumes(merged: str, volumes: tuple[Volume, ...]) -> list[Step]:
+    steps: list[Step] = []
+    for v in volumes:
+        target = f"{merged}{v.target}"
+        if v.kind == "tmpfs":
+            steps.append(Mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, v.options,
+                               why=f"--tmpfs {v.target}: memory-backed, gone with the container"))
+            continue
+        if v.copy_up:
+            steps.append(CopyUp(target, v.host_path, why="a new volume gets what the image has at its target"))
+        what = "the volume" if v.kind == "volume" else "the host directory"
+        steps.append(Mount(v.host_path, target, flags=MS_BIND | MS_REC,
+                           why=f"{what} {v.host_path} at {v.target}: writes go there, not to the container's layer"))
+        if v.readonly:
+            steps.append(Mount(v.host_path, target, flags=MS_BIND | MS_REMOUNT | MS_RDONLY,
+                               why=f"{v.target} read-only (:ro)"))
+    return steps
+
+
+def plan_rootfs(layout: RootfsLayout, *, mask: bool = True, volumes: tuple[Volume, ...] = (),
+                read_only: bool = False, workdir: str = "/") -> list[Step]:
     m = layout.merged
     nosuid_noexec_nodev = MS_NOSUID | MS_NOEXEC | MS_NODEV
     steps: list[Step] = [
         Mount("none", "/", flags=MS_REC | MS_PRIVATE,
               why="stop mounts below from propagating back to the host (it may share '/')"),
-        Mount("overlay", m, "overlay", MS_NODEV,
-              data=f"lowerdir={layout.lower},upperdir={layout.upper},workdir={layout.work}",
-              why="copy-on-write root: reads come from the image, writes land in this container's upper dir; "
-                  "nodev, so a device node shipped in an image (or made in it) opens nothing"),
+        overlay(layout),
         Mount("proc", f"{m}/proc", "proc", nosuid_noexec_nodev,
               why="a /proc of the new PID namespace: the container sees only its own processes"),
         Mount("tmpfs", f"{m}/dev", "tmpfs", MS_NOSUID, "mode=755,size=65536k",
@@ -102,6 +156,10 @@ def plan_rootfs(layout: RootfsLayout, *, mask: bool = True) -> list[Step]:
     for name in ETC_FILES:
         steps.append(Mount(f"{layout.etc_dir}/{name}", f"{m}/etc/{name}", flags=MS_BIND,
                            why=f"per-container /etc/{name}, kept out of the image and the upper layer"))
+    steps += plan_volumes(m, volumes)
+    if workdir != "/":
+        steps.append(MakeDir(f"{m}{workdir}", why="the working directory, made (as root) if the image lacks it, "
+                                                  "as Docker does"))
     if mask:
         for path in MASKED_PATHS:
             if path in MASKED_DIRS:
@@ -116,5 +174,8 @@ def plan_rootfs(layout: RootfsLayout, *, mask: bool = True) -> list[Step]:
             steps.append(Mount(f"{m}{path}", f"{m}{path}",
                                flags=MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV,
                                why=f"make {path} read-only (step 2: remount the bind read-only)"))
+    if read_only:
+        steps.append(Mount(m, m, flags=MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NODEV,
+                           why="--read-only: the root itself cannot be written (volumes and tmpfs mounts still can)"))
     steps.append(PivotRoot(m, why="make the overlay the new '/', then detach the host's old root entirely"))
     return steps

@@ -72,3 +72,16 @@ def check_conflicts(wanted: tuple[PortMapping, ...], published: list[tuple[str, 
             if overlaps(p, q):
                 raise Conflict(f"host port {q.host_ip or '0.0.0.0'}:{q.host_port}/{q.proto} is already published "
                                f"by container {owner}: pick another host port")
+
+
+def publish_exposed(ports: tuple[PortMapping, ...], exposed: tuple[str, ...]) -> tuple[PortMapping, ...]:
+    """-P: each port the image exposes ("80/tcp") and no -p publishes, on an ephemeral host port."""
+    taken = {(p.container_port, p.proto) for p in ports}
+    extra = []
+    for item in exposed:
+        number, _, proto = item.partition("/")
+        key = (int(number), proto or "tcp")
+        if number.isdigit() and key not in taken:
+            extra.append(PortMapping("", 0, key[0], key[1]))
+            taken.add(key)
+    return tuple(ports) + tuple(extra)

@@ -24,6 +24,7 @@ from minibox.plan import cgroups as cgplan
 from minibox.plan import firewall as fwplan
 from minibox.plan import network as netplan
 from minibox.plan import spec as specs
+from minibox.plan import volumes as volplan
 from minibox.plan.mounts import RootfsLayout, plan_rootfs
 from minibox.plan.rules import NetFacts, PortFacts
 from minibox.plan.steps import (
@@ -36,6 +37,7 @@ from minibox.plan.steps import (
     LoadSeccomp,
     MakeDir,
     SetHostname,
+    SetUser,
     Step,
     Unshare,
     WriteFile,
@@ -56,6 +58,8 @@ class RunFacts(Value):
     network_is_new: bool = False  # its bridge and firewall base must be made (a dry run on a fresh host)
     firewall: fwplan.FirewallFacts | None = None
     peers: tuple[tuple[str, str], ...] = ()  # (address, name) of the others on a user network
+    volume_root: str = ""  # where named volumes live (volumes/NAME/_data)
+    present: tuple[str, ...] = ()  # the -v host paths that exist already
 
 
 class RunPlan(Value):
@@ -89,7 +93,7 @@ def net_facts(net: NetworkRecord) -> NetFacts:
 def plan_files(rec: ContainerRecord, layout: RootfsLayout, facts: RunFacts) -> list[Step]:
     cdir = facts.container_dir
     ip = rec.endpoint.ip if rec.endpoint else ""
-    return [
+    return volplan.plan_create(rec.mounts, facts.volume_root, rec.created, facts.present) + [
         MakeDir(layout.upper, why="its copy-on-write layer: everything the container writes"),
         MakeDir(layout.work, why="overlayfs's scratch space"),
         MakeDir(layout.merged, why="where the overlay is mounted"),
@@ -127,21 +131,29 @@ def plan_endpoint(rec: ContainerRecord) -> list[Step]:
 
 
 def plan_init(spec: ContainerSpec, rec: ContainerRecord, layout: RootfsLayout, facts: RunFacts) -> list[Step]:
-    steps = plan_rootfs(layout) + [SetHostname(rec.hostname, why="the UTS namespace's own hostname")]
+    volumes = volplan.to_volumes(rec.mounts, facts.volume_root)
+    steps = plan_rootfs(layout, volumes=volumes, read_only=spec.read_only, workdir=rec.workdir)
+    steps.append(SetHostname(rec.hostname, why="the UTS namespace's own hostname"))
     if spec.network != "host":
         steps.append(LinkUp("lo", netns=PID, why="a new network namespace starts with lo down"))
     what = "Docker's 14 default capabilities" if len(rec.caps) == 14 else f"{len(rec.caps)} of Docker's capabilities"
     steps.append(DropCapabilities(rec.caps, why=f"keep {what}, nothing inheritable or ambient, and no_new_privs"))
+    user = rec.user or {"uid": 0, "gid": 0}
+    who = user.get("name") or str(user["uid"])
+    steps.append(SetUser(user["uid"], user["gid"], tuple(user.get("groups") or ()),
+                         why=f"run as {who}, with the groups the image's /etc/group gives it (not minibox's own); "
+                             + ("a uid other than 0 keeps no capabilities" if user["uid"] else "as root, it keeps the "
+                                                                                             "capabilities above")))
     if facts.seccomp is not None:
         steps.append(facts.seccomp)
-    steps.append(Exec(spec.cmd, rec.env, spec.workdir, why="replace minibox with the command, all signals reset to "
+    steps.append(Exec(rec.argv, rec.env, rec.workdir, why="replace minibox with the command, all signals reset to "
                                                           "their defaults: it becomes the container's PID 1"))
     return steps
 
 
 def plan_run(spec: ContainerSpec, facts: RunFacts) -> RunPlan:
     rec = facts.record
-    layout = RootfsLayout.for_container(rec.image_dir, facts.container_dir)
+    layout = RootfsLayout.for_container(rec.image_layers, facts.container_dir)
     namespaces = tuple(n for n in NAMESPACES if not (n == "net" and spec.network == "host"))
     limits = cgplan.Limits(memory=spec.memory, pids=spec.pids_limit)
     cgroups = cgplan.plan_create(facts.cgroup_dirs, facts.cgroup_v2, limits)

@@ -126,16 +126,40 @@ def parse_env(items: list[str] | tuple[str, ...], caller_env: dict[str, str]) ->
     return tuple(out)
 
 
-def container_env(user_env: tuple[str, ...], hostname: str, tty: bool) -> tuple[str, ...]:
-    """The environment PID 1 starts with: Docker's defaults, then the user's -e on top."""
+def container_env(user_env: tuple[str, ...], hostname: str, tty: bool, image_env: tuple[str, ...] = (),
+                  home: str = "/root") -> tuple[str, ...]:
+    """The environment PID 1 starts with: Docker's defaults, the image's ENV over them, the
+    user's -e over that; HOME from the user's passwd entry unless set."""
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname}
     if tty:
         env["TERM"] = "xterm"
-    for item in user_env:
+    for item in tuple(image_env) + tuple(user_env):
         key, _, value = item.partition("=")
         env[key] = value
-    env.setdefault("HOME", "/root")
+    env.setdefault("HOME", home)
     return tuple(f"{k}={v}" for k, v in env.items())
+
+
+def parse_labels(items: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """--label KEY=VALUE (or KEY, an empty value), as Docker takes them."""
+    out = []
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key or any(c.isspace() for c in key):
+            raise InvalidSpec(f'invalid label "{item}": expected KEY=VALUE with a non-empty KEY without spaces')
+        out.append(f"{key}={value}")
+    return tuple(out)
+
+
+def parse_env_file(path: str) -> list[str]:
+    """`--env-file`: one KEY=VALUE (or KEY, taken from the caller) per line; # comments."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise InvalidSpec(f'cannot read --env-file "{path}": {e.strerror}') from None
+    return [line.strip() if "=" not in line else line.lstrip() for line in lines
+            if line.strip() and not line.lstrip().startswith("#")]
 
 
 def hosts_file(hostname: str, ip: str = "", peers: tuple[tuple[str, str], ...] = ()) -> str:

@@ -73,9 +73,12 @@ class Mount(Value):
     fstype: str = ""
     flags: int = 0
     data: str = ""
+    cwd: str = ""  # where relative paths in `data` start (a deep image's lowerdirs)
     why: str = ""
 
     def command(self) -> str:
+        if self.cwd:
+            return f"cd {q(self.cwd)} && " + self._replace(cwd="").command()
         if self.flags & MS_PRIVATE:
             return f"mount --make-rprivate {q(self.target)}"
         opts = [name for bit, name in _FLAG_NAMES if self.flags & bit]
@@ -104,10 +107,36 @@ class WriteFile(Value):
 
     path: str
     content: str
+    if_missing: bool = False  # leave a file that is there alone (a volume's metadata)
     why: str = ""
 
     def command(self) -> str:
-        return f"cat > {q(self.path)} <<'EOF'\n{self.content.rstrip()}\nEOF"
+        guard = f"[ -e {q(self.path)} ] || " if self.if_missing else ""
+        return f"{guard}cat > {q(self.path)} <<'EOF'\n{self.content.rstrip()}\nEOF"
+
+
+class CopyUp(Value):
+    """A named volume's first use: the image's content at its target copied in, if it is empty."""
+
+    source: str  # the target, inside the container's root
+    dest: str  # the volume's directory
+    why: str = ""
+
+    def command(self) -> str:
+        return f'[ -n "$(ls -A {q(self.dest)})" ] || cp -a {q(self.source)}/. {q(self.dest)}/'
+
+
+class SetUser(Value):
+    """Become the container's user: supplementary groups, gid, uid (the capabilities go with uid 0)."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+    why: str = ""
+
+    def command(self) -> str:
+        groups = f"--groups={','.join(str(g) for g in self.groups)}" if self.groups else "--clear-groups"
+        return f"setpriv --reuid={self.uid} --regid={self.gid} {groups}"
 
 
 class MakeNode(Value):
@@ -367,9 +396,9 @@ class ConntrackFlush(Value):
 
 # Any step; each type above is applied by the layer that owns it (runtime.init, net.*).
 Step = Union[
-    Unshare, Nsenter, Mount, MakeDir, WriteFile, MakeNode, Symlink, PivotRoot, RemovePath, Kill, Logged, SetHostname,
-    DropCapabilities, LoadSeccomp, Exec, CgroupCreate, DeviceFilter, CgroupJoin, BridgeAdd, AddrAdd, LinkUp, VethAdd, SetMaster, Hairpin, RouteAdd,
-    LinkDel, Sysctl, Firewall, ConntrackFlush,
+    Unshare, Nsenter, Mount, MakeDir, WriteFile, CopyUp, SetUser, MakeNode, Symlink, PivotRoot, RemovePath, Kill,
+    Logged, SetHostname, DropCapabilities, LoadSeccomp, Exec, CgroupCreate, DeviceFilter, CgroupJoin, BridgeAdd,
+    AddrAdd, LinkUp, VethAdd, SetMaster, Hairpin, RouteAdd, LinkDel, Sysctl, Firewall, ConntrackFlush,
 ]
 
 

@@ -7,6 +7,7 @@ and ambient sets) leaves exactly these capabilities in the new program.
 
 from __future__ import annotations
 
+import os
 import signal
 
 import prctl
@@ -27,6 +28,15 @@ def drop_privileges(keep: tuple[str, ...] = DEFAULT_CAPS) -> None:
     prctl.cap_inheritable.limit()
     linux.clear_ambient_caps()
     prctl.set_no_new_privs(1)
+
+
+def set_user(uid: int, gid: int, groups: tuple[int, ...]) -> None:
+    """Become uid:gid with these supplementary groups. After drop_privileges: the bounding
+    set is already limited, and setuid to a non-zero uid clears the permitted and effective
+    sets, so a non-root user starts its command with no capabilities, as with Docker."""
+    os.setgroups(list(groups))
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
 
 
 def reset_signals() -> None:

@@ -25,7 +25,14 @@ import termios
 
 from minibox import linux
 from minibox.errors import EXIT_MINIBOX, ExecFailed, MiniboxError
-from minibox.plan.steps import CgroupJoin, DropCapabilities, Exec, LoadSeccomp, Nsenter
+from minibox.plan.steps import (
+    CgroupJoin,
+    DropCapabilities,
+    Exec,
+    LoadSeccomp,
+    Nsenter,
+    SetUser,
+)
 from minibox.runtime import caps, cgroups, init, tty
 from minibox.value import Value
 
@@ -45,6 +52,7 @@ class EnterConfig(Value):
     namespaces: tuple[str, ...] = ("ipc", "uts", "net", "pid", "mnt")
     caps: tuple[str, ...] = caps.DEFAULT_CAPS
     seccomp: bytes = b""  # the filter to load right before execve
+    user: tuple[int, int, tuple[int, ...]] | None = None  # uid, gid, groups; None: stay root
 
     @classmethod
     def from_steps(cls, steps: list, tty: bool, interactive: bool) -> "EnterConfig":
@@ -54,9 +62,11 @@ class EnterConfig(Value):
         drop = next(s for s in steps if isinstance(s, DropCapabilities))
         ex = next(s for s in steps if isinstance(s, Exec))
         filt = next((s for s in steps if isinstance(s, LoadSeccomp)), None)
+        who = next((s for s in steps if isinstance(s, SetUser)), None)
         return cls(pid=int(ns.pid), argv=ex.argv, env=ex.env, workdir=ex.workdir, tty=tty,
                    interactive=interactive, cgroup_dirs=[s.path for s in steps if isinstance(s, CgroupJoin)],
-                   namespaces=ns.namespaces, caps=drop.keep, seccomp=filt.program if filt else b"")
+                   namespaces=ns.namespaces, caps=drop.keep, seccomp=filt.program if filt else b"",
+                   user=(who.uid, who.gid, who.groups) if who else None)
 
 
 def enter(cfg: EnterConfig) -> int:
@@ -238,6 +248,8 @@ def _command(cfg: EnterConfig, err_w: int, con: socket.socket | None, pipes: Pip
         os.chdir(cfg.workdir)
         path = init.resolve_command(cfg.argv[0], cfg.env)
         caps.drop_privileges(cfg.caps)
+        if cfg.user is not None:
+            caps.set_user(*cfg.user)
         caps.reset_signals()
         if cfg.seccomp:
             linux.seccomp_load(cfg.seccomp)

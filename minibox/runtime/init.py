@@ -28,6 +28,7 @@ from minibox.plan.steps import (
     MS_PRIVATE,
     MS_REC,
     MS_REMOUNT,
+    CopyUp,
     DropCapabilities,
     Exec,
     LinkUp,
@@ -37,10 +38,11 @@ from minibox.plan.steps import (
     Mount,
     PivotRoot,
     SetHostname,
+    SetUser,
     Step,
     Symlink,
 )
-from minibox.runtime import caps, inroot
+from minibox.runtime import caps, fscopy, inroot
 from minibox.value import Value
 
 SIOCGIFFLAGS = 0x8913
@@ -131,9 +133,11 @@ class Applier:
         if isinstance(step, Mount):
             self._mount(step)
         elif isinstance(step, MakeDir):
-            fd = self._root().mkdirs(self._rel(step.path), step.mode, strict=True)
-            os.chmod(inroot.fd_path(fd), step.mode)
-            os.close(fd)
+            self._make_dir(step)
+        elif isinstance(step, CopyUp):
+            self._copy_up(step)
+        elif isinstance(step, SetUser):
+            caps.set_user(step.uid, step.gid, step.groups)
         elif isinstance(step, MakeNode):
             parent = self._parent(step.path)
             name = os.path.basename(step.path)
@@ -164,6 +168,42 @@ class Applier:
         else:
             raise InitError(EXIT_MINIBOX, f"container init cannot apply {type(step).__name__}")
 
+    def _make_dir(self, step: MakeDir) -> None:
+        """`mkdir -p -m MODE`: the mode is for a directory made now (mkdir's is filtered by
+        the umask, hence the chmod); one that exists keeps its own."""
+        rel = self._rel(step.path)
+        strict = _strict(rel)
+        try:
+            os.close(self._root().open(rel, strict=strict))
+            return
+        except FileNotFoundError:
+            pass
+        fd = self._root().mkdirs(rel, step.mode, strict=strict)
+        try:
+            os.chmod(inroot.fd_path(fd), step.mode)
+        finally:
+            os.close(fd)
+
+    def _copy_up(self, step: CopyUp) -> None:
+        """A volume's first use: what the image has at the target (resolved inside the root)
+        goes into the empty volume, owners and modes kept, as Docker does."""
+        try:
+            src = self._root().open(self._rel(step.source), os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # nothing there in the image: the volume starts empty
+        try:
+            dst = os.open(step.dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                if fscopy.is_empty(dst):
+                    fscopy.copy_contents(src, dst)
+                    st = os.fstat(src)
+                    os.fchown(dst, st.st_uid, st.st_gid)
+                    os.fchmod(dst, st.st_mode & 0o7777)
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+
     # --- paths ---------------------------------------------------------------------------
 
     def _root(self) -> inroot.Root:
@@ -192,6 +232,8 @@ class Applier:
                 _make_all_private()  # '/' is not a mount point: we were started in a chroot
             return
         if step.target == self.rootfs:  # the overlay itself: minibox's own directory
+            if step.cwd:
+                os.chdir(step.cwd)  # the lowerdirs are relative to it (a deep image)
             linux.mount(step.source, step.target, step.fstype, step.flags, step.data or None)
             return
         rel = self._rel(step.target)
@@ -200,7 +242,7 @@ class Applier:
         try:
             if step.flags & MS_REMOUNT:
                 target = self._root().open(rel, strict=strict)
-            elif step.flags & MS_BIND and not (step.fstype or masking):
+            elif step.flags & MS_BIND and not (step.fstype or masking) and not self._host_dir(step.source):
                 target = self._root().ensure_file(rel, strict=strict)  # /etc/hosts & co may be missing
             else:
                 target = self._root().mkdirs(rel, strict=strict) if not masking else self._root().open(rel, strict=True)
@@ -223,6 +265,11 @@ class Applier:
         finally:
             os.close(target)
         self._verify(step, rel)
+
+    def _host_dir(self, source: str) -> bool:
+        """A bind source of minibox's or the user's on the host (a volume, a -v directory)
+        that is a directory: its target is made a directory, a file's a file."""
+        return self._root().rel(source) is None and os.path.isdir(source)
 
     def _verify(self, step: Mount, rel: str) -> None:
         """proc and sysfs must be where the masks will look for them: check the mounted fs."""
@@ -332,8 +379,7 @@ def setup_stdio(cfg: InitConfig, fds: InitFds) -> None:
 
 
 def enter_workdir(workdir: str) -> None:
-    # Docker creates a missing working directory rather than failing.
-    os.makedirs(workdir, exist_ok=True)
+    # Made before pivot_root if the image lacked it (plan.mounts), as root, as Docker does.
     os.chdir(workdir)
 
 

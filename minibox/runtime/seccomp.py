@@ -31,9 +31,10 @@ def _kernel() -> tuple[int, int]:
     return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
 
 
-def step_for(source: str, caps: tuple[str, ...]) -> LoadSeccomp | None:
+def step_for(source: str, caps: tuple[str, ...], cache_it: bool = True) -> LoadSeccomp | None:
     """The LoadSeccomp step for a container: `source` is "" (the default profile),
-    "unconfined" (None: no filter) or a profile's path."""
+    "unconfined" (None: no filter) or a profile's path. The compiled filter is cached
+    unless `cache_it` is false (a dry run writes nothing)."""
     if source == "unconfined":
         return None
     path = source or config.DEFAULT_SECCOMP_PROFILE
@@ -53,7 +54,8 @@ def step_for(source: str, caps: tuple[str, ...]) -> LoadSeccomp | None:
         plan = _plan(path, caps, tighten)
         program = compile_bpf(plan)
         meta = {"key": key, "rules": sum(len(r.names) for r in plan.rules), "tightened": list(plan.tightened)}
-        _write_cache(cache, meta, program)
+        if cache_it:
+            _write_cache(cache, meta, program)
         cached = meta, program
     meta, program = cached
     label = path + (" tightened to Docker's default" if meta["tightened"] else "")

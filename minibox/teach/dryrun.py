@@ -24,7 +24,15 @@ from minibox.plan import ipam
 from minibox.plan.mounts import MASKED_PATHS, READONLY_PATHS
 from minibox.plan.network import veth_name
 from minibox.plan.run import RunPlan, plan_run
-from minibox.plan.steps import DropCapabilities, Exec, LinkUp, LoadSeccomp, Step, q
+from minibox.plan.steps import (
+    DropCapabilities,
+    Exec,
+    LinkUp,
+    LoadSeccomp,
+    SetUser,
+    Step,
+    q,
+)
 from minibox.teach.explain import script as lines
 
 HEADER = """#!/bin/sh
@@ -46,6 +54,7 @@ def plan(spec: ContainerSpec) -> RunPlan:
     from minibox.plan import spec as specs
 
     basics = facts.read(spec, dry=True)
+    spec = basics.spec  # with what the image adds (-P)
     cid = facts.new_id()
     name = spec.name or specs.generate_name(store.name_taken)
     rec = facts.new_record(spec, basics, cid, name)
@@ -86,7 +95,9 @@ def script(spec: ContainerSpec, title: str) -> str:
     out.append('mkfifo "$C/go"')
     body = ['read _ < "$C/go"'] + [_inner_line(s) for s in p.init if not isinstance(s, Exec)]
     run_cmd = p.init[-1]
-    body.append(f"cd {q(run_cmd.workdir)} && exec setpriv --nnp env -i "
+    who = next((s for s in p.init if isinstance(s, SetUser)), None)
+    become = f"nsenter -F -S {who.uid} -G {who.gid} " if who else ""
+    body.append(f"cd {q(run_cmd.workdir)} && exec setpriv --nnp {become}env -i "
                 + " ".join(q(e) for e in run_cmd.env) + " " + " ".join(q(a) for a in run_cmd.argv))
     redirect = ' > "$C/container.log" 2>&1' if spec.detach else ""
     inner_script = "\n".join(body).replace(cdir, "$C")  # the inner shell reads $C from the environment
@@ -113,6 +124,11 @@ def _inner_line(step: Step) -> str:
                 "prctl, which busybox's setpriv cannot do; no_new_privs comes with the exec below")
     if isinstance(step, LoadSeccomp):
         return f"# {step.command()[2:]}: no shell command can load one"
+    if isinstance(step, SetUser):
+        groups = f"; minibox also sets the groups {','.join(map(str, step.groups))} with setgroups, which " \
+                 "busybox cannot" if step.groups else ""
+        return f"# become {step.uid}:{step.gid} with no other groups: busybox's nsenter -S -G in the exec below " \
+               f"(outside busybox: {step.command()}){groups}"
     target = getattr(step, "target", "")
     if any(target.endswith(p) for p in MASKED_PATHS + READONLY_PATHS):
         # a kernel without this /proc or /sys entry: skipped, as minibox (and runc) skip it

@@ -50,6 +50,18 @@ def inspect(name: str) -> dict:
     return json.loads(mb("inspect", name, check=True).stdout)[0]
 
 
+def layer_dirs(image: str) -> list[Path]:
+    """An image's layer directories in the store, bottom first (busybox has one: its rootfs)."""
+    doc = inspect(image)
+    return [ROOT / "images/layers" / d.removeprefix("sha256:") for d in doc["RootFS"]["Layers"]]
+
+
+def busybox_rootfs() -> Path:
+    """The busybox image's only layer: the whole busybox root filesystem, never written."""
+    (layer,) = layer_dirs("busybox")
+    return layer
+
+
 # --- leak check -------------------------------------------------------------------------------
 
 
@@ -107,7 +119,7 @@ def processes() -> list[str]:
 
 def state_files() -> list[str]:
     out = []
-    for sub in ("containers", "ipam", "names", "ports"):
+    for sub in ("containers", "ipam", "names", "ports", "volumes", "images/tmp"):
         d = ROOT / sub
         if d.is_dir():
             out += [str(p.relative_to(ROOT)) for p in d.rglob("*") if p.is_file() and not p.name.startswith(".")]
@@ -176,7 +188,7 @@ def attack_image(tmp_path_factory) -> str:
     device node for /dev/kmsg shipped in the image itself (/kmsgnode)."""
     work = tmp_path_factory.mktemp("attack")
     rootfs = work / "rootfs"
-    sh(f"cp -a {ROOT}/images/busybox/rootfs {rootfs}")
+    sh(f"cp -a {busybox_rootfs()} {rootfs}")
     sh(f"gcc -static -O2 -o {rootfs}/attack {PROJECT}/tests/helpers/attack.c")
     os.mknod(rootfs / "kmsgnode", 0o020666, os.makedev(1, 11))
     res = mb("image", "import", str(rootfs), "attack", check=True)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, ROOT, mb, sh
+from conftest import PROJECT, ROOT, busybox_rootfs, mb, sh
 
 README = PROJECT / "README.md"
 
@@ -99,7 +99,7 @@ def test_without_a_device_cgroup_mknod_is_dropped(attack_image):
 
 def make_image(name: str, tmp_path: Path, setup) -> str:
     rootfs = tmp_path / name
-    sh(f"cp -a {ROOT}/images/busybox/rootfs {rootfs}")
+    sh(f"cp -a {busybox_rootfs()} {rootfs}")
     setup(rootfs)
     mb("image", "import", str(rootfs), name, check=True)
     return name
@@ -350,13 +350,16 @@ def test_unlimited_pids_is_accepted():
     assert run_rm("--pids-limit", "-1", "busybox", "true").returncode == 0
 
 
-def test_image_import_shows_tars_own_message(tmp_path):
+def test_image_import_of_a_broken_tar_says_why_and_keeps_nothing(tmp_path):
     broken = tmp_path / "broken.tar"
-    sh(f"tar -C {ROOT}/images/busybox/rootfs -cf {broken} . && truncate -s 1000000 {broken}")
+    sh(f"tar -C {busybox_rootfs()} -cf {broken} . && truncate -s 1000000 {broken}")
+    before = sorted(p.name for p in (ROOT / "images/layers").iterdir())
     res = mb("image", "import", str(broken), "broken")
     assert res.returncode == 125 and res.stderr.count("\n") == 1
-    assert re.search(r"tar: .*(Unexpected EOF|Error)", res.stderr), res.stderr
+    assert re.search(r"broken\.tar.*unexpected end of data", res.stderr), res.stderr
     assert "broken" not in mb("images").stdout
+    assert sorted(p.name for p in (ROOT / "images/layers").iterdir()) == before
+    assert not any((ROOT / "images/tmp").iterdir())
 
 
 # --- explain and the README -----------------------------------------------------------------------------------
@@ -374,8 +377,9 @@ def test_explain_shows_each_defence_and_what_it_stops():
     mb("rm", "-f", "ex", check=True)
 
 
-def readme_blocks() -> list[tuple[str, list[str]]]:
-    text = README.read_text().split("## What keeps a container in", 1)[1].split("\n## ", 1)[0]
+def readme_blocks(section: str = "## What keeps a container in") -> list[tuple[str, list[str]]]:
+    """The `$ command` lines of a README section's console blocks, each with what it prints."""
+    text = README.read_text().split(section, 1)[1].split("\n## ", 1)[0]
     steps: list[tuple[str, list[str]]] = []
     for block in re.findall(r"```console\n(.*?)```", text, re.S):
         for line in block.splitlines():

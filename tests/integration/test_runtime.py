@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, inspect, mb, sh, wait_for
+from conftest import ROOT, busybox_rootfs, inspect, mb, sh, wait_for
 
 
 def run_d(*args: str) -> str:
@@ -53,7 +53,7 @@ def test_exec_ps_sees_its_own_pid_namespace_and_top_maps_pids():
 
 
 def test_writes_inside_leave_the_image_untouched():
-    image = ROOT / "images/busybox/rootfs"
+    image = busybox_rootfs()
     before = (image / "index.html").read_bytes()
     cid = run_d("--name", "w", "busybox", "sleep", "1000")
     # Guarded by /linuxrc, which only the busybox image has: were exec ever to land on the
@@ -130,7 +130,7 @@ def test_hostname_and_etc_files():
     lines = res.stdout.splitlines()
     assert lines[0] == "box1" and "box1" in lines[1] and int(lines[2]) >= 1
     # the image's own files were not written: they are bind mounts of per-container files
-    assert (ROOT / "images/busybox/rootfs/etc/hostname").read_text() == ""
+    assert (busybox_rootfs() / "etc/hostname").read_text() == ""
     mb("rm", "-f", "h", check=True)
 
 
@@ -250,7 +250,7 @@ def test_ps_and_inspect_shapes():
     assert doc["Id"] == cid and doc["Path"] == "sleep" and doc["Args"] == ["1000"]
     assert doc["Config"]["Env"][-1] == "HOME=/root" and "K=V" in doc["Config"]["Env"]
     gd = doc["GraphDriver"]["Data"]
-    assert gd["UpperDir"].endswith(f"{cid}/upper") and gd["LowerDir"].endswith("busybox/rootfs")
+    assert gd["UpperDir"].endswith(f"{cid}/upper") and (ROOT / gd["LowerDir"]).resolve() == busybox_rootfs()
     assert doc["State"]["StartedAt"].endswith("Z") and doc["State"]["FinishedAt"] == "0001-01-01T00:00:00Z"
     mb("rm", "-f", "shape", check=True)
 
@@ -288,28 +288,39 @@ def test_rlimits_not_raised():
 
 
 def test_images_import_and_remove(tmp_path):
-    src = ROOT / "images/busybox/rootfs"
+    src = busybox_rootfs()
+    before = set((ROOT / "images/layers").glob("*.json"))
     tarball = tmp_path / "rootfs.tar"
     sh(f"tar -C {src} -cf {tarball} .")
     assert mb("image", "import", str(tarball), "bb2").returncode == 0
-    assert mb("image", "import", str(src), "bb3").returncode == 0
+    assert mb("image", "import", "--change", "CMD echo from-dir", str(src), "bb3").returncode == 0
+    stored = set((ROOT / "images/layers").glob("*.json"))
+    assert mb("image", "import", str(src), "bb4").returncode == 0
+    # the same content imported twice is stored once: one layer, two images
+    assert set((ROOT / "images/layers").glob("*.json")) == stored
+    assert inspect("bb3")["RootFS"] == inspect("bb4")["RootFS"] and inspect("bb3")["Id"] != inspect("bb4")["Id"]
     listed = mb("images", check=True).stdout
-    assert "bb2" in listed and "bb3" in listed
+    assert "bb2 " in listed and "bb3 " in listed
     assert mb("run", "--rm", "--network", "none", "bb2", "echo", "from-tar", check=True).stdout == "from-tar\n"
+    assert mb("run", "--rm", "--network", "none", "bb3", check=True).stdout == "from-dir\n"
     run_d("--name", "user", "bb3", "sleep", "1000")
     busy = mb("image", "rm", "bb3")
-    assert busy.returncode == 125 and "used by container(s) user" in busy.stderr
+    assert busy.returncode == 125 and "container user is using its referenced image" in busy.stderr
     mb("rm", "-f", "user", check=True)
     assert mb("image", "rm", "bb2", "bb3").returncode == 0
     assert "bb2" not in mb("images").stdout
+    shared = ROOT / "images/layers" / (inspect("bb4")["RootFS"]["Layers"][0][7:] + ".json")
+    assert set((ROOT / "images/layers").glob("*.json")) == before | {shared}  # bb2's went, bb4's stays
+    assert mb("image", "rm", "bb4").returncode == 0
+    assert set((ROOT / "images/layers").glob("*.json")) == before  # it went with its last image
 
 
 BAD_INPUT = [
-    (["run", "busybox:nope"], 'unknown image "busybox:nope"'),
+    (["run", "--pull", "never", "busybox:nope"], 'no such image: "busybox:nope"'),
     (["run", "--network", "none", "--name", "bad name", "busybox", "true"], 'invalid container name "bad name"'),
     (["run", "--network", "none", "-e", "=x", "busybox", "true"], 'invalid environment variable "=x"'),
     (["run", "--network", "none", "-w", "tmp", "busybox", "true"], 'working directory "tmp" is not absolute'),
-    (["run", "--network", "none", "busybox"], "no command given"),
+    (["run", "--network", "none", "--entrypoint", "", "busybox"], "no command given"),
     (["run", "--network", "none", "--nosuchflag", "busybox", "true"], "No such option '--nosuchflag'"),
     (["exec", "nosuch", "true"], 'no such container: "nosuch"'),
     (["kill", "-s", "NOPE", "x"], 'invalid signal "NOPE"'),

@@ -217,8 +217,8 @@ def test_trace_shows_the_dnat_on_each_path(path, outside):
 
 def test_dry_run_carries_every_step_run_applies():
     """One plan: each command `run --explain` prints as applied is in the `--dry-run` script for
-    the same spec (ids, PIDs and the container's directory aside; three steps, which no shell
-    command performs, appear as the script's notes instead)."""
+    the same spec (ids, PIDs and the container's directory aside; the steps no shell command
+    inside busybox performs appear as the script's notes or in its exec line instead)."""
     mb("run", "--rm", "busybox", "true", check=True)  # the network exists for both, as it will for run
     spec = ["-d", "-p", "8084:80", "--ip", "10.222.0.77", "--name", "same", "busybox", "httpd", "-f", "-p", "80"]
     script = mb("run", "--dry-run", *spec, check=True).stdout
@@ -235,7 +235,9 @@ def test_dry_run_carries_every_step_run_applies():
     inner = words[words.index("-ec") + 1]  # PID 1's own script, unquoted
     dry = norm(script + "\n" + inner, dry_id)
     notes = {"setpriv --bounding-set": "# minibox limits the capability bounding set",
-             ": seccomp filter from": "# seccomp filter from", "exec env -i": "exec setpriv --nnp env -i",
+             ": seccomp filter from": "# seccomp filter from",
+             "exec env -i": "exec setpriv --nnp nsenter -F -S 0 -G 0 env -i",
+             "setpriv --reuid=0 --regid=0 --clear-groups": "# become 0:0 with no other groups",
              "nsenter --net=/proc/$CTR_PID/ns/net ip link set lo up": "ip link set lo up"}  # PID 1 does it itself
     checked = 0
     try:

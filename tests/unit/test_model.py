@@ -27,7 +27,7 @@ def test_spec_roundtrip():
 
 
 def test_record_roundtrip():
-    rec = ContainerRecord(id="4f" * 32, name="web", created=1.5, spec=SPEC, image_dir="/img", hostname="h",
+    rec = ContainerRecord(id="4f" * 32, name="web", created=1.5, spec=SPEC, image_layers=("/img",), hostname="h",
                           env=("PATH=/bin",), endpoint=Endpoint("minibox", "minibox0", "mbx4f4f4f4f4f4f", "10.222.0.9",
                                                                24, "10.222.0.1", "02:42:0a:de:00:09"),
                           ports=(PortMapping("", 8080, 80),), firewall="nftables", caps=("chown", "kill"))

@@ -31,7 +31,7 @@ def test_table_aligns():
 
 def test_ports_text_and_docker_str():
     rec = ContainerRecord(id="a" * 64, name="web", created=0, spec=ContainerSpec("busybox", ("true",)),
-                          image_dir="/i", hostname="h", env=(), ports=(PortMapping("", 8080, 80),
+                          image_layers=("/i",), hostname="h", env=(), ports=(PortMapping("", 8080, 80),
                                                                         PortMapping("127.0.0.1", 53, 53, "udp")))
     assert present.ports_text(rec) == "0.0.0.0:8080->80/tcp, 127.0.0.1:53->53/udp"
     assert rec.ports[0].docker_str() == "80/tcp -> 0.0.0.0:8080"

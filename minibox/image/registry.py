@@ -1,0 +1,329 @@
+"""`minibox pull`: the OCI distribution API, as Docker speaks it, over the standard library's HTTP.
+
+    GET /v2/NAME/manifests/REF     an index (one manifest per platform: linux/amd64 is kept)
+                                   or a manifest: the config's digest and the layers'
+    GET /v2/NAME/blobs/DIGEST      the config, then each layer (gzip tar), several at once
+
+Authentication as a registry asks for it: a 401 with `WWW-Authenticate: Bearer realm=...,
+service=...,scope=...` means fetching a token from the realm (anonymously, as Docker Hub
+allows for public images, or with the user's credentials), then retrying with it; `Basic`
+means sending the credentials themselves. Credentials come from `minibox login` (kept in
+the state root, 0600) or Docker's ~/.docker/config.json. Every blob is checked against its
+digest; a layer already stored (same diff id, or fetched before as the same blob) is not
+fetched again. Registries on localhost speak plain HTTP, as Docker allows; others HTTPS.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import json
+import os
+import re
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Callable
+
+from minibox import config
+from minibox import store as state
+from minibox.errors import MiniboxError, NotFound
+from minibox.image import archive, store
+from minibox.image import ref as refs
+from minibox.image.layers import Hashing, read_verified
+
+MANIFEST_TYPES = ", ".join((
+    "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"))
+PARALLEL = 3  # layers fetched at once, as Docker's default max-concurrent-downloads
+
+
+class AuthError(MiniboxError):
+    pass
+
+
+def _auth_file():
+    return config.paths().root / "auth.json"
+
+
+def credentials(host: str) -> str:
+    """base64(user:password) for `host`, from `minibox login` or ~/.docker/config.json; "" if none."""
+    for path, section in ((_auth_file(), None), (os.path.expanduser("~/.docker/config.json"), "auths")):
+        try:
+            with open(path) as f:
+                doc = json.load(f)
+        except (OSError, ValueError):
+            continue
+        entries = doc.get(section, {}) if section else doc
+        for key in (host, f"https://{host}", f"http://{host}") + (
+                ("https://index.docker.io/v1/",) if host == refs.HUB_API else ()):
+            value = entries.get(key)
+            if isinstance(value, dict):
+                value = value.get("auth")
+            if value:
+                return value
+    return ""
+
+
+def save_credentials(host: str, user: str, password: str) -> None:
+    path = _auth_file()
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        doc = {}
+    doc[host] = base64.b64encode(f"{user}:{password}".encode()).decode()
+    state.make_dirs(path.parent, 0o700)
+    tmp = path.with_name(f".auth.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, path)
+
+
+def forget_credentials(host: str) -> bool:
+    path = _auth_file()
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    found = doc.pop(host, None) is not None
+    if found:
+        path.write_text(json.dumps(doc))
+    return found
+
+
+def login(host: str, user: str, password: str) -> None:
+    """Check the credentials with the registry (GET /v2/, answering its challenge), then keep them."""
+    creds = base64.b64encode(f"{user}:{password}".encode()).decode()
+    reg = Registry(refs.Ref(host, "library/login-check", "latest"), creds=creds)
+    reg.host, reg.base = host, f"{'http' if _insecure(host) else 'https'}://{host}"
+    reg.check(scope=False)
+    save_credentials(host, user, password)
+
+
+def _insecure(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    extra = os.environ.get("MINIBOX_INSECURE_REGISTRIES", "").split(",")
+    return name in ("localhost", "::1", "[::1]") or name.startswith("127.") or host in extra
+
+
+class Registry:
+    """One registry and repository, with the token it was given."""
+
+    def __init__(self, ref: refs.Ref, creds: str | None = None):
+        self.ref = ref
+        self.host = ref.api_host
+        self.base = f"{'http' if _insecure(self.host) else 'https'}://{self.host}"
+        self.creds = credentials(self.host) if creds is None else creds
+        self.auth = ""  # the Authorization header that worked
+        self.lock = threading.Lock()
+        self.scope = True  # ask the token service for pull access to the repository
+        # A registry on this machine is reached directly, whatever proxy the environment names.
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if _insecure(self.host) \
+            else urllib.request.build_opener()
+
+    def url(self, path: str) -> str:
+        return f"{self.base}/v2/{path}"
+
+    def _open(self, url: str, accept: str = ""):
+        req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+        if self.auth:
+            req.add_unredirected_header("Authorization", self.auth)  # never to a redirect's host
+        try:
+            return self.opener.open(req, timeout=30)
+        except urllib.error.HTTPError as e:
+            if e.code == 401 and not self.auth:
+                with self.lock:
+                    if not self.auth:
+                        self._authenticate(e.headers.get("WWW-Authenticate", ""))
+                return self._open(url, accept)
+            raise self._error(e, url) from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise MiniboxError(f"cannot reach the registry at {self.base}/v2/: {reason}") from None
+
+    def _error(self, e: urllib.error.HTTPError, url: str) -> MiniboxError:
+        try:
+            detail = "; ".join(x.get("message", "") for x in json.loads(e.read()).get("errors", []))
+        except (ValueError, AttributeError):
+            detail = ""
+        if e.code == 401 and not self.creds:
+            return AuthError(f"pull access denied for {self.ref.familiar}: the repository does not exist or needs "
+                             f"`minibox login {self.host}` ({detail or 'unauthorized'})")
+        if e.code == 401:
+            return AuthError(f"{self.host} refused the credentials ({detail or 'unauthorized'}): check them with "
+                             f"`minibox login {self.host}`")
+        if e.code == 404:
+            return NotFound(f"{self.ref.familiar}: not found in {self.host} ({detail or 'manifest unknown'})")
+        return MiniboxError(f"{url}: {e.code} {e.reason}{': ' + detail if detail else ''}")
+
+    def _authenticate(self, challenge: str) -> None:
+        scheme, _, params = challenge.partition(" ")
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
+        if scheme.lower() == "basic":
+            if not self.creds:
+                raise AuthError(f"{self.host} needs credentials: `minibox login {self.host}`")
+            self.auth = f"Basic {self.creds}"
+            return
+        if scheme.lower() != "bearer" or "realm" not in fields:
+            raise AuthError(f"{self.host} asks for an authentication minibox does not speak: {challenge!r}")
+        query = {k: v for k, v in fields.items() if k in ("service", "scope")}
+        if self.scope:
+            query.setdefault("scope", f"repository:{self.ref.path}:pull")
+        req = urllib.request.Request(f"{fields['realm']}?{urllib.parse.urlencode(query)}")
+        if self.creds:
+            req.add_header("Authorization", f"Basic {self.creds}")
+        try:
+            with self.opener.open(req, timeout=30) as resp:
+                doc = json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            raise AuthError(f"the token service {fields['realm']} refused: {e.code} {e.reason} (check the "
+                            f"credentials with `minibox login {self.host}`)") from None
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise MiniboxError(f"cannot get a token from {fields['realm']}: {getattr(e, 'reason', e)}") from None
+        token = doc.get("token") or doc.get("access_token")
+        if not token:
+            raise AuthError(f"the token service {fields['realm']} sent no token")
+        self.auth = f"Bearer {token}"
+
+    def check(self, scope: bool = True) -> None:
+        """GET /v2/: reachable, and (when credentials were given) accepting them."""
+        self.scope = scope
+        with self._open(self.url("")) as resp:
+            resp.read()
+
+    def manifest(self, reference: str) -> tuple[dict, str]:
+        """A manifest or index, and its digest (checked when `reference` is a digest)."""
+        with self._open(self.url(f"{self.ref.path}/manifests/{reference}"), MANIFEST_TYPES) as resp:
+            body = resp.read()
+        h = Hashing(_Bytes(body))
+        h.drain()
+        if reference.startswith("sha256:") and h.digest != reference:
+            raise MiniboxError(f"digest mismatch: {self.host} sent {h.digest} for manifest {reference}")
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise MiniboxError(f"{self.host} sent a manifest that is not JSON") from None
+        if doc.get("schemaVersion") == 1:
+            raise MiniboxError(f"{self.ref.familiar} is a schema 1 manifest, which minibox does not read")
+        return doc, h.digest
+
+    def blob(self, digest: str) -> bytes:
+        with self._open(self.url(f"{self.ref.path}/blobs/{digest}")) as resp:
+            return read_verified(resp, digest, self.host)
+
+    def layer(self, digest: str, diff_id: str, progress: Callable[[int, int], None]) -> str:
+        with self._open(self.url(f"{self.ref.path}/blobs/{digest}")) as resp:
+            total = int(resp.headers.get("Content-Length") or 0)
+            return store.add_layer(_Counting(resp, total, progress), expected_diff_id=diff_id, expected_blob=digest)
+
+
+class _Bytes:
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def read(self, n: int = -1) -> bytes:
+        out, self.data = (self.data, b"") if n < 0 else (self.data[:n], self.data[n:])
+        return out
+
+
+class _Counting:
+    def __init__(self, raw, total: int, progress: Callable[[int, int], None]):
+        self.raw, self.total, self.progress, self.done = raw, total, progress, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.done += len(data)
+        self.progress(self.done, self.total)
+        return data
+
+
+def pull(text: str, out=sys.stdout) -> store.Image:
+    ref = refs.parse(text)
+    store.clean_tmp()
+    reg = Registry(ref)
+    say = Progress(out)
+    say.line(f"{ref.tag or ref.digest}: Pulling from {ref.repository if ref.domain != refs.DOCKER_HUB else ref.path}")
+    index, digest = reg.manifest(ref.reference)
+    if "manifests" in index:
+        (_, manifest), = archive.pick_manifest(index, lambda d: reg.manifest(d)[0])[:1]
+    else:
+        manifest = index
+    config_bytes = reg.blob(manifest["config"]["digest"])
+    diff_ids = (json.loads(config_bytes).get("rootfs") or {}).get("diff_ids") or []
+    layers = manifest.get("layers") or []
+    if len(diff_ids) != len(layers):
+        raise MiniboxError(f"{ref.familiar}: its manifest and its config disagree on the number of layers")
+    todo = []
+    for layer, diff_id in zip(layers, diff_ids):
+        short = layer["digest"][7:19]
+        if store.has_layer(diff_id) or store.layer_for_blob(layer["digest"]) == diff_id:
+            say.line(f"{short}: Already exists")
+        else:
+            todo.append((layer["digest"], diff_id))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
+            futures = [pool.submit(reg.layer, d, i, say.bar(d[7:19])) for d, i in todo]
+            for f in futures:
+                f.result()  # the first failure is raised (the pool waits for the others first)
+        say.done()
+        img = store.add_image(config_bytes, [ref.name] if ref.tag else [], f"{ref.domain}/{ref.path}@{digest}")
+    except BaseException:
+        store.discard([i for _, i in todo])  # a failed pull keeps nothing it fetched
+        raise
+    say.line(f"Digest: {digest}")
+    say.line(f"Status: Downloaded image for {ref.familiar}")
+    return img
+
+
+class Progress:
+    """Docker pull's display: one line per layer, redrawn in place on a terminal; on a
+    pipe, one plain line when each layer is done."""
+
+    def __init__(self, out):
+        self.out = out
+        self.tty = out.isatty()
+        self.bars: list[str] = []
+        self.state: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def bar(self, short: str) -> Callable[[int, int], None]:
+        with self.lock:
+            self.bars.append(short)
+            self.state[short] = "Waiting"
+            if self.tty:
+                self.out.write(f"{short}: Waiting\n")
+
+        def update(done: int, total: int) -> None:
+            finished = total and done >= total
+            if total:
+                width = 40
+                fill = int(width * done / total)
+                text = f"Downloading [{'=' * max(fill - 1, 0)}{'>' if fill else ''}{' ' * (width - fill)}] " \
+                       f"{done / 1e6:.1f}MB/{total / 1e6:.1f}MB"
+            else:
+                text = f"Downloading {done / 1e6:.1f}MB"
+            with self.lock:
+                was = self.state.get(short)
+                self.state[short] = "Pull complete" if finished else text
+                if self.tty:
+                    up = len(self.bars) - self.bars.index(short)
+                    self.out.write(f"\033[{up}A\r\033[K{short}: {self.state[short]}\033[{up}B\r")
+                    self.out.flush()
+                elif finished and was != "Pull complete":
+                    self.line(f"{short}: Pull complete")
+        return update
+
+    def done(self) -> None:
+        if self.tty:
+            return
+        with self.lock:
+            for short in self.bars:
+                if self.state.get(short) != "Pull complete":
+                    self.line(f"{short}: Pull complete")

@@ -1,0 +1,320 @@
+"""The image store on disk: layers once each by digest, image configs by digest, and the references naming them.
+
+    images/layers/HEX/           a layer, unpacked (HEX: its diff id, the uncompressed tar's sha256)
+    images/layers/HEX.json       its size, and the compressed digests it was fetched as
+    images/l/SHORT -> ../layers/HEX   short names, so a deep stack of layers fits in mount's options
+    images/configs/HEX.json      an image config; sha256:HEX is the image's id
+    images/configs/HEX.meta      when it was stored, its size, the digests of manifests naming it
+    images/refs/REF              the image id a reference names (REF with "/" as "%")
+
+A layer directory appears by rename once fully unpacked and verified, so a crash leaves at
+most a temporary directory under images/tmp/, which the next store operation removes.
+Layers no image references any more go when the last image using them is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from minibox import config, store
+from minibox.errors import Conflict, MiniboxError, NotFound
+from minibox.image import ref as refs
+from minibox.image.config import ImageConfig
+from minibox.image.layers import unpack
+from minibox.value import Value
+
+SHORT = 16  # hex digits of a layer's short name
+
+
+class Image(Value):
+    id: str  # sha256:HEX of its config
+    config: ImageConfig
+    layers: tuple[str, ...]  # diff ids, bottom first
+    created: float  # when it was stored here
+    built: str  # the config's own `created` (when the image was made), "" if absent
+    size: int
+    refs: tuple[str, ...] = ()  # docker.io/library/busybox:latest, ...
+    repo_digests: tuple[str, ...] = ()
+    architecture: str = "amd64"
+    os: str = "linux"
+
+    @property
+    def short_id(self) -> str:
+        return self.id.removeprefix("sha256:")[:12]
+
+
+def _root() -> Path:
+    return config.paths().images
+
+
+def _hex(digest: str) -> str:
+    return digest.removeprefix("sha256:")
+
+
+def layer_dir(diff_id: str) -> Path:
+    return _root() / "layers" / _hex(diff_id)
+
+
+def short_dir(diff_id: str) -> Path:
+    return _root() / "l" / _hex(diff_id)[:SHORT]
+
+
+def has_layer(diff_id: str) -> bool:
+    return layer_dir(diff_id).is_dir()
+
+
+def layer_for_blob(blob_digest: str) -> str | None:
+    """The diff id of a layer already fetched as this compressed blob."""
+    d = _root() / "layers"
+    for meta in d.glob("*.json") if d.is_dir() else ():
+        try:
+            if blob_digest in json.loads(meta.read_text()).get("blobs", []):
+                return "sha256:" + meta.stem
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _tmp() -> Path:
+    d = _root() / "tmp"
+    store.make_dirs(d)
+    return d
+
+
+def add_layer(stream: BinaryIO, expected_diff_id: str = "", expected_blob: str = "") -> str:
+    """Unpack a layer from `stream` and keep it (once); its diff id. The digests read are
+    checked against those given, and nothing is kept if either differs."""
+    tmp = Path(_tmp()) / f"layer-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        got = unpack(stream, tmp, expected_blob)
+        if expected_blob and got.blob_digest != expected_blob:
+            raise MiniboxError(f"digest mismatch: got {got.blob_digest} for blob {expected_blob}")
+        if expected_diff_id and got.diff_id != expected_diff_id:
+            raise MiniboxError(f"digest mismatch: the layer's content is {got.diff_id}, the image says "
+                               f"{expected_diff_id}")
+        final = layer_dir(got.diff_id)
+        meta = final.with_suffix(".json")
+        blobs = {got.blob_digest}
+        if final.is_dir():
+            shutil.rmtree(tmp)  # stored already: a layer is kept once
+            try:
+                blobs |= set(json.loads(meta.read_text()).get("blobs", []))
+            except (OSError, ValueError):
+                pass
+        else:
+            store.make_dirs(final.parent)
+            os.replace(tmp, final)
+        store.write_json(meta, {"size": got.size, "blobs": sorted(blobs)})
+        link = short_dir(got.diff_id)
+        store.make_dirs(link.parent)
+        if not link.is_symlink():
+            os.symlink(f"../layers/{_hex(got.diff_id)}", link)
+        return got.diff_id
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def add_image(config_bytes: bytes, names: list[str], repo_digest: str = "") -> Image:
+    """Keep an image config (whose layers must all be stored) and point `names` at it."""
+    import hashlib
+
+    image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+    try:
+        doc = json.loads(config_bytes)
+    except ValueError:
+        raise MiniboxError(f"image config {image_id} is not JSON") from None
+    diff_ids = (doc.get("rootfs") or {}).get("diff_ids") or []
+    missing = [d for d in diff_ids if not has_layer(d)]
+    if missing:
+        raise MiniboxError(f"image {image_id[:19]} needs layer {missing[0]}, which was not stored")
+    d = _root() / "configs"
+    store.make_dirs(d)
+    path = d / f"{_hex(image_id)}.json"
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_bytes(config_bytes)
+        os.replace(tmp, path)
+    meta = _meta(image_id)
+    digests = set(meta.get("repo_digests", []))
+    if repo_digest:
+        digests.add(repo_digest)
+    size = sum(_layer_size(x) for x in diff_ids)
+    store.write_json(path.with_suffix(".meta"), {"created": meta.get("created", time.time()), "size": size,
+                                                 "repo_digests": sorted(digests)})
+    for name in names:
+        tag(image_id, name)
+    return get(image_id)
+
+
+def _meta(image_id: str) -> dict:
+    try:
+        return json.loads((_root() / "configs" / f"{_hex(image_id)}.meta").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _layer_size(diff_id: str) -> int:
+    try:
+        return json.loads(layer_dir(diff_id).with_suffix(".json").read_text())["size"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def tag(image_id: str, name: str) -> None:
+    d = _root() / "refs"
+    store.make_dirs(d)
+    path = d / refs.key(name)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(image_id + "\n")
+    os.replace(tmp, path)
+
+
+def _refs_of() -> dict[str, list[str]]:
+    d = _root() / "refs"
+    out: dict[str, list[str]] = {}
+    for p in d.iterdir() if d.is_dir() else ():
+        if p.name.startswith("."):
+            continue
+        try:
+            out.setdefault(p.read_text().strip(), []).append(refs.unkey(p.name))
+        except OSError:
+            continue
+    return out
+
+
+def _load(image_id: str, names: list[str] | None = None) -> Image:
+    path = _root() / "configs" / f"{_hex(image_id)}.json"
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise NotFound(f"no such image: {image_id}") from None
+    except ValueError:
+        raise MiniboxError(f"{path} is damaged: `minibox image rm` it and pull or load it again") from None
+    meta = _meta(image_id)
+    return Image(id=image_id, config=ImageConfig.from_oci(doc),
+                 layers=tuple((doc.get("rootfs") or {}).get("diff_ids") or ()), created=meta.get("created", 0.0),
+                 built=doc.get("created") or "", size=meta.get("size", 0),
+                 refs=tuple(sorted(names if names is not None else _refs_of().get(image_id, []))),
+                 repo_digests=tuple(meta.get("repo_digests", ())), architecture=doc.get("architecture") or "amd64",
+                 os=doc.get("os") or "linux")
+
+
+def find(text: str) -> Image | None:
+    """The image `text` names (a reference, an id or id prefix), or None."""
+    by_id = _refs_of()
+    hexpart = text.removeprefix("sha256:")
+    is_id = len(hexpart) >= 4 and all(c in "0123456789abcdef" for c in hexpart)
+    try:
+        name = refs.normalize(text)
+    except MiniboxError:
+        if not is_id:
+            raise  # neither a reference nor an id: say what would be valid
+        name = ""
+    if name:
+        try:
+            image_id = (_root() / "refs" / refs.key(name)).read_text().strip()
+            return _load(image_id, by_id.get(image_id, []))
+        except FileNotFoundError:
+            pass
+    if is_id:
+        d = _root() / "configs"
+        hits = [p.stem for p in d.glob(f"{hexpart}*.json")] if d.is_dir() else []
+        if len(hits) == 1:
+            return _load("sha256:" + hits[0], by_id.get("sha256:" + hits[0], []))
+        if len(hits) > 1:
+            raise Conflict(f'image id prefix "{text}" is ambiguous: give more of it')
+    return None
+
+
+def get(text: str) -> Image:
+    img = find(text)
+    if img is None:
+        raise NotFound(f'no such image: "{text}" (see `minibox images`; get one with `minibox pull`, '
+                       "`minibox load` or `minibox image import`)")
+    return img
+
+
+def all_images() -> list[Image]:
+    d = _root() / "configs"
+    by_id = _refs_of()
+    return [_load("sha256:" + p.stem, by_id.get("sha256:" + p.stem, [])) for p in sorted(d.glob("*.json"))] \
+        if d.is_dir() else []
+
+
+def lowerdirs(img: Image) -> tuple[str, ...]:
+    """The image's layer directories for overlayfs's lowerdir, top first, by their short names."""
+    return tuple(str(short_dir(d)) for d in reversed(img.layers))
+
+
+def untag(name: str) -> str:
+    """Drop a reference; the image id it named."""
+    path = _root() / "refs" / refs.key(name)
+    try:
+        image_id = path.read_text().strip()
+    except FileNotFoundError:
+        raise NotFound(f'no such image: "{refs.parse(name).familiar}"') from None
+    path.unlink()
+    return image_id
+
+
+def delete(image_id: str) -> list[str]:
+    """Delete an image's config and the layers no other image uses; the layers deleted."""
+    cfgs = _root() / "configs"
+    for suffix in (".json", ".meta"):
+        (cfgs / f"{_hex(image_id)}{suffix}").unlink(missing_ok=True)
+    d = _root() / "layers"
+    return discard(["sha256:" + p.stem for p in d.glob("*.json")] if d.is_dir() else [])
+
+
+def discard(diff_ids: list[str]) -> list[str]:
+    """Of these layers, delete those no image uses (what a failed pull or load fetched);
+    the ones deleted."""
+    used = {x for img in all_images() for x in img.layers}
+    gone = []
+    for diff_id in diff_ids:
+        if diff_id in used or not layer_dir(diff_id).with_suffix(".json").exists():
+            continue
+        shutil.rmtree(layer_dir(diff_id), ignore_errors=True)
+        layer_dir(diff_id).with_suffix(".json").unlink(missing_ok=True)
+        short_dir(diff_id).unlink(missing_ok=True)
+        gone.append(diff_id)
+    return gone
+
+
+def device_nodes(img: Image) -> int:
+    """Character and block devices the image's layers ship (whiteouts, 0:0, are not ones)."""
+    import stat
+
+    count = 0
+    for diff_id in img.layers:
+        for dirpath, dirnames, filenames in os.walk(layer_dir(diff_id)):
+            for n in filenames + dirnames:
+                try:
+                    st = os.lstat(os.path.join(dirpath, n))
+                except OSError:
+                    continue
+                if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and st.st_rdev != 0:
+                    count += 1
+    return count
+
+
+def clean_tmp() -> list[str]:
+    """Remove what an interrupted pull, load or import left (entries named after a PID
+    that is gone; a concurrent one's work in progress stays); the paths removed."""
+    from minibox.runtime import procs
+
+    d = _root() / "tmp"
+    gone = []
+    for p in d.iterdir() if d.is_dir() else ():
+        pid = p.name.split("-")[1] if p.name.count("-") >= 2 else ""
+        if pid.isdigit() and procs.alive(int(pid)):
+            continue
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        gone.append(str(p))
+    return gone

@@ -1,0 +1,120 @@
+"""Named volumes: a directory each under volumes/NAME/_data, made on first use, kept until removed.
+
+Like Docker's `local` driver: a volume outlives its containers; `volume rm` refuses one a
+container (in any state) still names; `volume prune` removes the anonymous ones none names
+(with -a, named ones too, as Docker 23+ does). A volume
+is copied the image's content at its target the first time a container mounts it while
+it is empty (the container's PID 1 does that, inside its root: runtime.init).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+from minibox import config, store
+from minibox.errors import Conflict, InvalidSpec, NotFound
+from minibox.plan.volumes import VOLUME_NAME
+from minibox.value import Value
+
+
+class Volume(Value):
+    name: str
+    created: float
+    anonymous: bool = False
+
+    @property
+    def path(self) -> str:
+        return str(config.paths().volumes / self.name / "_data")
+
+
+def _dir(name: str):
+    if not VOLUME_NAME.match(name):
+        raise InvalidSpec(f'invalid volume name "{name}": only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed')
+    return config.paths().volumes / name
+
+
+def get(name: str) -> Volume:
+    try:
+        meta = json.loads((_dir(name) / "meta.json").read_text())
+    except (FileNotFoundError, ValueError):
+        raise NotFound(f'no such volume: "{name}" (see `minibox volume ls`)') from None
+    return Volume(name, meta.get("created", 0.0), meta.get("anonymous", False))
+
+
+def ensure(name: str, anonymous: bool = False) -> tuple[Volume, bool]:
+    """The volume, made now if it does not exist; (volume, whether it was made)."""
+    d = _dir(name)
+    if (d / "meta.json").exists():
+        return get(name), False
+    store.make_dirs(d / "_data", 0o755)
+    store.write_json(d / "meta.json", {"created": time.time(), "anonymous": anonymous})
+    return get(name), True
+
+
+def create(name: str) -> Volume:
+    if (_dir(name) / "meta.json").exists():
+        raise Conflict(f'volume "{name}" already exists')
+    return ensure(name)[0]
+
+
+def all_volumes() -> list[Volume]:
+    d = config.paths().volumes
+    out = []
+    for p in sorted(d.iterdir()) if d.is_dir() else ():
+        try:
+            out.append(get(p.name))
+        except (NotFound, InvalidSpec):
+            continue
+    return out
+
+
+def users(name: str) -> list[str]:
+    """Names of containers (in any state) whose mounts name the volume."""
+    return [r.name for r in store.all_records()
+            if any(m.kind == "volume" and m.source == name for m in r.mounts)]
+
+
+def remove(name: str) -> None:
+    get(name)
+    # A run that names it after this check makes it again, empty: it is never half-removed under one.
+    with store.global_lock():
+        busy = users(name)
+        if busy:
+            raise Conflict(f'volume "{name}" is in use by container(s) {", ".join(busy)}: remove them first')
+        shutil.rmtree(_dir(name))
+
+
+def remove_anonymous(name: str) -> tuple[list, list[str]]:
+    """An anonymous volume, with the container that made it (--rm, rm -v); (steps, errors)."""
+    from minibox.plan.steps import RemovePath
+
+    d = _dir(name)
+    if not d.exists():
+        return [], []
+    shutil.rmtree(d)
+    return [RemovePath(str(d), "tree", why="its anonymous volume: nothing else can name it")], []
+
+
+def prune(all_: bool = False) -> list[str]:
+    """Volumes no container names: anonymous ones, or (all_) named ones too, as Docker 23+."""
+    gone = []
+    with store.global_lock():
+        for v in all_volumes():
+            if (v.anonymous or all_) and not users(v.name):
+                shutil.rmtree(_dir(v.name), ignore_errors=True)
+                gone.append(v.name)
+    return gone
+
+
+def size(v: Volume) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(v.path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                continue
+    return total
