@@ -130,3 +130,36 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 def clear_ambient_caps() -> None:
     """python-prctl 1.8 has no ambient-set call; this is prctl(PR_CAP_AMBIENT, CLEAR_ALL)."""
     _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "prctl(PR_CAP_AMBIENT)")
+
+
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAPBSET_DROP = 24
+SYS_CAPGET, SYS_CAPSET = 125, 126
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def ambient_raise(cap: int) -> None:
+    _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), "prctl(PR_CAP_AMBIENT_RAISE)")
+
+
+def capbset_drop(cap: int) -> None:
+    _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "prctl(PR_CAPBSET_DROP)")
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """The three capability sets of this thread, as 64-bit masks. python-prctl 1.8 knows
+    capabilities up to 37 only, and an OCI config may name (or must drop) 38-40."""
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)(effective & 0xFFFFFFFF, permitted & 0xFFFFFFFF, inheritable & 0xFFFFFFFF,
+                                 effective >> 32, permitted >> 32, inheritable >> 32)
+    ret = _libc.syscall(SYS_CAPSET, ctypes.byref(header), ctypes.byref(data))
+    _check(0 if ret == 0 else -1, "capset")
+
+
+def capget() -> tuple[int, int, int]:
+    """(effective, permitted, inheritable) of this thread, as 64-bit masks."""
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    ret = _libc.syscall(SYS_CAPGET, ctypes.byref(header), ctypes.byref(data))
+    _check(0 if ret == 0 else -1, "capget")
+    return data[0] | data[3] << 32, data[1] | data[4] << 32, data[2] | data[5] << 32

@@ -28,6 +28,7 @@ class DeviceRule(Value):
     minor: int
     access: str  # some of "rwm": read, write, mknod
     name: str = ""  # what it is, for people
+    allow: bool = True  # False: a deny rule (OCI's linux.resources.devices may hold them)
 
     def line(self) -> str:
         """As cgroup v1's devices.allow takes it: `c 1:3 rwm`, `c *:* m`."""
@@ -50,8 +51,10 @@ DEFAULT_RULES = (
 
 
 def v1_writes(rules: tuple[DeviceRule, ...] = DEFAULT_RULES) -> tuple[tuple[str, str], ...]:
-    """(file, value) writes, in order, that give a v1 devices cgroup exactly `rules`."""
-    return (("devices.deny", "a"),) + tuple(("devices.allow", r.line()) for r in rules)
+    """(file, value) writes, in order, that give a v1 devices cgroup exactly `rules` (each
+    applied on top of the ones before, as the kernel does)."""
+    return (("devices.deny", "a"),) + tuple(("devices.allow" if r.allow else "devices.deny", r.line())
+                                             for r in rules)
 
 
 # --- cgroup v2: the rules as an eBPF program ----------------------------------------------
@@ -70,6 +73,7 @@ RSH_K = 0x77  # dst >>= imm
 MOV_X = 0xBF  # dst = src
 MOV_K = 0xB7  # dst = imm
 JNE_K = 0x55  # if dst != imm: pc += off
+JEQ_K = 0x15  # if dst == imm: pc += off
 EXIT = 0x95  # return r0
 
 
@@ -79,27 +83,30 @@ def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> b
 
 
 def _rule_block(rule: DeviceRule) -> list[bytes]:
-    """Instructions that return 1 when the access matches `rule`, else fall through to the
-    next rule. Registers: r2 type, r3 access, r4 major, r5 minor; r1 scratch."""
-    # (opcode, dst, src, imm); every JNE_K jumps past the end of this block
+    """Instructions that return 1 (allow) or 0 (a deny rule) when the access matches `rule`,
+    else fall through to the next rule. Registers: r2 type, r3 access, r4 major, r5 minor;
+    r1 scratch. An allow rule matches an access it covers whole; a deny rule, one it touches."""
+    # (opcode, dst, src, imm); every conditional jump skips to the end of this block
     ops: list[tuple[int, int, int, int]] = []
     if rule.kind != "a":
         ops.append((JNE_K, 2, 0, DEV_TYPE[rule.kind]))
     wanted = sum(ACCESS_BIT[a] for a in rule.access)
-    if wanted != 7:  # what is asked must be a subset of what is allowed: (access & ~wanted) == 0
+    if rule.allow and wanted != 7:  # what is asked must be a subset of what is allowed: (access & ~wanted) == 0
         ops += [(MOV_X, 1, 3, 0), (AND_K, 1, 0, 7 & ~wanted), (JNE_K, 1, 0, 0)]
+    elif not rule.allow and wanted != 7:  # what is asked must share something with what is denied
+        ops += [(MOV_X, 1, 3, 0), (AND_K, 1, 0, wanted), (JEQ_K, 1, 0, 0)]
     if rule.major != ANY:
         ops.append((JNE_K, 4, 0, rule.major))
     if rule.minor != ANY:
         ops.append((JNE_K, 5, 0, rule.minor))
-    ops += [(MOV_K, 0, 0, 1), (EXIT, 0, 0, 0)]
-    return [insn(code, dst, src, len(ops) - i - 1 if code == JNE_K else 0, imm)
+    ops += [(MOV_K, 0, 0, 1 if rule.allow else 0), (EXIT, 0, 0, 0)]
+    return [insn(code, dst, src, len(ops) - i - 1 if code in (JNE_K, JEQ_K) else 0, imm)
             for i, (code, dst, src, imm) in enumerate(ops)]
 
 
 def bpf_program(rules: tuple[DeviceRule, ...] = DEFAULT_RULES) -> bytes:
-    """The allowlist as a BPF_PROG_TYPE_CGROUP_DEVICE program: first matching rule allows,
-    nothing matching denies (return 0)."""
+    """The rules as a BPF_PROG_TYPE_CGROUP_DEVICE program: the last rule that matches
+    decides (checked last to first, as v1 applies them in order); none matching denies."""
     prog = [
         insn(LDX_W, dst=2, src=1, off=0),  # r2 = ctx->access_type
         insn(AND_K, dst=2, imm=0xFFFF),  # r2 = type
@@ -108,7 +115,7 @@ def bpf_program(rules: tuple[DeviceRule, ...] = DEFAULT_RULES) -> bytes:
         insn(LDX_W, dst=4, src=1, off=4),  # r4 = major
         insn(LDX_W, dst=5, src=1, off=8),  # r5 = minor
     ]
-    for rule in rules:
+    for rule in reversed(rules):
         prog += _rule_block(rule)
     prog += [insn(MOV_K, dst=0, imm=0), insn(EXIT)]
     return b"".join(prog)

@@ -15,6 +15,29 @@ from __future__ import annotations
 import shlex
 from typing import Union
 
+from minibox.plan.netsteps import (  # noqa: F401 - re-exported: one place to import any step from
+    AddrAdd,
+    BridgeAdd,
+    ConntrackFlush,
+    Firewall,
+    Hairpin,
+    LinkDel,
+    LinkUp,
+    RouteAdd,
+    SetMaster,
+    Sysctl,
+    VethAdd,
+    in_netns,
+)
+from minibox.plan.procsteps import (  # noqa: F401 - re-exported too
+    IdMap,
+    JoinNamespace,
+    OomScoreAdj,
+    RunHook,
+    SetCapabilities,
+    SetRlimit,
+    WaitStart,
+)
 from minibox.value import Value
 
 # mount(2) flags (linux/mount.h); here so plans stay pure and renderable.
@@ -26,17 +49,16 @@ MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_UNBINDABLE = 1 << 17
+MS_SHARED = 1 << 20
+MS_PROPAGATION = MS_PRIVATE | MS_SLAVE | MS_SHARED | MS_UNBINDABLE  # mount(2) flags that only change propagation
 
 _FLAG_NAMES = ((MS_RDONLY, "ro"), (MS_NOSUID, "nosuid"), (MS_NODEV, "nodev"), (MS_NOEXEC, "noexec"))
 
 
 def q(word: str) -> str:
     return shlex.quote(str(word))
-
-
-def in_netns(pid: str | int) -> str:
-    """Prefix that runs a command inside a container's network namespace."""
-    return f"nsenter --net=/proc/{pid}/ns/net " if pid else ""
 
 
 
@@ -144,10 +166,36 @@ class MakeNode(Value):
     major: int
     minor: int
     mode: int = 0o666
+    kind: str = "c"  # c (character), b (block) or p (FIFO)
+    uid: int = 0
+    gid: int = 0
     why: str = ""
 
     def command(self) -> str:
-        return f"mknod -m {self.mode:o} {q(self.path)} c {self.major} {self.minor}"
+        nums = f" {self.major} {self.minor}" if self.kind != "p" else ""
+        own = f" && chown {self.uid}:{self.gid} {q(self.path)}" if self.uid or self.gid else ""
+        return f"mknod -m {self.mode:o} {q(self.path)} {self.kind}{nums}{own}"
+
+
+class MaskPath(Value):
+    """Hide a path the image or config names: a read-only empty tmpfs over a directory,
+    /dev/null over a file (which it is is known only when applied)."""
+
+    path: str
+    why: str = ""
+
+    def command(self) -> str:
+        p = q(self.path)
+        return f"if [ -d {p} ]; then mount -t tmpfs -o ro tmpfs {p}; elif [ -e {p} ]; then mount --bind /dev/null {p}; fi"
+
+
+class ReadonlyPath(Value):
+    path: str
+    why: str = ""
+
+    def command(self) -> str:
+        p = q(self.path)
+        return f"[ ! -e {p} ] || {{ mount --bind {p} {p} && mount -o remount,bind,ro,nosuid,nodev,noexec {p}; }}"
 
 
 class Symlink(Value):
@@ -277,127 +325,11 @@ class CgroupJoin(Value):
         return f"echo {self.pid} > {q(self.path + '/cgroup.procs')}"
 
 
-# --- network -------------------------------------------------------------------------------
-
-
-class BridgeAdd(Value):
-    name: str
-    mac: str
-    why: str = ""
-
-    def command(self) -> str:
-        return f"ip link add {self.name} address {self.mac} type bridge"
-
-
-class AddrAdd(Value):
-    dev: str
-    cidr: str
-    netns: str = ""  # container PID (or "$CTR_PID" in a script); "" = the host
-    why: str = ""
-
-    def command(self) -> str:
-        return f"{in_netns(self.netns)}ip addr add {self.cidr} dev {self.dev}"
-
-
-class LinkUp(Value):
-    dev: str
-    netns: str = ""
-    why: str = ""
-
-    def command(self) -> str:
-        return f"{in_netns(self.netns)}ip link set {self.dev} up"
-
-
-class VethAdd(Value):
-    host: str
-    peer: str
-    netns: str
-    mac: str
-    why: str = ""
-
-    def command(self) -> str:
-        return (f"ip link add {self.host} type veth peer name {self.peer} "
-                f"address {self.mac} netns /proc/{self.netns}/ns/net")
-
-
-class SetMaster(Value):
-    dev: str
-    master: str
-    why: str = ""
-
-    def command(self) -> str:
-        return f"ip link set {self.dev} master {self.master}"
-
-
-class Hairpin(Value):
-    dev: str
-    why: str = ""
-
-    def command(self) -> str:
-        return f"ip link set {self.dev} type bridge_slave hairpin on"
-
-
-class RouteAdd(Value):
-    dst: str
-    gateway: str
-    netns: str = ""
-    why: str = ""
-
-    def command(self) -> str:
-        return f"{in_netns(self.netns)}ip route add {self.dst} via {self.gateway}"
-
-
-class LinkDel(Value):
-    dev: str
-    why: str = ""
-
-    def command(self) -> str:
-        return f"ip link del {self.dev}"
-
-
-class Sysctl(Value):
-    key: str  # dotted, e.g. net.ipv4.ip_forward
-    value: str
-    why: str = ""
-
-    def command(self) -> str:
-        return f"sysctl -w {self.key}={self.value}"
-
-    @property
-    def proc_path(self) -> str:
-        return "/proc/sys/" + self.key.replace(".", "/")
-
-
-class Firewall(Value):
-    """A batch of firewall commands in the syntax of the backend that applies them."""
-
-    backend: str  # "nftables" | "iptables"
-    lines: tuple[str, ...]
-    why: str = ""
-
-    def command(self) -> str:
-        tool = "nft -f -" if self.backend == "nftables" else "iptables-restore --noflush"
-        return f"{tool} <<'EOF'\n" + "\n".join(self.lines) + "\nEOF"
-
-
-class ConntrackFlush(Value):
-    proto: str
-    port: int = 0
-    addr: str = ""
-    why: str = ""
-
-    def command(self) -> str:
-        # `|| true`: conntrack exits 1 when there was nothing to delete, which is fine.
-        # An address: the flows it started, and those it answered (DNAT'd to it included).
-        if self.addr:
-            return f"conntrack -D --orig-src {self.addr} || true; conntrack -D --reply-src {self.addr} || true"
-        return f"conntrack -D -p {self.proto} --orig-port-dst {self.port} || true"
-
-
 # Any step; each type above is applied by the layer that owns it (runtime.init, net.*).
 Step = Union[
-    Unshare, Nsenter, Mount, MakeDir, WriteFile, CopyUp, SetUser, MakeNode, Symlink, PivotRoot, RemovePath, Kill,
-    Logged, SetHostname, DropCapabilities, LoadSeccomp, Exec, CgroupCreate, DeviceFilter, CgroupJoin, BridgeAdd,
+    Unshare, Nsenter, JoinNamespace, IdMap, Mount, MakeDir, WriteFile, CopyUp, SetUser, MakeNode, MaskPath, ReadonlyPath, SetCapabilities,
+    SetRlimit, OomScoreAdj, WaitStart, RunHook, Symlink, PivotRoot, RemovePath, Kill, Logged, SetHostname,
+    DropCapabilities, LoadSeccomp, Exec, CgroupCreate, DeviceFilter, CgroupJoin, BridgeAdd,
     AddrAdd, LinkUp, VethAdd, SetMaster, Hairpin, RouteAdd, LinkDel, Sysctl, Firewall, ConntrackFlush,
 ]
 

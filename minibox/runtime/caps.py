@@ -13,6 +13,7 @@ import signal
 import prctl
 
 from minibox import linux
+from minibox.plan.procsteps import CAP_NUMBERS
 
 # Docker's default capability set (moby oci/caps/defaults.go), lower-case without CAP_.
 DEFAULT_CAPS = ("chown", "dac_override", "fsetid", "fowner", "mknod", "net_raw", "setgid",
@@ -37,6 +38,43 @@ def set_user(uid: int, gid: int, groups: tuple[int, ...]) -> None:
     os.setgroups(list(groups))
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+
+
+def last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return max(CAP_NUMBERS.values())
+
+
+def _mask(names: tuple[str, ...], top: int) -> int:
+    return sum(1 << CAP_NUMBERS[n] for n in names if CAP_NUMBERS[n] <= top)
+
+
+def set_capabilities(bounding: tuple[str, ...], effective: tuple[str, ...], permitted: tuple[str, ...],
+                     inheritable: tuple[str, ...], ambient: tuple[str, ...], no_new_privs: bool) -> None:
+    """OCI's five sets, exactly (caps this kernel lacks are skipped, as runc does). Called
+    after the switch to the container's user, with PR_SET_KEEPCAPS kept the permitted set:
+    raise effective from it first, to be allowed to change the rest."""
+    top = last_cap()
+    _, perm_now, inh_now = linux.capget()
+    linux.capset(perm_now, perm_now, inh_now)
+    keep = _mask(bounding, top)
+    for cap in range(top + 1):
+        if not keep & (1 << cap):
+            linux.capbset_drop(cap)
+    linux.capset(_mask(effective, top), _mask(permitted, top), _mask(inheritable, top))
+    linux.clear_ambient_caps()
+    # The kernel raises an ambient cap only if it is permitted and inheritable; runc skips
+    # the others with a warning, and configs (runc spec's own) list them: skip them too.
+    allowed = _mask(permitted, top) & _mask(inheritable, top)
+    for name in ambient:
+        if allowed & (1 << CAP_NUMBERS[name]):
+            linux.ambient_raise(CAP_NUMBERS[name])
+    prctl.set_keepcaps(False)
+    if no_new_privs:
+        prctl.set_no_new_privs(1)
 
 
 def reset_signals() -> None:

@@ -104,6 +104,7 @@ def create(steps: list[Step]) -> None:
     for step in creates:
         _make_parents(step.path)
         os.makedirs(step.path, exist_ok=True)
+        _fill_cpuset(step.path)
         for name, value in step.limits:
             try:
                 with open(f"{step.path}/{name}", "w") as f:
@@ -114,6 +115,23 @@ def create(steps: list[Step]) -> None:
     for step in steps:
         if isinstance(step, DeviceFilter):
             attach_device_filter(step.path, step.program)
+
+
+def _fill_cpuset(path: str) -> None:
+    """A new v1 cpuset group starts with empty cpus and mems, and refuses tasks (ENOSPC)
+    until both are set: copy them down from the nearest ancestor that has them."""
+    if not os.path.exists(f"{path}/cpuset.cpus"):
+        return
+    chain = [path]
+    while os.path.exists(f"{os.path.dirname(chain[-1])}/cpuset.cpus"):
+        chain.append(os.path.dirname(chain[-1]))
+    for child, parent in reversed(list(zip(chain, chain[1:]))):
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            with open(f"{child}/{name}") as f:
+                if f.read().strip():
+                    continue
+            with open(f"{parent}/{name}") as f, open(f"{child}/{name}", "w") as g:
+                g.write(f.read().strip())
 
 
 def _make_parents(path: str) -> None:
@@ -176,8 +194,11 @@ def join(dirs: list[str] | tuple[str, ...], pid: int) -> None:
     a process waits for an RCU grace period (8-14 ms measured): PID 1 makes it for itself,
     while the CLI sets up the network."""
     for d in dirs:
-        with open(f"{d}/cgroup.procs", "w") as f:
-            f.write(str(pid))
+        try:
+            with open(f"{d}/cgroup.procs", "w") as f:
+                f.write(str(pid))
+        except OSError as e:
+            raise MiniboxError(f"cannot move process {pid} into cgroup {d}: {e.strerror}") from None
 
 
 def procs(dirs: list[str] | tuple[str, ...]) -> set[int]:

@@ -25,8 +25,7 @@ from minibox.errors import EXIT_CANNOT_EXEC, EXIT_MINIBOX, EXIT_NOT_FOUND
 from minibox.plan.mounts import MASKED_PATHS, READONLY_PATHS
 from minibox.plan.steps import (
     MS_BIND,
-    MS_PRIVATE,
-    MS_REC,
+    MS_PROPAGATION,
     MS_REMOUNT,
     CopyUp,
     DropCapabilities,
@@ -42,7 +41,7 @@ from minibox.plan.steps import (
     Step,
     Symlink,
 )
-from minibox.runtime import caps, fscopy, inroot
+from minibox.runtime import caps, fscopy, inroot, pivot
 from minibox.value import Value
 
 SIOCGIFFLAGS = 0x8913
@@ -127,6 +126,7 @@ class Applier:
     def __init__(self, rootfs: str):
         self.rootfs = rootfs
         self.root: inroot.Root | None = None  # opened once the overlay is mounted
+        self.pivoted = False
         self.seccomp = b""  # loaded by the Exec step, after everything else could still run
 
     def apply(self, step: Step) -> None:
@@ -139,11 +139,7 @@ class Applier:
         elif isinstance(step, SetUser):
             caps.set_user(step.uid, step.gid, step.groups)
         elif isinstance(step, MakeNode):
-            parent = self._parent(step.path)
-            name = os.path.basename(step.path)
-            os.mknod(name, 0o020000 | step.mode, os.makedev(step.major, step.minor), dir_fd=parent)
-            os.chmod(name, step.mode, dir_fd=parent)  # mknod's mode is filtered by the umask
-            os.close(parent)
+            self._make_node(step)
         elif isinstance(step, Symlink):
             parent = self._parent(step.path)
             os.symlink(step.target, os.path.basename(step.path), dir_fd=parent)
@@ -159,7 +155,7 @@ class Applier:
         elif isinstance(step, LoadSeccomp):
             self.seccomp = step.program
         elif isinstance(step, Exec):
-            enter_workdir(step.workdir)
+            os.chdir(step.workdir)  # made before pivot_root if the image lacked it (plan.mounts)
             path = resolve_command(step.argv[0], step.env)
             caps.reset_signals()
             if self.seccomp:
@@ -167,6 +163,22 @@ class Applier:
             os.execve(path, list(step.argv), env_dict(step.env))
         else:
             raise InitError(EXIT_MINIBOX, f"container init cannot apply {type(step).__name__}")
+
+    def _make_node(self, step: MakeNode) -> None:
+        parent = self._parent(step.path)
+        name = os.path.basename(step.path)
+        kind = {"c": 0o020000, "b": 0o060000, "p": 0o010000}[step.kind]
+        try:
+            try:
+                os.unlink(name, dir_fd=parent)  # the image's own file there gives way, as with runc
+            except FileNotFoundError:
+                pass
+            os.mknod(name, kind | step.mode, os.makedev(step.major, step.minor), dir_fd=parent)
+            os.chmod(name, step.mode, dir_fd=parent)  # mknod's mode is filtered by the umask
+            if step.uid or step.gid:
+                os.chown(name, step.uid, step.gid, dir_fd=parent)
+        finally:
+            os.close(parent)
 
     def _make_dir(self, step: MakeDir) -> None:
         """`mkdir -p -m MODE`: the mode is for a directory made now (mkdir's is filtered by
@@ -223,13 +235,13 @@ class Applier:
     # --- mounts --------------------------------------------------------------------------
 
     def _mount(self, step: Mount) -> None:
-        if step.flags & MS_PRIVATE and step.target == "/":
+        if step.flags & MS_PROPAGATION and step.target == "/":
             try:
                 linux.mount(step.source, "/", None, step.flags)
             except OSError as e:
                 if e.errno != errno.EINVAL:
                     raise
-                _make_all_private()  # '/' is not a mount point: we were started in a chroot
+                pivot.make_all_private()  # '/' is not a mount point: we were started in a chroot
             return
         if step.target == self.rootfs:  # the overlay itself: minibox's own directory
             if step.cwd:
@@ -285,30 +297,13 @@ class Applier:
             raise InitError(EXIT_MINIBOX, f"container init: {step.fstype} did not end up on /{rel}")
 
     def _pivot(self, step: PivotRoot) -> None:
-        # runc's trick: pivot onto "." with "." as put_old, then lazily detach the old
-        # root, which is now stacked under the new one; no put_old directory needed.
-        #
-        # Always from the mount namespace's real root, never from where minibox was started:
-        # pivot_root hangs the new root where the caller's root mount was. Started in a
-        # chroot whose '/' is a mount (a bind, as scripts/sandbox makes under fresh-check),
-        # that is somewhere below the host's tree, and `chroot` + `cd ..` from inside the
-        # container reaches the host (measured); whose '/' is a plain directory, pivot_root
-        # fails outright. Leaving the chroot first, in PID 1's own mount namespace, fixes
-        # both, and on a normal host it is a no-op of a few syscalls.
-        os.chdir(step.new_root)
-        here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        _climb_to_namespace_root()
-        os.fchdir(here)
-        os.close(here)
         try:
-            linux.pivot_root(".", ".")
-        except OSError as e:
-            raise InitError(EXIT_MINIBOX, f"container init: pivot_root failed ({e.strerror}): minibox "
-                                          "will not start a container it cannot pivot into") from None
-        linux.umount2(".", linux.MNT_DETACH)
-        os.chdir("/")
+            pivot.pivot_root(step.new_root)
+        except pivot.PivotError as e:
+            raise InitError(EXIT_MINIBOX, str(e)) from None
         if self.root is not None:
             self.root.close()
+        self.pivoted = True
 
 
 FS_MAGIC = {"proc": 0x9FA0, "sysfs": 0x62656572}
@@ -322,32 +317,6 @@ def _strict(rel: str) -> bool:
 
 def _is_mask(rel: str) -> bool:
     return "/" + rel in MASKED_PATHS + READONLY_PATHS
-
-
-def _climb_to_namespace_root() -> None:
-    """chroot to the root of our mount namespace from inside a chroot: the classic escape
-    (chroot into a subdirectory, then `..` until it stops), done by minibox's own PID 1, in
-    the container's new mount namespace, before anything of the container runs."""
-    os.chroot(".")  # cwd (the overlay) is now the root; the `..` below climb past it
-    os.chdir("/")
-    os.chroot("/proc")  # any directory below the root, so that cwd is outside the new root
-    for _ in range(256):
-        here, up = os.stat("."), os.stat("..")
-        if (here.st_dev, here.st_ino) == (up.st_dev, up.st_ino):
-            break
-        os.chdir("..")
-    os.chroot(".")
-
-
-def _make_all_private() -> None:
-    """'/' is not a mount point (a chroot): make each mount we can see private instead."""
-    with open("/proc/self/mountinfo") as f:
-        points = sorted({line.split()[4] for line in f}, key=len)
-    for mp in points:
-        try:
-            linux.mount("none", mp, None, MS_REC | MS_PRIVATE)
-        except OSError:
-            pass  # outside our chroot, or gone
 
 
 def loopback_up() -> None:
@@ -378,17 +347,8 @@ def setup_stdio(cfg: InitConfig, fds: InitFds) -> None:
         os.dup2(fds.stderr, 2)
 
 
-def enter_workdir(workdir: str) -> None:
-    # Made before pivot_root if the image lacked it (plan.mounts), as root, as Docker does.
-    os.chdir(workdir)
-
-
 def env_dict(env: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in env:
-        key, _, value = item.partition("=")
-        out[key] = value
-    return out
+    return dict(item.partition("=")[::2] for item in env)
 
 
 def resolve_command(cmd: str, env: tuple[str, ...]) -> str:

@@ -1,0 +1,133 @@
+"""Network steps: bridges, veths, addresses, routes, sysctls, firewall transactions, conntrack (see plan.steps)."""
+
+from __future__ import annotations
+
+import shlex
+
+from minibox.value import Value
+
+
+def q(word: str) -> str:
+    return shlex.quote(str(word))
+
+
+def in_netns(pid: str | int) -> str:
+    """Prefix that runs a command inside a container's network namespace."""
+    return f"nsenter --net=/proc/{pid}/ns/net " if pid else ""
+
+
+# --- network -------------------------------------------------------------------------------
+
+
+class BridgeAdd(Value):
+    name: str
+    mac: str
+    why: str = ""
+
+    def command(self) -> str:
+        return f"ip link add {self.name} address {self.mac} type bridge"
+
+
+class AddrAdd(Value):
+    dev: str
+    cidr: str
+    netns: str = ""  # container PID (or "$CTR_PID" in a script); "" = the host
+    why: str = ""
+
+    def command(self) -> str:
+        return f"{in_netns(self.netns)}ip addr add {self.cidr} dev {self.dev}"
+
+
+class LinkUp(Value):
+    dev: str
+    netns: str = ""
+    why: str = ""
+
+    def command(self) -> str:
+        return f"{in_netns(self.netns)}ip link set {self.dev} up"
+
+
+class VethAdd(Value):
+    host: str
+    peer: str
+    netns: str
+    mac: str
+    why: str = ""
+
+    def command(self) -> str:
+        return (f"ip link add {self.host} type veth peer name {self.peer} "
+                f"address {self.mac} netns /proc/{self.netns}/ns/net")
+
+
+class SetMaster(Value):
+    dev: str
+    master: str
+    why: str = ""
+
+    def command(self) -> str:
+        return f"ip link set {self.dev} master {self.master}"
+
+
+class Hairpin(Value):
+    dev: str
+    why: str = ""
+
+    def command(self) -> str:
+        return f"ip link set {self.dev} type bridge_slave hairpin on"
+
+
+class RouteAdd(Value):
+    dst: str
+    gateway: str
+    netns: str = ""
+    why: str = ""
+
+    def command(self) -> str:
+        return f"{in_netns(self.netns)}ip route add {self.dst} via {self.gateway}"
+
+
+class LinkDel(Value):
+    dev: str
+    why: str = ""
+
+    def command(self) -> str:
+        return f"ip link del {self.dev}"
+
+
+class Sysctl(Value):
+    key: str  # dotted, e.g. net.ipv4.ip_forward
+    value: str
+    why: str = ""
+
+    def command(self) -> str:
+        return f"sysctl -w {self.key}={self.value}"
+
+    @property
+    def proc_path(self) -> str:
+        return "/proc/sys/" + self.key.replace(".", "/")
+
+
+class Firewall(Value):
+    """A batch of firewall commands in the syntax of the backend that applies them."""
+
+    backend: str  # "nftables" | "iptables"
+    lines: tuple[str, ...]
+    why: str = ""
+
+    def command(self) -> str:
+        tool = "nft -f -" if self.backend == "nftables" else "iptables-restore --noflush"
+        return f"{tool} <<'EOF'\n" + "\n".join(self.lines) + "\nEOF"
+
+
+class ConntrackFlush(Value):
+    proto: str
+    port: int = 0
+    addr: str = ""
+    why: str = ""
+
+    def command(self) -> str:
+        # `|| true`: conntrack exits 1 when there was nothing to delete, which is fine.
+        # An address: the flows it started, and those it answered (DNAT'd to it included).
+        if self.addr:
+            return f"conntrack -D --orig-src {self.addr} || true; conntrack -D --reply-src {self.addr} || true"
+        return f"conntrack -D -p {self.proto} --orig-port-dst {self.port} || true"
