@@ -252,8 +252,8 @@ class Applier:
         strict = _strict(rel)
         masking = _is_mask(rel)
         try:
-            if step.flags & MS_REMOUNT:
-                target = self._root().open(rel, strict=strict)
+            if step.flags & MS_REMOUNT or (step.flags & MS_PROPAGATION and step.source == "none"):
+                target = self._root().open(rel, strict=strict)  # changes a mount that is there
             elif step.flags & MS_BIND and not (step.fstype or masking) and not self._host_dir(step.source):
                 target = self._root().ensure_file(rel, strict=strict)  # /etc/hosts & co may be missing
             else:

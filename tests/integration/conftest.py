@@ -89,7 +89,8 @@ def cgroups() -> list[str]:
     parent = os.environ["MINIBOX_CGROUP_PARENT"]
     out = []
     for d in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified",
-              *(f"/sys/fs/cgroup/{c}" for c in ("memory", "pids", "cpu", "devices"))):
+              *(f"/sys/fs/cgroup/{c}" for c in ("memory", "pids", "cpu", "devices",
+                                                 "cpuacct", "cpuset", "freezer", "blkio"))):
         p = Path(d) / parent
         if p.is_dir():
             out += [str(c) for c in p.iterdir() if c.is_dir()]

@@ -1,0 +1,202 @@
+"""`minibox-oci` verbs after create: start, state, kill, delete, list, ps, pause, resume, features.
+
+Each reads ROOT/ID/state.json and asks the kernel for the rest (oci.state), so a verb works
+whatever moment an earlier one was killed in. The lifecycle and its errors are
+runtime-spec's: `start` only a created container, `delete` only a stopped one (or
+`--force`), `kill` a created or running one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+from minibox.errors import Conflict, MiniboxError, NotFound
+from minibox.oci import state as ocistate
+from minibox.plan.steps import RunHook
+
+START_TIMEOUT = 10.0  # seconds for PID 1 to be found waiting on exec.fifo
+
+
+def start(root: str, cid: str) -> None:
+    c = ocistate.Container(root, cid)
+    st = c.load()
+    status = c.status(st)
+    if status != "created":
+        raise Conflict(f"cannot start container {cid}: it is {status}, and only a created container starts")
+    # Non-blocking, so a PID 1 that died before opening its end cannot hang us: poll instead.
+    fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if ready and os.read(fd, 1):
+                break
+            if c.status(st) == "stopped":
+                raise MiniboxError(f"cannot start container {cid}: its process exited before start")
+            if time.monotonic() > deadline:
+                raise MiniboxError(f"cannot start container {cid}: its process never reached exec.fifo")
+    finally:
+        os.close(fd)
+    os.unlink(c.fifo)
+    # runtime-spec: a failing poststart hook is a warning; the container keeps running.
+    for h in hooks(st, "poststart"):
+        warn_on_failure(h, c.public(st))
+
+
+def hooks(st: dict, kind: str) -> list[RunHook]:
+    return [RunHook(**h) for h in (st.get("hooks") or {}).get(kind, ())]
+
+
+def warn_on_failure(h: RunHook, public: dict) -> None:
+    from minibox.runtime import ociinit
+
+    try:
+        ociinit.run_hook(h, public)
+    except ociinit.InitError as e:
+        log_warning(str(e))
+
+
+def log_warning(msg: str) -> None:
+    sys.stderr.write(f"minibox-oci: warning: {msg}\n")
+
+
+def state(root: str, cid: str) -> dict:
+    c = ocistate.Container(root, cid)
+    return c.public(c.load())
+
+
+def parse_signal(value: str) -> int:
+    """runc's forms: 9, KILL, SIGKILL (any case)."""
+    v = value.strip().upper()
+    if v.isdigit():
+        n = int(v)
+        if 0 < n < signal.NSIG:
+            return n
+    else:
+        name = v if v.startswith("SIG") else "SIG" + v
+        sig = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
+        if sig is not None:
+            return int(sig)
+    raise MiniboxError(f'invalid signal "{value}": use a number (1-{signal.NSIG - 1}) or a name such as TERM or SIGKILL')
+
+
+def kill(root: str, cid: str, sig: str = "SIGTERM", all_procs: bool = False) -> None:
+    c = ocistate.Container(root, cid)
+    st = c.load()
+    signum = parse_signal(sig)
+    status = c.status(st)
+    if status not in ("created", "running", "paused"):
+        raise Conflict(f"cannot kill container {cid}: it is {status}")
+    pids = ocistate.cgroup_pids(st.get("cgroup_dirs") or ()) if all_procs else [st["pid"]]
+    for pid in pids or [st["pid"]]:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def delete(root: str, cid: str, force: bool = False) -> None:
+    c = ocistate.Container(root, cid)
+    try:
+        st = c.load()
+    except NotFound:
+        if force:
+            return
+        raise
+    except MiniboxError:
+        if not force:
+            raise
+        st = {}  # damaged: --force still removes the directory
+    status = c.status(st) if st else "stopped"
+    # runtime-spec: deleting a container that is not stopped is an error (runc lets a
+    # created one go; the suite counts that against it).
+    if status in ("created", "running", "paused") and not force:
+        raise Conflict(f"cannot delete container {cid} that is not stopped: it is {status} (use --force)")
+    if status != "stopped" and st.get("pid"):
+        dirs = st.get("cgroup_dirs") or ()
+        if status == "paused":
+            ocistate.freeze(dirs, False)
+        for pid in set(ocistate.cgroup_pids(dirs)) | {st["pid"]}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_gone(st)
+    problems = []
+    for h in hooks(st, "poststop"):
+        warn_on_failure(h, c.public(st) | {"status": "stopped", "pid": 0})
+    from minibox.runtime import cgroups
+
+    problems += cgroups.remove(list(st.get("cgroup_dirs") or ()))[1]
+    c.remove()
+    if problems:
+        raise MiniboxError("delete: " + "; ".join(map(str, problems)))
+
+
+def wait_gone(st: dict, timeout: float = 10.0) -> None:
+    from minibox.runtime import procs
+
+    deadline = time.monotonic() + timeout
+    while procs.alive(st["pid"], st.get("pid_start", 0)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def list_all(root: str) -> list[dict]:
+    out = []
+    for cid in ocistate.all_ids(root):
+        c = ocistate.Container(root, cid)
+        try:
+            out.append(c.public(c.load()))
+        except MiniboxError:
+            out.append({"id": cid, "pid": 0, "status": "stopped", "bundle": "", "created": ""})
+    return out
+
+
+def list_text(items: list[dict], quiet: bool) -> str:
+    if quiet:
+        return "".join(i["id"] + "\n" for i in items)
+    rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+    rows += [(i["id"], str(i["pid"]), i["status"], i["bundle"], i["created"], "root") for i in items]
+    widths = [max(len(r[k]) for r in rows) for k in range(5)]
+    return "".join("   ".join(r[k].ljust(widths[k]) for k in range(5)) + "   " + r[5] + "\n" for r in rows)
+
+
+def ps(root: str, cid: str) -> list[int]:
+    c = ocistate.Container(root, cid)
+    st = c.load()
+    return ocistate.cgroup_pids(st.get("cgroup_dirs") or ())
+
+
+def pause(root: str, cid: str, on: bool) -> None:
+    c = ocistate.Container(root, cid)
+    st = c.load()
+    status = c.status(st)
+    want = "running" if on else "paused"
+    if status != want:
+        verb = "pause" if on else "resume"
+        raise Conflict(f"cannot {verb} container {cid}: it is {status}, not {want}")
+    ocistate.freeze(st.get("cgroup_dirs") or (), on)
+
+
+def features() -> dict:
+    from minibox.plan import oci as ociplan
+    from minibox.plan.procsteps import CAP_NUMBERS
+
+    return {"ociVersionMin": "1.0.0", "ociVersionMax": "1.1.0",
+            "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+            "mountOptions": sorted(ociplan.FLAGS) + sorted(ociplan.PROPAGATION),
+            "linux": {"namespaces": sorted(ociplan.NAMESPACES),
+                      "capabilities": sorted("CAP_" + n.upper() for n in CAP_NUMBERS),
+                      "cgroup": {"v1": True, "v2": True, "systemd": False},
+                      "seccomp": {"enabled": True}, "apparmor": {"enabled": False},
+                      "selinux": {"enabled": False}},
+            "annotations": {"org.opencontainers.runc.version": "none (minibox-oci)"}}
+
+
+def dump(obj) -> str:
+    return json.dumps(obj, indent=2) + "\n"

@@ -1,0 +1,306 @@
+"""minibox-oci, driven as an engine drives runc: a bundle's config.json, then create, start, state, kill, delete."""
+
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import busybox_rootfs, sh, wait_for
+
+CAPS = ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"]
+
+
+def oci(*args, root: Path, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The real `minibox-oci` command line, as conmon or containerd-shim call it. Its output
+    goes to files, as engines arrange it: the container's process inherits create's stdout
+    and stderr, so a pipe would stay open as long as the container runs."""
+    cmd = [sys.executable, "-c", "import sys; sys.argv[0] = 'minibox-oci'; from minibox.oci.main import run_main; "
+           "run_main()", "--root", str(root), *args]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        code = subprocess.run(cmd, stdout=out, stderr=err, timeout=timeout, stdin=subprocess.DEVNULL).returncode
+        out.seek(0)
+        err.seek(0)
+        res = subprocess.CompletedProcess(cmd, code, out.read(), err.read())
+    if check and res.returncode != 0:
+        raise AssertionError(f"minibox-oci {' '.join(args)} failed ({res.returncode}): {res.stderr.strip()}")
+    return res
+
+
+def config(args, **extra) -> dict:
+    doc = {
+        "ociVersion": "1.0.2",
+        "process": {"terminal": False, "user": {"uid": 0, "gid": 0}, "args": args,
+                    "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "cwd": "/",
+                    "capabilities": {k: CAPS for k in ("bounding", "effective", "permitted")},
+                    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}], "noNewPrivileges": True},
+        "root": {"path": "rootfs"},
+        "hostname": "ocibox",
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                   {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                    "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+                   {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                    "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+                   {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                    "options": ["nosuid", "noexec", "nodev", "ro"]},
+                   {"destination": "/out", "type": "bind", "source": "out", "options": ["rbind", "rw"]}],
+        "linux": {"namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+                  "resources": {"devices": [{"allow": False, "access": "rwm"}], "pids": {"limit": 50}},
+                  "maskedPaths": ["/proc/kcore", "/proc/timer_list"], "readonlyPaths": ["/proc/sys"]},
+    }
+    for key, value in extra.items():
+        parent = doc
+        *path, last = key.split("__")
+        for p in path:
+            parent = parent[p]
+        parent[last] = value
+    return doc
+
+
+class Bundle:
+    """A bundle directory (config.json, rootfs/, out/ bound at /out) and the runtime's --root."""
+
+    def __init__(self, path: Path, root: Path):
+        self.path, self.root, self.parent = path, root, path.parent
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def write(self, doc: dict) -> None:
+        (self.path / "config.json").write_text(json.dumps(doc))
+
+
+@pytest.fixture
+def bundle():
+    # Under /var/tmp, not pytest's 0700 tmp: a user namespace's root (an unprivileged uid on
+    # the host) must be able to reach its bundle, as with runc.
+    top = Path(tempfile.mkdtemp(prefix="minibox-oci-test-", dir="/var/tmp"))
+    top.chmod(0o755)
+    b = Bundle(top / "bundle", top / "state")
+    try:
+        shutil.copytree(busybox_rootfs(), b / "rootfs", symlinks=True)
+        (b / "out").mkdir()
+        yield b
+        for cid in (os.listdir(b.root) if b.root.exists() else ()):
+            oci("delete", "--force", cid, root=b.root)
+    finally:
+        shutil.rmtree(top)
+
+
+def state(b, cid):
+    return json.loads(oci("state", cid, root=b.root, check=True).stdout)
+
+
+def test_create_waits_start_runs_delete_removes(bundle):
+    bundle.write(config(["sh", "-c", "echo ran > /out/ran; hostname > /out/hostname; "
+                               "grep -E '^(Cap(Bnd|Eff)|NoNewPrivs|Seccomp):' /proc/self/status > /out/status; "
+                               "ulimit -n > /out/nofile; cat /proc/timer_list > /out/masked 2>&1; "
+                               "echo $$ > /out/pid; exec sleep 1000"]))
+    pidfile = bundle / "pid"
+    oci("create", "--bundle", str(bundle), "--pid-file", str(pidfile), "c1", root=bundle.root, check=True)
+    st = state(bundle, "c1")
+    assert st["status"] == "created" and st["pid"] == int(pidfile.read_text())
+    assert st["bundle"] == str(bundle) and st["ociVersion"] == "1.0.2"
+    assert not (bundle / "out/ran").exists()  # the process waits until start
+    oci("start", "c1", root=bundle.root, check=True)
+    assert wait_for(lambda: (bundle / "out/pid").exists())
+    assert state(bundle, "c1")["status"] == "running"
+    out = bundle / "out"
+    assert (out / "hostname").read_text() == "ocibox\n"
+    assert (out / "pid").read_text() == "1\n"  # PID 1 of its own namespace
+    status = dict(line.split(":\t") for line in (out / "status").read_text().splitlines())
+    assert status["CapBnd"].strip() == f"{(1 << 0) | (1 << 5) | (1 << 10) | (1 << 29):016x}"
+    assert status["NoNewPrivs"].strip() == "1"
+    assert (out / "nofile").read_text() == "1024\n"
+    assert (out / "masked").read_text() == ""  # masked: /dev/null bound over it
+    # the pids limit went into the container's own cgroup
+    cg = next(Path(p) for p in Path(f"/proc/{st['pid']}/cgroup").read_text().splitlines() if ":pids:" in p)
+    assert (Path("/sys/fs/cgroup/pids") / str(cg).split(":", 2)[2].lstrip("/") / "pids.max").read_text() == "50\n"
+    res = oci("delete", "c1", root=bundle.root)
+    assert res.returncode == 1 and "not stopped" in res.stderr and "--force" in res.stderr
+    oci("kill", "c1", "KILL", root=bundle.root, check=True)
+    assert wait_for(lambda: state(bundle, "c1")["status"] == "stopped")
+    oci("delete", "c1", root=bundle.root, check=True)
+    res = oci("state", "c1", root=bundle.root)
+    assert res.returncode == 1 and res.stderr.strip() == "minibox-oci: container c1 does not exist"
+
+
+def test_lifecycle_errors_are_one_line_and_change_nothing(bundle):
+    bundle.write(config(["sleep", "1000"]))
+    oci("create", "--bundle", str(bundle), "c2", root=bundle.root, check=True)
+    again = oci("create", "--bundle", str(bundle), "c2", root=bundle.root)
+    assert again.returncode == 1 and "c2 already exists" in again.stderr
+    oci("start", "c2", root=bundle.root, check=True)
+    twice = oci("start", "c2", root=bundle.root)
+    assert twice.returncode == 1 and "it is running, and only a created container starts" in twice.stderr
+    assert state(bundle, "c2")["status"] == "running"
+    oci("delete", "--force", "c2", root=bundle.root, check=True)
+    for args in (("start", "nope"), ("kill", "nope"), ("delete", "nope")):
+        res = oci(*args, root=bundle.root)
+        assert res.returncode == 1 and res.stderr == "minibox-oci: container nope does not exist\n"
+    assert oci("delete", "--force", "nope", root=bundle.root).returncode == 0  # as runc: nothing to do
+    assert oci("kill", "x/../y", root=bundle.root).stderr.startswith('minibox-oci: invalid container id "x/../y"')
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"ociVersion": "2.0.0"}, 'unsupported ociVersion "2.0.0"'),
+    ({"linux__namespaces": [{"type": "mount"}, {"type": "uts"}, {"type": "network", "path": "/etc/hostname"}]},
+     "/etc/hostname is not a namespace"),
+    ({"linux__namespaces": [{"type": "mount"}, {"type": "uts"}, {"type": "network", "path": "/proc/self/ns/uts"}]},
+     "is not a network namespace"),
+    ({"process__capabilities": {"bounding": ["CAP_NOPE"]}}, "CAP_NOPE"),
+    ({"mounts": [{"destination": "relative", "type": "tmpfs"}]}, "mounts[0]"),
+])
+def test_bad_config_is_refused_and_leaves_nothing(bundle, change, words):
+    bundle.write(config(["true"], **change))
+    res = oci("create", "--bundle", str(bundle), "bad", root=bundle.root)
+    assert res.returncode == 1 and words in res.stderr and res.stderr.count("\n") == 1
+    assert not (bundle.root / "bad").exists()
+
+
+def test_malformed_config_and_json_log_lines(bundle):
+    (bundle / "config.json").write_text("{not json")
+    log = bundle / "log.json"
+    res = oci("--log", str(log), "--log-format", "json", "create", "--bundle", str(bundle), "m", root=bundle.root)
+    assert res.returncode == 1 and "config.json is not valid JSON" in res.stderr
+    line = json.loads(log.read_text())
+    assert line["level"] == "error" and "config.json is not valid JSON" in line["msg"] and line["time"]
+    res = oci("--systemd-cgroup", "list", root=bundle.root)
+    assert res.returncode == 1 and "--systemd-cgroup is not supported" in res.stderr
+
+
+def test_joins_a_network_namespace_by_path_as_engines_pass_it(bundle):
+    sh("ip netns add ocijoin")
+    try:
+        sh("ip -n ocijoin link add ocij0 type veth peer name ocij1")
+        bundle.write(config(["sh", "-c", "ip link > /out/links"],
+                            linux__namespaces=[{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+                            + [{"type": "network", "path": "/run/netns/ocijoin"}]))
+        oci("create", "--bundle", str(bundle), "j", root=bundle.root, check=True)
+        oci("start", "j", root=bundle.root, check=True)
+        assert wait_for(lambda: state(bundle, "j")["status"] == "stopped")
+        assert "ocij0" in (bundle / "out/links").read_text()
+        oci("delete", "j", root=bundle.root, check=True)
+    finally:
+        sh("ip netns del ocijoin")
+
+
+def test_user_namespace_maps_root_to_an_unprivileged_host_uid(bundle):
+    bundle.write(config(["sh", "-c", "id -u > /out/uid; cat /proc/self/uid_map > /out/map; exec sleep 1000"],
+                        linux__namespaces=[{"type": t} for t in ("user", "pid", "ipc", "uts", "mount", "network")],
+                        linux__uidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}],
+                        linux__gidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}]))
+    # As with runc, the root filesystem belongs to the mapped root, who makes /out in it.
+    sh(f"chown -R 100000:100000 {bundle}/rootfs {bundle}/out")
+    oci("create", "--bundle", str(bundle), "u", root=bundle.root, check=True)
+    oci("start", "u", root=bundle.root, check=True)
+    assert wait_for(lambda: (bundle / "out/map").exists() and (bundle / "out/map").read_text())
+    assert (bundle / "out/uid").read_text() == "0\n"
+    pid = state(bundle, "u")["pid"]
+    uids = Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[:2]
+    assert uids == ["100000", "100000"]  # root inside, nobody special outside
+    oci("delete", "--force", "u", root=bundle.root, check=True)
+
+
+def test_hooks_run_in_order_with_the_state_on_stdin(bundle):
+    log = bundle / "hooks.log"
+    hook = bundle / "hook.sh"
+    hook.write_text(f"#!/bin/sh\necho \"$1 $(cat | tr -d ' ' | grep -o '\"status\":\"[a-z]*\"')\" >> {log}\n")
+    hook.chmod(0o755)
+    hooks = {k: [{"path": str(hook), "args": ["hook.sh", k]}]
+             for k in ("prestart", "createRuntime", "poststart", "poststop")}
+    bundle.write(config(["sh", "-c", "echo process >> /out/order"], hooks=hooks))
+    oci("create", "--bundle", str(bundle), "h", root=bundle.root, check=True)
+    oci("start", "h", root=bundle.root, check=True)
+    assert wait_for(lambda: state(bundle, "h")["status"] == "stopped")
+    oci("delete", "h", root=bundle.root, check=True)
+    assert log.read_text().splitlines() == ['prestart "status":"creating"', 'createRuntime "status":"creating"',
+                                            'poststart "status":"running"', 'poststop "status":"stopped"']
+
+
+def test_a_failing_create_hook_fails_create_and_leaves_nothing(bundle):
+    bundle.write(config(["true"], hooks={"createRuntime": [{"path": "/bin/false"}]}))
+    res = oci("create", "--bundle", str(bundle), "hf", root=bundle.root)
+    assert res.returncode == 1 and "hooks.createRuntime[0] (/bin/false) failed with exit status 1" in res.stderr
+    assert not (bundle.root / "hf").exists()
+
+
+def test_pause_resume_and_ps(bundle):
+    bundle.write(config(["sh", "-c", "sleep 1000 & exec sleep 1001"]))
+    oci("create", "--bundle", str(bundle), "p", root=bundle.root, check=True)
+    oci("start", "p", root=bundle.root, check=True)
+    assert wait_for(lambda: len(json.loads(oci("ps", "--format", "json", "p", root=bundle.root).stdout)) == 2)
+    oci("pause", "p", root=bundle.root, check=True)
+    assert state(bundle, "p")["status"] == "paused"
+    res = oci("pause", "p", root=bundle.root)
+    assert res.returncode == 1 and "it is paused, not running" in res.stderr
+    oci("resume", "p", root=bundle.root, check=True)
+    assert state(bundle, "p")["status"] == "running"
+    listed = json.loads(oci("list", "--format", "json", root=bundle.root, check=True).stdout)
+    assert [c["id"] for c in listed] == ["p"]
+    oci("kill", "--all", "p", "KILL", root=bundle.root, check=True)  # PID 1 ignores an unhandled TERM
+    assert wait_for(lambda: state(bundle, "p")["status"] == "stopped")
+    oci("delete", "p", root=bundle.root, check=True)
+
+
+def test_terminal_goes_to_the_console_socket(bundle, tmp_path):
+    sock_path = str(tmp_path / "console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(sock_path)
+    server.listen(1)
+    server.settimeout(30)  # a runtime that never sends the terminal fails the test, never hangs it
+    bundle.write(config(["sh", "-c", "tty; stty size"], process__terminal=True,
+                        process__consoleSize={"height": 33, "width": 101}))
+    oci("create", "--bundle", str(bundle), "--console-socket", sock_path, "t", root=bundle.root, check=True)
+    conn, _ = server.accept()
+    conn.settimeout(30)
+    _, anc, _, _ = conn.recvmsg(1024, socket.CMSG_SPACE(4))
+    master = struct.unpack("i", anc[0][2][:4])[0]
+    oci("start", "t", root=bundle.root, check=True)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 1024)
+        except OSError:
+            break  # EIO: the slave side closed
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    conn.close()
+    server.close()
+    assert out.decode().split() == ["/dev/pts/0", "33", "101"]
+    assert wait_for(lambda: state(bundle, "t")["status"] == "stopped")
+    oci("delete", "t", root=bundle.root, check=True)
+
+
+def test_explain_prints_each_field_as_its_kernel_step_and_changes_nothing(bundle):
+    bundle.write(config(["true"]))
+    res = oci("create", "--explain", "--bundle", str(bundle), "e", root=bundle.root, check=True)
+    text = res.stdout
+    for line in ("# linux.namespaces: the new ones pid, net, ipc, uts, mount",
+                 f"mount -t proc proc {bundle}/rootfs/proc",
+                 "# linux.maskedPaths: /proc/kcore", "# process.rlimits[0]: RLIMIT_NOFILE",
+                 "# hostname: the UTS namespace's own", "hostname ocibox"):
+        assert line in text, line
+    assert not (bundle.root / "e").exists()
+
+
+def test_kill_refuses_a_stopped_container_and_a_bad_signal(bundle):
+    bundle.write(config(["true"]))
+    oci("create", "--bundle", str(bundle), "k", root=bundle.root, check=True)
+    res = oci("kill", "k", "SIGNOPE", root=bundle.root)
+    assert res.returncode == 1 and 'invalid signal "SIGNOPE"' in res.stderr
+    oci("start", "k", root=bundle.root, check=True)
+    assert wait_for(lambda: state(bundle, "k")["status"] == "stopped")
+    res = oci("kill", "k", root=bundle.root)
+    assert res.returncode == 1 and "it is stopped" in res.stderr
+    oci("delete", "k", root=bundle.root, check=True)

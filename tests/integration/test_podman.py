@@ -1,0 +1,76 @@
+"""Podman 4.3 (Debian's) driving minibox-oci as its OCI runtime: run, -d with -p, exec, logs, stop, rm.
+
+Podman runs inside this throwaway host with storage of its own (under /var/tmp, removed
+afterwards) and its runroot on the sandbox's private /run; its CNI bridge and port rules
+live in the sandbox's network namespace. The image is the busybox root, imported.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import busybox_rootfs, sh, wait_for
+
+RUNTIME = shutil.which("minibox-oci") or str(Path(__file__).resolve().parents[2] / ".venv/bin/minibox-oci")
+
+
+@pytest.fixture
+def podman():
+    top = Path(tempfile.mkdtemp(prefix="minibox-podman-test-", dir="/var/tmp"))
+    base = ["podman", "--root", str(top / "storage"), "--runroot", "/run/minibox-podman-test",
+            "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--runtime", RUNTIME]
+
+    def run(*args, check=True, timeout=60):
+        res = subprocess.run([*base, *args], capture_output=True, text=True, timeout=timeout,
+                             stdin=subprocess.DEVNULL)
+        if check and res.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args)} failed ({res.returncode}): {res.stderr.strip()}")
+        return res
+
+    try:
+        sh(f"tar -C {busybox_rootfs()} -cf {top}/busybox.tar .")
+        run("import", str(top / "busybox.tar"), "localhost/busybox:latest")
+        yield run
+    finally:
+        run("rm", "-af", "-t", "1", check=False)
+        run("system", "reset", "-f", check=False)
+        with open("/proc/self/mountinfo") as f:  # whatever podman left mounted under its storage
+            for mp in sorted((line.split()[4] for line in f if str(top) in line.split()[4]), key=len, reverse=True):
+                subprocess.run(["umount", "-l", mp], check=False)
+        shutil.rmtree(top, ignore_errors=True)
+        shutil.rmtree("/run/minibox-podman-test", ignore_errors=True)
+        # The CNI bridge plugin leaves its bridge when the last container goes, as it does on any host.
+        subprocess.run(["ip", "link", "del", "cni-podman0"], capture_output=True, check=False)
+
+
+def test_podman_run_uses_minibox_oci_and_passes_the_exit_code(podman):
+    res = podman("run", "--rm", "--network", "none", "localhost/busybox", "sh", "-c",
+                 "echo hello from $(hostname); exit 3", check=False)
+    assert res.returncode == 3 and res.stdout.startswith("hello from ")
+    assert "minibox-oci" in podman("info", "--format", "{{.Host.OCIRuntime.Path}}").stdout
+
+
+def test_podman_detached_with_a_published_port_exec_logs_stop_rm(podman):
+    podman("run", "-d", "--name", "web", "-p", "8087:80", "localhost/busybox",
+           "httpd", "-f", "-v", "-p", "80", "-h", "/etc")
+    try:
+        info = json.loads(podman("inspect", "web").stdout)[0]
+        assert info["OCIRuntime"].endswith("minibox-oci") and info["State"]["Running"]
+        pid = info["State"]["Pid"]
+        assert wait_for(lambda: sh("wget -qO- http://127.0.0.1:8087/hostname", check=False).returncode == 0)
+        assert sh("wget -qO- http://127.0.0.1:8087/hostname").stdout.strip() == info["Id"][:12]
+        ps = podman("exec", "web", "ps").stdout.split("\n")
+        assert ps[1].split()[:4] == ["1", "root", "httpd", "-f"]  # PID 1 in its own namespace
+        assert f"Pid:\t{pid}" in Path(f"/proc/{pid}/status").read_text()  # and another PID on the host
+        logs = podman("logs", "web")
+        assert "response:200" in logs.stdout + logs.stderr  # httpd -v, through conmon's log
+        podman("stop", "-t", "1", "web")
+        assert json.loads(podman("inspect", "web").stdout)[0]["State"]["Status"] == "exited"
+    finally:
+        podman("rm", "-f", "web", check=False)
+    assert podman("ps", "-aq").stdout.strip() == ""
+    assert not os.path.exists(f"/proc/{pid}")
