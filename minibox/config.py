@@ -58,6 +58,11 @@ class Paths(Value):
         return self.root / "volumes"
 
     @property
+    def cni(self) -> Path:
+        """minibox-cni's attachments, one file each: cni/ID.json (ID from container id + ifname)."""
+        return self.root / "cni"
+
+    @property
     def libexec(self) -> Path:
         return self.root / "libexec"
 

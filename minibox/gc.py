@@ -32,7 +32,9 @@ ID = re.compile(r"[0-9a-f]{64}")
 
 def _known() -> set[str]:
     """Short ids of containers with a record, readable or damaged: theirs is theirs to keep."""
-    return {cid[:12] for cid in store.container_ids()}
+    cni = config.paths().cni
+    attachments = [p.stem for p in cni.glob("*.json")] if cni.is_dir() else []
+    return {cid[:12] for cid in store.container_ids() + attachments}
 
 
 def sweep_stuck() -> tuple[list[Step], list[str]]:

@@ -133,6 +133,12 @@ def container_lock(cid: str) -> contextlib.AbstractContextManager:
 # --- containers -------------------------------------------------------------------
 
 
+def owner_exists(owner: str) -> bool:
+    """Whether an address, port or rule's owner is still there: a container with a record,
+    or an attachment minibox-cni made (an engine's container, not in `ps`)."""
+    return (config.paths().container(owner) / "config.json").exists() or (config.paths().cni / f"{owner}.json").exists()
+
+
 def container_ids() -> list[str]:
     d = config.paths().containers
     if not d.is_dir():

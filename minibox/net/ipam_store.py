@@ -91,7 +91,7 @@ def stale(network: str) -> list[str]:
     for ip, content in taken(network).items():
         if ip in names:
             continue
-        if ID_RE.fullmatch(content) and config.paths().container(content).exists():
+        if ID_RE.fullmatch(content) and (config.paths().container(content).exists() or store.owner_exists(content)):
             continue
         out.append(ip)
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import ipaddress
+import os
 import socket
 import struct
 
@@ -126,11 +127,19 @@ def remove_link(name: str, why: str = "") -> tuple[list[Step], list[str]]:
     return [step], []
 
 
-def add_endpoint(steps: list[Step], pid: int) -> None:
+def add_endpoint(steps: list[Step], pid: int | str) -> None:
+    """The veth pair with its peer in the network namespace of process `pid`, or of the
+    namespace file at path `pid` (CNI_NETNS)."""
     veth, master, _hairpin, _up, addr, _eth_up, route = steps
+    ns_fd = os.open(pid, os.O_RDONLY | os.O_CLOEXEC) if isinstance(pid, str) else -1
+    where = {"net_ns_fd": ns_fd} if ns_fd >= 0 else {"net_ns_pid": pid}
+    try:
+        with _host() as ipr:
+            ipr.link("add", ifname=veth.host, kind="veth", peer={"ifname": veth.peer, "address": veth.mac, **where})
+    finally:
+        if ns_fd >= 0:
+            os.close(ns_fd)
     with _host() as ipr:
-        ipr.link("add", ifname=veth.host, kind="veth",
-                 peer={"ifname": veth.peer, "address": veth.mac, "net_ns_pid": pid})
         idx = _index(ipr, veth.host)
         br = _index(ipr, master.master)
         ipr.link("set", index=idx, master=br)
@@ -138,7 +147,7 @@ def add_endpoint(steps: list[Step], pid: int) -> None:
         ipr.link("set", index=idx, state="up")
     ip, prefixlen = addr.cidr.split("/")
     with netlink.iproute_in(pid) as ns:
-        eth = _index(ns, "eth0")
+        eth = _index(ns, veth.peer)
         ns.addr("add", index=eth, address=ip, prefixlen=int(prefixlen))
         ns.link("set", index=eth, state="up")
         ns.route("add", dst="default", gateway=route.gateway)

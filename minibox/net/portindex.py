@@ -27,7 +27,7 @@ def _path(p: PortMapping) -> Path:
 
 
 def _alive(owner: str) -> bool:
-    return (config.paths().container(owner) / "config.json").exists()
+    return store.owner_exists(owner)
 
 
 def published_on(proto: str, port: int) -> list[tuple[str, PortMapping]]:

@@ -110,7 +110,8 @@ def cgroup_dirs(cgroups_path: str, cid: str, parent: str) -> tuple[list[str], bo
     from minibox.runtime import cgroups
 
     lay = cgroups.layout()
-    path = cgroups_path or f"{parent}/{cid}"
+    # "oci-" keeps it apart from minibox run's groups, which `minibox gc` sweeps by their 64-hex id
+    path = cgroups_path or f"{parent}/oci-{cid}"
     if ":" in path and not path.startswith("/"):
         raise InvalidSpec(f'linux.cgroupsPath "{path}" is in systemd form (slice:prefix:name): this runtime '
                           "manages cgroupfs paths only (run without --systemd-cgroup)")

@@ -11,9 +11,14 @@ def q(word: str) -> str:
     return shlex.quote(str(word))
 
 
+def ns_path(pid: str | int) -> str:
+    """A network namespace as a file: a container PID's, or a path as it is (CNI_NETNS)."""
+    return str(pid) if str(pid).startswith("/") else f"/proc/{pid}/ns/net"
+
+
 def in_netns(pid: str | int) -> str:
     """Prefix that runs a command inside a container's network namespace."""
-    return f"nsenter --net=/proc/{pid}/ns/net " if pid else ""
+    return f"nsenter --net={ns_path(pid)} " if pid else ""
 
 
 # --- network -------------------------------------------------------------------------------
@@ -56,7 +61,7 @@ class VethAdd(Value):
 
     def command(self) -> str:
         return (f"ip link add {self.host} type veth peer name {self.peer} "
-                f"address {self.mac} netns /proc/{self.netns}/ns/net")
+                f"address {self.mac} netns {ns_path(self.netns)}")
 
 
 class SetMaster(Value):

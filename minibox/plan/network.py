@@ -47,15 +47,16 @@ def plan_up(net: NetworkRecord) -> list[Step]:
     return plan_bridge(net.bridge, net.mac, net.gateway, net.prefixlen) + plan_sysctls(net)
 
 
-def plan_endpoint(veth: str, bridge: str, mac: str, ip: str, prefixlen: int, gateway: str, pid: str) -> list[Step]:
+def plan_endpoint(veth: str, bridge: str, mac: str, ip: str, prefixlen: int, gateway: str, pid: str,
+                  ifname: str = "eth0") -> list[Step]:
     return [
-        VethAdd(veth, "eth0", pid, mac, why="a virtual cable: one end stays on the host, the other is born "
-                                            "inside the container's network namespace as eth0"),
+        VethAdd(veth, ifname, pid, mac, why="a virtual cable: one end stays on the host, the other is born "
+                                            f"inside the container's network namespace as {ifname}"),
         SetMaster(veth, bridge, why="plug the host end into the bridge"),
         Hairpin(veth, why="let the bridge send a frame back out of the port it came in on, so a container "
                           "can reach its own published port through the host"),
         LinkUp(veth, why=""),
-        AddrAdd("eth0", f"{ip}/{prefixlen}", netns=pid, why="the container's address, from IPAM"),
-        LinkUp("eth0", netns=pid, why=""),
+        AddrAdd(ifname, f"{ip}/{prefixlen}", netns=pid, why="the container's address, from IPAM"),
+        LinkUp(ifname, netns=pid, why=""),
         RouteAdd("default", gateway, netns=pid, why="everything not on the bridge's subnet goes via the bridge"),
     ]

@@ -1,0 +1,1 @@
+"""minibox-cni: the CNI plugin (plugin.py the protocol, main.py the verbs)."""
