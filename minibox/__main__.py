@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         except click.exceptions.UsageError as e:
             where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
-            print(f"minibox: {e.format_message()}{where}", file=sys.stderr)
+            print(f"minibox: {docker_flag(e) or e.format_message()}{where}", file=sys.stderr)
             return EXIT_MINIBOX
     except MiniboxError as e:
         print(f"minibox: {one_line(str(e))}", file=sys.stderr)
@@ -48,6 +48,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minibox: internal error: {type(e).__name__}: {one_line(str(e))} (MINIBOX_DEBUG=1 shows the "
               "traceback)", file=sys.stderr)
         return EXIT_MINIBOX
+
+
+# Docker's flags that minibox does not have, and what they do in Docker: a Docker user's
+# habit gets that, rather than click's guess at a similar-looking minibox flag.
+DOCKER_ONLY = {
+    "--cpus": "Docker's flag to limit CPU", "--cpu-shares": "Docker's flag to weight CPU time",
+    "--cpuset-cpus": "Docker's flag to pin CPUs", "--privileged": "Docker's flag to drop every isolation",
+    "--cap-add": "Docker's flag to add capabilities", "--cap-drop": "Docker's flag to drop capabilities",
+    "--device": "Docker's flag to pass a host device", "--gpus": "Docker's flag to pass GPUs",
+    "--restart": "Docker's restart policy", "--ulimit": "Docker's flag to set rlimits",
+    "--add-host": "Docker's flag to add /etc/hosts lines", "--dns": "Docker's flag to set resolvers",
+    "--shm-size": "Docker's flag to size /dev/shm", "--init": "Docker's flag to run an init as PID 1",
+    "--platform": "Docker's flag to pick an architecture", "--sysctl": "Docker's flag to set sysctls",
+    "--pid": "Docker's flag to share a PID namespace", "--ipc": "Docker's flag to share an IPC namespace",
+    "--userns": "Docker's flag to choose a user namespace", "--link": "Docker's legacy container links",
+    "--health-cmd": "Docker's health check", "--log-driver": "Docker's log driver choice",
+    "--memory-swap": "Docker's flag to limit swap", "--stop-timeout": "Docker's per-container stop timeout",
+    "--cidfile": "Docker's flag to write the container id to a file", "--expose": "Docker's flag to expose a port",
+}
+
+
+def docker_flag(e) -> str:
+    """"--cpus is Docker's flag to limit CPU; minibox does not support it" for a Docker-only flag."""
+    name = getattr(e, "option_name", "") or ""
+    if name in DOCKER_ONLY:
+        return f"{name} is {DOCKER_ONLY[name]}; minibox does not support it"
+    return ""
 
 
 def one_line(text: str) -> str:

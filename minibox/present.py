@@ -104,9 +104,15 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 
 
+def live_ports(rec: ContainerRecord, state: ContainerState) -> str:
+    """As Docker shows them: the ports of a running container only (an exited one's are
+    released, and may already be someone else's)."""
+    return ports_text(rec) if state.status == RUNNING else ""
+
+
 def ps_row(rec: ContainerRecord, state: ContainerState, now: float | None = None) -> list[str]:
     return [rec.short_id, rec.spec.image, command_text(rec), ago(rec.created, now),
-            status_text(state, now), ports_text(rec), rec.name]
+            status_text(state, now), live_ports(rec, state), rec.name]
 
 
 PS_HEADERS = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
@@ -126,7 +132,7 @@ def ps_json(rec: ContainerRecord, state: ContainerState) -> dict:
     """One container as `docker ps --format '{{json .}}'` shows it."""
     return {"ID": rec.short_id, "Image": rec.spec.image, "Command": command_text(rec),
             "CreatedAt": iso(rec.created), "RunningFor": ago(rec.created), "Status": status_text(state),
-            "State": state.status, "Ports": ports_text(rec), "Names": rec.name, "Labels": ",".join(rec.labels),
+            "State": state.status, "Ports": live_ports(rec, state), "Names": rec.name, "Labels": ",".join(rec.labels),
             "Mounts": ",".join(m.source if m.kind != "tmpfs" else m.target for m in rec.mounts),
             "Networks": rec.endpoint.network if rec.endpoint else (rec.spec.network or "")}
 

@@ -380,7 +380,9 @@ def port(
     number, _, proto = private.partition("/")
     if private and (not number.isdigit() or proto not in ("", "tcp", "udp")):
         raise InvalidSpec(f'invalid port "{private}": use PORT or PORT/tcp or PORT/udp')
-    shown = [p for p in rec.ports if not private or (p.container_port == int(number) and p.proto == (proto or "tcp"))]
+    # An exited container's ports are released (and may be someone else's now): none, as Docker.
+    live = rec.ports if lifecycle.refresh(rec.id).status == RUNNING else ()
+    shown = [p for p in live if not private or (p.container_port == int(number) and p.proto == (proto or "tcp"))]
     if private and not shown:
         raise InvalidSpec(f"no public port '{number}/{proto or 'tcp'}' published for {rec.name}")
     for p in shown:

@@ -103,6 +103,7 @@ def doctor(fmt: str = typer.Option("", "--format", help="json")) -> None:
 def network_show(
     name: str = typer.Argument("", help="only this network"),
     fmt: str = typer.Option("text", "--format", help="text, svg, mermaid or json"),
+    all_links: bool = typer.Option(False, "--all", "-a", help="every host interface, not only lo and the uplink"),
 ) -> None:
     """The topology as the kernel has it: host interfaces, bridges, each veth pair with both
     ends, containers' eth0 with address and MAC, routes, and the rules on each hook with
@@ -117,4 +118,4 @@ def network_show(
     renderers = {"text": topology.text, "svg": topology.svg, "mermaid": topology.mermaid,
                  "json": topology.as_json}
     check_format(fmt, *renderers)
-    sys.stdout.write(renderers[fmt](topology.gather(name)))
+    sys.stdout.write(renderers[fmt](topology.gather(name, all_links)))

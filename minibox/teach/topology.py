@@ -59,9 +59,18 @@ class Topology(Value):
     nets: list[Net]
     hooks: list[Hook]
     firewall: str
+    hidden: int = 0  # host interfaces left out (not lo, not the uplink, not ours): --all shows them
 
 
-def gather(only: str = "") -> Topology:
+def uplink(routes: list[str]) -> str:
+    """The interface of the default route: the way out, and the LAN's way in."""
+    for r in routes:
+        if r.startswith("default "):
+            return r.rsplit(" dev ", 1)[-1]
+    return ""
+
+
+def gather(only: str = "", all_links: bool = False) -> Topology:
     from minibox import lifecycle
     from minibox.net import netlink
 
@@ -94,9 +103,13 @@ def gather(only: str = "") -> Topology:
     ours = {n.bridge for n in store.all_networks()} | {c.veth for n in nets for c in n.containers}
     host_links = [(name, link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "", addrs.get(name, []))
                   for link in links.values() for name in [link.get("ifname")]
-                  if name not in ours and not name.startswith("mbx")]
+                  if name not in ours and not name.startswith(("mbx", "mbc"))]
+    # What a packet of ours can cross: lo and the uplink. Another engine's veths and a host's
+    # ifb devices are noise here (8 of 11 boxes on a busy host), counted instead.
+    shown = [h for h in host_links if all_links or h[0] in ("lo", uplink(routes))]
     fw = nets[0].firewall if nets else "nftables"
-    return Topology(host_links, routes, nets, _nft_hooks() if fw == "nftables" else _ipt_hooks(), fw)
+    return Topology(shown, routes, nets, _nft_hooks() if fw == "nftables" else _ipt_hooks(), fw,
+                    hidden=len(host_links) - len(shown))
 
 
 def _plain(value):
@@ -216,11 +229,14 @@ def text(t: Topology) -> str:
     out = ["host"]
     for name, kind, addrs in t.host_links:
         out.append(_clip(f"  {name:<16} {kind or 'device':<8} {' '.join(addrs)}", WIDTH))
+    if t.hidden:
+        out.append(f"  ({t.hidden} other interface{'s' if t.hidden > 1 else ''} not shown: `--all` lists them)")
     for n in t.nets:
         flags = ", internal" if n.internal else ""
         state = "" if n.present else "  [bridge missing: `minibox network reconcile`]"
         out.append(_clip(f"  {n.bridge:<16} bridge   {n.gateway}/{n.subnet.split('/')[1]}  network {n.name!r}, "
-                         f"{n.subnet}{flags}, mac {n.mac}{state}", WIDTH))
+                         f"{n.subnet}{flags}{state}", WIDTH))
+        out.append(f"  {'':<16} mac      {n.mac}")  # a line of its own: never cut mid-address
         for i, c in enumerate(n.containers):
             last = i == len(n.containers) - 1
             branch, cont = ("└─", "   ") if last else ("├─", "│  ")

@@ -96,3 +96,11 @@ def test_steps_render_as_a_commented_script():
     assert "$CTR_PID" not in render(steps, pid=4242)
     assert render(steps).count("$CTR_PID") == 4  # a script keeps the placeholder
     assert not re.search(r"^# $", render(steps), re.M)  # steps without a why get no empty comment
+
+
+def test_topology_counts_the_interfaces_it_leaves_out_and_finds_the_uplink():
+    assert topology.uplink(["10.222.0.0/24 dev minibox0", "default via 192.0.2.1 dev eth0"]) == "eth0"
+    assert topology.uplink(["10.222.0.0/24 dev minibox0"]) == ""
+    text = topology.text(TOPO._replace(hidden=3))
+    assert "  (3 other interfaces not shown: `--all` lists them)" in text.splitlines()
+    assert "not shown" not in topology.text(TOPO)
