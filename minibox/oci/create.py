@@ -286,7 +286,11 @@ def _c1(p: ociplan.OciPlan, ns_fds, sock: socket.socket, console: int, fifo: str
             os.close(fd)
         new = set(p.unshare.namespaces)
         if "user" in new:
-            linux.unshare(NS_FLAGS["user"])
+            try:
+                linux.unshare(NS_FLAGS["user"])
+            except PermissionError:
+                raise MiniboxError("cannot create a user namespace here: the kernel refuses one to a process "
+                                   "in a chroot (or user namespaces are disabled)") from None
             talk.say("idmap")
             if talk.hear() != "mapped":
                 os._exit(1)

@@ -84,15 +84,15 @@ def test_add_gives_address_route_masquerade_and_published_ports_then_del_removes
     assert f"inet {ip}/24" in a.run("ip -4 addr show eth0").stdout
     assert "default via 10.223.7.1" in a.run("ip route").stdout
     # the four ways in: the container's address, the host's loopback, a LAN machine, another container
-    assert wait_for(lambda: sh(f"wget -qO- -T 2 http://{ip}/", check=False).stdout.strip() == "inside-cni")
-    assert sh("wget -qO- -T 2 http://127.0.0.1:8093/").stdout.strip() == "inside-cni"
-    assert outside.run(f"wget -qO- -T 2 http://{outside.host_addr}:8093/").stdout.strip() == "inside-cni"
+    assert wait_for(lambda: sh(f"curl -s -m 2 http://{ip}/", check=False).stdout.strip() == "inside-cni")
+    assert sh("curl -s -m 2 http://127.0.0.1:8093/").stdout.strip() == "inside-cni"
+    assert outside.run(f"curl -s -m 2 http://{outside.host_addr}:8093/").stdout.strip() == "inside-cni"
     b = ns("cnib")
     code, res_b = cni("ADD", conf(), b.path, cid="ctr2")
     assert code == 0, res_b
-    assert b.run(f"wget -qO- -T 2 http://{outside.host_addr}:8093/").stdout.strip() == "inside-cni"
+    assert b.run(f"curl -s -m 2 http://{outside.host_addr}:8093/").stdout.strip() == "inside-cni"
     # the way out: MASQUERADE, so the LAN machine sees the host's address
-    assert a.run(f"wget -qO- -T 2 {outside.page('from-cni')}").stdout.strip() == "outside says hi"
+    assert a.run(f"curl -s -m 2 {outside.page('from-cni')}").stdout.strip() == "outside says hi"
     assert f"{outside.host_addr}" in outside.http_clients().split("from-cni")[0].splitlines()[-1]
     assert cni("CHECK", conf(runtimeConfig=ports), a.path)[0] == 0
     listed = mb("network", "rm", NET)
@@ -100,7 +100,7 @@ def test_add_gives_address_route_masquerade_and_published_ports_then_del_removes
     for cid, n in (("ctr1", a), ("ctr2", b)):
         assert cni("DEL", conf(runtimeConfig=ports), n.path, cid=cid) == (0, None)
     assert "eth0" not in a.run("ip -o link", check=False).stdout
-    assert sh("wget -qO- -T 2 http://127.0.0.1:8093/", check=False).returncode != 0
+    assert sh("curl -s -m 2 http://127.0.0.1:8093/", check=False).returncode != 0
     code, err = cni("CHECK", conf(), a.path)
     assert code == 1 and err["code"] == 3
     assert cni("DEL", conf(), a.path) == (0, None)  # again: nothing to do, still success

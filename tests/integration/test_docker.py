@@ -66,10 +66,10 @@ def test_docker_run_with_the_minibox_runtime_on_all_four_paths(docker, outside):
         info = json.loads(docker("inspect", "web").stdout)[0]
         assert info["HostConfig"]["Runtime"] == "minibox"
         short, ip, pid = info["Id"][:12], info["NetworkSettings"]["IPAddress"], info["State"]["Pid"]
-        assert wait_for(lambda: sh("wget -qO- -T 2 http://127.0.0.1:8095/hostname", check=False).returncode == 0)
-        assert sh("wget -qO- -T 2 http://127.0.0.1:8095/hostname").stdout.strip() == short
-        assert sh(f"wget -qO- -T 2 http://{ip}/hostname").stdout.strip() == short
-        assert outside.run(f"wget -qO- -T 2 http://{outside.host_addr}:8095/hostname").stdout.strip() == short
+        assert wait_for(lambda: sh("curl -s -m 2 http://127.0.0.1:8095/hostname", check=False).returncode == 0)
+        assert sh("curl -s -m 2 http://127.0.0.1:8095/hostname").stdout.strip() == short
+        assert sh(f"curl -s -m 2 http://{ip}/hostname").stdout.strip() == short
+        assert outside.run(f"curl -s -m 2 http://{outside.host_addr}:8095/hostname").stdout.strip() == short
         other = docker("run", "--runtime", "minibox", "--rm", "busybox", "sh", "-c",
                        f"printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc {outside.host_addr} 8095")
         assert other.stdout.strip().endswith(short)

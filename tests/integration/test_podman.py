@@ -91,8 +91,8 @@ def test_podman_detached_with_a_published_port_exec_logs_stop_rm(podman):
         info = json.loads(podman("inspect", "web").stdout)[0]
         assert info["OCIRuntime"].endswith("minibox-oci") and info["State"]["Running"]
         pid = info["State"]["Pid"]
-        assert wait_for(lambda: sh("wget -qO- http://127.0.0.1:8087/hostname", check=False).returncode == 0)
-        assert sh("wget -qO- http://127.0.0.1:8087/hostname").stdout.strip() == info["Id"][:12]
+        assert wait_for(lambda: sh("curl -s -m 2 http://127.0.0.1:8087/hostname", check=False).returncode == 0)
+        assert sh("curl -s -m 2 http://127.0.0.1:8087/hostname").stdout.strip() == info["Id"][:12]
         ps = podman("exec", "web", "ps").stdout.split("\n")
         assert ps[1].split()[:4] == ["1", "root", "httpd", "-f"]  # PID 1 in its own namespace
         assert f"Pid:\t{pid}" in Path(f"/proc/{pid}/status").read_text()  # and another PID on the host
@@ -114,9 +114,9 @@ def test_podman_with_minibox_cni_publishes_on_all_four_paths_and_cleans_up(podma
         cid = json.loads(podman("inspect", "cweb").stdout)[0]["Id"]
         ip = json.loads(podman("inspect", "cweb").stdout)[0]["NetworkSettings"]["Networks"]["mbcni"]["IPAddress"]
         assert ip.startswith("10.223.9.")
-        assert wait_for(lambda: sh(f"wget -qO- -T 2 http://{ip}/hostname", check=False).returncode == 0)
-        assert sh("wget -qO- -T 2 http://127.0.0.1:8094/hostname").stdout.strip() == cid[:12]
-        assert outside.run(f"wget -qO- -T 2 http://{outside.host_addr}:8094/hostname").stdout.strip() == cid[:12]
+        assert wait_for(lambda: sh(f"curl -s -m 2 http://{ip}/hostname", check=False).returncode == 0)
+        assert sh("curl -s -m 2 http://127.0.0.1:8094/hostname").stdout.strip() == cid[:12]
+        assert outside.run(f"curl -s -m 2 http://{outside.host_addr}:8094/hostname").stdout.strip() == cid[:12]
         # (busybox's wget segfaults under Podman here, with runc as well: nc speaks the HTTP)
         other = podman("run", "--rm", "--network", "mbcni", "localhost/busybox", "sh", "-c",
                        f"printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc {outside.host_addr} 8094")
@@ -128,4 +128,4 @@ def test_podman_with_minibox_cni_publishes_on_all_four_paths_and_cleans_up(podma
     root = Path(os.environ["MINIBOX_ROOT"])
     assert not list((root / "cni").glob("*.json"))  # DEL removed the attachment
     assert "mbc" not in sh("ip -o link").stdout
-    assert sh("wget -qO- -T 2 http://127.0.0.1:8094/", check=False).returncode != 0
+    assert sh("curl -s -m 2 http://127.0.0.1:8094/", check=False).returncode != 0
