@@ -61,7 +61,12 @@ def plan(name: str, subnet: str = "", gateway: str = "", internal: bool = False,
     """The record of a new network, checked against host routes and the other networks;
     reads only (`create` saves and applies it, `run --dry-run` shows it)."""
     others = store.all_networks()
-    routes = links.host_routes()
+    nid = secrets.token_hex(32)
+    bridge = config.DEFAULT_BRIDGE if name == config.default_network() else f"mbx-{nid[:11]}"
+    # A route on this network's own bridge is a leftover of a run killed while it made the
+    # network (the bridge exists, the record was never saved): not a reason to pick another
+    # subnet, which would leave the default network off 10.222.0.0/24 for good.
+    routes = [r for r in links.host_routes() if r.dev != bridge]
     if subnet:
         sub = ipam.parse_subnet(subnet)
         clash = ipam.conflicting_route(sub, routes)
@@ -80,8 +85,6 @@ def plan(name: str, subnet: str = "", gateway: str = "", internal: bool = False,
             taken.append(str(next(ipaddress.IPv4Network(config.DEFAULT_POOL).subnets(
                 new_prefix=config.DEFAULT_POOL_PREFIX))))
         sub = ipam.pick_subnet(config.DEFAULT_POOL, config.DEFAULT_POOL_PREFIX, routes, taken)
-    nid = secrets.token_hex(32)
-    bridge = config.DEFAULT_BRIDGE if name == config.default_network() else f"mbx-{nid[:11]}"
     return NetworkRecord(name=name, id=nid, bridge=bridge, subnet=str(sub), gateway=ipam.gateway_for(sub, gateway),
                          mac=ipam.bridge_mac(nid), internal=internal,
                          firewall=firewall_backend or config.firewall_backend(), created=time.time())

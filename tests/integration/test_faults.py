@@ -148,6 +148,18 @@ def test_gc_frees_an_address_only_on_evidence():
     assert not (ipam / ip).exists() and cid
 
 
+def test_a_default_bridge_left_by_a_killed_first_run_is_taken_back():
+    """A run killed while it made the default network leaves minibox0 (with 10.222.0.1) and no
+    record; the next run must make the network on that bridge, not move it to 10.222.1.0/24
+    (seen when the kill -9 rounds were the first to need the default network)."""
+    assert mb("network", "rm", "minibox").returncode in (0, 125)  # gone, or never made yet
+    sh("ip link add minibox0 type bridge && ip addr add 10.222.0.1/24 dev minibox0 && ip link set minibox0 up")
+    mb("run", "--rm", "busybox", "true", check=True)
+    net = json.loads(mb("network", "inspect", "minibox", check=True).stdout)[0]
+    assert net["IPAM"]["Config"][0]["Subnet"] == "10.222.0.0/24"
+    assert "10.222.1." not in sh("ip -4 addr show minibox0").stdout
+
+
 # --- races -------------------------------------------------------------------------------------------------
 
 
