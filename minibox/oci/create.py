@@ -169,14 +169,7 @@ def launch(c: ocistate.Container, st: dict, p: ociplan.OciPlan, console_socket: 
     # Everything the children run is imported now: in a user namespace they may no longer
     # read the interpreter's own files (a Python under /root, 0700, as uid 1000).
     ours, theirs = socket.socketpair()
-    console = -1
-    if p.terminal:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(console_socket)
-        except OSError as e:
-            raise MiniboxError(f"--console-socket {console_socket}: {e.strerror}") from None
-        console = sock.detach()
+    console = connect_console(console_socket) if p.terminal else -1
     ns_fds = [(j.kind, os.open(j.path, os.O_RDONLY | os.O_CLOEXEC)) for j in p.join]
     c1 = os.fork()
     if c1 == 0:
@@ -221,6 +214,17 @@ def launch(c: ocistate.Container, st: dict, p: ociplan.OciPlan, console_socket: 
             return pid1
         else:
             _failed(msg)
+
+
+def connect_console(path: str) -> int:
+    """The engine's --console-socket, connected: the terminal's master goes over it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise MiniboxError(f"--console-socket {path}: {e.strerror}") from None
+    return sock.detach()
 
 
 def _failed(msg: str) -> None:

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import prctl
 
 from minibox import linux
 from minibox.errors import Conflict, InvalidSpec, MiniboxError
 from minibox.oci import state as ocistate
-from minibox.oci.create import NS_FLAGS, read_config, seccomp_step
+from minibox.oci.create import NS_FLAGS, connect_console, read_config, seccomp_step
 from minibox.plan import oci as ociplan
 
 NS_ORDER = ("user", "ipc", "uts", "net", "pid", "cgroup", "mnt")  # mnt last: /proc/PID is read before it
@@ -73,14 +72,7 @@ def exec_process(root: str, cid: str, process_file: str, command: list[str], *, 
         raise InvalidSpec("a terminal was asked for, but no --console-socket was given to hand it to")
     steps = ociplan.plan_process(proc, doc.get("linux") or {}, seccomp_step({**doc, "process": proc}))
     size = proc.get("consoleSize") or {}
-    console = -1
-    if proc.get("terminal"):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(console_socket)
-        except OSError as e:
-            raise MiniboxError(f"--console-socket {console_socket}: {e.strerror}") from None
-        console = sock.detach()
+    console = connect_console(console_socket) if proc.get("terminal") else -1
     from minibox.runtime import init, ociinit  # noqa: F401 - imported before entering a user namespace
 
     pid1 = st["pid"]
