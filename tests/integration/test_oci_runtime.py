@@ -224,9 +224,11 @@ def test_hooks_run_in_order_with_the_state_on_stdin(bundle):
     hook.chmod(0o755)
     hooks = {k: [{"path": str(hook), "args": ["hook.sh", k]}]
              for k in ("prestart", "createRuntime", "poststart", "poststop")}
-    bundle.write(config(["sh", "-c", "echo process >> /out/order"], hooks=hooks))
+    # the process outlives start, so poststart sees it running (a `true` may already be gone)
+    bundle.write(config(["sleep", "1000"], hooks=hooks))
     oci("create", "--bundle", str(bundle), "h", root=bundle.root, check=True)
     oci("start", "h", root=bundle.root, check=True)
+    oci("kill", "h", "KILL", root=bundle.root, check=True)
     assert wait_for(lambda: state(bundle, "h")["status"] == "stopped")
     oci("delete", "h", root=bundle.root, check=True)
     assert log.read_text().splitlines() == ['prestart "status":"creating"', 'createRuntime "status":"creating"',
