@@ -189,19 +189,14 @@ def test_exec_racing_rm_gets_one_clean_line():
 
 
 def test_sandbox_cleans_up_after_sigterm(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("MINIBOX_SANDBOX", "MINIBOX_ROOT",
-                                                             "MINIBOX_CGROUP_PARENT")}
-    def sandbox_cgroups() -> set[str]:
-        # another sandbox may run beside this one (a second test run): only new groups count
-        return {f"{d}/{n}" for d in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/devices")
-                for n in os.listdir(d) if n.startswith("minibox-sandbox") and n != os.environ["MINIBOX_CGROUP_PARENT"]}
-
-    before_tmp = set(os.listdir("/tmp"))
-    before_cgroups = sandbox_cgroups()
+    # Its state root goes under TMPDIR and its cgroups are named here, so that what it leaves
+    # is told apart from what another sandbox running beside this one (a second test run) has.
+    parent = f"minibox-sandbox-sigterm-{os.getpid()}"
+    env = {k: v for k, v in os.environ.items() if k not in ("MINIBOX_SANDBOX", "MINIBOX_ROOT")}
+    env.update(MINIBOX_CGROUP_PARENT=parent, TMPDIR=str(tmp_path))
     res = subprocess.run(["timeout", "-s", "TERM", "3", sys.executable, str(PROJECT / "scripts/sandbox"),
                           sys.executable, "-m", "minibox", "run", "--network", "none", "busybox", "sleep", "30"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert res.returncode == 124 and "Traceback" not in res.stderr, res.stderr
-    left = [d for d in set(os.listdir("/tmp")) - before_tmp if d.startswith("minibox-sandbox")]
-    assert left == []
-    assert sandbox_cgroups() - before_cgroups == set()
+    assert [d for d in os.listdir(tmp_path) if d.startswith("minibox-sandbox")] == []
+    assert [c for c in os.listdir("/sys/fs/cgroup") if os.path.exists(f"/sys/fs/cgroup/{c}/{parent}")] == []
