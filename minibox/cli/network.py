@@ -58,20 +58,12 @@ def network_inspect(names: List[str] = typer.Argument(..., help="network names")
 
 def network_users(net) -> list[str]:
     """Names of running containers on `net`: what keeps it from being removed."""
-    from minibox import config
+    from minibox.cni.main import on_network
     from minibox.net import networks
 
     users = [r.name for r in networks.containers_on(net.name) if lifecycle.refresh(r.id).status == RUNNING]
     # an engine's containers attached by minibox-cni: their runtime DELs them, not us
-    d = config.paths().cni
-    for f in sorted(d.glob("*.json")) if d.is_dir() else ():
-        try:
-            a = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        if (a.get("endpoint") or {}).get("network") == net.name:
-            users.append(f"{a.get('container_id', f.stem)[:12]} (via minibox-cni)")
-    return users
+    return users + [f"{a.container_id[:12]} (via minibox-cni)" for a in on_network(net.name)]
 
 @network_app.command(name="rm")
 def network_rm(names: List[str] = typer.Argument(..., help="network names")) -> None:

@@ -226,17 +226,20 @@ def check(req: plugin.Request) -> None:
         raise CniError(plugin.IO_FAILURE, f"address {a.endpoint.ip} is no longer held by {req.container_id}")
 
 
-def gc(req: plugin.Request) -> None:
-    """GC: every attachment on this network that the runtime no longer lists goes."""
+def on_network(network: str) -> list[Attachment]:
+    """The readable attachments on `network` (gc, and `network rm`'s list of users)."""
     from minibox import config
 
+    d = config.paths().cni
+    found = [load(f.stem) for f in sorted(d.glob("*.json"))] if d.is_dir() else []
+    return [a for a in found if a is not None and a.endpoint is not None and a.endpoint.network == network]
+
+
+def gc(req: plugin.Request) -> None:
+    """GC: every attachment on this network that the runtime no longer lists goes."""
     keep = plugin.valid_attachments(req.conf)
     errors = []
-    d = config.paths().cni
-    for f in sorted(d.glob("*.json")) if d.is_dir() else ():
-        a = load(f.stem)
-        if a is None or a.endpoint is None or a.endpoint.network != req.network:
-            continue
+    for a in on_network(req.network):
         if (a.container_id, a.ifname) not in keep:
             errors += release(a)
     if errors:

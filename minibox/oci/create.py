@@ -320,6 +320,7 @@ def _pid1(p: ociplan.OciPlan, sock: socket.socket, console: int, fifo: str, pres
     from minibox.runtime import init, ociinit
 
     sync = ociinit.Sync(sock.detach())
+    applier = None
     try:
         go = sync.hear()
         if not go.startswith("go "):
@@ -349,16 +350,11 @@ def _pid1(p: ociplan.OciPlan, sock: socket.socket, console: int, fifo: str, pres
             except OSError as e:
                 raise init.InitError(1, f"{step.why or type(step).__name__}: {init.describe(e)}") from None
     except init.InitError as e:
-        _pid1_failed(sync, applier_said(locals()), e.code, str(e))
+        _pid1_failed(sync, bool(applier and applier.created_said), e.code, str(e))
     except OSError as e:
-        _pid1_failed(sync, applier_said(locals()), 1, init.describe(e))
+        _pid1_failed(sync, bool(applier and applier.created_said), 1, init.describe(e))
     except BaseException as e:  # noqa: BLE001
-        _pid1_failed(sync, applier_said(locals()), 1, f"container init: {e!r}")
-
-
-def applier_said(scope: dict) -> bool:
-    a = scope.get("applier")
-    return bool(a and a.created_said)
+        _pid1_failed(sync, bool(applier and applier.created_said), 1, f"container init: {e!r}")
 
 
 def _pid1_failed(sync, created: bool, code: int, text: str) -> None:
