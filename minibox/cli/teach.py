@@ -2,12 +2,14 @@
 
 import json
 import os
+import re
 import sys
 
 import typer
 
 from minibox import lifecycle
 from minibox.cli.app import app, check_format, network_app, say
+from minibox.errors import InvalidSpec, NotFound
 
 
 @app.command()
@@ -40,7 +42,7 @@ def top(
     say("")
     say(present.table(["NAMESPACE", "CONTAINER", "HOST", ""], ns))
     say("")
-    say(present.table(["CGROUP", "CONTAINER", "HOST (minibox)"], cg))
+    say(present.table(["CGROUP", "CONTAINER'S GROUP", "ITS DIRECTORY ON THE HOST"], cg))
 
 @app.command(name="explain")
 def explain_ctr(container: str = typer.Argument(..., help="container name or id")) -> None:
@@ -104,18 +106,28 @@ def network_show(
     name: str = typer.Argument("", help="only this network"),
     fmt: str = typer.Option("text", "--format", help="text, svg, mermaid or json"),
     all_links: bool = typer.Option(False, "--all", "-a", help="every host interface, not only lo and the uplink"),
+    port: str = typer.Option("", "--port", help="only the packet paths of this published host port (8080 or 8080/tcp)"),
 ) -> None:
-    """The topology as the kernel has it: host interfaces, bridges, each veth pair with both
-    ends, containers' eth0 with address and MAC, routes, and the rules on each hook with
-    their packet counters. `--format svg > net.svg` draws it."""
+    """The topology as the kernel has it: host interfaces, the NAT steps, bridges, each veth
+    pair with both ends, containers' eth0 with address and MAC, routes, the four ways a
+    packet travels for each published port, and the rules with their packet counters.
+    `--format svg > net.svg` draws it."""
     lifecycle.require_root()
-    from minibox.teach import topology
+    from minibox.teach import paths, picture, topology, topotext
 
     if name:
         from minibox.net import networks
 
         networks.get(name)
-    renderers = {"text": topology.text, "svg": topology.svg, "mermaid": topology.mermaid,
-                 "json": topology.as_json}
+    renderers = {"text": topotext.text, "svg": picture.svg, "mermaid": topotext.mermaid,
+                 "json": lambda t, _port: topology.as_json(t)}
     check_format(fmt, *renderers)
-    sys.stdout.write(renderers[fmt](topology.gather(name, all_links)))
+    if port and not re.fullmatch(r"\d{1,5}(/(tcp|udp))?", port):
+        raise InvalidSpec(f'invalid --port "{port}": give a published host port, like 8080 or 8080/tcp')
+    snapshot = topology.gather(name, all_links)
+    published = paths.published(snapshot)
+    if port and not paths.select(published, port):
+        have = ", ".join(sorted({f"{p.host_port}/{p.proto}" for p in published})) or "none"
+        raise NotFound(f"no container publishes port {port}{f' on network {name}' if name else ''} "
+                       f"(published: {have})")
+    sys.stdout.write(renderers[fmt](snapshot, port))

@@ -56,6 +56,17 @@ WHY_FULL = ("re-assert all of minibox's rules and elements: the ruleset changed 
             "(a flush, another tool, a reboot), or this is the first")
 
 
+def resets(backend: str, steps: list[Firewall]) -> tuple[bool, bool]:
+    """Which counters applying `steps` to `backend` sets back to zero: (the rules', every
+    one). nftables: flushing a chain resets its rules, deleting the table its map elements
+    too; iptables-restore: declaring a chain (`:MINIBOX - [0:0]`) resets it, DNAT rules included."""
+    lines = [line for s in steps if s.backend == backend for line in s.lines]
+    if backend == "iptables":
+        every = any(line.startswith(":MINIBOX ") for line in lines)
+        return every, every
+    return any(line.startswith("flush chain") for line in lines), any(line.startswith("delete table") for line in lines)
+
+
 def _coexist(ff: FirewallFacts, desired: Desired) -> list[Firewall]:
     if ff.backend != "nftables" or not ff.forward_chain or not desired.nets:
         return []

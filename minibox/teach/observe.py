@@ -187,9 +187,34 @@ def _guard_listing(backend: str) -> str:
     return subprocess.run(["nft", "list", "chain", "ip", "minibox", "input"], capture_output=True, text=True).stdout
 
 
+def cgroup_mounts(mountinfo: str) -> dict[str, str]:
+    """Where each hierarchy is mounted: {"memory": "/sys/fs/cgroup/memory", "": cgroup2's, ...}."""
+    out: dict[str, str] = {}
+    for line in mountinfo.splitlines():
+        head, _, tail = line.partition(" - ")
+        fields, rest = head.split(), tail.split()
+        if len(rest) < 3 or rest[0] not in ("cgroup", "cgroup2"):
+            continue
+        keys = [""] if rest[0] == "cgroup2" else [o for o in rest[2].split(",") if o not in ("rw", "ro")]
+        for key in keys:
+            out.setdefault(key, fields[4])
+    return out
+
+
 def cgroup_table(pid: int) -> list[list[str]]:
-    """[controller, the container's group, this host's] for each hierarchy where they differ.
-    "this host's" is the group of the minibox command asking (in the demo: the sandbox's)."""
+    """[hierarchy, the container's group, that group's directory on the host] for each
+    hierarchy where the container's group is not the one this minibox command runs in."""
     mine = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in cgroup_lines(pid)}
-    host = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in cgroup_lines(os.getpid())}
-    return [[k or "(v2)", v, host.get(k, "")] for k, v in mine.items() if v != host.get(k)]
+    asking = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in cgroup_lines(os.getpid())}
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mounts = cgroup_mounts(f.read())
+    except OSError:
+        mounts = {}
+    rows = []
+    for k, group in mine.items():
+        if group == asking.get(k):
+            continue
+        mnt = next((mounts[c] for c in (k.split(",") if k else [""]) if c in mounts), "")
+        rows.append([k or "(v2)", group, f"{mnt.rstrip('/')}{group}" if mnt else "(not mounted here)"])
+    return rows

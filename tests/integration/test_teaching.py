@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, inspect, links, mb, sh
+from conftest import ROOT, inspect, links, mb, sh, wait_for
 
 HERE = Path(__file__).parent
 SPEC = ["-d", "-p", "8080:80", "--name", "web", "busybox", "httpd", "-f", "-p", "80"]
@@ -153,6 +153,10 @@ def test_top_shows_namespaces_and_cgroup():
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] and
             line.split()[0] in ("pid", "net", "mnt", "uts", "ipc", "user")}
     assert rows["net"][1] != rows["net"][2] and rows["user"][1] == rows["user"][2]
+    # the cgroup table names each group's directory on the host, and it is there
+    dirs = [line.split()[-1] for line in out.splitlines() if line.split()[-1:] and
+            line.split()[-1].startswith("/sys/fs/cgroup/")]
+    assert dirs and all(os.path.isdir(d) and inspect("web")["Id"] in d for d in dirs), out
     doc = json.loads(mb("top", "web", "--format", "json", check=True).stdout)
     assert doc["processes"][0]["ctr_pid"] == 1
     assert any(inspect("web")["Id"] in line for line in doc["cgroup"])
@@ -176,6 +180,45 @@ def test_network_show_text_svg_mermaid():
     mer = mb("network", "show", "--format", "mermaid", check=True).stdout
     assert mer.startswith("flowchart LR") and f"mbx{cid} (veth)" in mer
     mb("rm", "-f", "web", check=True)
+
+
+def test_network_show_draws_the_paths_a_request_took(outside):
+    """A LAN host's request, then the picture: the way in through the uplink's DNAT (its
+    counter moved), the way out through MASQUERADE to the uplink, for the chosen port only."""
+    sys.path.insert(0, str(HERE.parent / "unit"))
+    from test_teach import svg_structure
+
+    sh(f"ip route add default via {outside.addr} dev uplink0")  # the sandbox host's uplink
+    try:
+        mb("run", *SPEC, check=True)
+        mb("run", "-d", "-p", "9090:80", "--name", "other", "busybox", "httpd", "-f", "-p", "80", check=True)
+        url = f"http://{outside.host_addr}:8080/"
+        assert wait_for(lambda: outside.run(f"curl -s -m 2 -o /dev/null -w '%{{http_code}}' {url}",
+                                            check=False).stdout in ("200", "404"))
+        text = mb("network", "show", "minibox", "--port", "8080", check=True).stdout
+        assert all(len(line) <= 100 for line in text.splitlines())
+        assert "packet paths of 0.0.0.0:8080->80/tcp (web)" in text and "9090->80" not in text.split("routes")[1]
+        lan = text.split("  in from the LAN\n")[1].split("  in from this host")[0]
+        assert "uplink0: a LAN host asks for any host address:8080" in lan
+        if BACKEND == "nftables":
+            hit = re.search(r"prerouting: DNAT tcp :8080 → 10.222.0.2:80 \[(\d+) pkts? since \d\d:\d\d:\d\d\]", lan)
+            assert hit and int(hit.group(1)) >= 1, lan
+        out = text.split("  out to the world\n")[1]
+        assert "MASQUERADE to uplink0's address" in out and "rule counters since" in text
+        _nodes, wires, hops = svg_structure(mb("network", "show", "--format", "svg", "--port", "8080/tcp",
+                                               check=True).stdout)
+        dnat = "dnat:0.0.0.0:8080/tcp"
+        assert {("if:uplink0", dnat), ("if:lo", dnat), ("masq:minibox0", "if:uplink0")} <= wires
+        assert ("lan-in", "if:uplink0", dnat) in hops and ("out", "masq:minibox0", "if:uplink0") in hops
+        assert not any("9090" in a + b for _, a, b in hops)
+        for bad, code, message in (("http", 125, 'invalid --port "http": give a published host port'),
+                                   ("7777", 1, "no container publishes port 7777 on network minibox (published: "
+                                               "8080/tcp, 9090/tcp)")):
+            res = mb("network", "show", "minibox", "--port", bad)
+            assert res.returncode == code and res.stderr.count("\n") == 1 and message in res.stderr, res.stderr
+    finally:
+        sh(f"ip route del default via {outside.addr} dev uplink0", check=False)
+        mb("rm", "-f", "web", "other")
 
 
 def test_doctor_passes_then_names_a_missing_jump():

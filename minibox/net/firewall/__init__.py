@@ -14,7 +14,7 @@ from minibox import store
 from minibox.errors import MiniboxError
 from minibox.net.firewall import generation
 from minibox.net.firewall.base import Backend, FirewallError  # noqa: F401 - part of this package's interface
-from minibox.plan.firewall import Desired, FirewallFacts
+from minibox.plan.firewall import Desired, FirewallFacts, resets
 from minibox.plan.rules import NetFacts
 from minibox.plan.steps import Firewall
 
@@ -75,4 +75,5 @@ def change(name: str, plan: Callable[[FirewallFacts], list[Firewall]], force_ful
         if steps:
             backend(name).apply(steps)
             generation.record()
+            generation.record_reset(*resets(name, steps))
         return steps

@@ -10,7 +10,9 @@ id is still that one, the rules it wrote are in place as written.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
 from minibox import config
 from minibox.net import nfnetlink
@@ -53,3 +55,32 @@ def record() -> None:
 
 def forget() -> None:
     _path().unlink(missing_ok=True)
+
+
+def _counters_path():
+    return config.paths().networks / ".firewall-counters"
+
+
+def record_reset(rules: bool, table: bool) -> None:
+    """Remember when minibox's rewrite reset the rules' counters (and, `table`, the map
+    elements' too), so `network show` can say what its counters count since."""
+    if not (rules or table):
+        return
+    now = time.time()
+    was = counters_reset()
+    doc = {"rules": now if rules else was[0], "table": now if table else was[1]}
+    try:
+        tmp = _counters_path().with_name(f".firewall-counters.{os.getpid()}")
+        tmp.write_text(json.dumps(doc) + "\n")
+        tmp.replace(_counters_path())
+    except OSError:
+        pass
+
+
+def counters_reset() -> tuple[float | None, float | None]:
+    """(rules, table): when minibox last reset its rules' counters, and every counter."""
+    try:
+        doc = json.loads(_counters_path().read_text())
+        return doc.get("rules"), doc.get("table")
+    except (OSError, ValueError):
+        return None, None
