@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from minibox.errors import EXIT_MINIBOX, MiniboxError
+from minibox.errors import EXIT_FAILED, EXIT_MINIBOX, MiniboxError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_MINIBOX
     except MiniboxError as e:
         print(f"minibox: {one_line(str(e))}", file=sys.stderr)
-        return e.code
+        return exit_code(args, e.code)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -75,6 +75,14 @@ def docker_flag(e) -> str:
     if name in DOCKER_ONLY:
         return f"{name} is {DOCKER_ONLY[name]}; minibox does not support it"
     return ""
+
+
+def exit_code(args: list[str], code: int) -> int:
+    """Docker's: `run` fails with 125 whatever went wrong in minibox (126 and 127 stay the
+    command's); other verbs with 1 when an object made them fail."""
+    rest = [a for i, a in enumerate(args) if not (a.startswith("-") or (i and args[i - 1] == "--firewall-backend"))]
+    verb = rest[0] if rest else ""
+    return EXIT_MINIBOX if verb == "run" and code == EXIT_FAILED else code
 
 
 def one_line(text: str) -> str:

@@ -7,7 +7,10 @@ says what would be valid. The CLI prints it as `minibox: <message>` and exits wi
 
 from __future__ import annotations
 
-# Docker's exit codes for `docker run` / `docker exec`.
+# Docker's exit codes. `run` says 125 for any failure of its own; the other verbs say 1
+# when they fail on an object (missing, busy, not running) and 125 when the command itself
+# is refused (a bad flag or value).
+EXIT_FAILED = 1  # an existing (or missing) object made the verb fail: `rm` of a running container
 EXIT_MINIBOX = 125  # minibox itself refused or failed
 EXIT_CANNOT_EXEC = 126  # command found but not executable
 EXIT_NOT_FOUND = 127  # command not found
@@ -26,13 +29,19 @@ class InvalidSpec(MiniboxError):
 class NotFound(MiniboxError):
     """A container, image or network that does not exist."""
 
+    code = EXIT_FAILED
+
 
 class Conflict(MiniboxError):
     """The request collides with existing state (name in use, port taken, ...)."""
 
+    code = EXIT_FAILED
+
 
 class NotRunning(MiniboxError):
     """The verb needs a running container."""
+
+    code = EXIT_FAILED
 
 
 class PermissionDenied(MiniboxError):

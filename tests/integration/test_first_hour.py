@@ -52,3 +52,26 @@ def test_network_show_keeps_to_what_a_packet_of_ours_can_cross():
     finally:
         mb("rm", "-f", "shown")
         sh("ip link del xtra0", check=False)
+
+
+def test_exit_codes_are_docker_s():
+    """1 when a verb fails on an object (missing, running, taken); 125 when run fails or a
+    command is refused; the message is one line naming the object either way."""
+    mb("run", "-d", "--name", "busy", "--network", "none", "busybox", "sleep", "1000", check=True)
+    try:
+        cases = [
+            (("rm", "busy"), 1, "container busy is running: stop it first, or use `minibox rm -f busy`"),
+            (("exec", "ghost", "true"), 1, 'no such container: "ghost"'),
+            (("inspect", "ghost"), 1, 'no such object: "ghost"'),
+            (("rm", "ghost"), 1, 'no such container: "ghost"'),
+            (("run", "--name", "busy", "--network", "none", "busybox", "true"), 125,
+             'container name "busy" is already in use'),
+            (("run", "--pull", "never", "--network", "none", "ghost-image"), 125, 'no such image'),
+            (("ps", "--format", "{{.Nope"), 125, "invalid --format"),
+        ]
+        for args, code, message in cases:
+            res = mb(*args)
+            assert (res.returncode, res.stderr.count("\n")) == (code, 1) and message in res.stderr, (args, res.stderr)
+        assert mb("ps", "-q", check=True).stdout.count("\n") == 1  # the refusals changed nothing
+    finally:
+        mb("rm", "-f", "busy")

@@ -218,7 +218,7 @@ def test_networks_are_isolated_and_peers_resolve_by_name():
         assert inspected["IPAM"]["Config"] == [{"Subnet": "10.77.1.0/24", "Gateway": "10.77.1.1"}]
         assert [c["Name"] for c in inspected["Containers"].values()] == ["a2"]
         busy = mb("network", "rm", "neta")
-        assert busy.returncode == 125 and "a2" in busy.stderr
+        assert busy.returncode == 1 and "a2" in busy.stderr
     finally:
         for c in ("a1", "a2", "b1"):
             mb("rm", "-f", c)
@@ -309,7 +309,8 @@ BAD_NETWORK_INPUT = [
 def test_bad_network_input_gets_one_line_and_changes_nothing(args, message):
     before_links = links()
     res = mb(*args)
-    assert res.returncode == 125, res.stderr
+    # Docker: 125 for a refused command; 1 when a verb other than run finds no such object
+    assert res.returncode == (1 if args[0] != "run" and "no such" in message else 125), res.stderr
     assert message in res.stderr and res.stderr.count("\n") == 1, res.stderr
     assert links() - before_links == set()
     assert mb("ps", "-aq").stdout == ""
@@ -317,11 +318,11 @@ def test_bad_network_input_gets_one_line_and_changes_nothing(args, message):
 
 def test_overlapping_subnet_names_the_route(outside):
     res = mb("network", "create", "--subnet", str(outside.subnet), "clash")
-    assert res.returncode == 125 and "overlaps the host route" in res.stderr and "uplink0" in res.stderr
+    assert res.returncode == 1 and "overlaps the host route" in res.stderr and "uplink0" in res.stderr
     mb("network", "create", "--subnet", "10.79.0.0/24", "one", check=True)
     try:
         res = mb("network", "create", "--subnet", "10.79.0.0/16", "two")
-        assert res.returncode == 125 and "overlaps" in res.stderr
+        assert res.returncode == 1 and "overlaps" in res.stderr
     finally:
         mb("network", "rm", "one")
 

@@ -25,7 +25,7 @@ def test_rename_keeps_the_container_and_frees_the_old_name():
         assert mb("inspect", "-f", "{{.Id}} {{.Name}}", "new", check=True).stdout.split()[0] == cid
         assert mb("exec", "new", "true").returncode == 0  # still running, same processes
         taken = mb("rename", "new", "other")
-        assert taken.returncode == 125 and 'container name "other" is already in use' in taken.stderr
+        assert taken.returncode == 1 and 'container name "other" is already in use' in taken.stderr
         bad = mb("rename", "new", "bad/name")
         assert bad.returncode == 125 and 'invalid container name "bad/name"' in bad.stderr
         mb("run", "-d", "--network", "none", "--name", "old", "busybox", "true", check=True)  # free again
