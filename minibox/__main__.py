@@ -57,7 +57,7 @@ DOCKER_ONLY = {
     "--cpuset-cpus": "Docker's flag to pin CPUs", "--privileged": "Docker's flag to drop every isolation",
     "--cap-add": "Docker's flag to add capabilities", "--cap-drop": "Docker's flag to drop capabilities",
     "--device": "Docker's flag to pass a host device", "--gpus": "Docker's flag to pass GPUs",
-    "--restart": "Docker's restart policy", "--ulimit": "Docker's flag to set rlimits",
+    "--ulimit": "Docker's flag to set rlimits",
     "--add-host": "Docker's flag to add /etc/hosts lines", "--dns": "Docker's flag to set resolvers",
     "--shm-size": "Docker's flag to size /dev/shm", "--init": "Docker's flag to run an init as PID 1",
     "--platform": "Docker's flag to pick an architecture", "--sysctl": "Docker's flag to set sysctls",
@@ -78,11 +78,11 @@ def docker_flag(e) -> str:
 
 
 def exit_code(args: list[str], code: int) -> int:
-    """Docker's: `run` fails with 125 whatever went wrong in minibox (126 and 127 stay the
-    command's); other verbs with 1 when an object made them fail."""
+    """Docker's: `run` and `create` fail with 125 whatever went wrong in minibox (126 and 127
+    stay the command's); other verbs with 1 when an object made them fail."""
     rest = [a for i, a in enumerate(args) if not (a.startswith("-") or (i and args[i - 1] == "--firewall-backend"))]
     verb = rest[0] if rest else ""
-    return EXIT_MINIBOX if verb == "run" and code == EXIT_FAILED else code
+    return EXIT_MINIBOX if verb in ("run", "create") and code == EXIT_FAILED else code
 
 
 def one_line(text: str) -> str:

@@ -1,4 +1,4 @@
-"""The shim's exit command: record a detached container's exit and give back what it held.
+"""The shim's exit command: record a detached container's exit, give back what it held, apply its restart policy.
 
 Run by the shim as `python -m minibox.cleanup ID` right after the container's PID 1 exits
 (Podman's conmon runs `podman container cleanup` the same way). It imports no CLI code, so
@@ -23,6 +23,10 @@ def main(cid: str) -> int:
         lifecycle.refresh(cid)
         if rec.spec.remove:
             lifecycle.remove(cid)
+        elif rec.spec.restart not in ("", "no"):
+            from minibox import start
+
+            start.policy_after_exit(cid)
     except MiniboxError as e:
         try:
             with store.container_lock(cid):

@@ -33,6 +33,8 @@ from minibox.plan.steps import ConntrackFlush, MakeDir, Step, WriteFile
 from minibox.runtime import procs
 from minibox.value import Value
 
+START_FIFO = "start.fifo"
+
 
 class RunResult(Value):
     record: ContainerRecord
@@ -40,9 +42,10 @@ class RunResult(Value):
     steps: tuple | list = ()  # the Steps that were applied, for --explain
 
 
-def run(spec: ContainerSpec, explain=None) -> RunResult:
+def run(spec: ContainerSpec, explain=None, park: bool = False) -> RunResult:
     """Create and start a container. `explain(steps, pid, cid)`, if given, is called with
-    every step applied, just before the container's command is allowed to start."""
+    every step applied, just before the container's command is allowed to start. With
+    `park` (`minibox create`), its PID 1 waits for `start` instead."""
     from minibox.plan import spec as specs
     from minibox.runtime import shimbin
 
@@ -67,12 +70,14 @@ def run(spec: ContainerSpec, explain=None) -> RunResult:
             rec = endpoint.allocate(rec._replace(ports=ports), basics.network, spec.ip,
                                     record=store.save_record)
         plan = plan_run(spec, facts.for_run(spec, basics, rec))
-        sp, steps = apply(plan, spec, basics, shim, sockets, explain)
+        sp, steps = apply(plan, spec, basics, shim, sockets, explain, park)
     except BaseException:
         for s in sockets:
             s.close()
         _undo(cid)
         raise
+    if park:
+        return RunResult(plan.record, None, steps)
     try:
         sp.wait_exec()
     except ExecFailed:
@@ -87,8 +92,10 @@ def run(spec: ContainerSpec, explain=None) -> RunResult:
     return RunResult(plan.record, _wait_attached(plan.record, sp), steps)
 
 
-def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, sockets: list, explain):
-    """Carry out the plan, in its order; the Spawned PID 1 and the steps as applied."""
+def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, sockets: list, explain,
+          park: bool = False, again: bool = False):
+    """Carry out the plan, in its order; the Spawned PID 1 and the steps as applied. `park`:
+    leave PID 1 waiting for `start`; `again`: the container ran before (its files exist)."""
     from minibox.runtime import cgroups, spawn
     from minibox.runtime.init import InitConfig
 
@@ -98,7 +105,7 @@ def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, s
         if isinstance(step, MakeDir):
             store.make_dirs(Path(step.path), step.mode)
         elif isinstance(step, WriteFile):
-            _write(step)
+            _write(step, again)
     network: list[Step] = []
     if basics.network is not None:
         from minibox.net import endpoint, networks
@@ -109,8 +116,14 @@ def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, s
         network += endpoint.publish(rec)
     cgroups.create(list(plan.cgroups))
     exit_cmd = [] if not spec.detach else [sys.executable, "-m", "minibox.cleanup", rec.id]
+    fifo = str(cdir / START_FIFO) if park else ""
+    if park:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(fifo)
+        os.mkfifo(fifo, 0o600)
     sp = spawn.spawn(spawn.SpawnRequest(
-        init=InitConfig(steps=list(plan.init), tty=spec.tty), namespaces=plan.unshare.namespaces, shim=shim,
+        init=InitConfig(steps=list(plan.init), tty=spec.tty, start_fifo=fifo), namespaces=plan.unshare.namespaces,
+        shim=shim,
         exit_file=str(cdir / "exit.json"), log_file=str(cdir / "container.log"), attach=not spec.detach,
         interactive=spec.interactive, exit_command=exit_cmd, hold_fds=[s.fileno() for s in sockets],
         cgroup_dirs=plan.cgroup_dirs, log_max_size=spec.log_max_size, log_max_files=spec.log_max_files))
@@ -123,8 +136,13 @@ def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, s
 
         link_steps = [s for s in plan.endpoint if not isinstance(s, ConntrackFlush)]
         endpoint.attach(rec, link_steps, [s for s in plan.endpoint if isinstance(s, ConntrackFlush)], sp.pid)
-    lifecycle.move(rec.id, CREATED)
     steps = [*plan.files, *network, plan.unshare, *plan.cgroups, *plan.endpoint, *plan.init]
+    if park:
+        # No creator to watch any more: the shim holds PID 1, and refresh watches that.
+        lifecycle.move(rec.id, CREATED, parked=True, creator_pid=0, creator_start=0)
+        sp.park()
+        return sp, steps
+    lifecycle.move(rec.id, CREATED)
     if explain is not None:
         explain(steps, sp.pid, rec.id)
     lifecycle.move(rec.id, RUNNING, started_at=time.time())
@@ -132,11 +150,13 @@ def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, s
     return sp, steps
 
 
-def _write(step: WriteFile) -> None:
+def _write(step: WriteFile, again: bool) -> None:
     try:
         store.create_exclusive(Path(step.path), step.content)
     except FileExistsError:
-        if not step.if_missing:
+        if again and not step.if_missing:  # its /etc files, written anew: the address may differ
+            store.replace_file(Path(step.path), step.content)
+        elif not step.if_missing:
             raise
 
 

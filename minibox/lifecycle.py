@@ -86,6 +86,11 @@ def move(cid: str, new: str, **changes) -> ContainerState:
         return state
 
 
+def _has_pid1(state: ContainerState) -> bool:
+    """Running, or made by `create` and waiting for `start`: its shim records how it ends."""
+    return state.status == RUNNING or (state.status == CREATED and state.parked)
+
+
 def _creator_gone(state: ContainerState) -> bool:
     return bool(state.creator_pid) and not procs.alive(state.creator_pid, state.creator_start)
 
@@ -98,13 +103,13 @@ def refresh(cid: str, done: list | None = None) -> ContainerState:
         # any) sees EOF on "go" and exits; record the end so rm and gc can finish.
         state = _settle(cid, lambda s: s.status in (CREATING, CREATED) and _creator_gone(s),
                         exit_code=255, error="creation interrupted: the `minibox run` creating it was killed")
-    if state.status == RUNNING:
+    if _has_pid1(state):
         exit_info = store.load_exit(cid)
         if exit_info is None and not procs.alive(state.pid, state.pid_start):
             # PID 1 is gone; its shim writes exit.json right after draining the logs.
             exit_info = wait_exit(cid, 2.0, state.shim_pid) or {"exit_code": 255, "finished_at": None}
         if exit_info is not None:
-            state = _settle(cid, lambda s: s.status == RUNNING, exit_code=exit_info["exit_code"],
+            state = _settle(cid, _has_pid1, exit_code=exit_info["exit_code"],
                             finished_at=_parse_ts(exit_info.get("finished_at")))
     if state.status == EXITED and not state.released:
         state = release(cid, done)
@@ -209,6 +214,12 @@ def stop(rec: ContainerRecord, timeout: int = config.STOP_TIMEOUT) -> None:
     """SIGTERM, then SIGKILL after `timeout` seconds: a PID 1 without a SIGTERM handler
     (sh, sleep, busybox httpd) ignores SIGTERM, because the kernel protects init."""
     state = refresh(rec.id)
+    if state.status in (RUNNING, EXITED, CREATING):
+        _stopped_by_user(rec.id)  # also cancels a restart its policy has pending
+    deadline = time.monotonic() + 30
+    while state.status == CREATING and time.monotonic() < deadline:
+        time.sleep(0.05)  # being (re)started, by its policy say: stop it once it runs
+        state = refresh(rec.id)
     if state.status != RUNNING:
         return
     _signal(state, stop_signal(rec))
@@ -231,7 +242,16 @@ def kill(rec: ContainerRecord, sig: int) -> None:
     state = refresh(rec.id)
     if state.status != RUNNING:
         raise NotRunning(f"container {rec.name} is not running")
+    _stopped_by_user(rec.id)
     _signal(state, sig)
+
+
+def _stopped_by_user(cid: str) -> None:
+    """Before the signal: the restart policy must not start again what the user stopped."""
+    with store.container_lock(cid):
+        state = store.load_state(cid)
+        if not state.stopped_by_user:
+            store.save_state(cid, state.replace(stopped_by_user=True))
 
 
 def _signal(state: ContainerState, sig: int) -> None:
@@ -350,8 +370,8 @@ def _mark_removing(cid: str, c: Collector) -> None:
 
 def kill_all(cid: str, state: ContainerState | None) -> tuple[list, list[str]]:
     """SIGKILL every process of the container, found three ways: the PIDs its state names
-    (if they are still those processes), its cgroups' members, and its shim by command
-    line. PID 1 first (its namespace dies with it), then the shim."""
+    (if they are still those processes), its cgroups' members, and its shim (and exit
+    command) by command line. PID 1 first (its namespace dies with it), then the shim."""
     pids: list[int] = []
     if state is not None and procs.alive(state.pid, state.pid_start):
         pids.append(state.pid)
@@ -359,6 +379,7 @@ def kill_all(cid: str, state: ContainerState | None) -> tuple[list, list[str]]:
     shims = procs.find_shims(str(config.paths().container(cid)))
     if state is not None and procs.alive(state.shim_pid, state.shim_start) and state.shim_pid not in shims:
         shims.append(state.shim_pid)
+    shims += procs.find_cleanups(cid)  # an exit command waiting to restart it: it must not
     for pid in pids + shims:
         try:
             os.kill(pid, signal.SIGKILL)

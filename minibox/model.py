@@ -17,8 +17,9 @@ from minibox.value import Value
 # `gc` can finish the job.
 #
 #   creating -> created -> running -> exited -> removing
-#       \____________\__________________^            ^
-#        \_____________\_____________________________/
+#       \____________\__________________^  |         ^
+#        \_____________\___________________|_________/
+#       ^___________________________________/  `start` again, or its restart policy
 #
 # creating: the record exists; addresses, ports, cgroups, processes may be on their way.
 # created:  PID 1 exists with its network, waiting for "go". running: its command runs.
@@ -35,7 +36,7 @@ TRANSITIONS = {
     CREATING: {CREATED, EXITED, REMOVING},
     CREATED: {RUNNING, EXITED, REMOVING},
     RUNNING: {EXITED},
-    EXITED: {REMOVING},
+    EXITED: {CREATING, REMOVING},  # `start` and restart policies create it again
     REMOVING: set(),
 }
 
@@ -121,6 +122,7 @@ class ContainerSpec(Value):
     publish_all: bool = False  # -P: every port the image exposes, on an ephemeral host port
     labels: tuple[str, ...] = ()  # --label KEY=VALUE
     pull: str = "missing"  # --pull: missing, always or never
+    restart: str = "no"  # --restart, as given (plan.restart parses it)
 
     def to_dict(self) -> dict[str, Any]:
         d = self._asdict()
@@ -230,6 +232,10 @@ class ContainerState(Value):
     error: str = ""
     released: bool = False  # network, cgroups and rules given back after exit
     release_log: tuple = ()  # (why, command) of each step that gave them back
+    parked: bool = False  # made by `create`: PID 1 waits on start.fifo for `start`
+    restart_count: int = 0  # times a restart policy (not the user) started it again
+    quick_restarts: int = 0  # of those, in a row after runs shorter than 10 s: the backoff
+    stopped_by_user: bool = False  # `stop` or `kill`: its restart policy stands down
 
     def to_dict(self) -> dict[str, Any]:
         return self._asdict()

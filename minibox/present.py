@@ -257,6 +257,7 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
         },
         "Image": rec.image_id,
         "Name": "/" + rec.name,
+        "RestartCount": state.restart_count,
         "LogPath": paths["log"],
         "HostConfig": {
             "NetworkMode": rec.spec.network or "bridge",
@@ -269,6 +270,8 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
                       if m.kind == "bind" and m.create_source],
             "Tmpfs": {m.target: m.options for m in rec.mounts if m.kind == "tmpfs"},
             "PublishAllPorts": rec.spec.publish_all,
+            "RestartPolicy": {"Name": rec.spec.restart.partition(":")[0] or "no",
+                              "MaximumRetryCount": int(rec.spec.restart.partition(":")[2] or 0)},
         },
         "GraphDriver": {"Name": "overlay", "Data": {
             "LowerDir": ":".join(rec.image_layers), "UpperDir": paths["upper"], "WorkDir": paths["work"],

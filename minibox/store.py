@@ -56,12 +56,17 @@ def make_container_dir(cid: str) -> Path:
 
 
 def write_json(path: Path, data: Any) -> None:
+    """Atomically (see replace_file)."""
+    replace_file(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def replace_file(path: Path, text: str) -> None:
     """Atomically (a temporary file renamed into place); on failure the temporary file is
     removed and WriteFailed names the path."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w") as f:
-            f.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
+            f.write(text)
         os.replace(tmp, path)
     except OSError as e:
         try:

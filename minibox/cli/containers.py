@@ -6,6 +6,7 @@ import signal
 import sys
 from typing import List, Optional
 
+import click
 import typer
 
 from minibox import config, lifecycle, store
@@ -44,6 +45,7 @@ def run(
     read_only: bool = typer.Option(False, "--read-only", help="mount the root filesystem read-only"),
     label: List[str] = typer.Option([], "-l", "--label", help="set a label, KEY=VALUE (for ps --filter label=)"),
     pull: str = typer.Option("missing", "--pull", help="pull the image: missing (if not here), always, never"),
+    restart: str = typer.Option("no", "--restart", help="no, on-failure[:N], always or unless-stopped (with -d)"),
     memory: str = typer.Option("", "-m", "--memory", help="memory limit, e.g. 64m"),
     pids_limit: int = typer.Option(0, "--pids-limit", help="maximum number of processes (-1: unlimited)"),
     security_opt: List[str] = typer.Option([], "--security-opt",
@@ -58,12 +60,13 @@ def run(
     With --explain, see each namespace, mount, veth, address, route, sysctl and firewall rule
     it takes, as `unshare`, `mount`, `ip`, `sysctl` and `nft`/`iptables` commands."""
     lifecycle.require_root()
+    creating = click.get_current_context().info_name == "create"  # the same options make `create`
     spec = build_spec(image=image, command=command or [], detach=detach, rm=rm, name=name, env=env,
                       workdir=workdir, hostname=hostname, interactive=interactive, tty=tty, network=network,
                       publish=publish, ip=ip, memory=memory, pids_limit=pids_limit, security_opt=security_opt,
                       log_opt=log_opt, env_file=env_file, user=user, group_add=group_add, entrypoint=entrypoint,
                       publish_all=publish_all, volume=volume, mount=mount, tmpfs=tmpfs, read_only=read_only,
-                      label=label, pull=pull)
+                      label=label, pull=pull, restart=restart, create=creating)
     if dry_run:
         from minibox.teach import dryrun
 
@@ -73,7 +76,7 @@ def run(
     from minibox import launch
 
     title = f"minibox run {' '.join(a for a in sys.argv[2:] if a != '--explain')}"
-    result = launch.run(spec, explain=explainer(title) if explain else None)
+    result = launch.run(spec, explain=explainer(title) if explain else None, park=creating)
     if spec.detach:
         say(result.record.id)
         return
@@ -84,12 +87,17 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
                ip: str, memory: str, pids_limit: int, security_opt: list[str], log_opt: list[str],
                env_file: list[str] = (), user: str = "", group_add: list[str] = (), entrypoint: str | None = None,
                publish_all: bool = False, volume: list[str] = (), mount: list[str] = (), tmpfs: list[str] = (),
-               read_only: bool = False, label: list[str] = (), pull: str = "missing") -> ContainerSpec:
+               read_only: bool = False, label: list[str] = (), pull: str = "missing", restart: str = "no",
+               create: bool = False) -> ContainerSpec:
     """The command line, validated, as a ContainerSpec (keyword-only: there are many)."""
     from minibox.image import ref as refs
+    from minibox.plan import restart as policy
     from minibox.plan import spec as specs
 
     refs.parse(image)  # a bad reference is refused before anything else
+    if create and (tty or interactive):
+        raise InvalidSpec("minibox create does not take -i or -t: `start` cannot attach a terminal yet; use run -it")
+    detach = detach or create  # `create`: the command runs in the background once started
     if pull not in ("missing", "always", "never"):
         raise InvalidSpec(f'invalid --pull "{pull}": use missing, always or never')
     if name:
@@ -130,7 +138,7 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
         log_max_files=max_files, entrypoint=((entrypoint,) if entrypoint else ()) if entrypoint is not None else None,
         user=user,
         group_add=tuple(group_add), mounts=mounts, read_only=read_only, publish_all=publish_all,
-        labels=specs.parse_labels(label), pull=pull)
+        labels=specs.parse_labels(label), pull=pull, restart=policy.check(restart, rm, detach or create))
 
 @app.command(name="exec", context_settings=POSITIONAL_TAIL)
 def exec_(

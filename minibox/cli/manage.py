@@ -1,4 +1,4 @@
-"""The verbs that manage a container's record without touching its processes: wait, rename."""
+"""The verbs of a container's life after `run`: create, start, restart, wait, rename."""
 
 import time
 from typing import List
@@ -6,7 +6,8 @@ from typing import List
 import typer
 
 from minibox import lifecycle, store
-from minibox.cli.app import app, for_each
+from minibox.cli.app import POSITIONAL_TAIL, app, for_each
+from minibox.cli.containers import run
 from minibox.errors import Conflict
 from minibox.model import CREATED, CREATING, RUNNING
 
@@ -43,3 +44,56 @@ def rename(container: str = typer.Argument(..., help="container name or id"),
         store.reserve_name(new_name, cid)  # Conflict if another container has it
         store.save_record(rec._replace(name=new_name))
         store.release_name(rec.name, cid)
+
+
+# `create` is `run` with the same options, leaving the command waiting for `start`.
+app.command(name="create", context_settings=POSITIONAL_TAIL,
+            help="Create a container without starting its command: namespaces, root, network and cgroup "
+                 "are made, and its PID 1 waits for `minibox start`. Takes run's options; prints the id.")(run)
+
+
+@app.command()
+def start(containers: List[str] = typer.Argument(..., help="container names or ids"),
+          attach: bool = typer.Option(False, "-a", "--attach", help="follow its output and exit with its status "
+                                                                      "(one container)")) -> None:
+    """Start created or exited containers: a created one's command runs; an exited one runs
+    again (same id, name, files, volumes and host ports), in the background."""
+    lifecycle.require_root()
+    from minibox import start as starting
+
+    if attach and len(containers) > 1:
+        from minibox.errors import InvalidSpec
+
+        raise InvalidSpec("start -a takes one container")
+    if attach:
+        raise typer.Exit(_attached(store.resolve(containers[0]).id, starting))
+    for_each(containers, lambda ref: (starting.start(store.resolve(ref).id), ref)[1])
+
+
+def _attached(cid: str, starting) -> int:
+    """`start -a`: its output from the start on, as it comes, then its exit code."""
+    from minibox import config
+    from minibox import logs as logmod
+
+    since = time.time()
+    starting.start(cid)
+    logmod.show(config.paths().container(cid), lambda: lifecycle.refresh(cid).status in (CREATING, CREATED, RUNNING),
+                logmod.Options(follow=True, since=since))
+    return lifecycle.refresh(cid).exit_code
+
+
+@app.command()
+def restart(containers: List[str] = typer.Argument(..., help="container names or ids"),
+            time_: int = typer.Option(10, "-t", "--time", help="seconds to wait for it to stop before killing it")
+            ) -> None:
+    """Stop (SIGTERM, then SIGKILL after -t seconds) and start each container again."""
+    lifecycle.require_root()
+    from minibox import start as starting
+
+    def one(ref: str) -> str:
+        rec = store.resolve(ref)
+        lifecycle.stop(rec, time_)
+        starting.start(rec.id)
+        return ref
+
+    for_each(containers, one)

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from typing import Optional
 
 import typer
 
@@ -93,16 +94,31 @@ def run(cid: str = typer.Argument(..., metavar="ID"),
         pid_file: str = typer.Option("", "--pid-file"),
         console_socket: str = typer.Option("", "--console-socket"),
         detach: bool = typer.Option(False, "--detach", "-d")) -> None:
-    """create then start; without --detach, wait for the process and delete the container."""
+    """create then start; without --detach, wait for the process, delete the container and
+    exit with the process's status (128+N for signal N), as runc run does."""
+    import prctl
+
     from minibox.oci import create as oc
 
+    if not detach:
+        prctl.set_child_subreaper(1)  # the container's process becomes our child: its status is ours to read
     pid = oc.create(G.root, cid, bundle, pid_file, console_socket)
     ops.start(G.root, cid)
     if detach:
         return
-    st = {"pid": pid, "pid_start": 0}
-    ops.wait_gone(st, timeout=float("inf"))
+    code = ops.wait_child(pid)
     ops.delete(G.root, cid, force=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def update(cid: str = typer.Argument(..., metavar="ID"),
+           resources: str = typer.Option("", "--resources", "-r",
+                                         help="a JSON file of linux.resources to apply, - for stdin"),
+           memory: str = typer.Option("", "--memory", help="memory limit: bytes, or 64m, 1g"),
+           pids_limit: Optional[int] = typer.Option(None, "--pids-limit", help="maximum number of processes")) -> None:
+    """Change a created or running container's resources in its cgroup, as runc update does."""
+    ops.update(G.root, cid, ops.update_resources(resources, memory, pids_limit))
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""`minibox-oci` verbs after create: start, state, kill, delete, list, ps, pause, resume, features.
+"""`minibox-oci` verbs after create: start, state, kill, delete, list, ps, pause, resume, update, features.
 
 Each reads ROOT/ID/state.json and asks the kernel for the rest (oci.state), so a verb works
 whatever moment an earlier one was killed in. The lifecycle and its errors are
@@ -144,6 +144,56 @@ def wait_gone(st: dict, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while procs.alive(st["pid"], st.get("pid_start", 0)) and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def wait_child(pid: int) -> int:
+    """The exit status of our child `pid` (the container's process, under `run`), as a
+    shell reports it: its code, or 128+N when signal N ended it."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return 0  # reaped by someone else: its status is gone
+        code = os.waitstatus_to_exitcode(status)
+        return 128 - code if code < 0 else code
+
+
+def update_resources(path: str, memory: str, pids_limit: int | None) -> dict:
+    """runc update's input as linux.resources: a JSON file (or - for stdin), then the flags."""
+    from minibox.errors import InvalidSpec
+    from minibox.plan.spec import parse_memory
+
+    res: dict = {}
+    if path:
+        try:
+            text = sys.stdin.read() if path == "-" else open(path).read()
+            res = json.loads(text)
+        except (OSError, ValueError) as e:
+            raise InvalidSpec(f'cannot read resources from "{path}": {e}') from None
+        if not isinstance(res, dict):
+            raise InvalidSpec(f'resources in "{path}" must be a JSON object (linux.resources)')
+    if memory:
+        res.setdefault("memory", {})["limit"] = parse_memory(memory)
+    if pids_limit is not None:
+        res.setdefault("pids", {})["limit"] = pids_limit
+    if not res:
+        raise InvalidSpec("nothing to update: give --memory, --pids-limit or --resources")
+    return res
+
+
+def update(root: str, cid: str, res: dict) -> None:
+    from minibox.plan import ociresources
+    from minibox.runtime import cgroups
+
+    c = ocistate.Container(root, cid)
+    st = c.load()
+    status = c.status(st)
+    if status not in ("created", "running", "paused"):
+        raise Conflict(f"cannot update container {cid}: it is {status}")
+    dirs = tuple(st.get("cgroup_dirs") or ())
+    cgroups.create(ociresources.plan_update(res, dirs, bool(dirs) and cgroups.is_cgroup2(dirs[0])))
 
 
 def list_all(root: str) -> list[dict]:

@@ -15,7 +15,7 @@ def plan_cgroups(linux: dict, dirs: tuple[str, ...], v2: bool) -> list[Step]:
     rules = device_rules(res)
     for d in dirs:
         files: list[tuple[str, str]] = []
-        ctl = "" if v2 else d.split("/sys/fs/cgroup/", 1)[-1].split("/", 1)[0]
+        ctl = _controller(d, v2)
         files += _resource_files(res, ctl, v2)
         if ctl == "devices":
             files += devplan.v1_writes(rules)
@@ -24,6 +24,22 @@ def plan_cgroups(linux: dict, dirs: tuple[str, ...], v2: bool) -> list[Step]:
         steps.append(DeviceFilter(steps[0].path, tuple(r.line() for r in rules), devplan.bpf_program(rules),
                                   why="linux.resources.devices: an eBPF program on the group"))
     return steps
+
+
+def plan_update(res: dict, dirs: tuple[str, ...], v2: bool) -> list[Step]:
+    """`update`: the files linux.resources sets, written into the container's existing
+    groups (its device rules stay as create made them)."""
+    steps: list[Step] = []
+    for d in dirs:
+        files = tuple(_resource_files(res, _controller(d, v2), v2))
+        if files:
+            steps.append(CgroupCreate(d, files, why=f"update: {', '.join(f'{n}={v}' for n, v in files)}"))
+    return steps
+
+
+def _controller(path: str, v2: bool) -> str:
+    """The v1 hierarchy a group is in ("memory" for /sys/fs/cgroup/memory/...); "" on v2."""
+    return "" if v2 else path.split("/sys/fs/cgroup/", 1)[-1].split("/", 1)[0]
 
 
 def device_rules(res: dict) -> tuple[devplan.DeviceRule, ...]:

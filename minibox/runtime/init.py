@@ -54,6 +54,7 @@ class InitConfig(Value):
     # the container's own, DropCapabilities, and last Exec: applied in this order.
     steps: list[Step]
     tty: bool
+    start_fifo: str = ""  # `create`: where PID 1 waits for `start`'s "g" after the CLI's "p"
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -84,9 +85,16 @@ def container_main(cfg: InitConfig, fds: InitFds) -> None:
     """Never returns: execve()s the container command, or _exit()s with Docker's code."""
     try:
         prctl.set_pdeathsig(signal.SIGKILL)  # the shim gone means nobody records us
-        if os.read(fds.go, 1) != b"g":
-            os._exit(EXIT_MINIBOX)  # the CLI gave up (rolled back); leave quietly
+        go = os.read(fds.go, 1)
         os.close(fds.go)
+        if go == b"p" and cfg.start_fifo:
+            # Parked by `create`: wait, holding the namespaces, until `start` opens the FIFO
+            # and says "g" (runc's exec.fifo, the other way round).
+            fifo = os.open(cfg.start_fifo, os.O_RDONLY | os.O_CLOEXEC)
+            go = os.read(fifo, 1)
+            os.close(fifo)
+        if go != b"g":
+            os._exit(EXIT_MINIBOX)  # the CLI gave up (rolled back); leave quietly
         os.setsid()
         applier = Applier(cfg.rootfs)
         for step in cfg.steps:

@@ -118,6 +118,23 @@ def find_shims(container_dir: str) -> list[int]:
     return out
 
 
+def find_cleanups(cid: str) -> list[int]:
+    """PIDs of the shim's exit command (`python -m minibox.cleanup ID`) for container `cid`,
+    but this process: one may be waiting out a restart policy's backoff."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"minibox.cleanup" in argv and cid.encode() in argv:
+            out.append(int(entry))
+    return out
+
+
 def all_shims() -> dict[int, str]:
     """PID -> the container directory of every live minibox-shim (for gc)."""
     out = {}

@@ -76,6 +76,14 @@ class Spawned:
         os.close(self.go)
         self.go = -1
 
+    def park(self) -> None:
+        """`create`: PID 1 is to wait on its start FIFO; the CLI leaves without reading its
+        error pipe (nothing is exec'd until `start`)."""
+        os.write(self.go, b"p")
+        os.close(self.go)
+        os.close(self.err)
+        self.go = self.err = -1
+
     def abort(self) -> None:
         """Let PID 1 exit without running anything (rollback of a failed start)."""
         if self.go >= 0:

@@ -313,3 +313,34 @@ def test_kill_refuses_a_stopped_container_and_a_bad_signal(bundle):
     res = oci("kill", "k", root=bundle.root)
     assert res.returncode == 1 and "it is stopped" in res.stderr
     oci("delete", "k", root=bundle.root, check=True)
+
+
+def test_run_in_the_foreground_returns_the_process_status_and_deletes(bundle):
+    bundle.write(config(["sh", "-c", "echo ran > /out/ran; exit 3"]))
+    res = oci("run", "--bundle", str(bundle), "fg", root=bundle.root)
+    assert res.returncode == 3, res.stderr
+    assert (bundle / "out/ran").read_text() == "ran\n"
+    assert oci("state", "fg", root=bundle.root).returncode == 1  # deleted, as runc run leaves it
+
+
+def test_update_changes_memory_and_pids_in_its_cgroup(bundle):
+    bundle.write(config(["sleep", "1000"]))
+    oci("create", "--bundle", str(bundle), "up", root=bundle.root, check=True)
+    pid = state(bundle, "up")["pid"]
+
+    def limit(controller: str, name: str) -> str:
+        line = next(x for x in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if f":{controller}:" in x)
+        return (Path(f"/sys/fs/cgroup/{controller}") / line.split(":", 2)[2].lstrip("/") / name).read_text().strip()
+
+    assert limit("pids", "pids.max") == "50"
+    oci("update", "--pids-limit", "20", "--memory", "64m", "up", root=bundle.root, check=True)
+    assert limit("pids", "pids.max") == "20" and limit("memory", "memory.limit_in_bytes") == str(64 << 20)
+    (bundle.parent / "res.json").write_text(json.dumps({"pids": {"limit": 30}}))
+    oci("update", "-r", str(bundle.parent / "res.json"), "up", root=bundle.root, check=True)
+    assert limit("pids", "pids.max") == "30"
+    for args, words in ((("update", "up"), "nothing to update"),
+                        (("update", "--memory", "lots", "up"), 'invalid memory size "lots"'),
+                        (("update", "--pids-limit", "5", "ghost"), "container ghost does not exist")):
+        res = oci(*args, root=bundle.root)
+        assert res.returncode == 1 and words in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert limit("pids", "pids.max") == "30"  # the refusals changed nothing

@@ -1,6 +1,10 @@
-"""Docker's wait and rename, on minibox's state machine."""
+"""Docker's create, start, restart, --restart, wait and rename, on minibox's state machine."""
 
-from conftest import mb
+from conftest import inspect, mb, sh, wait_for
+
+
+def state(name: str) -> str:
+    return mb("inspect", "-f", "{{.State.Status}}", name).stdout.strip()
 
 
 def test_wait_prints_each_exit_code_once_the_container_stops():
@@ -31,3 +35,100 @@ def test_rename_keeps_the_container_and_frees_the_old_name():
         mb("run", "-d", "--network", "none", "--name", "old", "busybox", "true", check=True)  # free again
     finally:
         mb("rm", "-f", "new", "other", "old")
+
+
+def test_create_makes_everything_but_runs_nothing_until_start():
+    cid = mb("create", "--name", "later", "-p", "8097:80", "busybox", "sh", "-c",
+             "echo started; exec httpd -f -p 80", check=True).stdout.strip()
+    try:
+        assert len(cid) == 64 and state("later") == "created"
+        assert "Created" in mb("ps", "-a", "--filter", "name=later", check=True).stdout
+        pid = inspect("later")["State"]["Pid"]
+        assert pid == 0  # nothing of its own runs yet, as Docker shows it...
+        assert mb("logs", "later", check=True).stdout == ""  # ...and its command has not run
+        assert mb("exec", "later", "true").returncode == 1  # not running
+        assert mb("start", "later", check=True).stdout == "later\n"
+        assert state("later") == "running"
+        assert wait_for(lambda: mb("logs", "later").stdout == "started\n")
+        assert wait_for(lambda: sh("curl -s -m 2 -o /dev/null -w '%{http_code}' 127.0.0.1:8097",
+                                   check=False).stdout in ("200", "404"))
+        assert mb("exec", "later", "cat", "/proc/1/cmdline", check=True).stdout.startswith("httpd")
+        assert mb("start", "later", check=True).returncode == 0  # already running: nothing to do
+    finally:
+        mb("rm", "-f", "later")
+
+
+def test_create_refuses_what_it_cannot_honour_and_makes_nothing():
+    for args, code, message in (
+            (("create", "-it", "busybox", "sh"), 125, "minibox create does not take -i or -t"),
+            (("create", "--restart", "sometimes", "busybox"), 125, 'invalid --restart "sometimes"'),
+            (("run", "--rm", "-d", "--restart", "always", "busybox"), 125, "conflicting options: --restart always"),
+            (("run", "--restart", "always", "busybox", "true"), 125, "--restart always needs -d"),
+            (("start", "ghost"), 1, 'no such container: "ghost"'),
+            (("restart", "ghost"), 1, 'no such container: "ghost"')):
+        res = mb(*args)
+        assert (res.returncode, res.stderr.count("\n")) == (code, 1) and message in res.stderr, (args, res.stderr)
+    assert mb("ps", "-aq").stdout == ""
+
+
+def test_start_runs_an_exited_container_again_with_its_files_and_ports():
+    mb("run", "-d", "--name", "again", "-p", "8098:80", "busybox", "sh", "-c",
+       "echo run >> /count; cat /count | wc -l; exec httpd -f -p 80", check=True)
+    try:
+        first = inspect("again")
+        assert wait_for(lambda: mb("logs", "again").stdout == "1\n")
+        mb("stop", "-t", "1", "again", check=True)
+        assert state("again") == "exited" and "8098" not in mb("port", "again").stdout
+        mb("start", "again", check=True)
+        assert state("again") == "running" and inspect("again")["Id"] == first["Id"]
+        assert inspect("again")["State"]["Pid"] != first["State"]["Pid"]
+        assert wait_for(lambda: mb("logs", "again").stdout == "1\n2\n")  # its writable layer and log kept
+        assert mb("port", "again", check=True).stdout == "80/tcp -> 0.0.0.0:8098\n"
+        assert wait_for(lambda: sh("curl -s -m 2 -o /dev/null -w '%{http_code}' 127.0.0.1:8098",
+                                   check=False).stdout in ("200", "404"))
+        mb("restart", "-t", "1", "again", check=True)
+        assert wait_for(lambda: mb("logs", "again").stdout == "1\n2\n3\n")
+        assert state("again") == "running" and inspect("again")["RestartCount"] == 0  # the user's, not a policy's
+    finally:
+        mb("rm", "-f", "again")
+
+
+def test_start_attached_prints_its_output_and_exits_with_its_status():
+    mb("run", "-d", "--network", "none", "--name", "once", "busybox", "sh", "-c", "echo hello; exit 3", check=True)
+    try:
+        assert mb("wait", "once", check=True).stdout == "3\n"
+        res = mb("start", "-a", "once")
+        assert (res.returncode, res.stdout) == (3, "hello\n")
+    finally:
+        mb("rm", "-f", "once")
+
+
+def test_on_failure_restarts_a_failing_command_at_most_n_times():
+    mb("run", "-d", "--network", "none", "--name", "flaky", "--restart", "on-failure:2", "busybox",
+       "sh", "-c", "echo try; exit 4", check=True)
+    try:
+        # 100 ms, then 200 ms of backoff: two restarts, then it stays exited
+        assert wait_for(lambda: inspect("flaky")["RestartCount"] == 2 and state("flaky") == "exited", timeout=20)
+        assert mb("logs", "flaky").stdout == "try\ntry\ntry\n"
+        doc = inspect("flaky")
+        assert doc["State"]["ExitCode"] == 4
+        assert doc["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+    finally:
+        mb("rm", "-f", "flaky")
+
+
+def test_always_restarts_until_the_user_stops_it():
+    mb("run", "-d", "--network", "none", "--name", "phoenix", "--restart", "always", "busybox",
+       "sh", "-c", "sleep 0.3", check=True)
+    try:
+        assert wait_for(lambda: inspect("phoenix")["RestartCount"] >= 2, timeout=20)
+        mb("stop", "-t", "1", "phoenix", check=True)
+        assert wait_for(lambda: state("phoenix") == "exited", timeout=10)
+        count = inspect("phoenix")["RestartCount"]
+        # The backoff has grown past a second by now; wait past it: nothing starts it again.
+        assert not wait_for(lambda: state("phoenix") != "exited", timeout=3)
+        assert inspect("phoenix")["RestartCount"] == count
+        mb("start", "phoenix", check=True)  # the user's start: the policy is back in force
+        assert wait_for(lambda: inspect("phoenix")["RestartCount"] >= 1 and state("phoenix") == "running", timeout=20)
+    finally:
+        mb("rm", "-f", "phoenix")

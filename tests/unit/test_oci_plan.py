@@ -155,3 +155,17 @@ def test_bad_signals_are_refused(given):
     with pytest.raises(Exception) as e:
         ops.parse_signal(given)
     assert "invalid signal" in str(e.value)
+
+
+def test_update_writes_only_what_it_names_into_each_hierarchy():
+    from minibox.plan import ociresources
+
+    res = {"memory": {"limit": 67108864}, "pids": {"limit": 20}}
+    v1 = ociresources.plan_update(res, ("/sys/fs/cgroup/memory/minibox/oci-a", "/sys/fs/cgroup/pids/minibox/oci-a",
+                                        "/sys/fs/cgroup/cpu/minibox/oci-a"), v2=False)
+    assert [(s.path.split("/")[4], s.limits) for s in v1] == [("memory", (("memory.limit_in_bytes", "67108864"),)),
+                                                                ("pids", (("pids.max", "20"),))]
+    v2 = ociresources.plan_update(res, ("/sys/fs/cgroup/unified/minibox/oci-a",), v2=True)
+    assert [s.limits for s in v2] == [(("memory.max", "67108864"), ("pids.max", "20"))]
+    assert ociresources.plan_update({"pids": {"limit": -1}}, ("/sys/fs/cgroup/pids/x",), v2=False)[0].limits == \
+        (("pids.max", "max"),)

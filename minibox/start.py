@@ -1,0 +1,133 @@
+"""`start`, `restart` and restart policies: a created container let go, an exited one run again.
+
+A container made by `create` has a PID 1 that holds its namespaces, network and cgroup and
+waits on containers/ID/start.fifo; `start` opens the FIFO and writes "g", and the command
+runs (runc's create/start split). An exited container has given back its address, ports,
+veth and cgroup; `start` plans it again from its record, keeping its id, name, writable
+layer, volumes, logs and host ports, and runs it detached as a new PID 1 (its address
+may differ, as in Docker). The restart policy's decision (plan.restart) is carried out by
+the shim's exit command, which calls `policy_after_exit` here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sys
+import time
+
+from minibox import config, facts, launch, lifecycle, store
+from minibox.errors import Conflict
+from minibox.model import CREATED, CREATING, EXITED, RUNNING, ContainerState, can_move
+from minibox.plan import restart as policy
+from minibox.plan.run import plan_run
+from minibox.runtime import procs
+
+
+def start(cid: str) -> ContainerState:
+    """Let a created container's command run, or run an exited one again; a running one
+    is left as it is (Docker's `start` of a running container does nothing)."""
+    state = lifecycle.refresh(cid)
+    if state.status == RUNNING:
+        return state
+    if state.status == CREATED and state.parked:
+        return _unpark(cid)
+    if state.status == EXITED:
+        return run_again(cid)
+    name = store.load_record(cid).name
+    raise Conflict(f"container {name} is {state.status}: wait until it is created, or `minibox rm -f {name}`")
+
+
+def _unpark(cid: str) -> ContainerState:
+    fifo = config.paths().container(cid) / launch.START_FIFO
+    try:
+        # Non-blocking: ENXIO if no PID 1 is reading it (it died since refresh looked).
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno not in (errno.ENXIO, errno.ENOENT):
+            raise
+        name = store.load_record(cid).name
+        raise Conflict(f"container {name} is no longer waiting to start: `minibox ps -a` shows it") from None
+    try:
+        state = lifecycle.move(cid, RUNNING, started_at=time.time(), parked=False)
+        os.write(fd, b"g")
+    finally:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        fifo.unlink()
+    return state
+
+
+def run_again(cid: str, restarts: int = 0, quick: int = 0, unless=None) -> ContainerState:
+    """An exited container, planned again from its record and started detached. `restarts`
+    and `quick` are its restart policy's counts (a user's start sets them back to 0, as
+    Docker's does); `unless(state)`, checked under the container's lock, calls it off."""
+    from minibox.runtime import shimbin
+
+    lifecycle.release(cid)  # idempotent: what the last run held must be free
+    rec = store.load_record(cid)
+    me = os.getpid()
+    with store.container_lock(cid):
+        state = store.load_state(cid)
+        if unless is not None and unless(state):
+            return state  # the user stopped, removed or started it meanwhile: their word wins
+        if not can_move(state.status, CREATING):
+            raise Conflict(f"container {rec.name} is {state.status}: it cannot be started now")
+        store.save_state(cid, state.replace(
+            status=CREATING, creator_pid=me, creator_start=procs.start_time(me), pid=0, pid_start=0, shim_pid=0,
+            shim_start=0, exit_code=0, error="", released=False, release_log=(), started_at=0.0, finished_at=0.0,
+            stopped_by_user=False, parked=False, restart_count=restarts, quick_restarts=quick))
+    with contextlib.suppress(FileNotFoundError):
+        (config.paths().container(cid) / "exit.json").unlink()  # the last run's end
+    # Its own image (by id: a tag may have moved), its resolved host ports, in the background.
+    spec = rec.spec._replace(image=rec.image_id or rec.spec.image, pull="never", ports=rec.ports,
+                             publish_all=False, detach=True, interactive=False)
+    sockets: list = []
+    try:
+        basics = facts.read(spec)
+        if basics.network is not None:
+            from minibox.net import endpoint
+
+            sockets, ports = endpoint.hold_ports(spec.ports)
+            rec = endpoint.allocate(rec._replace(ports=ports), basics.network, spec.ip, record=store.save_record)
+        plan = plan_run(spec, facts.for_run(spec, basics, rec))
+        sp, _steps = launch.apply(plan, spec, basics, str(shimbin.ensure_shim()), sockets, None, again=True)
+    except BaseException as e:
+        for s in sockets:
+            s.close()
+        _give_up(cid, e)
+        raise
+    with contextlib.suppress(Exception):
+        sp.wait_exec()  # a failed exec is recorded by the shim as 126/127, as for `run -d`
+    return lifecycle.refresh(cid)
+
+
+def _give_up(cid: str, err: BaseException) -> None:
+    """A start that failed half-way: the container is exited again, holding nothing."""
+    with contextlib.suppress(Exception):
+        lifecycle.kill_all(cid, store.load_state(cid))
+    with contextlib.suppress(Exception):
+        lifecycle.move(cid, EXITED, exit_code=125, error=f"starting it again: {err}", finished_at=time.time())
+    with contextlib.suppress(Exception):
+        lifecycle.release(cid)
+
+
+def policy_after_exit(cid: str) -> bool:
+    """The shim's exit command, after the exit is recorded: start the container again if
+    its restart policy says so (after the backoff). True if it was started again."""
+    rec = store.load_record(cid)
+    pol = policy.parse(rec.spec.restart)
+    state = store.load_state(cid)
+    if state.status != EXITED or not policy.should_restart(pol, state.exit_code, state.restart_count,
+                                                           state.stopped_by_user):
+        return False
+    quick, wait = policy.backoff(state.quick_restarts, state.finished_at - state.started_at)
+    time.sleep(wait)
+    try:
+        after = run_again(cid, state.restart_count + 1, quick, unless=lambda now: now.status != EXITED or
+                          now.stopped_by_user or now.finished_at != state.finished_at)
+    except Exception as e:  # noqa: BLE001 - the shim's exit command has nobody to tell but the state
+        print(f"minibox: restarting {rec.name}: {e}", file=sys.stderr)
+        return False
+    return after.restart_count == state.restart_count + 1 and after.status != EXITED
