@@ -77,12 +77,17 @@ def docker_flag(e) -> str:
     return ""
 
 
+# Verbs that fail with 125 whatever went wrong: Docker's run and create; and pull, whose
+# bad input (an unknown image or tag) the image issue asks to be 125.
+WHOLE_125 = ("run", "create", "pull")
+
+
 def exit_code(args: list[str], code: int) -> int:
     """Docker's: `run` and `create` fail with 125 whatever went wrong in minibox (126 and 127
     stay the command's); other verbs with 1 when an object made them fail."""
     rest = [a for i, a in enumerate(args) if not (a.startswith("-") or (i and args[i - 1] == "--firewall-backend"))]
     verb = rest[0] if rest else ""
-    return EXIT_MINIBOX if verb in ("run", "create") and code == EXIT_FAILED else code
+    return EXIT_MINIBOX if verb in WHOLE_125 and code == EXIT_FAILED else code
 
 
 def one_line(text: str) -> str:

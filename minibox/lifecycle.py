@@ -247,11 +247,16 @@ def kill(rec: ContainerRecord, sig: int) -> None:
 
 
 def _stopped_by_user(cid: str) -> None:
-    """Before the signal: the restart policy must not start again what the user stopped."""
+    """Before the signal: the restart policy must not start again what the user stopped.
+    On a full disk the mark is skipped: stopping must work there, and a policy would fail
+    to start it again on that disk anyway."""
     with store.container_lock(cid):
         state = store.load_state(cid)
         if not state.stopped_by_user:
-            store.save_state(cid, state.replace(stopped_by_user=True))
+            try:
+                store.save_state(cid, state.replace(stopped_by_user=True))
+            except WriteFailed:
+                pass
 
 
 def _signal(state: ContainerState, sig: int) -> None:
@@ -286,7 +291,7 @@ def remove(cid: str, force: bool = False, volumes: bool = False) -> list:
     if state is not None and state.status == RUNNING:
         steps.append(Kill(str(state.pid), why="rm -f: SIGKILL to PID 1; the kernel then kills every process "
                                                "of its PID namespace"))
-    if state is not None and state.status == EXITED and state.shim_pid:
+    if state is not None and state.status == EXITED and state.shim_pid and store.load_exit(cid) is None:
         _wait_gone(state.shim_pid, 5.0)  # the shim may still be recording the exit
     done, errors = teardown(cid, rec, state, volumes=volumes)
     if state is not None and state.released:
@@ -309,6 +314,10 @@ def teardown(cid: str, rec: ContainerRecord | None = None, state: ContainerState
     cdir = config.paths().container(cid)
     with store.container_lock(cid) if cdir.is_dir() else _nothing():
         _mark_removing(cid, c)
+        try:  # as it is now that we hold the lock: a restart policy may have started it again
+            state = store.load_state(cid)
+        except (Damaged, OSError):
+            pass
         c.attempt("processes", kill_all, cid, state)
         if rec is not None:
             released = state is not None and state.released

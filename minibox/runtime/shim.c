@@ -166,9 +166,7 @@ static void write_exit_file(const char *path, int code, int sig) {
 }
 
 static void run_exit_command(char **argv) {
-    /* Nothing the shim holds (port sockets, log) belongs to the cleanup process. */
-    syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
-    pid_t pid = fork();
+    pid_t pid = fork();  /* the shim holds no descriptor above 2 by now (see main) */
     if (pid == 0) {
         int null = open("/dev/null", O_RDWR);
         dup2(null, 0);
@@ -302,6 +300,9 @@ int main(int argc, char **argv) {
     if (WIFEXITED(status)) code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status)) { sig = WTERMSIG(status); code = 128 + sig; }
     else code = 255;
+    /* Drained: let go of the published ports' sockets and the log before saying it ended, so
+       whoever reads exit.json (a `start` or a restart policy) can bind those ports again. */
+    syscall(SYS_close_range, 3U, ~0U, 0U);
     write_exit_file(exit_file, code, sig);
     if (exit_cmd) run_exit_command(exit_cmd);
     return code;

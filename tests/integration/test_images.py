@@ -414,11 +414,11 @@ def test_docker_config_json_credentials_are_used(basic_registry, layout, tmp_pat
 
 def test_bad_pulls_say_one_line_and_store_nothing(registry, layout):
     before = images_state()
-    cases = [  # Docker's codes: 1 for a missing image, 125 where minibox itself failed
-        (f"{registry.host}/layered:nope", 1, "not found"),
-        (f"{registry.host}/nosuch/repo:1", 1, "not found"),
+    cases = [  # 125 for every bad pull, the image issue's choice (Docker says 1 for a missing image)
+        (f"{registry.host}/layered:nope", 125, "not found"),
+        (f"{registry.host}/nosuch/repo:1", 125, "not found"),
         ("127.0.0.1:1/layered:1", 125, "cannot reach the registry at http://127.0.0.1:1/v2/"),
-        (f"{registry.host}/layered@sha256:{'0' * 64}", 1, "not found"),
+        (f"{registry.host}/layered@sha256:{'0' * 64}", 125, "not found"),
     ]
     for ref, code, message in cases:
         res = mb("pull", ref)
