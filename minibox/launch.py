@@ -34,6 +34,7 @@ from minibox.runtime import procs
 from minibox.value import Value
 
 START_FIFO = "start.fifo"
+ATTACH_SOCKET = "attach.sock"  # where the shim waits for `minibox attach`
 
 
 class RunResult(Value):
@@ -115,7 +116,10 @@ def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, s
         # as they are at that moment (a parallel run may have changed them since planning).
         network += endpoint.publish(rec)
     cgroups.create(list(plan.cgroups))
-    exit_cmd = [] if not spec.detach else [sys.executable, "-m", "minibox.cleanup", rec.id]
+    # Detached, the shim's exit command records the end; attached with a pty, it does so
+    # only if Ctrl-P Ctrl-Q detached the caller (else the caller does, in finish()).
+    detachable = spec.tty and spec.interactive and not spec.detach
+    exit_cmd = [sys.executable, "-m", "minibox.cleanup", rec.id] if spec.detach or detachable else []
     fifo = str(cdir / START_FIFO) if park else ""
     if park:
         with contextlib.suppress(FileNotFoundError):
@@ -126,7 +130,8 @@ def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, s
         shim=shim,
         exit_file=str(cdir / "exit.json"), log_file=str(cdir / "container.log"), attach=not spec.detach,
         interactive=spec.interactive, exit_command=exit_cmd, hold_fds=[s.fileno() for s in sockets],
-        cgroup_dirs=plan.cgroup_dirs, log_max_size=spec.log_max_size, log_max_files=spec.log_max_files))
+        cgroup_dirs=plan.cgroup_dirs, log_max_size=spec.log_max_size, log_max_files=spec.log_max_files,
+        attach_socket=str(cdir / ATTACH_SOCKET), detachable=detachable))
     _save(rec.id, pid=sp.pid, pid_start=procs.start_time(sp.pid), shim_pid=sp.shim_pid,
           shim_start=procs.start_time(sp.shim_pid))
     for s in sockets:
@@ -193,8 +198,9 @@ def _reap(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def _wait_attached(record: ContainerRecord, sp) -> int:
-    """Wait for an attached container, passing our signals on to it (Docker's sig-proxy)."""
+def _wait_attached(record: ContainerRecord, sp) -> int | None:
+    """Wait for an attached container, passing our signals on to it (Docker's sig-proxy);
+    None if Ctrl-P Ctrl-Q detached us and it runs on."""
     def forward(signum, _frame):
         try:
             os.kill(sp.pid, signum)
@@ -207,6 +213,8 @@ def _wait_attached(record: ContainerRecord, sp) -> int:
         from minibox.runtime import tty  # only attached containers need the terminal
 
         with tty.raw_mode(0) if record.spec.tty and record.spec.interactive else contextlib.nullcontext():
+            if sp.wait_detach_or_end():
+                return None  # the shim has let our terminal go; the container runs on
             _reap(sp.shim_pid)
     finally:
         for s, h in old.items():

@@ -95,8 +95,6 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
     from minibox.plan import spec as specs
 
     refs.parse(image)  # a bad reference is refused before anything else
-    if create and (tty or interactive):
-        raise InvalidSpec("minibox create does not take -i or -t: `start` cannot attach a terminal yet; use run -it")
     detach = detach or create  # `create`: the command runs in the background once started
     if pull not in ("missing", "always", "never"):
         raise InvalidSpec(f'invalid --pull "{pull}": use missing, always or never')

@@ -1,5 +1,6 @@
-"""The verbs of a container's life after `run`: create, start, restart, wait, rename."""
+"""The verbs of a container's life after `run`: create, start, attach, restart, wait, rename."""
 
+import os
 import time
 from typing import List
 
@@ -8,7 +9,7 @@ import typer
 from minibox import lifecycle, store
 from minibox.cli.app import POSITIONAL_TAIL, app, for_each
 from minibox.cli.containers import run
-from minibox.errors import Conflict
+from minibox.errors import Conflict, InvalidSpec
 from minibox.model import CREATED, CREATING, RUNNING
 
 
@@ -55,19 +56,31 @@ app.command(name="create", context_settings=POSITIONAL_TAIL,
 @app.command()
 def start(containers: List[str] = typer.Argument(..., help="container names or ids"),
           attach: bool = typer.Option(False, "-a", "--attach", help="follow its output and exit with its status "
-                                                                      "(one container)")) -> None:
+                                                                      "(one container)"),
+          interactive: bool = typer.Option(False, "-i", "--interactive", help="attach this terminal's input too")
+          ) -> None:
     """Start created or exited containers: a created one's command runs; an exited one runs
     again (same id, name, files, volumes and host ports), in the background."""
     lifecycle.require_root()
     from minibox import start as starting
 
-    if attach and len(containers) > 1:
-        from minibox.errors import InvalidSpec
-
-        raise InvalidSpec("start -a takes one container")
+    if (attach or interactive) and len(containers) > 1:
+        raise InvalidSpec("start -a and -i take one container")
+    if interactive:
+        rec = store.resolve(containers[0])
+        raise typer.Exit(join(rec, lambda: starting.start(rec.id)))
     if attach:
         raise typer.Exit(_attached(store.resolve(containers[0]).id, starting))
     for_each(containers, lambda ref: (starting.start(store.resolve(ref).id), ref)[1])
+
+
+@app.command()
+def attach(container: str = typer.Argument(..., help="container name or id")) -> None:
+    """Join this terminal to a running container's output and input (its pty, with -t):
+    Ctrl-P Ctrl-Q detaches and leaves it running; its end ends the attach, with its status."""
+    lifecycle.require_root()
+    rec, _state = lifecycle.running(container)
+    raise typer.Exit(join(rec))
 
 
 def _attached(cid: str, starting) -> int:
@@ -80,6 +93,21 @@ def _attached(cid: str, starting) -> int:
     logmod.show(config.paths().container(cid), lambda: lifecycle.refresh(cid).status in (CREATING, CREATED, RUNNING),
                 logmod.Options(follow=True, since=since))
     return lifecycle.refresh(cid).exit_code
+
+
+def join(rec, start=None) -> int:
+    """Connect to the shim's attach socket (before `start`, so no output is missed), copy
+    until the shim lets go; 0 if it runs on (detached), else its exit code."""
+    from minibox import config, launch
+    from minibox.runtime import attach as att
+
+    sock = att.connect(str(config.paths().container(rec.id) / launch.ATTACH_SOCKET))
+    with sock:
+        if start is not None:
+            start()
+        att.copy(sock, raw=rec.spec.tty and os.isatty(0))
+    state = lifecycle.refresh(rec.id)
+    return 0 if state.status == RUNNING else state.exit_code
 
 
 @app.command()

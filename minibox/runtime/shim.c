@@ -19,6 +19,11 @@
  *     pipe, so the caller's terminal itself is never handed to the container (a TIOCSTI on
  *     it would type commands into the caller's shell). Detached with -i, the pipe stays
  *     open and empty, as `docker run -di` keeps stdin;
+ *   - listens on the container's attach socket: one `minibox attach` client at a time
+ *     takes the terminal's place (output to it, its input to the container);
+ *   - with a pty, watches the input for Ctrl-P Ctrl-Q (Docker's detach keys): the caller's
+ *     terminal is let go (NOTIFY_FD tells `minibox run -it` so), or the attach client is
+ *     dropped, and the container runs on, detached;
  *   - keeps open whatever fds it inherited (the published ports' host sockets), so no
  *     other program can bind those ports while the container runs;
  *   - when PID 1 exits: drains the output, writes exit.json atomically, runs the exit
@@ -26,9 +31,10 @@
  *     exit code (128+signal when a signal killed it).
  *
  * Usage: minibox-shim PID EXIT_FILE LOG_FILE OUT_FD ERR_FD CONSOLE_FD IN_FD ATTACH MAX_SIZE MAX_FILES
- *                     [-- EXIT_CMD...]
- *   OUT_FD/ERR_FD/CONSOLE_FD/IN_FD are -1 when unused. ATTACH: 0 detached, 1 copy output to
- *   our stdout/stderr, 3 also copy our stdin to the container (to the pty, or to IN_FD).
+ *                     LISTEN_FD NOTIFY_FD [-- EXIT_CMD...]
+ *   OUT_FD/ERR_FD/CONSOLE_FD/IN_FD/LISTEN_FD/NOTIFY_FD are -1 when unused. ATTACH: 0
+ *   detached, 1 copy output to our stdout/stderr, 3 also copy our stdin to the container (to
+ *   the pty, or to IN_FD). The exit command runs when the shim is (or has become) detached.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -52,6 +58,10 @@
 
 static int log_fd = -1;
 static int attach;
+/* The terminal the container's output goes to and its input comes from: our own stdio
+   when attached, an attach client's socket, or none (-1). */
+static int term_in = -1, term_out = -1, term_err = -1, client = -1;
+static int notify_fd = -1, detached_once;
 static const char *log_path;
 static long long log_size, log_max;
 static int log_files = 1;
@@ -125,8 +135,46 @@ static int pump(int fd, int stream) {
     if (r < 0) return errno == EAGAIN || errno == EINTR;
     if (r == 0) return 0;
     log_chunk(stream, buf, (size_t)r);
-    if (attach) write_all(stream ? 2 : 1, buf, (size_t)r);
+    if (term_out >= 0) write_all(stream ? term_err : term_out, buf, (size_t)r);
     return 1;
+}
+
+/* Let go of the terminal: an attach client is dropped; our own stdio (the caller's
+   terminal, under `run -it`) is swapped for /dev/null, and the caller told so. */
+static void let_go(void) {
+    if (client >= 0) {
+        close(client);
+        client = -1;
+    } else if (term_out >= 0) {
+        if (notify_fd >= 0) { write_all(notify_fd, "d", 1); close(notify_fd); notify_fd = -1; }
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        if (null > 2) close(null);
+        setsid(); /* out of the caller's session: its shell's job control is not ours */
+        detached_once = 1;
+    }
+    term_in = term_out = term_err = -1;
+}
+
+/* Input for the pty, Ctrl-P Ctrl-Q taken out: returns 1 when the pair was typed (what came
+   before it is written first). A lone Ctrl-P is held until the next byte says what it was. */
+static int to_pty(int master, const char *p, size_t n, int *held) {
+    char out[BUF + 1];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (*held) {
+            *held = 0;
+            if (p[i] == 0x11) { write_all(master, out, k); return 1; }
+            out[k++] = 0x10;
+        }
+        if (p[i] == 0x10) { *held = 1; continue; }
+        out[k++] = p[i];
+        if (k >= BUF) { write_all(master, out, k); k = 0; }
+    }
+    write_all(master, out, k);
+    return 0;
 }
 
 static int recv_fd(int sock) {
@@ -184,9 +232,9 @@ static void run_exit_command(char **argv) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 11) {
+    if (argc < 13) {
         fprintf(stderr, "usage: %s PID EXIT_FILE LOG_FILE OUT_FD ERR_FD CONSOLE_FD IN_FD ATTACH MAX_SIZE MAX_FILES "
-                        "[-- CMD...]\n", argv[0]);
+                        "LISTEN_FD NOTIFY_FD [-- CMD...]\n", argv[0]);
         return 125;
     }
     pid_t child = (pid_t)atoi(argv[1]);
@@ -197,7 +245,11 @@ int main(int argc, char **argv) {
     attach = atoi(argv[8]);
     log_max = atoll(argv[9]);
     log_files = atoi(argv[10]) > 0 ? atoi(argv[10]) : 1;
-    char **exit_cmd = (argc > 12 && strcmp(argv[11], "--") == 0) ? &argv[12] : NULL;
+    int listen_fd = atoi(argv[11]);
+    notify_fd = atoi(argv[12]);
+    char **exit_cmd = (argc > 14 && strcmp(argv[13], "--") == 0) ? &argv[14] : NULL;
+    if (attach) { term_out = 1; term_err = 2; }
+    if (attach & 2) term_in = 0;
 
     log_path = argv[3];
     log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -220,20 +272,25 @@ int main(int argc, char **argv) {
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
     int master = -1;
-    int stdin_open = (attach & 2) && (console_sock >= 0 || in_fd >= 0);
+    int stdin_open = console_sock >= 0 || in_fd >= 0; /* the container's stdin: a pty, or a pipe (-i) */
     int status = 0, exited = 0;
 
     /* PID 1 may have died before SIGCHLD was blocked, and that signal is then lost. */
     if (waitpid(child, &status, WNOHANG) == child) exited = 1;
+    int held = 0; /* a Ctrl-P waiting for its Ctrl-Q */
     while (!exited) {
-        struct pollfd p[5];
-        int n = 0, i_sig = -1, i_out = -1, i_err = -1, i_con = -1, i_in = -1;
+        struct pollfd p[6];
+        int n = 0, i_sig = -1, i_out = -1, i_err = -1, i_con = -1, i_in = -1, i_lis = -1;
         p[n] = (struct pollfd){sfd, POLLIN, 0}; i_sig = n++;
         if (fds[0] >= 0) { p[n] = (struct pollfd){fds[0], POLLIN, 0}; i_out = n++; }
         if (fds[1] >= 0) { p[n] = (struct pollfd){fds[1], POLLIN, 0}; i_err = n++; }
         if (console_sock >= 0 && master < 0) { p[n] = (struct pollfd){console_sock, POLLIN, 0}; i_con = n++; }
         if (master >= 0) { p[n] = (struct pollfd){master, POLLIN, 0}; i_out = n++; }
-        if ((master >= 0 || in_fd >= 0) && stdin_open) { p[n] = (struct pollfd){0, POLLIN, 0}; i_in = n++; }
+        /* a client's socket is read even with nothing to feed: its EOF is its leaving */
+        if (term_in >= 0 && (client >= 0 || ((master >= 0 || in_fd >= 0) && stdin_open))) {
+            p[n] = (struct pollfd){term_in, POLLIN, 0}; i_in = n++;
+        }
+        if (listen_fd >= 0 && term_out < 0) { p[n] = (struct pollfd){listen_fd, POLLIN, 0}; i_lis = n++; }
         if (poll(p, (nfds_t)n, -1) < 0) {
             if (errno == EINTR) continue;
             break;
@@ -254,13 +311,22 @@ int main(int argc, char **argv) {
         if (i_err >= 0 && p[i_err].revents && !pump(fds[1], 1)) { close(fds[1]); fds[1] = -1; }
         if (i_in >= 0 && p[i_in].revents) {
             char buf[BUF];
-            ssize_t r = read(0, buf, sizeof buf);
-            if (r > 0) {
-                write_all(master >= 0 ? master : in_fd, buf, (size_t)r);
-            } else {
+            ssize_t r = read(term_in, buf, sizeof buf);
+            if (r > 0 && master >= 0) {
+                if (to_pty(master, buf, (size_t)r, &held)) let_go();
+            } else if (r > 0 && in_fd >= 0 && stdin_open) {
+                write_all(in_fd, buf, (size_t)r);
+            } else if (r <= 0 && client >= 0) {
+                let_go(); /* the attach client left; the container's stdin stays open */
+            } else if (r <= 0) {
                 stdin_open = 0;
+                term_in = -1;
                 if (in_fd >= 0) { close(in_fd); in_fd = -1; } /* EOF for the container */
             }
+        }
+        if (i_lis >= 0 && p[i_lis].revents) {
+            int c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            if (c >= 0) { client = term_in = term_out = term_err = c; held = 0; }
         }
         if (p[i_sig].revents) {
             struct signalfd_siginfo si;
@@ -304,6 +370,6 @@ int main(int argc, char **argv) {
        whoever reads exit.json (a `start` or a restart policy) can bind those ports again. */
     syscall(SYS_close_range, 3U, ~0U, 0U);
     write_exit_file(exit_file, code, sig);
-    if (exit_cmd) run_exit_command(exit_cmd);
+    if (exit_cmd && (!attach || detached_once)) run_exit_command(exit_cmd);
     return code;
 }

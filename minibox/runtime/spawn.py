@@ -26,6 +26,7 @@ inheritable, right before its exec, so nothing leaks into the container or the s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -56,6 +57,8 @@ class SpawnRequest(Value):
     cgroup_dirs: tuple[str, ...] | list[str] = ()  # PID 1 moves itself into these
     log_max_size: int = 0  # bytes before the log rotates (0: never)
     log_max_files: int = 1
+    attach_socket: str = ""  # where the shim listens for `minibox attach` ("": nowhere)
+    detachable: bool = False  # attached with a pty: Ctrl-P Ctrl-Q lets the caller go
 
 
 READY_TIMEOUT = 30.0  # seconds the CLI waits for PID 1's "ready"; it usually takes milliseconds
@@ -64,11 +67,22 @@ READY_TIMEOUT = 30.0  # seconds the CLI waits for PID 1's "ready"; it usually ta
 class Spawned:
     """The processes spawn() made, and the CLI's ends of PID 1's "go" and error pipes."""
 
-    def __init__(self, shim_pid: int, pid: int, go: int, err: int):
+    def __init__(self, shim_pid: int, pid: int, go: int, err: int, notify: int = -1):
         self.shim_pid = shim_pid
         self.pid = pid  # the container's PID 1, as the host sees it
         self.go = go  # write end of the "go" pipe
         self.err = err  # read end of the error pipe
+        self.notify = notify  # read end: "d" when Ctrl-P Ctrl-Q detached us, EOF when the shim ended
+
+    def wait_detach_or_end(self) -> bool:
+        """Attached: block until the shim ends (False) or the user detached (True)."""
+        if self.notify < 0:
+            return False
+        try:
+            return os.read(self.notify, 1) == b"d"
+        finally:
+            os.close(self.notify)
+            self.notify = -1
 
     def release(self) -> None:
         """Let PID 1 continue: the network and cgroups are in place."""
@@ -105,10 +119,31 @@ class Spawned:
             raise ExecFailed(message, int(code) if code.isdigit() else EXIT_MINIBOX)
 
 
+def listen(path: str) -> socket.socket:
+    """A unix socket listening at `path`, bound through /proc/self/fd so the path may be
+    longer than sun_path's 108 bytes (a container directory under a deep MINIBOX_ROOT)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    dirfd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.bind(f"/proc/self/fd/{dirfd}/{os.path.basename(path)}")
+        os.chmod(path, 0o600)
+        sock.listen(1)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.close(dirfd)
+    return sock
+
+
 def spawn(req: SpawnRequest) -> Spawned:
     go_r, go_w = os.pipe()
     err_r, err_w = os.pipe()
     pid_r, pid_w = os.pipe()
+    listener = listen(req.attach_socket) if req.attach_socket else None
+    notify_r, notify_w = os.pipe() if req.detachable else (-1, -1)
     out_r = out_w = errp_r = errp_w = -1
     con_parent = con_child = None
     if req.init.tty:
@@ -125,13 +160,16 @@ def spawn(req: SpawnRequest) -> Spawned:
 
     shim_pid = os.fork()
     if shim_pid == 0:
-        for fd in (go_w, err_r, pid_r):  # the CLI's ends: held here, a dead CLI would never read as EOF
-            os.close(fd)
+        for fd in (go_w, err_r, pid_r, notify_r):  # the CLI's ends: held here, a dead CLI would never read as EOF
+            if fd >= 0:
+                os.close(fd)
         _unshare_and_exec_shim(req, locals())
-    # The CLI keeps only the write end of "go", the read ends of the error and pid pipes.
-    for fd in (go_r, err_w, pid_w, out_r, out_w, errp_r, errp_w, in_w):
+    # The CLI keeps only the write end of "go", the read ends of the error, pid and notify pipes.
+    for fd in (go_r, err_w, pid_w, out_r, out_w, errp_r, errp_w, in_w, notify_w):
         if fd >= 0:
             os.close(fd)
+    if listener is not None:
+        listener.close()  # the shim's now
     for s in (con_parent, con_child):
         if s is not None:
             s.close()
@@ -163,12 +201,14 @@ def spawn(req: SpawnRequest) -> Spawned:
     if problem:
         os.close(go_w)
         os.close(err_r)
+        if notify_r >= 0:
+            os.close(notify_r)
         if pid1:
             with_ignored(os.kill, pid1, 9)
         with_ignored(os.kill, shim_pid, 9)
         with_ignored(os.waitpid, shim_pid, 0)
         raise MiniboxError(f"starting the container failed: {problem}")
-    return Spawned(shim_pid=shim_pid, pid=pid1, go=go_w, err=err_r)
+    return Spawned(shim_pid=shim_pid, pid=pid1, go=go_w, err=err_r, notify=notify_r)
 
 
 def with_ignored(fn, *args) -> None:
@@ -229,12 +269,15 @@ def _unshare_and_exec_shim(req: SpawnRequest, fds: dict) -> None:
         out_fd, err_fd, in_fd = fds["out_r"], fds["errp_r"], fds["in_w"]
         con_fd = con.fileno() if con is not None else -1
         os.close(fds["stdin"])  # PID 1's end
-        for fd in [out_fd, err_fd, con_fd, in_fd] + list(req.hold_fds):
+        listen_fd = fds["listener"].fileno() if fds["listener"] is not None else -1
+        notify_fd = fds["notify_w"]
+        for fd in [out_fd, err_fd, con_fd, in_fd, listen_fd, notify_fd] + list(req.hold_fds):
             if fd >= 0:
                 os.set_inheritable(fd, True)
         attach = (1 if req.attach else 0) | (2 if req.attach and req.interactive else 0)
         argv = [req.shim, str(pid1), req.exit_file, req.log_file, str(out_fd), str(err_fd),
-                str(con_fd), str(in_fd), str(attach), str(req.log_max_size), str(req.log_max_files)]
+                str(con_fd), str(in_fd), str(attach), str(req.log_max_size), str(req.log_max_files),
+                str(listen_fd), str(notify_fd)]
         if req.exit_command:
             argv += ["--"] + list(req.exit_command)
         os.execv(req.shim, argv)

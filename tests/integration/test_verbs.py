@@ -1,5 +1,11 @@
 """Docker's create, start, restart, --restart, wait and rename, on minibox's state machine."""
 
+import os
+import pty
+import select
+import sys
+import time
+
 from conftest import inspect, mb, sh, wait_for
 
 
@@ -60,7 +66,7 @@ def test_create_makes_everything_but_runs_nothing_until_start():
 
 def test_create_refuses_what_it_cannot_honour_and_makes_nothing():
     for args, code, message in (
-            (("create", "-it", "busybox", "sh"), 125, "minibox create does not take -i or -t"),
+            (("attach", "ghost"), 1, 'no such container: "ghost"'),
             (("create", "--restart", "sometimes", "busybox"), 125, 'invalid --restart "sometimes"'),
             (("run", "--rm", "-d", "--restart", "always", "busybox"), 125, "conflicting options: --restart always"),
             (("run", "--restart", "always", "busybox", "true"), 125, "--restart always needs -d"),
@@ -132,3 +138,79 @@ def test_always_restarts_until_the_user_stops_it():
         assert wait_for(lambda: inspect("phoenix")["RestartCount"] >= 1 and state("phoenix") == "running", timeout=20)
     finally:
         mb("rm", "-f", "phoenix")
+
+
+class Terminal:
+    """A minibox command on a pseudo-terminal of its own, as a user at a keyboard runs it."""
+
+    def __init__(self, argv):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.execv(sys.executable, [sys.executable, "-m", "minibox", *argv])
+        self.seen = b""
+
+    def read_until(self, token: bytes, timeout: float = 10) -> bool:
+        end = time.monotonic() + timeout
+        while token not in self.seen and time.monotonic() < end:
+            if select.select([self.fd], [], [], 0.1)[0]:
+                try:
+                    data = os.read(self.fd, 4096)
+                except OSError:
+                    break
+                if not data:
+                    break
+                self.seen += data
+        found = token in self.seen
+        self.seen = self.seen[self.seen.find(token) + len(token):] if found else b""
+        return found
+
+    def send(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def wait(self, timeout: float = 15) -> int:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.read_until(b"\0never", timeout=0.2)  # keep the pty drained
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+        os.kill(self.pid, 9)
+        raise AssertionError(f"still running after {timeout} s; last output {self.seen[-200:]!r}")
+
+
+def test_ctrl_p_ctrl_q_detaches_run_it_and_attach_comes_back():
+    t = Terminal(["run", "-it", "--network", "none", "--name", "det", "busybox", "sh"])
+    try:
+        assert t.read_until(b"# ")
+        t.send(b"echo kept > /tmp/mark\r")
+        assert t.read_until(b"# ")
+        t.send(b"\x10\x11")  # Ctrl-P Ctrl-Q
+        assert t.wait() == 0  # run let go of the terminal...
+        assert state("det") == "running"  # ...and the container runs on
+        assert mb("exec", "det", "cat", "/tmp/mark", check=True).stdout == "kept\n"
+        a = Terminal(["attach", "det"])
+        a.send(b"echo $((40+2))\r")
+        assert a.read_until(b"42\r\n")  # the same shell answers
+        a.send(b"\x10\x11")
+        assert a.wait() == 0 and state("det") == "running"
+        b = Terminal(["attach", "det"])
+        b.send(b"exit 6\r")
+        assert b.wait() == 6  # attach ends with the container, with its status
+        assert wait_for(lambda: state("det") == "exited")
+        res = mb("attach", "det")
+        assert res.returncode == 1 and "is not running" in res.stderr and res.stderr.count("\n") == 1
+    finally:
+        mb("rm", "-f", "det")
+
+
+def test_create_it_then_start_ai_gets_the_first_prompt():
+    mb("create", "-it", "--network", "none", "--name", "boxed", "busybox", "sh", check=True)
+    try:
+        t = Terminal(["start", "-ai", "boxed"])
+        assert t.read_until(b"# ")  # attached before the start: nothing of it is missed
+        t.send(b"hostname; exit 7\r")
+        assert t.read_until(inspect("boxed")["Id"][:12].encode())
+        assert t.wait() == 7 and state("boxed") == "exited"
+    finally:
+        mb("rm", "-f", "boxed")
