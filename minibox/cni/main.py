@@ -147,6 +147,10 @@ def add(req: plugin.Request, explain: bool = False) -> dict:
         if req.ipam_type:
             got = delegate_ipam(req, "ADD")
             ip, prefix = got["ips"][0]["address"].split("/")
+            if not ipam.contains(net.subnet, ip):
+                delegate_ipam(req, "DEL")  # give it back: nothing of this ADD may stay
+                raise CniError(plugin.INVALID_CONFIG, f"ipam plugin {req.ipam_type} gave {ip}, outside network "
+                                                      f"{net.name}'s subnet {net.subnet}: give it a range inside it")
             a = a._replace(endpoint=Endpoint(net.name, net.bridge, veth, ip, int(prefix),
                                              got["ips"][0].get("gateway", net.gateway), ipam.container_mac(ip)))
             save(a)

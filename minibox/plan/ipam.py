@@ -94,6 +94,14 @@ def check_requested(net: IPv4Net, gateway: str, ip: str, taken: set[str]) -> str
     return ip
 
 
+def contains(subnet: str, ip: str) -> bool:
+    """Is `ip` an address of `subnet` (an address an ipam plugin gave, say)?"""
+    try:
+        return ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(subnet, strict=False)
+    except ValueError:
+        return False
+
+
 def container_mac(ip: str) -> str:
     """Docker's classic scheme (<= 27): 02:42 then the four address bytes, so the MAC tells
     the address and a reused address keeps its MAC (no stale ARP entries)."""

@@ -120,6 +120,33 @@ def test_gc_removes_attachments_the_runtime_no_longer_lists(ns):
     assert cni("DEL", conf(), a.path, cid="keep") == (0, None)
 
 
+def test_ipam_delegated_to_host_local_per_the_spec(ns, tmp_path):
+    """"ipam": {"type": "host-local"}: the address comes from the reference plugin (its
+    range, its files), the bridge, veth and rules from minibox; DEL gives both back."""
+    a = ns("cniipam")
+    a.serve("host-local-gave")
+    store = tmp_path / "host-local"
+    inside = {"type": "host-local", "subnet": "10.223.7.0/24", "rangeStart": "10.223.7.50",
+              "rangeEnd": "10.223.7.60", "gateway": "10.223.7.1", "dataDir": str(store)}
+    code, res = cni("ADD", conf(ipam=inside), a.path, cid="ipam1")
+    assert code == 0, res
+    assert res["ips"][0]["address"] == "10.223.7.50/24"
+    assert (store / NET / "10.223.7.50").read_text().startswith("ipam1")  # host-local's own record
+    assert "inet 10.223.7.50/24" in a.run("ip -4 addr show eth0").stdout
+    assert wait_for(lambda: sh("curl -s -m 2 http://10.223.7.50/", check=False).stdout.strip() == "host-local-gave")
+    assert cni("DEL", conf(ipam=inside), a.path, cid="ipam1") == (0, None)
+    assert not (store / NET / "10.223.7.50").exists()
+    assert "eth0" not in a.run("ip -o link", check=False).stdout
+    # a range outside the network's subnet would give an address the bridge cannot route
+    outside_range = dict(inside, subnet="10.99.7.0/24", rangeStart="10.99.7.5", rangeEnd="10.99.7.9",
+                         gateway="10.99.7.1")
+    code, err = cni("ADD", conf(ipam=outside_range), a.path, cid="ipam2")
+    assert code == 1 and err["code"] == 7 and "gave 10.99.7.5, outside network cninet's subnet 10.223.7.0/24" in \
+        err["msg"], err
+    assert not (store / NET / "10.99.7.5").exists()  # given back
+    assert "eth0" not in a.run("ip -o link", check=False).stdout
+
+
 @pytest.mark.parametrize("bad, code, words", [
     ({"subnet": "10.223.7.0/33"}, 7, "10.223.7.0/33"),
     ({"cniVersion": "9.9.9"}, 1, '"9.9.9" is not supported'),

@@ -64,3 +64,9 @@ def test_macs():
     assert ipam.container_mac("10.222.0.2") == "02:42:0a:de:00:02"
     m = ipam.bridge_mac("abc")
     assert m.startswith("02:") and m == ipam.bridge_mac("abc") and m != ipam.bridge_mac("abd")
+
+
+def test_contains_tells_an_address_of_the_subnet():
+    assert ipam.contains("10.223.7.0/24", "10.223.7.50")
+    assert not ipam.contains("10.223.7.0/24", "10.99.7.5")
+    assert not ipam.contains("10.223.7.0/24", "not-an-ip")
