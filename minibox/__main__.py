@@ -15,17 +15,32 @@ from minibox.errors import EXIT_FAILED, EXIT_MINIBOX, MiniboxError
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+
+    def report(message: str) -> None:
+        print(f"minibox: {message}", file=sys.stderr)
+
+    return run_app(_app, args, "minibox", report, EXIT_MINIBOX, lambda e: exit_code(args, e.code))
+
+
+def _app():
+    from minibox.cli import app
+
+    return app
+
+
+def run_app(load_app, args: list[str], prog: str, report, refused: int, failed) -> int:
+    """Run a typer app with every failure as one line through `report`: a usage error and
+    an unexpected bug exit with `refused`, a MiniboxError with `failed(err)`. Shared by
+    minibox and minibox-oci, whose callers read different codes and places."""
     try:
         import click
         import typer
 
-        from minibox.cli import app
-
-        command = typer.main.get_command(app)
+        command = typer.main.get_command(load_app())
         try:
             # standalone_mode=False: click returns Exit codes instead of calling sys.exit,
             # and leaves usage errors to us.
-            code = command.main(args=args, prog_name="minibox", standalone_mode=False)
+            code = command.main(args=args, prog_name=prog, standalone_mode=False)
             return code if isinstance(code, int) else 0
         except click.exceptions.Exit as e:
             return e.exit_code
@@ -33,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         except click.exceptions.UsageError as e:
             where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
-            print(f"minibox: {docker_flag(e) or e.format_message()}{where}", file=sys.stderr)
-            return EXIT_MINIBOX
+            report(f"{docker_flag(e) or e.format_message()}{where}")
+            return refused
     except MiniboxError as e:
-        print(f"minibox: {one_line(str(e))}", file=sys.stderr)
-        return exit_code(args, e.code)
+        report(one_line(str(e)))
+        return failed(e)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -45,9 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("MINIBOX_DEBUG"):
             raise
-        print(f"minibox: internal error: {type(e).__name__}: {one_line(str(e))} (MINIBOX_DEBUG=1 shows the "
-              "traceback)", file=sys.stderr)
-        return EXIT_MINIBOX
+        report(f"internal error: {type(e).__name__}: {one_line(str(e))} (MINIBOX_DEBUG=1 shows the traceback)")
+        return refused
 
 
 # Docker's flags that minibox does not have, and what they do in Docker: a Docker user's

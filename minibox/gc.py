@@ -118,7 +118,7 @@ def sweep_cgroups() -> tuple[list[Step], list[str]]:
                         os.kill(pid, signal.SIGKILL)
                     except ProcessLookupError:
                         pass
-                c.attempt(f"cgroup {d}", cgroups.remove, [d])
+                c.attempt(f"cgroup {d}", cgroups.remove, [d], config.cgroup_parent())
     return c.result
 
 

@@ -182,7 +182,7 @@ def release_resources(rec: ContainerRecord) -> tuple[list, list[str]]:
         from minibox.net import endpoint
 
         c.attempt("network", endpoint.release, rec)
-    c.attempt("cgroups", cgroups.remove, cgroups.existing_dirs(config.cgroup_parent(), rec.id))
+    c.attempt("cgroups", cgroups.remove, cgroups.existing_dirs(config.cgroup_parent(), rec.id), config.cgroup_parent())
     return c.result
 
 
@@ -327,7 +327,8 @@ def teardown(cid: str, rec: ContainerRecord | None = None, state: ContainerState
             from minibox.net import endpoint
 
             c.attempt("network", endpoint.release_orphan, cid)
-            c.attempt("cgroups", cgroups.remove, cgroups.existing_dirs(config.cgroup_parent(), cid))
+            c.attempt("cgroups", cgroups.remove, cgroups.existing_dirs(config.cgroup_parent(), cid),
+                      config.cgroup_parent())
         if cdir.exists():
             try:
                 shutil.rmtree(cdir)

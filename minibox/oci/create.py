@@ -158,7 +158,7 @@ def undo(c: ocistate.Container, st: dict, launched: list[int]) -> None:
             os.waitpid(pid, 0)  # C1 is ours; PID 1, reparented, is not, and is gone with SIGKILL
         except ChildProcessError:
             pass
-    cgroups.remove(list(st.get("cgroup_dirs") or ()))
+    cgroups.remove(list(st.get("cgroup_dirs") or ()), config.cgroup_parent())
     c.remove()
 
 

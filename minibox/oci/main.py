@@ -227,31 +227,11 @@ def log_error(msg: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import click
+    """Every failure as one line on stderr (and in --log, as runc's JSON lines with
+    --log-format json), exit status 1, as runc does."""
+    from minibox.__main__ import run_app
 
-    from minibox.__main__ import one_line
-
-    args = sys.argv[1:] if argv is None else argv
-    try:
-        command = typer.main.get_command(app)
-        try:
-            code = command.main(args=args, prog_name="minibox-oci", standalone_mode=False)
-            return code if isinstance(code, int) else 0
-        except click.exceptions.Exit as e:
-            return e.exit_code
-        except click.exceptions.UsageError as e:
-            log_error(e.format_message())
-            return 1
-    except MiniboxError as e:
-        log_error(one_line(str(e)))
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:  # noqa: BLE001 - an engine reads one line, never a traceback
-        if os.environ.get("MINIBOX_DEBUG"):
-            raise
-        log_error(f"internal error: {type(e).__name__}: {one_line(str(e))}")
-        return 1
+    return run_app(lambda: app, sys.argv[1:] if argv is None else argv, "minibox-oci", log_error, 1, lambda _e: 1)
 
 
 def run_main() -> None:

@@ -130,9 +130,10 @@ def delete(root: str, cid: str, force: bool = False) -> None:
     problems = []
     for h in hooks(st, "poststop"):
         warn_on_failure(h, c.public(st) | {"status": "stopped", "pid": 0})
+    from minibox import config
     from minibox.runtime import cgroups
 
-    problems += cgroups.remove(list(st.get("cgroup_dirs") or ()))[1]
+    problems += cgroups.remove(list(st.get("cgroup_dirs") or ()), config.cgroup_parent())[1]
     c.remove()
     if problems:
         raise MiniboxError("delete: " + "; ".join(map(str, problems)))

@@ -118,11 +118,7 @@ def cgroup_dirs(cgroups_path: str, cid: str, parent: str) -> tuple[list[str], bo
     path = "/" + path.lstrip("/")
     if os.path.normpath(path) != path or "/.." in path:
         raise InvalidSpec(f'linux.cgroupsPath "{cgroups_path}" must be a plain path, without ".."')
-    if lay.version == "v2":
-        return [f"{lay.root}{path}"], True
-    if lay.version == "v1":
-        return [f"{lay.root}/{c}{path}" for c in V1_CONTROLLERS if os.path.isdir(f"{lay.root}/{c}")], False
-    return [], False
+    return cgroups.dirs_of(path, lay, V1_CONTROLLERS), lay.version == "v2"
 
 
 def frozen(dirs) -> bool:

@@ -69,11 +69,17 @@ def all_roots(root: str = ROOT) -> list[str]:
 
 def group_dirs(parent: str, cid: str, lay: Layout | None = None) -> list[str]:
     """Every directory that makes up container `cid`'s cgroup (existing controllers only)."""
+    return dirs_of(f"/{parent}/{cid}", lay)
+
+
+def dirs_of(path: str, lay: Layout | None = None, controllers: tuple[str, ...] = V1_CONTROLLERS) -> list[str]:
+    """The directories that make up the group at `path` (like /minibox/ID): one on v2, one
+    per existing v1 controller of `controllers`; none without cgroups."""
     lay = lay or layout()
     if lay.version == "v2":
-        return [f"{lay.root}/{parent}/{cid}"]
+        return [f"{lay.root}{path}"]
     if lay.version == "v1":
-        return [f"{lay.root}/{c}/{parent}/{cid}" for c in V1_CONTROLLERS if os.path.isdir(f"{lay.root}/{c}")]
+        return [f"{lay.root}/{c}{path}" for c in controllers if os.path.isdir(f"{lay.root}/{c}")]
     return []
 
 
@@ -213,15 +219,18 @@ def procs(dirs: list[str] | tuple[str, ...]) -> set[int]:
     return out
 
 
-def remove(dirs: list[str]) -> tuple[list[RemovePath], list[str]]:
-    """rmdir every group: (steps done, errors), never raising, so teardown can go on."""
+def remove(dirs: list[str], own_parent: str = "") -> tuple[list[RemovePath], list[str]]:
+    """rmdir every group: (steps done, errors), never raising, so teardown can go on. A
+    parent group named `own_parent` (minibox's) goes too once empty; any other parent (an
+    engine's, given as an OCI cgroupsPath) stays, empty or not."""
     errors, steps = [], []
     for d in dirs:
         for attempt in range(50):
             try:
                 os.rmdir(d)
                 steps.append(RemovePath(d, "dir", why="the container's cgroup, empty now"))
-                _remove_parent_if_empty(os.path.dirname(d))
+                if own_parent and os.path.basename(os.path.dirname(d)) == own_parent.strip("/"):
+                    _remove_parent_if_empty(os.path.dirname(d))
                 break
             except FileNotFoundError:
                 break

@@ -98,54 +98,38 @@ def _user(uid: int) -> str:
     return "root" if uid == 0 else str(uid)
 
 
-def find_shims(container_dir: str) -> list[int]:
-    """PIDs of minibox-shim processes supervising the container in `container_dir`: its
-    exit file (the shim's second argument) is under that directory. This finds a
-    container's shim when its state was never written or cannot be read."""
-    out = []
-    prefix = container_dir.rstrip("/").encode() + b"/"
+def _command_lines():
+    """(pid, argv as bytes) of every process there is now."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
+                yield int(entry), f.read().split(b"\0")
         except OSError:
             continue
-        if len(argv) > 2 and os.path.basename(argv[0]).startswith(b"minibox-shim") and argv[2].startswith(prefix):
-            if alive(int(entry)):
-                out.append(int(entry))
-    return out
+
+
+def _is_shim(argv: list[bytes]) -> bool:
+    return len(argv) > 2 and os.path.basename(argv[0]).startswith(b"minibox-shim")
+
+
+def find_shims(container_dir: str) -> list[int]:
+    """PIDs of minibox-shim processes supervising the container in `container_dir`: its
+    exit file (the shim's second argument) is under that directory. This finds a
+    container's shim when its state was never written or cannot be read."""
+    prefix = container_dir.rstrip("/").encode() + b"/"
+    return [pid for pid, argv in _command_lines() if _is_shim(argv) and argv[2].startswith(prefix) and alive(pid)]
 
 
 def find_cleanups(cid: str) -> list[int]:
     """PIDs of the shim's exit command (`python -m minibox.cleanup ID`) for container `cid`,
     but this process: one may be waiting out a restart policy's backoff."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if b"minibox.cleanup" in argv and cid.encode() in argv:
-            out.append(int(entry))
-    return out
+    return [pid for pid, argv in _command_lines()
+            if pid != os.getpid() and b"minibox.cleanup" in argv and cid.encode() in argv]
 
 
 def all_shims() -> dict[int, str]:
     """PID -> the container directory of every live minibox-shim (for gc)."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if len(argv) > 2 and os.path.basename(argv[0]).startswith(b"minibox-shim") and alive(int(entry)):
-            out[int(entry)] = os.path.dirname(argv[2].decode(errors="replace"))
-    return out
+    return {pid: os.path.dirname(argv[2].decode(errors="replace")) for pid, argv in _command_lines()
+            if _is_shim(argv) and alive(pid)}

@@ -1,5 +1,6 @@
 """minibox-oci, driven as an engine drives runc: a bundle's config.json, then create, start, state, kill, delete."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -344,3 +345,23 @@ def test_update_changes_memory_and_pids_in_its_cgroup(bundle):
         res = oci(*args, root=bundle.root)
         assert res.returncode == 1 and words in res.stderr and res.stderr.count("\n") == 1, res.stderr
     assert limit("pids", "pids.max") == "30"  # the refusals changed nothing
+
+
+def test_delete_leaves_an_engine_s_parent_group_in_place(bundle):
+    """cgroupsPath under an engine's own parent (kubepods, say): delete removes the
+    container's group and never the parent, even once it is empty."""
+    parent = f"minibox-test-engine-{os.getpid()}"
+    roots = [r for r in (f"/sys/fs/cgroup/{c}" for c in ("pids", "memory", "cpu", "devices", "freezer"))
+             if os.path.isdir(r)] or ["/sys/fs/cgroup"]
+    for r in roots:
+        os.makedirs(f"{r}/{parent}", exist_ok=True)
+    try:
+        bundle.write(config(["true"], linux__cgroupsPath=f"/{parent}/c9"))
+        oci("run", "--bundle", str(bundle), "c9", root=bundle.root, check=True)
+        assert not any(os.path.exists(f"{r}/{parent}/c9") for r in roots)  # its own group went
+        assert all(os.path.isdir(f"{r}/{parent}") for r in roots)  # the engine's stayed
+    finally:
+        for r in roots:
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(f"{r}/{parent}/c9")
+            os.rmdir(f"{r}/{parent}")
