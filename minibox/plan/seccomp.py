@@ -137,6 +137,12 @@ def plan(profile: dict, source: str, caps: tuple[str, ...], arch: str = "amd64",
     for entry in profile.get("archMap") or ():
         if entry.get("architecture") == native:
             arches += [a for a in entry.get("subArchitectures") or () if a not in arches]
+    # runtime-spec's linux.seccomp.architectures (Docker's archMap, flattened): the ABIs whose
+    # system calls the filter judges by its rules; any other ABI gets the kernel's KILL.
+    listed = profile.get("architectures") or ()
+    if not isinstance(listed, (list, tuple)) or not all(isinstance(a, str) for a in listed):
+        raise InvalidSpec(f"{where}: architectures must be a list of names like SCMP_ARCH_X86")
+    arches += [a for a in listed if a not in arches]
     capset = frozenset(caps)
     rules: list[Rule] = []
     for entry in profile.get("syscalls") or ():

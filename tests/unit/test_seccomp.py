@@ -78,6 +78,7 @@ def test_the_distributions_profile_plans(tmp_path):
                                                         "args": [{"index": 0, "op": "SCMP_CMP_ALMOST"}]}]},
      'unsupported argument op "SCMP_CMP_ALMOST"'),
     ({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": "EWHAT"}, 'unknown errno "EWHAT"'),
+    ({"defaultAction": "SCMP_ACT_ALLOW", "architectures": "SCMP_ARCH_X86"}, "architectures must be a list"),
 ])
 def test_bad_profiles_name_what_is_wrong(profile, message):
     with pytest.raises(InvalidSpec, match=message.replace("(", r"\(")):
@@ -90,3 +91,19 @@ def test_security_opts():
     assert specs.parse_security_opt(["no-new-privileges", "seccomp=/p.json"]) == "/p.json"
     with pytest.raises(InvalidSpec, match="unknown --security-opt"):
         specs.parse_security_opt(["label=disable"])
+
+
+def test_oci_architectures_join_the_filter():
+    """runtime-spec's linux.seccomp.architectures, as Docker writes them into config.json:
+    each listed ABI is judged by the rules; an unlisted one is killed by the filter's arch check."""
+    oci = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+           "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}
+    assert seccomp.plan(oci, "config.json", (), tighten=False).arches == ("SCMP_ARCH_X86_64", "SCMP_ARCH_X86",
+                                                                           "SCMP_ARCH_X32")
+    native_only = dict(oci, architectures=[])
+    assert seccomp.plan(native_only, "config.json", (), tighten=False).arches == ("SCMP_ARCH_X86_64",)
+    from minibox.runtime.seccomp import compile_bpf
+
+    i386 = (0x40000003).to_bytes(4, "little")  # AUDIT_ARCH_I386, as the filter's arch check compares it
+    assert i386 in compile_bpf(seccomp.plan(oci, "config.json", (), tighten=False))
+    assert i386 not in compile_bpf(seccomp.plan(native_only, "config.json", (), tighten=False))
