@@ -142,14 +142,14 @@ def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, s
         link_steps = [s for s in plan.endpoint if not isinstance(s, ConntrackFlush)]
         endpoint.attach(rec, link_steps, [s for s in plan.endpoint if isinstance(s, ConntrackFlush)], sp.pid)
     steps = [*plan.files, *network, plan.unshare, *plan.cgroups, *plan.endpoint, *plan.init]
+    if explain is not None:
+        explain(steps, sp.pid, rec.id)
     if park:
         # No creator to watch any more: the shim holds PID 1, and refresh watches that.
         lifecycle.move(rec.id, CREATED, parked=True, creator_pid=0, creator_start=0)
         sp.park()
         return sp, steps
     lifecycle.move(rec.id, CREATED)
-    if explain is not None:
-        explain(steps, sp.pid, rec.id)
     lifecycle.move(rec.id, RUNNING, started_at=time.time())
     sp.release()
     return sp, steps

@@ -75,7 +75,7 @@ def run(
         return
     from minibox import launch
 
-    title = f"minibox run {' '.join(a for a in sys.argv[2:] if a != '--explain')}"
+    title = f"minibox {'create' if creating else 'run'} {' '.join(a for a in sys.argv[2:] if a != '--explain')}"
     result = launch.run(spec, explain=explainer(title) if explain else None, park=creating)
     if spec.detach:
         say(result.record.id)

@@ -214,3 +214,14 @@ def test_create_it_then_start_ai_gets_the_first_prompt():
         assert t.wait() == 7 and state("boxed") == "exited"
     finally:
         mb("rm", "-f", "boxed")
+
+
+def test_create_explain_shows_the_steps_and_leaves_it_waiting():
+    res = mb("create", "--explain", "--network", "none", "--name", "shown", "busybox", "true", check=True)
+    try:
+        assert len(res.stdout.strip()) == 64  # the id, as create prints it; the lesson goes to stderr
+        assert "minibox create --network none --name shown busybox true" in res.stderr
+        assert "unshare --pid --mount" in res.stderr and "pivot_root" in res.stderr
+        assert state("shown") == "created"
+    finally:
+        mb("rm", "-f", "shown")
