@@ -242,7 +242,8 @@ def kill(rec: ContainerRecord, sig: int) -> None:
     state = refresh(rec.id)
     if state.status != RUNNING:
         raise NotRunning(f"container {rec.name} is not running")
-    _stopped_by_user(rec.id)
+    if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, stop_signal(rec)):
+        _stopped_by_user(rec.id)  # a signal that ends it; a reload (HUP, USR1) leaves the policy be
     _signal(state, sig)
 
 

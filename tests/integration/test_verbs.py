@@ -225,3 +225,16 @@ def test_create_explain_shows_the_steps_and_leaves_it_waiting():
         assert state("shown") == "created"
     finally:
         mb("rm", "-f", "shown")
+
+
+def test_a_reload_signal_leaves_the_policy_in_force_a_kill_does_not():
+    mb("run", "-d", "--network", "none", "--name", "reload", "--restart", "always", "busybox", "sh", "-c",
+       "trap 'exit 3' HUP; while :; do sleep 0.1; done", check=True)
+    try:
+        mb("kill", "-s", "HUP", "reload", check=True)  # it chose to exit on HUP: the policy starts it again
+        assert wait_for(lambda: inspect("reload")["RestartCount"] == 1 and state("reload") == "running", timeout=15)
+        mb("kill", "reload", check=True)  # SIGKILL: the user ended it
+        assert wait_for(lambda: state("reload") == "exited")
+        assert not wait_for(lambda: state("reload") != "exited", timeout=2)
+    finally:
+        mb("rm", "-f", "reload")
