@@ -117,8 +117,28 @@ def gather(only: str = "", all_links: bool = False) -> Topology:
     # ifb devices are noise here (8 of 11 boxes on a busy host), counted instead.
     shown = [h for h in host_links if all_links or h[0] in ("lo", uplink(routes))]
     fw = nets[0].firewall if nets else "nftables"
-    return Topology(shown, routes, nets, _nft_hooks() if fw == "nftables" else _ipt_hooks(), fw,
-                    hidden=len(host_links) - len(shown), rules_since=_hhmmss(rules_at))
+    hooks = _nft_hooks() if fw == "nftables" else _ipt_hooks()
+    if only:
+        hooks = own_rules(hooks, nets)
+    return Topology(shown, routes, nets, hooks, fw, hidden=len(host_links) - len(shown),
+                    rules_since=_hhmmss(rules_at))
+
+
+def own_rules(hooks: list[Hook], nets: list[Net]) -> list[Hook]:
+    """`network show NET`: the rules and map elements tagged for another network, or for a
+    container on another network, left out; the fixed rules every network shares stay."""
+    ids = {c.short_id for n in nets for c in n.containers}
+    tags = {f"minibox net {n.name}" for n in nets}
+
+    def mine(r: Rule) -> bool:
+        if r.comment.startswith("minibox ctr "):
+            return r.comment.split()[2] in ids
+        if r.comment.startswith("minibox net "):
+            return r.comment in tags
+        return True
+
+    kept = [Hook(h.title, [r for r in h.rules if mine(r)]) for h in hooks]
+    return [h for h in kept if h.rules]
 
 
 def _hhmmss(epoch: float | None) -> str:

@@ -180,3 +180,14 @@ def test_cgroup_mounts_finds_each_hierarchy():
     assert m == {"": "/sys/fs/cgroup/unified", "memory": "/sys/fs/cgroup/memory", "cpu": "/sys/fs/cgroup/cpu,cpuacct",
                  "cpuacct": "/sys/fs/cgroup/cpu,cpuacct", "xattr": "/sys/fs/cgroup/systemd",
                  "name=systemd": "/sys/fs/cgroup/systemd"}
+
+
+def test_one_network_keeps_to_its_own_rules():
+    other = [Rule(1, "tcp . 9090 -> 10.9.0.2 . 80", "minibox ctr 77aa00000000 db"),
+             Rule(2, '-i br-other -o br-other -j ACCEPT', "minibox net other")]
+    hooks = TOPO.hooks + [Hook("map hostport-any (published ports)", other[:1]), Hook("filter", other[1:])]
+    kept = topology.own_rules(hooks, TOPO.nets)
+    texts = [r.text for h in kept for r in h.rules]
+    assert "tcp . 8080 -> 10.222.0.2 . 80" in texts and "ip daddr != 127.0.0.0/8 fib daddr type local jump hostports" \
+        in texts  # its own element, and the fixed rules every network shares
+    assert not any(t in texts for t in (other[0].text, other[1].text)) and len(kept) == len(TOPO.hooks)
