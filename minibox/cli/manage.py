@@ -1,6 +1,5 @@
 """The verbs of a container's life after `run`: create, start, attach, restart, wait, rename."""
 
-import os
 import time
 from typing import List
 
@@ -105,7 +104,7 @@ def join(rec, start=None) -> int:
     with sock:
         if start is not None:
             start()
-        att.copy(sock, raw=rec.spec.tty and os.isatty(0))
+        att.copy(sock, tty=rec.spec.tty)
     state = lifecycle.refresh(rec.id)
     return 0 if state.status == RUNNING else state.exit_code
 

@@ -35,23 +35,45 @@ def connect(path: str) -> socket.socket:
     return sock
 
 
-def copy(sock: socket.socket, raw: bool, stdin: int = 0, stdout: int = 1) -> None:
+def copy(sock: socket.socket, tty: bool, stdin: int = 0, stdout: int = 1, stderr: int = 2) -> None:
     """Bytes both ways until the shim closes the socket (the container ended, or Ctrl-P
-    Ctrl-Q): stdin to the socket, the socket to stdout."""
-    from minibox.runtime import tty
+    Ctrl-Q): stdin to the socket; the socket to stdout, as it comes with a pty, else
+    unframed back to stdout and stderr (see Frames)."""
+    from minibox.runtime import tty as ttys
 
+    frames = None if tty else Frames()
     reading = [sock.fileno(), stdin]
-    with tty.raw_mode(stdin) if raw else contextlib.nullcontext():
+    with ttys.raw_mode(stdin) if tty else contextlib.nullcontext():
         while True:
             ready, _, _ = select.select(reading, [], [])
             if sock.fileno() in ready:
                 data = sock.recv(65536)
                 if not data:
                     return
-                os.write(stdout, data)
+                for stream, chunk in frames.feed(data) if frames else ((1, data),):
+                    os.write(stderr if stream == 2 else stdout, chunk)
             if stdin in ready:
                 data = os.read(stdin, 65536)
                 if not data:
                     reading.remove(stdin)  # our input ended; the container's output still comes
                     continue
                 sock.sendall(data)
+
+
+class Frames:
+    """Docker's attach stream without a tty, as the shim writes it: 8 bytes (the stream, 1
+    stdout or 2 stderr; three zeros; the length, big-endian), then that many bytes."""
+
+    def __init__(self):
+        self.buf = b""
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        self.buf += data
+        out = []
+        while len(self.buf) >= 8:
+            size = int.from_bytes(self.buf[4:8], "big")
+            if len(self.buf) < 8 + size:
+                break
+            out.append((self.buf[0], self.buf[8:8 + size]))
+            self.buf = self.buf[8 + size:]
+        return out

@@ -20,7 +20,8 @@
  *     it would type commands into the caller's shell). Detached with -i, the pipe stays
  *     open and empty, as `docker run -di` keeps stdin;
  *   - listens on the container's attach socket: one `minibox attach` client at a time
- *     takes the terminal's place (output to it, its input to the container);
+ *     takes the terminal's place (output to it, framed as Docker's attach stream when
+ *     there is no pty, so stdout and stderr stay apart; its input to the container);
  *   - with a pty, watches the input for Ctrl-P Ctrl-Q (Docker's detach keys): the caller's
  *     terminal is let go (NOTIFY_FD tells `minibox run -it` so), or the attach client is
  *     dropped, and the container runs on, detached;
@@ -62,6 +63,7 @@ static int attach;
    when attached, an attach client's socket, or none (-1). */
 static int term_in = -1, term_out = -1, term_err = -1, client = -1;
 static int notify_fd = -1, detached_once;
+static int has_pty; /* the container has a terminal: one raw stream, no framing */
 static const char *log_path;
 static long long log_size, log_max;
 static int log_files = 1;
@@ -135,7 +137,18 @@ static int pump(int fd, int stream) {
     if (r < 0) return errno == EAGAIN || errno == EINTR;
     if (r == 0) return 0;
     log_chunk(stream, buf, (size_t)r);
-    if (term_out >= 0) write_all(stream ? term_err : term_out, buf, (size_t)r);
+    if (client >= 0 && !has_pty) {
+        /* Docker's attach stream without a tty: each chunk framed by 8 bytes, the stream
+           (1 stdout, 2 stderr), three zeros, and the length (big-endian), so the client
+           can put stdout and stderr back where they belong. */
+        unsigned char head[8] = {(unsigned char)(stream ? 2 : 1), 0, 0, 0,
+                                 (unsigned char)(r >> 24), (unsigned char)(r >> 16), (unsigned char)(r >> 8),
+                                 (unsigned char)r};
+        write_all(client, (const char *)head, sizeof head);
+        write_all(client, buf, (size_t)r);
+    } else if (term_out >= 0) {
+        write_all(stream ? term_err : term_out, buf, (size_t)r);
+    }
     return 1;
 }
 
@@ -241,6 +254,7 @@ int main(int argc, char **argv) {
     const char *exit_file = argv[2];
     int fds[2] = {atoi(argv[4]), atoi(argv[5])};
     int console_sock = atoi(argv[6]);
+    has_pty = console_sock >= 0;
     int in_fd = atoi(argv[7]);
     attach = atoi(argv[8]);
     log_max = atoll(argv[9]);

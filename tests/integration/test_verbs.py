@@ -238,3 +238,12 @@ def test_a_reload_signal_leaves_the_policy_in_force_a_kill_does_not():
         assert not wait_for(lambda: state("reload") != "exited", timeout=2)
     finally:
         mb("rm", "-f", "reload")
+
+
+def test_attach_without_a_tty_keeps_stdout_and_stderr_apart():
+    mb("run", "-d", "-i", "--network", "none", "--name", "piped", "busybox", "sh", check=True)
+    try:
+        res = mb("attach", "piped", input="echo out; echo err >&2; exit 3\n")
+        assert (res.returncode, res.stdout, res.stderr) == (3, "out\n", "err\n")
+    finally:
+        mb("rm", "-f", "piped")
