@@ -104,7 +104,8 @@ def join(rec, start=None) -> int:
     with sock:
         if start is not None:
             start()
-        att.copy(sock, tty=rec.spec.tty)
+        pid = lifecycle.refresh(rec.id).pid
+        att.copy(sock, tty=rec.spec.tty, pty=f"/proc/{pid}/fd/0" if pid else "")
     state = lifecycle.refresh(rec.id)
     return 0 if state.status == RUNNING else state.exit_code
 

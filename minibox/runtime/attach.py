@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import socket
+import time
 
 from minibox.errors import NotRunning
 
@@ -35,15 +37,17 @@ def connect(path: str) -> socket.socket:
     return sock
 
 
-def copy(sock: socket.socket, tty: bool, stdin: int = 0, stdout: int = 1, stderr: int = 2) -> None:
+def copy(sock: socket.socket, tty: bool, stdin: int = 0, stdout: int = 1, stderr: int = 2, pty: str = "") -> None:
     """Bytes both ways until the shim closes the socket (the container ended, or Ctrl-P
     Ctrl-Q): stdin to the socket; the socket to stdout, as it comes with a pty, else
-    unframed back to stdout and stderr (see Frames)."""
+    unframed back to stdout and stderr (see Frames). `pty`: the container's terminal
+    (/proc/PID/fd/0), which follows our window's size."""
     from minibox.runtime import tty as ttys
 
     frames = None if tty else Frames()
     reading = [sock.fileno(), stdin]
-    with ttys.raw_mode(stdin) if tty else contextlib.nullcontext():
+    follow = follow_winsize(stdin, pty) if tty and pty else contextlib.nullcontext()
+    with ttys.raw_mode(stdin) if tty else contextlib.nullcontext(), follow:
         while True:
             ready, _, _ = select.select(reading, [], [])
             if sock.fileno() in ready:
@@ -58,6 +62,37 @@ def copy(sock: socket.socket, tty: bool, stdin: int = 0, stdout: int = 1, stderr
                     reading.remove(stdin)  # our input ended; the container's output still comes
                     continue
                 sock.sendall(data)
+
+
+@contextlib.contextmanager
+def follow_winsize(ours: int, pty: str):
+    """Our terminal's size onto the container's, now and on each SIGWINCH. The size is set
+    on the container's end of its pty (the shim holds the other), which the kernel allows
+    either side to do, and which sends the container its own SIGWINCH."""
+    from minibox.runtime import tty as ttys
+
+    def copy_size(*_args) -> bool:
+        try:
+            fd = os.open(pty, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            if not os.isatty(fd):
+                return False  # not yet its terminal: a container just started sets it up
+            ttys.copy_winsize(ours, fd)
+            return True
+        finally:
+            os.close(fd)
+
+    for _ in range(20):
+        if copy_size():
+            break
+        time.sleep(0.05)
+    old = signal.signal(signal.SIGWINCH, copy_size)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGWINCH, old)
 
 
 class Frames:

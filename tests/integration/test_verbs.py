@@ -1,9 +1,12 @@
 """Docker's create, start, restart, --restart, wait and rename, on minibox's state machine."""
 
+import fcntl
 import os
 import pty
 import select
+import struct
 import sys
+import termios
 import time
 
 from conftest import inspect, mb, sh, wait_for
@@ -143,11 +146,16 @@ def test_always_restarts_until_the_user_stops_it():
 class Terminal:
     """A minibox command on a pseudo-terminal of its own, as a user at a keyboard runs it."""
 
-    def __init__(self, argv):
+    def __init__(self, argv, rows: int = 24, cols: int = 80):
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
             os.execv(sys.executable, [sys.executable, "-m", "minibox", *argv])
+        self.resize(rows, cols)
         self.seen = b""
+
+    def resize(self, rows: int, cols: int) -> None:
+        """As a terminal window does: the kernel sends the command SIGWINCH."""
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     def read_until(self, token: bytes, timeout: float = 10) -> bool:
         end = time.monotonic() + timeout
@@ -247,3 +255,21 @@ def test_attach_without_a_tty_keeps_stdout_and_stderr_apart():
         assert (res.returncode, res.stdout, res.stderr) == (3, "out\n", "err\n")
     finally:
         mb("rm", "-f", "piped")
+
+
+def test_attach_carries_the_window_size_and_its_changes():
+    mb("run", "-dit", "--network", "none", "--name", "sized", "busybox", "sh", check=True)
+    try:
+        a = Terminal(["attach", "sized"], rows=33, cols=111)
+
+        def size_is(text: bytes) -> bool:
+            a.send(b"stty size\r")
+            return a.read_until(text, timeout=1)
+
+        assert wait_for(lambda: size_is(b"33 111"), timeout=10)
+        a.resize(40, 90)
+        assert wait_for(lambda: size_is(b"40 90"), timeout=10)
+        a.send(b"\x10\x11")
+        assert a.wait() == 0 and state("sized") == "running"
+    finally:
+        mb("rm", "-f", "sized")
