@@ -22,6 +22,7 @@ from minibox.value import Value
 PORT = re.compile(r"(?P<host_ip>[\d.]+):(?P<host_port>\d+)->(?P<ctr_port>\d+)/(?P<proto>\w+)$")
 
 LAN_IN, HOST_IN, CTR_IN, OUT = "lan-in", "host-in", "ctr-in", "out"
+NO_UPLINK = "the uplink"  # what stands for it when the host has no default route (a throwaway host)
 TITLES = {LAN_IN: "in from the LAN", HOST_IN: "in from this host", CTR_IN: "in from a container",
           OUT: "out to the world"}
 
@@ -132,7 +133,7 @@ def paths(t, p: Published) -> list[Path]:
     """The four paths of published port `p`."""
     from minibox.teach.topology import uplink
 
-    up = uplink(t.routes) or "the uplink"
+    up = uplink(t.routes) or NO_UPLINK
     where = "any host address" if p.host_ip == "0.0.0.0" else p.host_ip
     to = "" if p.host_ip == "0.0.0.0" else p.host_ip
     dnat = f"DNAT {p.proto} {to}:{p.host_port} → {p.ctr_ip}:{p.ctr_port}{_counted(dnat_packets(t, p), p.since)}"

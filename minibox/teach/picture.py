@@ -50,13 +50,15 @@ def boxes(t: Topology, shown: list[pathmod.Published]) -> dict[str, Box]:
 
     for name, kind, addrs in t.host_links:
         add(f"if:{name}", [name, " ".join(addrs) or kind or "device"], "if")
+    if not uplink(t.routes):  # where the LAN would come in and egress go out, were there a route
+        add(f"if:{pathmod.NO_UPLINK}", [pathmod.NO_UPLINK, "no default route here"], "if")
     picked = {p.nat_id for p in shown}
     for p in pathmod.published(t):
         pk = pathmod.dnat_packets(t, p)
         add(p.nat_id, [f"DNAT {p.proto} :{p.host_port} → {p.ctr}:{p.ctr_port}",
                        f"{p.host_ip}:{p.host_port} → {p.ctr_ip}:{p.ctr_port}",
                        f"{pathmod.pkts(pk)} since {p.since or 'published'}"], "nat", p.nat_id in picked)
-    up = uplink(t.routes) or "uplink"
+    up = uplink(t.routes) or pathmod.NO_UPLINK
     for n in t.nets:
         if not n.internal:
             pk = pathmod.masq_packets(t, pathmod.Published("", 0, 0, "", "", "", "", n.name, n.bridge, "", n.subnet),
@@ -74,7 +76,7 @@ def boxes(t: Topology, shown: list[pathmod.Published]) -> dict[str, Box]:
 
 def edges(t: Topology, placed: dict[str, Box]) -> list[tuple[str, str, str]]:
     """What is wired to what, (from, to, label): the grey lines under the paths."""
-    up = f"if:{uplink(t.routes)}"
+    up = f"if:{uplink(t.routes) or pathmod.NO_UPLINK}"
     out = []
     for p in pathmod.published(t):
         for src in (up, "if:lo") if p.host_ip == "0.0.0.0" else (up,):

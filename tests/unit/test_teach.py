@@ -191,3 +191,11 @@ def test_one_network_keeps_to_its_own_rules():
     assert "tcp . 8080 -> 10.222.0.2 . 80" in texts and "ip daddr != 127.0.0.0/8 fib daddr type local jump hostports" \
         in texts  # its own element, and the fixed rules every network shares
     assert not any(t in texts for t in (other[0].text, other[1].text)) and len(kept) == len(TOPO.hooks)
+
+
+def test_a_host_without_a_default_route_still_shows_where_the_lan_would_be():
+    lonely = TOPO._replace(host_links=[("lo", "", ["127.0.0.1/8"])], routes=["10.222.0.0/24 dev minibox0"])
+    nodes, wires, hops = svg_structure(picture.svg(lonely))
+    assert nodes["if:the uplink"] == "the uplink | no default route here"
+    assert ("if:the uplink", "dnat:0.0.0.0:8080/tcp") in wires and ("masq:minibox0", "if:the uplink") in wires
+    assert ("lan-in", "if:the uplink", "dnat:0.0.0.0:8080/tcp") in hops
