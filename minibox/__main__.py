@@ -34,9 +34,8 @@ def run_app(load_app, args: list[str], prog: str, report, refused: int, failed) 
     minibox and minibox-oci, whose callers read different codes and places."""
     try:
         import click
-        import typer
 
-        command = typer.main.get_command(load_app())
+        command = click_command(load_app())
         try:
             # standalone_mode=False: click returns Exit codes instead of calling sys.exit,
             # and leaves usage errors to us.
@@ -62,6 +61,62 @@ def run_app(load_app, args: list[str], prog: str, report, refused: int, failed) 
             raise
         report(f"internal error: {type(e).__name__}: {one_line(str(e))} (MINIBOX_DEBUG=1 shows the traceback)")
         return refused
+
+
+def click_command(app):
+    """The click group for a typer app, each verb converted only when click asks for it.
+
+    typer.main.get_command converts every verb up front: an inspect.signature and a click
+    parameter per option of all ~50 verbs, a third of a second's worth of `run` on a slow
+    day, for the one verb click then runs. Here click itself still parses the command line
+    (typer stays the only parser); its group reads verbs through `commands.get`, so a verb
+    is converted on first read, and --help, which reads them all, converts them all."""
+    import typer
+
+    if app._add_completion or any(not g.name for g in app.registered_groups):
+        return typer.main.get_command(app)  # shapes the lazy group does not cover
+    style = {"pretty_exceptions_short": app.pretty_exceptions_short, "rich_markup_mode": app.rich_markup_mode}
+    return _lazy_group(typer.main.TyperInfo(app), style, app.suggest_commands)
+
+
+def _lazy_group(info, style: dict, suggest: bool):
+    import copy
+
+    from typer import main
+
+    makers = {}
+    for verb in info.typer_instance.registered_commands:
+        name = verb.name or main.get_command_name(verb.callback.__name__)
+        makers[name] = lambda verb=verb: main.get_command_from_info(verb, **style)
+    for sub in info.typer_instance.registered_groups:
+        makers[sub.name] = lambda sub=sub: _lazy_group(sub, style, suggest)
+    bare = copy.copy(info.typer_instance)
+    bare.registered_commands, bare.registered_groups = [], []
+    shell = copy.copy(info)
+    shell.typer_instance = bare
+    group = main.get_group_from_info(shell, suggest_commands=suggest, **style)
+    group.commands = _Verbs(makers)
+    return group
+
+
+class _Verbs(dict):
+    """Verb name -> click command, made on first read from the maker stored under its name."""
+
+    def __getitem__(self, name):
+        made = dict.__getitem__(self, name)
+        if callable(made) and not hasattr(made, "invoke"):
+            made = made()
+            self[name] = made
+        return made
+
+    def get(self, name, default=None):
+        return self[name] if name in self else default
+
+    def values(self):
+        return [self[name] for name in self]
+
+    def items(self):
+        return [(name, self[name]) for name in self]
 
 
 # Docker's flags that minibox does not have, and what they do in Docker: a Docker user's

@@ -8,7 +8,7 @@ import typer
 from minibox import config
 from minibox.errors import InvalidSpec, MiniboxError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, suggest_commands=False,
                   help="A small container runtime that shows what `docker run` does to the kernel.")
 image_app = typer.Typer(no_args_is_help=True, help="Manage images (layers stored once each, overlaid per container).")
 network_app = typer.Typer(no_args_is_help=True, help="Manage bridge networks (a bridge, a subnet, firewall rules).")
