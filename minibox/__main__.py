@@ -15,6 +15,10 @@ from minibox.errors import EXIT_FAILED, EXIT_MINIBOX, MiniboxError
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if argv is None:
+        from minibox.net import linkworker
+
+        linkworker.prefetch(args)
 
     def report(message: str) -> None:
         print(f"minibox: {message}", file=sys.stderr)
@@ -175,6 +179,8 @@ def exit_now(code: int) -> None:
             stream.flush()
         except (BrokenPipeError, ValueError):
             pass
+    if "minibox.net.linkworker" in sys.modules:
+        sys.modules["minibox.net.linkworker"].discard()  # reaped here: not every host's init reaps
     os._exit(code)
 
 

@@ -51,12 +51,20 @@ def run(spec: ContainerSpec, explain=None, park: bool = False) -> RunResult:
     from minibox.runtime import shimbin
 
     lifecycle.require_root()
-    basics = facts.read(spec)
-    spec = basics.spec  # with what the image adds (-P)
-    shim = str(shimbin.ensure_shim())
-    cid = facts.new_id()
-    name = spec.name or specs.generate_name(store.name_taken)
-    store.reserve_name(name, cid)  # atomic: of parallel runs asking for one name, one wins
+    from minibox.net import linkworker
+
+    worker = linkworker.take(spec.network)  # pyroute2 imported beside everything before the veth
+    try:
+        basics = facts.read(spec)
+        spec = basics.spec  # with what the image adds (-P)
+        shim = str(shimbin.ensure_shim())
+        cid = facts.new_id()
+        name = spec.name or specs.generate_name(store.name_taken)
+        store.reserve_name(name, cid)  # atomic: of parallel runs asking for one name, one wins
+    except BaseException:
+        if worker is not None:
+            worker.close(kill=True)
+        raise
     sockets: list = []
     try:
         store.make_container_dir(cid)
@@ -71,12 +79,16 @@ def run(spec: ContainerSpec, explain=None, park: bool = False) -> RunResult:
             rec = endpoint.allocate(rec._replace(ports=ports), basics.network, spec.ip,
                                     record=store.save_record)
         plan = plan_run(spec, facts.for_run(spec, basics, rec))
-        sp, steps = apply(plan, spec, basics, shim, sockets, explain, park)
+        sp, steps = apply(plan, spec, basics, shim, sockets, explain, park, worker=worker)
     except BaseException:
         for s in sockets:
             s.close()
+        if worker is not None:
+            worker.close(kill=True)
         _undo(cid)
         raise
+    if worker is not None:
+        worker.close(kill=True)  # done already, unless this start had no veth to plug in
     if park:
         return RunResult(plan.record, None, steps)
     try:
@@ -94,9 +106,10 @@ def run(spec: ContainerSpec, explain=None, park: bool = False) -> RunResult:
 
 
 def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, sockets: list, explain,
-          park: bool = False, again: bool = False):
+          park: bool = False, again: bool = False, worker=None):
     """Carry out the plan, in its order; the Spawned PID 1 and the steps as applied. `park`:
-    leave PID 1 waiting for `start`; `again`: the container ran before (its files exist)."""
+    leave PID 1 waiting for `start`; `again`: the container ran before (its files exist);
+    `worker`: the linkworker that plugs the veth in."""
     from minibox.runtime import cgroups, spawn
     from minibox.runtime.init import InitConfig
 
@@ -140,7 +153,8 @@ def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, s
         from minibox.net import endpoint
 
         link_steps = [s for s in plan.endpoint if not isinstance(s, ConntrackFlush)]
-        endpoint.attach(rec, link_steps, [s for s in plan.endpoint if isinstance(s, ConntrackFlush)], sp.pid)
+        endpoint.attach(rec, link_steps, [s for s in plan.endpoint if isinstance(s, ConntrackFlush)], sp.pid,
+                        worker)
     steps = [*plan.files, *network, plan.unshare, *plan.cgroups, *plan.endpoint, *plan.init]
     if explain is not None:
         explain(steps, sp.pid, rec.id)

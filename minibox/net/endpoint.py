@@ -119,9 +119,14 @@ def publish(rec: ContainerRecord) -> list[Step]:
     return firewall.change(rec.firewall, lambda ff: fwplan.add(ff, firewall.net_facts(net), tuple(pf)))
 
 
-def attach(rec: ContainerRecord, link_steps: list[Step], flush: list[ConntrackFlush], pid: int) -> None:
-    """The veth into PID 1's network namespace, then forget flows that predate the DNAT."""
-    links.add_endpoint(link_steps, pid)
+def attach(rec: ContainerRecord, link_steps: list[Step], flush: list[ConntrackFlush], pid: int,
+           worker=None) -> None:
+    """The veth into PID 1's network namespace (by a linkworker.Worker, if the start forked
+    one), then forget flows that predate the DNAT."""
+    if worker is not None:
+        worker.add_endpoint(link_steps, pid)
+    else:
+        links.add_endpoint(link_steps, pid)
     conntrack.flush(flush)
     update_peer_hosts(rec, add=True)
 

@@ -42,9 +42,14 @@ def _pyroute2_submodule(name: str):
         return importlib.import_module(f"pyroute2.{name}")
 
 
+def iproute_module():
+    """pyroute2's IPRoute module, imported (the slow part of any netlink work)."""
+    return _pyroute2_submodule("iproute.linux")
+
+
 def iproute():
     """A pyroute2 IPRoute on the host's (this process's) network namespace."""
-    return _pyroute2_submodule("iproute.linux").IPRoute()
+    return iproute_module().IPRoute()
 
 
 def conntrack():
