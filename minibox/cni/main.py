@@ -115,7 +115,7 @@ def delegate_ipam(req: plugin.Request, command: str) -> dict:
 
 
 def add(req: plugin.Request, explain: bool = False) -> dict:
-    from minibox.net import endpoint, ipam_store, links, portindex
+    from minibox.net import endpoint, ipam_store, links, linkworker, portindex
     from minibox.plan import ipam
     from minibox.plan import network as netplan
     from minibox.plan import ports as portplan
@@ -164,10 +164,13 @@ def add(req: plugin.Request, explain: bool = False) -> dict:
             ipam_store.allocate(net.name, net.subnet, net.gateway, aid, "", before_create)
         a = done[0]
         ep = a.endpoint
-        links.add_endpoint(netplan.plan_endpoint(veth, net.bridge, ep.mac, ep.ip, ep.prefixlen, ep.gateway,
-                                                 req.netns, req.ifname), req.netns)
+        # The firewall first, as `minibox run` orders it: its rules name the address, not the
+        # veth, and the helper run() forked goes on importing pyroute2 meanwhile.
         if a.ports:
             endpoint.publish(a)
+        via = linkworker.take("bridge") or links
+        via.add_endpoint(netplan.plan_endpoint(veth, net.bridge, ep.mac, ep.ip, ep.prefixlen, ep.gateway,
+                                               req.netns, req.ifname), req.netns)
     except BaseException:
         if done:
             release(done[0], req)
@@ -190,9 +193,9 @@ def _store_lock():
 
 
 def release(a: Attachment, req: plugin.Request | None = None) -> list[str]:
-    from minibox.net import endpoint, links
+    from minibox.net import endpoint, links, linkworker
 
-    _, errors = endpoint.release(a)
+    _, errors = endpoint.release(a, via=linkworker.take("bridge"))
     if a.ipam_type and req is not None:
         try:
             delegate_ipam(req, "DEL")
@@ -290,7 +293,7 @@ def main(argv: list[str], env: dict, stdin: str) -> tuple[int, dict | None]:
 
 
 def run() -> None:
-    """The `minibox-cni` command (pyproject's entry point)."""
+    """The command, after minibox.cni.run has forked the netlink helper."""
     from minibox.__main__ import exit_now
 
     code, doc = main(sys.argv[1:], dict(os.environ), sys.stdin.read() if not sys.stdin.isatty() else "")

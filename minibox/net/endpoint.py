@@ -131,9 +131,10 @@ def attach(rec: ContainerRecord, link_steps: list[Step], flush: list[ConntrackFl
     update_peer_hosts(rec, add=True)
 
 
-def release(rec: ContainerRecord) -> tuple[list[Step], list[str]]:
+def release(rec: ContainerRecord, via=None) -> tuple[list[Step], list[str]]:
     """Give back the endpoint: rules, conntrack entries, veth, address. Idempotent; returns
-    (the steps it did, the errors it went on past)."""
+    (the steps it did, the errors it went on past). `via`: a linkworker.Worker to delete
+    the veth with, instead of links."""
     ep = rec.endpoint
     if ep is None:
         return [], []
@@ -152,8 +153,8 @@ def release(rec: ContainerRecord) -> tuple[list[Step], list[str]]:
                                                  "ports too): its address may be reused at once")]
     errors += conntrack.flush(flush)
     steps += flush
-    s, e = links.remove_link(ep.veth, why="the host end of its veth pair (the kernel removes the pair "
-                                          "by itself when the network namespace dies)")
+    s, e = (via or links).remove_link(ep.veth, why="the host end of its veth pair (the kernel removes the "
+                                                   "pair by itself when the network namespace dies)")
     steps, errors = steps + s, errors + e
     update_peer_hosts(rec, add=False)
     s, e = ipam_store.release(ep.network, ep.ip, rec.id)

@@ -48,17 +48,32 @@ class Worker:
         os.close(jobs_r)
         os.close(results_w)
 
-    def add_endpoint(self, steps: list, pid: int) -> None:
-        """links.add_endpoint(steps, pid), in the helper; raises LinkError with its message."""
+    def add_endpoint(self, steps: list, pid: int | str) -> None:
+        """links.add_endpoint(steps, pid), in the helper."""
+        self._call("add_endpoint", steps, pid)
+
+    def remove_link(self, name: str, why: str = "") -> tuple[list, list[str]]:
+        """links.remove_link(name, why), in the helper: (the step, if it was), (errors). A
+        teardown goes on past failures: if the helper itself fails, it is done here."""
         try:
-            _send(self._jobs, ([(type(s).__name__, s._asdict()) for s in steps], pid))
-            failure = _receive(self._results)
+            return self._call("remove_link", name, why)
+        except LinkError:
+            from minibox.net import links
+
+            return links.remove_link(name, why)
+
+    def _call(self, job: str, *args):
+        """One job, then the helper ends; raises LinkError with the helper's message."""
+        try:
+            _send(self._jobs, (job, _encode(args)))
+            failure, result = _receive(self._results)
         except (OSError, EOFError, ValueError) as e:
             raise LinkError(f"the netlink helper (pid {self.pid}) ended without an answer: {e}") from None
         finally:
             self.close()
         if failure:
             raise LinkError(failure)
+        return _decode(result)
 
     def close(self, kill: bool = False) -> None:
         """End the helper (EOF on its job pipe, or SIGKILL when the start failed and its
@@ -93,25 +108,46 @@ def _serve(jobs_r: int, results_w: int, parent: int) -> None:
             return  # it died before the signal was armed
         try:
             from minibox.net import links, netlink
-            from minibox.plan import netsteps
 
             netlink.iproute_module()  # the point of this process: the import, now
             failure = ""
         except Exception as e:  # noqa: BLE001 - said when the job comes
             failure = f"{type(e).__name__}: {e}"
         try:
-            kinds, pid = _receive(jobs_r)
+            job, args = _receive(jobs_r)
         except (OSError, EOFError, ValueError):
             return  # the start ended before it needed us
+        result = None
         if not failure:
             try:
-                links.add_endpoint([getattr(netsteps, kind)(**fields) for kind, fields in kinds], pid)
+                if job not in JOBS:
+                    raise ValueError(f"no such job {job!r}")
+                result = _encode(getattr(links, job)(*_decode(args)))
             except Exception as e:  # noqa: BLE001 - every failure goes back as the parent's error
                 failure = f"{type(e).__name__}: {e}"
-        _send(results_w, failure)
+        _send(results_w, (failure, result))
         code = 0
     finally:
         os._exit(code)
+
+
+def _encode(value):
+    """Steps (plan Values) as marshal can carry them: ("step", kind, fields)."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_encode(v) for v in value)
+    if hasattr(value, "_asdict"):
+        return ("step", type(value).__name__, value._asdict())
+    return value
+
+
+def _decode(value):
+    from minibox.plan import steps
+
+    if isinstance(value, tuple) and len(value) == 3 and value[0] == "step":
+        return getattr(steps, value[1])(**value[2])
+    if isinstance(value, (list, tuple)):
+        return type(value)(_decode(v) for v in value)
+    return value
 
 
 # Framed, not read to EOF: PID 1 and the shim are forked from the parent after this helper
@@ -136,7 +172,8 @@ def _read_exact(fd: int, n: int) -> bytes:
     return data
 
 
-_early: Worker | None = None  # forked by prefetch, at the process's first moment
+JOBS = ("add_endpoint", "remove_link")  # what a Worker does, by the names links gives them
+_early: Worker | None = None  # forked by begin, at the process's first moment
 STARTS = ("run", "create")
 
 
@@ -144,8 +181,7 @@ def prefetch(args: list[str]) -> None:
     """Fork the helper before typer and click are even imported, if the command line reads
     as a start on a bridge network: its pyroute2 import then runs beside every import and
     step of the start and is done when the veth is due. This is a guess, not a parse (typer
-    parses): a wrong one costs a helper that is killed, or a start that forks its own."""
-    global _early
+    parses): a wrong one costs a helper that is killed, or a start that does its own."""
     words = [a for a in args if not a.startswith("-")]
     if not words or words[0] not in STARTS:
         return
@@ -154,15 +190,22 @@ def prefetch(args: list[str]) -> None:
             args[i + 1] if arg in ("--network", "--net") and i + 1 < len(args) else "bridge"
         if mode in ("none", "host"):
             return
+    begin()
+
+
+def begin() -> None:
+    """Fork the helper now (minibox-cni, for ADD and DEL; `prefetch` for the CLI)."""
+    global _early
     try:
         _early = Worker()
     except OSError:
-        pass  # the start forks its own, or does the work itself
+        pass  # the caller plugs its veth in itself
 
 
 def take(network_mode: str) -> Worker | None:
-    """The prefetched helper, for a start on a bridge network; None when there is none (the
-    start then plugs the veth in itself) or when the start turned out not to need one."""
+    """The helper `begin` forked, for a start on a bridge network; None when there is none
+    (the caller then uses links itself, whose functions a Worker mirrors) or when the start
+    turned out not to need one."""
     global _early
     early, _early = _early, None
     if early is not None and (network_mode or "bridge") in ("none", "host"):

@@ -20,7 +20,7 @@ def cni(command: str, conf: dict | str, netns: str = "", cid: str = "ctr1", ifna
     if netns:
         env["CNI_NETNS"] = netns
     res = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'minibox-cni'; "
-                          "from minibox.cni.main import run; run()", *extra_args],
+                          "from minibox.cni import run; run()", *extra_args],
                          input=conf if isinstance(conf, str) else json.dumps(conf), capture_output=True, text=True,
                          env=env, timeout=60)
     return res.returncode, (json.loads(res.stdout) if res.stdout.strip() else None)
@@ -170,7 +170,7 @@ def test_missing_netns_and_garbage_stdin():
 def test_explain_shows_the_steps_and_changes_nothing(ns):
     a = ns("cniexp")
     res = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.argv[0] = 'minibox-cni'; from minibox.cni.main import run; run()",
+        [sys.executable, "-c", "import sys; sys.argv[0] = 'minibox-cni'; from minibox.cni import run; run()",
          "--explain"], input=json.dumps(conf()), capture_output=True, text=True,
         env={**__import__("os").environ, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "x", "CNI_IFNAME": "eth0",
              "CNI_NETNS": a.path})

@@ -27,7 +27,7 @@ def netns():
         sh("ip link del lwtest0; ip link del lwtestv0", check=False)
 
 
-def test_the_helper_plugs_the_veth_in_and_reports_failures(netns):
+def test_the_helper_plugs_the_veth_in_reports_failures_and_removes_it(netns):
     steps = plan_endpoint("lwtestv0", "lwtest0", "02:42:0a:c7:07:02", "10.199.7.2", 24, "10.199.7.1", str(netns))
     worker = linkworker.Worker()
     helper = worker.pid
@@ -40,6 +40,10 @@ def test_the_helper_plugs_the_veth_in_and_reports_failures(netns):
     with pytest.raises(linkworker.LinkError, match="exists"):
         again.add_endpoint(steps, netns)  # the same veth name twice: the kernel's EEXIST comes back
     assert again.pid == 0
+
+    steps_done, errors = linkworker.Worker().remove_link("lwtestv0", "test")
+    assert [type(s).__name__ for s in steps_done] == ["LinkDel"] and errors == []
+    assert sh("ip link show lwtestv0", check=False).returncode != 0
 
 
 def test_a_start_that_fails_leaves_no_helper_behind():
