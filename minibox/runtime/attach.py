@@ -20,20 +20,19 @@ from minibox.errors import NotRunning
 
 
 def connect(path: str) -> socket.socket:
-    """The shim's attach socket (reached through /proc/self/fd: the path may be long)."""
+    """The shim's attach socket (the path may be long: see spawn.socket_address)."""
+    from minibox.runtime.spawn import socket_address
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        dirfd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
-    except FileNotFoundError:
-        sock.close()
-        raise NotRunning("this container has no attach socket (its shim predates attach): restart it") from None
-    try:
-        sock.connect(f"/proc/self/fd/{dirfd}/{os.path.basename(path)}")
+        with socket_address(path) as address:
+            sock.connect(address)
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
         raise NotRunning("this container has no attach socket (its shim predates attach): restart it") from None
-    finally:
-        os.close(dirfd)
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 

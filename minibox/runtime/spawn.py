@@ -119,22 +119,31 @@ class Spawned:
             raise ExecFailed(message, int(code) if code.isdigit() else EXIT_MINIBOX)
 
 
+@contextlib.contextmanager
+def socket_address(path: str):
+    """`path` as a unix socket address of any length: /proc/self/fd/N/NAME, with N its
+    directory held open meanwhile (sun_path holds 108 bytes; a container directory under
+    a deep MINIBOX_ROOT is longer). Used to bind here and to connect in runtime.attach."""
+    dirfd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{dirfd}/{os.path.basename(path)}"
+    finally:
+        os.close(dirfd)
+
+
 def listen(path: str) -> socket.socket:
-    """A unix socket listening at `path`, bound through /proc/self/fd so the path may be
-    longer than sun_path's 108 bytes (a container directory under a deep MINIBOX_ROOT)."""
+    """A unix socket listening at `path` (which may be long: see socket_address)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    dirfd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        sock.bind(f"/proc/self/fd/{dirfd}/{os.path.basename(path)}")
+        with socket_address(path) as address:
+            sock.bind(address)
         os.chmod(path, 0o600)
         sock.listen(1)
     except BaseException:
         sock.close()
         raise
-    finally:
-        os.close(dirfd)
     return sock
 
 

@@ -121,12 +121,13 @@ def dnat_packets(t, p: Published) -> int | None:
     return None
 
 
-def masq_packets(t, p: Published, kind: str) -> int | None:
+def masq_packets(t, subnet: str, bridge: str, kind: str) -> int | None:
+    """The packet counter of a network's MASQUERADE rule for traffic of `kind`."""
     if kind == OUT:
-        return _rule_packets(t, "egress: containers leave", f"-s {p.subnet} ! -o {p.bridge} ")
+        return _rule_packets(t, "egress: containers leave", f"-s {subnet} ! -o {bridge} ")
     if kind == HOST_IN:
-        return _rule_packets(t, "published port reached via 127", f"-s 127.0.0.0/8 -o {p.bridge} ")
-    return _rule_packets(t, "hairpin", f"-s {p.subnet} -o {p.bridge} -m conntrack --ctstate DNAT")
+        return _rule_packets(t, "published port reached via 127", f"-s 127.0.0.0/8 -o {bridge} ")
+    return _rule_packets(t, "hairpin", f"-s {subnet} -o {bridge} -m conntrack --ctstate DNAT")
 
 
 def paths(t, p: Published) -> list[Path]:
@@ -147,14 +148,14 @@ def paths(t, p: Published) -> list[Path]:
             Hop(p.nat_id, f"output: {dnat}")]
     if host_src.startswith("127."):
         host.append(Hop(f"masq:{p.bridge}", "postrouting: MASQUERADE from 127.0.0.1, so the reply comes back"
-                                            f"{_counted(masq_packets(t, p, HOST_IN), t.rules_since)}"))
+                                            f"{_counted(masq_packets(t, p.subnet, p.bridge, HOST_IN), t.rules_since)}"))
     hairpin = [Hop(f"br:{p.bridge}", f"{p.bridge}: another container on {p.net} asks for {where}:{p.host_port}"),
                Hop(p.nat_id, f"prerouting: {dnat}"),
-               Hop(f"masq:{p.bridge}", f"postrouting: MASQUERADE (hairpin){_counted(masq_packets(t, p, CTR_IN), t.rules_since)}")]
+               Hop(f"masq:{p.bridge}", f"postrouting: MASQUERADE (hairpin){_counted(masq_packets(t, p.subnet, p.bridge, CTR_IN), t.rules_since)}")]
     out = [Hop(f"ctr:{p.short_id}", f"{p.ctr} eth0 {p.ctr_ip} → its default route, the bridge"),
            Hop(f"br:{p.bridge}", f"{p.bridge} (bridge), via {p.veth}"),
            Hop(f"fwd:{p.bridge}", "forward: accept, egress"),
-           Hop(f"masq:{p.bridge}", f"postrouting: MASQUERADE to {up}'s address{_counted(masq_packets(t, p, OUT), t.rules_since)}"),
+           Hop(f"masq:{p.bridge}", f"postrouting: MASQUERADE to {up}'s address{_counted(masq_packets(t, p.subnet, p.bridge, OUT), t.rules_since)}"),
            Hop(f"if:{up}", f"{up}: out to the LAN and beyond")]
     return [Path(LAN_IN, p, tuple(lan)), Path(HOST_IN, p, tuple(host + into)),
             Path(CTR_IN, p, tuple(hairpin + into)), Path(OUT, p, tuple(out))]

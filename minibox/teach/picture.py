@@ -61,8 +61,7 @@ def boxes(t: Topology, shown: list[pathmod.Published]) -> dict[str, Box]:
     up = uplink(t.routes) or pathmod.NO_UPLINK
     for n in t.nets:
         if not n.internal:
-            pk = pathmod.masq_packets(t, pathmod.Published("", 0, 0, "", "", "", "", n.name, n.bridge, "", n.subnet),
-                                      pathmod.OUT)
+            pk = pathmod.masq_packets(t, n.subnet, n.bridge, pathmod.OUT)
             since = f" since {t.rules_since}" if t.rules_since else ""
             add(f"masq:{n.bridge}", ["MASQUERADE (postrouting)", f"{n.subnet} → {up}",
                                      f"{pathmod.pkts(pk)} out{since}"], "nat")
