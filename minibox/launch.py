@@ -84,7 +84,7 @@ def run(spec: ContainerSpec, explain=None, park: bool = False) -> RunResult:
         for s in sockets:
             s.close()
         if worker is not None:
-            worker.close(kill=True)
+            worker.close(kill=True)  # before the undo: a helper still plugging a veth in would race it
         _undo(cid)
         raise
     if worker is not None:

@@ -120,13 +120,10 @@ def publish(rec: ContainerRecord) -> list[Step]:
 
 
 def attach(rec: ContainerRecord, link_steps: list[Step], flush: list[ConntrackFlush], pid: int,
-           worker=None) -> None:
-    """The veth into PID 1's network namespace (by a linkworker.Worker, if the start forked
-    one), then forget flows that predate the DNAT."""
-    if worker is not None:
-        worker.add_endpoint(link_steps, pid)
-    else:
-        links.add_endpoint(link_steps, pid)
+           via=None) -> None:
+    """The veth into PID 1's network namespace, then forget flows that predate the DNAT.
+    `via`: a linkworker.Worker to plug the veth in with, instead of links."""
+    (via or links).add_endpoint(link_steps, pid)
     conntrack.flush(flush)
     update_peer_hosts(rec, add=True)
 
