@@ -65,24 +65,14 @@ def run(spec: ContainerSpec, explain=None, park: bool = False) -> RunResult:
         if worker is not None:
             worker.close(kill=True)
         raise
-    sockets: list = []
     try:
         store.make_container_dir(cid)
         rec = facts.new_record(spec, basics, cid, name)
         me = os.getpid()
         store.save_record(rec)
         store.save_state(cid, ContainerState(status=CREATING, creator_pid=me, creator_start=procs.start_time(me)))
-        if basics.network is not None:
-            from minibox.net import endpoint
-
-            sockets, ports = endpoint.hold_ports(spec.ports)
-            rec = endpoint.allocate(rec._replace(ports=ports), basics.network, spec.ip,
-                                    record=store.save_record)
-        plan = plan_run(spec, facts.for_run(spec, basics, rec))
-        sp, steps = apply(plan, spec, basics, shim, sockets, explain, park, worker=worker)
+        plan, sp, steps = plan_and_apply(spec, basics, rec, shim, explain, park, worker=worker)
     except BaseException:
-        for s in sockets:
-            s.close()
         if worker is not None:
             worker.close(kill=True)  # before the undo: a helper still plugging a veth in would race it
         _undo(cid)
@@ -103,6 +93,28 @@ def run(spec: ContainerSpec, explain=None, park: bool = False) -> RunResult:
     if spec.detach:
         return RunResult(plan.record, None, steps)
     return RunResult(plan.record, _wait_attached(plan.record, sp), steps)
+
+
+def plan_and_apply(spec: ContainerSpec, basics: facts.Basics, rec: ContainerRecord, shim: str, explain=None,
+                   park: bool = False, again: bool = False, worker=None):
+    """Hold rec's host ports and choose its address (on a bridge network), plan, apply:
+    (the plan, the Spawned PID 1, the steps). `run` and `start` of an exited container
+    both come through here. The ports' sockets are closed if anything fails; on success
+    the shim holds them."""
+    sockets: list = []
+    try:
+        if basics.network is not None:
+            from minibox.net import endpoint
+
+            sockets, ports = endpoint.hold_ports(spec.ports)
+            rec = endpoint.allocate(rec._replace(ports=ports), basics.network, spec.ip, record=store.save_record)
+        plan = plan_run(spec, facts.for_run(spec, basics, rec))
+        sp, steps = apply(plan, spec, basics, shim, sockets, explain, park, again, worker)
+    except BaseException:
+        for s in sockets:
+            s.close()
+        raise
+    return plan, sp, steps
 
 
 def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, sockets: list, explain,

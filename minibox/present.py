@@ -232,6 +232,9 @@ def _columns(rows: list[list[str]]) -> str:
 
 def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dirs: list[str]) -> dict:
     """A container as `docker inspect` shapes it, plus a Minibox section of what it built."""
+    from minibox.plan import restart
+
+    policy = restart.parse(rec.spec.restart)
     ep = rec.endpoint
     ports: dict[str, list[dict]] = {}
     for p in rec.ports:
@@ -270,8 +273,7 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
                       if m.kind == "bind" and m.create_source],
             "Tmpfs": {m.target: m.options for m in rec.mounts if m.kind == "tmpfs"},
             "PublishAllPorts": rec.spec.publish_all,
-            "RestartPolicy": {"Name": rec.spec.restart.partition(":")[0] or "no",
-                              "MaximumRetryCount": int(rec.spec.restart.partition(":")[2] or 0)},
+            "RestartPolicy": {"Name": policy.name, "MaximumRetryCount": policy.max_retries},
         },
         "GraphDriver": {"Name": "overlay", "Data": {
             "LowerDir": ":".join(rec.image_layers), "UpperDir": paths["upper"], "WorkDir": paths["work"],

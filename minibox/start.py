@@ -21,7 +21,6 @@ from minibox import config, facts, launch, lifecycle, store
 from minibox.errors import Conflict
 from minibox.model import CREATED, CREATING, EXITED, RUNNING, ContainerState, can_move
 from minibox.plan import restart as policy
-from minibox.plan.run import plan_run
 from minibox.runtime import procs
 
 
@@ -83,19 +82,10 @@ def run_again(cid: str, restarts: int = 0, quick: int = 0, unless=None) -> Conta
     # Its own image (by id: a tag may have moved), its resolved host ports, in the background.
     spec = rec.spec._replace(image=rec.image_id or rec.spec.image, pull="never", ports=rec.ports,
                              publish_all=False, detach=True, interactive=False)
-    sockets: list = []
     try:
         basics = facts.read(spec)
-        if basics.network is not None:
-            from minibox.net import endpoint
-
-            sockets, ports = endpoint.hold_ports(spec.ports)
-            rec = endpoint.allocate(rec._replace(ports=ports), basics.network, spec.ip, record=store.save_record)
-        plan = plan_run(spec, facts.for_run(spec, basics, rec))
-        sp, _steps = launch.apply(plan, spec, basics, str(shimbin.ensure_shim()), sockets, None, again=True)
+        _plan, sp, _steps = launch.plan_and_apply(spec, basics, rec, str(shimbin.ensure_shim()), again=True)
     except BaseException as e:
-        for s in sockets:
-            s.close()
         _give_up(cid, e)
         raise
     with contextlib.suppress(Exception):

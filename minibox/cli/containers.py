@@ -136,7 +136,7 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
         log_max_files=max_files, entrypoint=((entrypoint,) if entrypoint else ()) if entrypoint is not None else None,
         user=user,
         group_add=tuple(group_add), mounts=mounts, read_only=read_only, publish_all=publish_all,
-        labels=specs.parse_labels(label), pull=pull, restart=policy.check(restart, rm, detach or create))
+        labels=specs.parse_labels(label), pull=pull, restart=policy.check(restart, rm, detach))
 
 @app.command(name="exec", context_settings=POSITIONAL_TAIL)
 def exec_(

@@ -70,7 +70,12 @@ def start(containers: List[str] = typer.Argument(..., help="container names or i
         raise typer.Exit(join(rec, lambda: starting.start(rec.id)))
     if attach:
         raise typer.Exit(_attached(store.resolve(containers[0]).id, starting))
-    for_each(containers, lambda ref: (starting.start(store.resolve(ref).id), ref)[1])
+
+    def one(ref: str) -> str:
+        starting.start(store.resolve(ref).id)
+        return ref
+
+    for_each(containers, one)
 
 
 @app.command()
