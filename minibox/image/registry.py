@@ -2,7 +2,8 @@
 
     GET /v2/NAME/manifests/REF     an index (one manifest per platform: linux/amd64 is kept)
                                    or a manifest: the config's digest and the layers'
-    GET /v2/NAME/blobs/DIGEST      the config, then each layer (gzip tar), several at once
+    GET /v2/NAME/blobs/DIGEST      the config, then each layer (gzip tar), several at once,
+                                   each in a process of its own (image.workers)
 
 Authentication as a registry asks for it: a 401 with `WWW-Authenticate: Bearer realm=...,
 service=...,scope=...` means fetching a token from the realm (anonymously, as Docker Hub
@@ -16,12 +17,11 @@ fetched again. Registries on localhost speak plain HTTP, as Docker allows; other
 from __future__ import annotations
 
 import base64
-import concurrent.futures
+import functools
 import json
 import os
 import re
 import sys
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,7 +30,7 @@ from typing import Callable
 from minibox import config
 from minibox import store as state
 from minibox.errors import MiniboxError, NotFound
-from minibox.image import archive, store
+from minibox.image import archive, store, workers
 from minibox.image import ref as refs
 from minibox.image.layers import Hashing, read_verified
 
@@ -118,7 +118,6 @@ class Registry:
         self.base = f"{'http' if _insecure(self.host) else 'https'}://{self.host}"
         self.creds = credentials(self.host) if creds is None else creds
         self.auth = ""  # the Authorization header that worked
-        self.lock = threading.Lock()
         self.scope = True  # ask the token service for pull access to the repository
         # A registry on this machine is reached directly, whatever proxy the environment names.
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if _insecure(self.host) \
@@ -135,9 +134,7 @@ class Registry:
             return self.opener.open(req, timeout=30)
         except urllib.error.HTTPError as e:
             if e.code == 401 and not self.auth:
-                with self.lock:
-                    if not self.auth:
-                        self._authenticate(e.headers.get("WWW-Authenticate", ""))
+                self._authenticate(e.headers.get("WWW-Authenticate", ""))
                 return self._open(url, accept)
             raise self._error(e, url) from None
         except (urllib.error.URLError, OSError) as e:
@@ -215,6 +212,7 @@ class Registry:
             return read_verified(resp, digest, self.host)
 
     def layer(self, digest: str, diff_id: str, progress: Callable[[int, int], None]) -> str:
+        """Fetch, verify and store one layer (in a worker of its own: minibox.image.workers)."""
         with self._open(self.url(f"{self.ref.path}/blobs/{digest}")) as resp:
             total = int(resp.headers.get("Content-Length") or 0)
             return store.add_layer(_Counting(resp, total, progress), expected_diff_id=diff_id, expected_blob=digest)
@@ -264,13 +262,12 @@ def pull(text: str, out=sys.stdout) -> store.Image:
         else:
             todo.append((layer["digest"], diff_id))
     try:
-        with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
-            futures = [pool.submit(reg.layer, d, i, say.bar(d[7:19])) for d, i in todo]
-            for f in futures:
-                f.result()  # the first failure is raised (the pool waits for the others first)
+        jobs = [functools.partial(reg.layer, d, i) for d, i in todo]
+        workers.run(jobs, [say.bar(d[7:19]) for d, _ in todo], PARALLEL)
         say.done()
         img = store.add_image(config_bytes, [ref.name] if ref.tag else [], f"{ref.domain}/{ref.path}@{digest}")
     except BaseException:
+        store.clean_tmp()  # what a killed worker was unpacking
         store.discard([i for _, i in todo])  # a failed pull keeps nothing it fetched
         raise
     say.line(f"Digest: {digest}")
@@ -287,18 +284,16 @@ class Progress:
         self.tty = out.isatty()
         self.bars: list[str] = []
         self.state: dict[str, str] = {}
-        self.lock = threading.Lock()
 
     def line(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
 
     def bar(self, short: str) -> Callable[[int, int], None]:
-        with self.lock:
-            self.bars.append(short)
-            self.state[short] = "Waiting"
-            if self.tty:
-                self.out.write(f"{short}: Waiting\n")
+        self.bars.append(short)
+        self.state[short] = "Waiting"
+        if self.tty:
+            self.out.write(f"{short}: Waiting\n")
 
         def update(done: int, total: int) -> None:
             finished = total and done >= total
@@ -309,21 +304,19 @@ class Progress:
                        f"{done / 1e6:.1f}MB/{total / 1e6:.1f}MB"
             else:
                 text = f"Downloading {done / 1e6:.1f}MB"
-            with self.lock:
-                was = self.state.get(short)
-                self.state[short] = "Pull complete" if finished else text
-                if self.tty:
-                    up = len(self.bars) - self.bars.index(short)
-                    self.out.write(f"\033[{up}A\r\033[K{short}: {self.state[short]}\033[{up}B\r")
-                    self.out.flush()
-                elif finished and was != "Pull complete":
-                    self.line(f"{short}: Pull complete")
+            was = self.state.get(short)
+            self.state[short] = "Pull complete" if finished else text
+            if self.tty:
+                up = len(self.bars) - self.bars.index(short)
+                self.out.write(f"\033[{up}A\r\033[K{short}: {self.state[short]}\033[{up}B\r")
+                self.out.flush()
+            elif finished and was != "Pull complete":
+                self.line(f"{short}: Pull complete")
         return update
 
     def done(self) -> None:
         if self.tty:
             return
-        with self.lock:
-            for short in self.bars:
-                if self.state.get(short) != "Pull complete":
-                    self.line(f"{short}: Pull complete")
+        for short in self.bars:
+            if self.state.get(short) != "Pull complete":
+                self.line(f"{short}: Pull complete")

@@ -502,6 +502,88 @@ def test_a_corrupt_archive_is_refused(tmp_path):
     assert res.returncode == 125 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
 
 
+class StallingProxy:
+    """A TCP relay in front of the real registry that holds back every response once it
+    has passed `after` bytes of it: a layer caught mid-download, for as long as the test
+    needs. `stalled` is set when the first one is held."""
+
+    def __init__(self, upstream_port: int, after: int = 256 * 1024):
+        import socket
+
+        self.upstream, self.after, self.stalled, self.done = upstream_port, after, threading.Event(), threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while not self.done.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.upstream))
+            threading.Thread(target=self._pipe, args=(client, up, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(up, client, True), daemon=True).start()
+
+    def _pipe(self, src, dst, response: bool) -> None:
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                if response and sent + len(data) > self.after:
+                    self.stalled.set()
+                    self.done.wait(60)
+                    return
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                s.close()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.sock.close()
+
+
+def test_ctrl_c_during_a_pull_ends_its_layer_workers_and_keeps_nothing(registry):
+    """Each layer is fetched and unpacked by a worker process of the pull's. Ctrl-C (SIGINT
+    to the whole process group, as a terminal sends it) while a layer is half-read: the pull
+    exits 130, its workers are gone, and the store holds what it held before."""
+    proxy = StallingProxy(int(registry.host.rsplit(":", 1)[1]))
+    before = images_state()
+    pull = subprocess.Popen([os.sys.executable, "-m", "minibox", "pull", f"{proxy.host}/layered:1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proxy.stalled.wait(30), "no layer was ever half-served"
+        assert wait_for(lambda: any(p != pull.pid for p in _session(pull.pid))), "the pull has no layer workers"
+        os.killpg(pull.pid, 2)
+        out, err = pull.communicate(timeout=30)
+    finally:
+        proxy.stop()
+        if pull.poll() is None:
+            pull.kill()
+            pull.wait()
+    assert pull.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    assert _session(pull.pid) == []
+    assert images_state() == before
+
+
+def _session(sid: int) -> list[int]:
+    """The PIDs of the processes in session `sid`."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.getsid(int(entry)) == sid:
+                pids.append(int(entry))
+        except OSError:
+            continue  # gone meanwhile
+    return pids
+
+
 def test_gc_and_the_next_pull_remove_what_a_killed_pull_left(registry):
     """A pull killed mid-layer leaves a half-unpacked directory named after its PID under
     images/tmp; once that PID is gone, `gc` (and any later pull) removes it."""

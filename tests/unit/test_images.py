@@ -95,3 +95,47 @@ def test_an_index_yields_the_amd64_manifest_and_descends_nested_indexes():
         archive.pick_manifest({"manifests": [{"digest": "sha256:arm", "platform": {"os": "linux",
                                                                                      "architecture": "arm64"}}]},
                               docs.__getitem__)
+
+
+def _read_all(reader, sizes) -> bytes:
+    out = []
+    for n in sizes:
+        data = reader.read(n)
+        if not data:
+            return b"".join(out)
+        out.append(data)
+    return b"".join(out) + reader.read(-1)
+
+
+@pytest.mark.parametrize("members, padding", [
+    ([b""], 0),
+    ([bytes(range(256)) * 5000], 0),  # more than one read's worth
+    ([b"first member\n", b"second\n" * 100000, b"third"], 0),  # gzip allows several members
+    ([b"padded\n" * 1000], 1000),  # and zeros after the last
+])
+def test_inflating_reads_what_gzip_wrote(members, padding):
+    import gzip
+    import io
+    import itertools
+
+    from minibox.image.layers import _Inflating
+
+    blob = b"".join(gzip.compress(m) for m in members) + bytes(padding)
+    sizes = itertools.islice(itertools.cycle([1, 10240, 65536, 7]), 10000)
+    assert _read_all(_Inflating(io.BytesIO(blob)), sizes) == b"".join(members)
+
+
+def test_inflating_refuses_a_cut_or_altered_stream():
+    import gzip
+    import io
+    import zlib
+
+    from minibox.image.layers import _Inflating
+
+    blob = gzip.compress(b"layer content\n" * 10000)
+    with pytest.raises(EOFError):
+        _Inflating(io.BytesIO(blob[:-5])).read(-1)
+    crc = bytearray(blob)
+    crc[-6] ^= 1  # the trailer's CRC-32: zlib checks it
+    with pytest.raises(zlib.error):
+        _Inflating(io.BytesIO(bytes(crc))).read(-1)
