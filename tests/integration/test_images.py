@@ -502,6 +502,21 @@ def test_a_corrupt_archive_is_refused(tmp_path):
     assert res.returncode == 125 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
 
 
+def test_a_pull_that_fills_the_disk_says_so_and_keeps_nothing(registry, tmp_path):
+    """The state root on a 1 MB tmpfs: the busybox layer (2 MB unpacked) cannot fit."""
+    root = tmp_path / "root"
+    root.mkdir()
+    sh(f"mount -t tmpfs -o size=1m minibox-full {root}")
+    try:
+        res = mb("pull", f"{registry.host}/layered:1", env={"MINIBOX_ROOT": str(root)})
+        assert res.returncode == 125 and res.stderr.count("\n") == 1, res.stderr
+        assert f"no space left in {root}/images to unpack the layer" in res.stderr and "image prune" in res.stderr
+        assert "Traceback" not in res.stderr
+        assert list((root / "images/layers").iterdir()) == [] and list((root / "images/tmp").iterdir()) == []
+    finally:
+        sh(f"umount {root}")
+
+
 class StallingProxy:
     """A TCP relay in front of the real registry that holds back every response once it
     has passed `after` bytes of it: a layer caught mid-download, for as long as the test
