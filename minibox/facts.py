@@ -70,7 +70,7 @@ def image_for(ref: str, policy: str = "missing", dry: bool = False) -> images.Im
 def layer_file(img: images.Image, path: str) -> str:
     """A file of the image, read from the topmost layer that has it (or deletes it), each
     layer's symlinks resolved inside that layer only; "" if none has it."""
-    from minibox.image.layers import WHITEOUT
+    from minibox.image import WHITEOUT
     from minibox.runtime import inroot
 
     name = path.lstrip("/")

@@ -224,6 +224,14 @@ def _reap(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+def _raw_terminal():
+    from minibox.runtime import (
+        tty,  # only `run -it` needs the terminal module (~2 ms to import)
+    )
+
+    return tty.raw_mode(0)
+
+
 def _wait_attached(record: ContainerRecord, sp) -> int | None:
     """Wait for an attached container, passing our signals on to it (Docker's sig-proxy);
     None if Ctrl-P Ctrl-Q detached us and it runs on."""
@@ -236,9 +244,7 @@ def _wait_attached(record: ContainerRecord, sp) -> int | None:
     forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
     old = {s: signal.signal(s, forward) for s in forwarded}
     try:
-        from minibox.runtime import tty  # only attached containers need the terminal
-
-        with tty.raw_mode(0) if record.spec.tty and record.spec.interactive else contextlib.nullcontext():
+        with _raw_terminal() if record.spec.tty and record.spec.interactive else contextlib.nullcontext():
             if sp.wait_detach_or_end():
                 return None  # the shim has let our terminal go; the container runs on
             _reap(sp.shim_pid)

@@ -31,11 +31,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from minibox.errors import InvalidSpec, MiniboxError
+from minibox.image import OPAQUE, WHITEOUT
 from minibox.runtime import inroot
 from minibox.value import Value
-
-WHITEOUT = ".wh."
-OPAQUE = ".wh..wh..opq"
 
 
 class Unpacked(Value):

@@ -25,7 +25,6 @@ from minibox import config, store
 from minibox.errors import Conflict, MiniboxError, NotFound
 from minibox.image import ref as refs
 from minibox.image.config import ImageConfig
-from minibox.image.layers import unpack
 from minibox.value import Value
 
 SHORT = 16  # hex digits of a layer's short name
@@ -91,6 +90,10 @@ def add_layer(stream: BinaryIO, expected_diff_id: str = "", expected_blob: str =
     checked against those given, and nothing is kept if either differs."""
     tmp = Path(_tmp()) / f"layer-{os.getpid()}-{os.urandom(4).hex()}"
     try:
+        from minibox.image.layers import (
+            unpack,  # not for a run: hashlib and tarfile cost ~5 ms to import
+        )
+
         got = unpack(stream, tmp, expected_blob)
         if expected_blob and got.blob_digest != expected_blob:
             raise MiniboxError(f"digest mismatch: got {got.blob_digest} for blob {expected_blob}")
