@@ -38,10 +38,17 @@ class _Worker:
         self.index, self.bar, self.buf = index, bar, b""
         self.fd, w = os.pipe()
         parent = os.getpid()
-        self.pid = os.fork()
-        if self.pid == 0:
-            os.close(self.fd)
-            _serve(job, w, parent)  # never returns
+        # Ctrl-C is held back across the fork: landing in the child before it ignores it, it
+        # would be raised inside os.fork's own bookkeeping and print a traceback. Held, it is
+        # dropped by the child once ignored, and raised here in the parent once let through.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.pid = os.fork()
+            if self.pid == 0:
+                os.close(self.fd)
+                _serve(job, w, parent, mask)  # never returns
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(w)
 
     def frames(self, data: bytes) -> list:
@@ -102,9 +109,10 @@ def run(jobs: list[Callable[[Progress], str]], bars: list[Progress], parallel: i
     return [r for r in results if r is not None]
 
 
-def _serve(job: Callable[[Progress], str], w: int, parent: int) -> None:
+def _serve(job: Callable[[Progress], str], w: int, parent: int, mask: set) -> None:
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a Ctrl-C held back during the fork is dropped
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)

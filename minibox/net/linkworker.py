@@ -40,11 +40,17 @@ class Worker:
         jobs_r, self._jobs = os.pipe()
         self._results, results_w = os.pipe()
         parent = os.getpid()
-        self.pid = os.fork()
-        if self.pid == 0:
-            os.close(self._jobs)
-            os.close(self._results)
-            _serve(jobs_r, results_w, parent)  # never returns
+        # Ctrl-C is held back across the fork (as image.workers does): in the child before it
+        # ignores it, it would unwind into the parent's code.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.pid = os.fork()
+            if self.pid == 0:
+                os.close(self._jobs)
+                os.close(self._results)
+                _serve(jobs_r, results_w, parent, mask)  # never returns
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(jobs_r)
         os.close(results_w)
 
@@ -94,10 +100,11 @@ class Worker:
             self.pid = 0
 
 
-def _serve(jobs_r: int, results_w: int, parent: int) -> None:
+def _serve(jobs_r: int, results_w: int, parent: int, mask: set) -> None:
     code = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a Ctrl-C held back during the fork is dropped
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):  # the caller's pipes reach EOF when the caller is done, not us
             os.dup2(null, fd)
