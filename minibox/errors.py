@@ -67,8 +67,9 @@ class Damaged(MiniboxError):
 class WriteFailed(MiniboxError):
     """A state file could not be written (a full disk, say); nothing half-written is left."""
 
-    def __init__(self, path, strerror: str):
+    def __init__(self, path, strerror: str, errno: int = 0):
         self.path = str(path)
+        self.errno = errno  # ENOSPC for a full disk
         super().__init__(f"cannot write {path}: {strerror}")
 
 

@@ -110,9 +110,7 @@ def unpack(stream: BinaryIO, dest: Path, expected_blob: str = "") -> Unpacked:
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         root.close()
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            store = dest.parent.parent  # images/tmp/layer-...: the image store
-            raise MiniboxError(f"no space left in {store} to unpack the layer: remove images or containers you "
-                               "do not need (`minibox image prune`), or free space there") from None
+            raise  # a full disk, not a bad archive: the store says so (image.store.no_space)
         if expected_blob:
             with contextlib.suppress(Exception):
                 blob.drain()

@@ -14,6 +14,7 @@ Layers no image references any more go when the last image using them is removed
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from minibox import config, store
-from minibox.errors import Conflict, MiniboxError, NotFound
+from minibox.errors import Conflict, MiniboxError, NotFound, WriteFailed
 from minibox.image import ref as refs
 from minibox.image.config import ImageConfig
 from minibox.value import Value
@@ -72,7 +73,8 @@ def layer_for_blob(blob_digest: str) -> str | None:
     d = _root() / "layers"
     for meta in d.glob("*.json") if d.is_dir() else ():
         try:
-            if blob_digest in json.loads(meta.read_text()).get("blobs", []):
+            # its directory too: a .json alone is a layer being stored, or one a killed pull left
+            if blob_digest in json.loads(meta.read_text()).get("blobs", []) and meta.with_suffix("").is_dir():
                 return "sha256:" + meta.stem
         except (OSError, ValueError):
             continue
@@ -87,12 +89,17 @@ def _tmp() -> Path:
 
 def add_layer(stream: BinaryIO, expected_diff_id: str = "", expected_blob: str = "") -> str:
     """Unpack a layer from `stream` and keep it (once); its diff id. The digests read are
-    checked against those given, and nothing is kept if either differs."""
+    checked against those given, and nothing is kept if either differs, or if storing it
+    fails (a full disk): what this call placed is taken back.
+
+    The layer's .json is written before its directory is moved into place: a process killed
+    in between leaves a .json, by which discard (a failed pull's, `image rm`'s) finds and
+    removes the layer; a directory without one would be taken for another pull's work."""
     tmp = Path(_tmp()) / f"layer-{os.getpid()}-{os.urandom(4).hex()}"
+    placed = False
     try:
-        from minibox.image.layers import (
-            unpack,  # not for a run: hashlib and tarfile cost ~5 ms to import
-        )
+        # imported here, not for a run: hashlib and tarfile cost ~5 ms to import
+        from minibox.image.layers import unpack
 
         got = unpack(stream, tmp, expected_blob)
         if expected_blob and got.blob_digest != expected_blob:
@@ -103,28 +110,59 @@ def add_layer(stream: BinaryIO, expected_diff_id: str = "", expected_blob: str =
         final = layer_dir(got.diff_id)
         meta = final.with_suffix(".json")
         blobs = {got.blob_digest}
-        if final.is_dir():
+        if not final.is_dir():
+            store.make_dirs(final.parent)
+            store.write_json(meta, {"size": got.size, "blobs": sorted(blobs)})
+            try:
+                os.replace(tmp, final)
+                placed = True
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                # a parallel pull stored the same layer first: it is kept once, theirs
+        if not placed:
             shutil.rmtree(tmp)  # stored already: a layer is kept once
             try:
                 blobs |= set(json.loads(meta.read_text()).get("blobs", []))
             except (OSError, ValueError):
                 pass
-        else:
-            store.make_dirs(final.parent)
-            os.replace(tmp, final)
-        store.write_json(meta, {"size": got.size, "blobs": sorted(blobs)})
+            store.write_json(meta, {"size": got.size, "blobs": sorted(blobs)})
         link = short_dir(got.diff_id)
         store.make_dirs(link.parent)
         if not link.is_symlink():
             os.symlink(f"../layers/{_hex(got.diff_id)}", link)
         return got.diff_id
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if placed:
+            discard([got.diff_id])
+        if full(e):
+            raise no_space() from None
         raise
+
+
+def full(e: BaseException) -> bool:
+    """A write failed for want of space (or of inodes, or over a quota)."""
+    return isinstance(e, (OSError, WriteFailed)) and getattr(e, "errno", 0) in (errno.ENOSPC, errno.EDQUOT)
+
+
+def no_space() -> MiniboxError:
+    """The one line for a full disk under the image store, whichever write met it."""
+    return MiniboxError(f"no space left in {_root()} to store the image: remove images or containers you do not "
+                        "need (`minibox image prune`), or free space there")
 
 
 def add_image(config_bytes: bytes, names: list[str], repo_digest: str = "") -> Image:
     """Keep an image config (whose layers must all be stored) and point `names` at it."""
+    try:
+        return _add_image(config_bytes, names, repo_digest)
+    except (OSError, WriteFailed) as e:
+        if full(e):
+            raise no_space() from None
+        raise
+
+
+def _add_image(config_bytes: bytes, names: list[str], repo_digest: str) -> Image:
     import hashlib
 
     image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()

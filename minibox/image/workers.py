@@ -132,12 +132,22 @@ def _serve(job: Callable[[Progress], str], w: int, parent: int, mask: set) -> No
         try:
             _send(w, ("done", job(progress)))
         except BaseException as e:  # noqa: BLE001 - every failure goes back as the parent's error
-            try:
-                _send(w, ("error", e))
-            except Exception:  # noqa: BLE001 - an exception pickle cannot carry: its text
-                _send(w, ("error", MiniboxError(f"{type(e).__name__}: {e}")))
+            _send(w, ("error", _portable(e)))
     finally:
         os._exit(0)
+
+
+def _portable(e: BaseException) -> BaseException:
+    """`e` if the parent can rebuild it from a pickle, else a MiniboxError with its text and
+    exit code: an exception whose __init__ takes other arguments than its args (WriteFailed,
+    ExecFailed) pickles, but does not unpickle."""
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:  # noqa: BLE001 - whatever pickle refuses
+        plain = MiniboxError(str(e) if isinstance(e, MiniboxError) else f"{type(e).__name__}: {e}")
+        plain.code = getattr(e, "code", plain.code)
+        return plain
 
 
 def _send(fd: int, frame: tuple) -> None:
