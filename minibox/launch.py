@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from minibox import config, facts, lifecycle, store
-from minibox.errors import ExecFailed
+from minibox.errors import ExecFailed, MiniboxError
 from minibox.model import (
     CREATED,
     CREATING,
@@ -165,8 +165,14 @@ def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, s
         from minibox.net import endpoint
 
         link_steps = [s for s in plan.endpoint if not isinstance(s, ConntrackFlush)]
-        endpoint.attach(rec, link_steps, [s for s in plan.endpoint if isinstance(s, ConntrackFlush)], sp.pid,
-                        worker)
+        try:
+            endpoint.attach(rec, link_steps, [s for s in plan.endpoint if isinstance(s, ConntrackFlush)], sp.pid,
+                            worker)
+        except Exception:
+            ended = sp.early_end()  # PID 1 gone: the veth had no namespace to go to, and this is why
+            if ended:
+                raise MiniboxError(f"the container's process ended while its network was set up: {ended}") from None
+            raise
     steps = [*plan.files, *network, plan.unshare, *plan.cgroups, *plan.endpoint, *plan.init]
     if explain is not None:
         explain(steps, sp.pid, rec.id)

@@ -37,7 +37,7 @@ import prctl
 
 from minibox import linux
 from minibox.errors import EXIT_MINIBOX, ExecFailed, MiniboxError
-from minibox.runtime import cgroups, init
+from minibox.runtime import cgroups, init, procs
 from minibox.value import Value
 
 NS_FLAGS = {"pid": linux.CLONE_NEWPID, "mount": linux.CLONE_NEWNS, "net": linux.CLONE_NEWNET,
@@ -97,6 +97,20 @@ class Spawned:
         os.close(self.go)
         os.close(self.err)
         self.go = self.err = -1
+
+    def early_end(self) -> str:
+        """Why PID 1 ended before "go", as it said on its error pipe ("" if it did not end,
+        or said nothing): a step of setup that failed under it (the network's, say) would
+        otherwise be the only error the user sees."""
+        if self.err < 0 or procs.alive(self.pid):
+            return ""
+        os.set_blocking(self.err, False)
+        try:
+            said = os.read(self.err, 4096).decode(errors="replace")
+        except BlockingIOError:
+            said = ""
+        code, _, message = said.partition(" ")
+        return message or f"it ended before its setup was done ({said or 'it said nothing'})"
 
     def abort(self) -> None:
         """Let PID 1 exit without running anything (rollback of a failed start)."""
