@@ -99,9 +99,9 @@ class Spawned:
         self.go = self.err = -1
 
     def early_end(self) -> str:
-        """Why PID 1 ended before "go", as it said on its error pipe ("" if it did not end,
-        or said nothing): a step of setup that failed under it (the network's, say) would
-        otherwise be the only error the user sees."""
+        """Why PID 1 ended before "go", as it said on its error pipe; "" while it runs. A
+        step of setup that failed under it (the network's, say) would otherwise be the only
+        error the user sees."""
         if self.err < 0 or procs.alive(self.pid):
             return ""
         os.set_blocking(self.err, False)
@@ -109,7 +109,7 @@ class Spawned:
             said = os.read(self.err, 4096).decode(errors="replace")
         except BlockingIOError:
             said = ""
-        code, _, message = said.partition(" ")
+        _code, _, message = said.partition(" ")
         return message or f"it ended before its setup was done ({said or 'it said nothing'})"
 
     def abort(self) -> None:
