@@ -8,11 +8,11 @@ one after the other) on this 2-CPU machine. A forked worker needs nothing passed
 it inherits the registry session (its token) and runs the same function a thread would.
 
 Each worker reports over a pipe of its own, in pickled frames: progress (for the bars
-the parent draws), then its result or its exception. A worker ignores Ctrl-C (the parent
-decides), never outlives the parent (parent-death signal), holds /dev/null as stdio and
-leaves with os._exit. On the first failure, or Ctrl-C, the parent kills the workers it
-started, by PID, and reaps them; what they left half-unpacked is named after their PIDs
-and removed by store.clean_tmp.
+the parent draws), then its result or its exception. A worker is forked by
+minibox.helper: it ignores Ctrl-C (the parent decides), never outlives the parent, holds
+/dev/null as stdio and leaves with os._exit. On the first failure, or Ctrl-C, the parent
+kills the workers it started, by PID, and reaps them; what they left half-unpacked is
+named after their PIDs and removed by store.clean_tmp.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import pickle
 import select
 import signal
 import struct
-import sys
 from typing import Callable
 
+from minibox import helper
 from minibox.errors import MiniboxError
 
 Progress = Callable[[int, int], None]
@@ -33,22 +33,12 @@ _HEADER = struct.Struct("I")
 
 class _Worker:
     def __init__(self, index: int, job: Callable[[Progress], str], bar: Progress):
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()  # the child must not inherit half-written output
         self.index, self.bar, self.buf = index, bar, b""
         self.fd, w = os.pipe()
-        parent = os.getpid()
-        # Ctrl-C is held back across the fork: landing in the child before it ignores it, it
-        # would be raised inside os.fork's own bookkeeping and print a traceback. Held, it is
-        # dropped by the child once ignored, and raised here in the parent once let through.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            self.pid = os.fork()
-            if self.pid == 0:
-                os.close(self.fd)
-                _serve(job, w, parent, mask)  # never returns
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        self.pid = helper.fork()
+        if self.pid == 0:
+            os.close(self.fd)
+            _serve(job, w)  # never returns
         os.close(w)
 
     def frames(self, data: bytes) -> list:
@@ -109,18 +99,8 @@ def run(jobs: list[Callable[[Progress], str]], bars: list[Progress], parallel: i
     return [r for r in results if r is not None]
 
 
-def _serve(job: Callable[[Progress], str], w: int, parent: int, mask: set) -> None:
+def _serve(job: Callable[[Progress], str], w: int) -> None:
     try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a Ctrl-C held back during the fork is dropped
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        import prctl
-
-        prctl.set_pdeathsig(signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)  # it died before the signal was armed
         shown = [-1]
 
         def progress(done: int, total: int) -> None:

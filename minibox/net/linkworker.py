@@ -10,9 +10,9 @@ pyroute2, links.add_endpoint, for PID 1, and reports. It applies the plan's own 
 so --explain shows what the kernel got. (Forked later, at launch, it saved nothing
 measurable: the import outlasted what was left of the start.)
 
-The helper never outlives its parent (parent-death signal), ignores the terminal's
-Ctrl-C (the parent decides), holds /dev/null as stdio, and leaves with os._exit: nothing
-of the parent's (buffers, atexit handlers) runs twice. Forked before the start takes any
+The helper is forked by minibox.helper: it never outlives its parent, ignores the
+terminal's Ctrl-C (the parent decides), holds /dev/null as stdio, and leaves with
+os._exit: nothing of the parent's (buffers, atexit handlers) runs twice. Forked before the start takes any
 lock or holds any port, it holds neither. An unused helper is killed and reaped before
 the parent exits (__main__.exit_now): not every host's init reaps orphans.
 """
@@ -22,8 +22,8 @@ from __future__ import annotations
 import marshal
 import os
 import signal
-import sys
 
+from minibox import helper
 from minibox.errors import MiniboxError
 
 
@@ -35,22 +35,13 @@ class Worker:
     """The helper process and the two pipes to it: jobs in, answers out."""
 
     def __init__(self) -> None:
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()  # the child must not inherit half-written output
         jobs_r, self._jobs = os.pipe()
         self._results, results_w = os.pipe()
-        parent = os.getpid()
-        # Ctrl-C is held back across the fork (as image.workers does): in the child before it
-        # ignores it, it would unwind into the parent's code.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            self.pid = os.fork()
-            if self.pid == 0:
-                os.close(self._jobs)
-                os.close(self._results)
-                _serve(jobs_r, results_w, parent, mask)  # never returns
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        self.pid = helper.fork()
+        if self.pid == 0:
+            os.close(self._jobs)
+            os.close(self._results)
+            _serve(jobs_r, results_w)  # never returns
         os.close(jobs_r)
         os.close(results_w)
 
@@ -100,19 +91,9 @@ class Worker:
             self.pid = 0
 
 
-def _serve(jobs_r: int, results_w: int, parent: int, mask: set) -> None:
+def _serve(jobs_r: int, results_w: int) -> None:
     code = 1
     try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a Ctrl-C held back during the fork is dropped
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):  # the caller's pipes reach EOF when the caller is done, not us
-            os.dup2(null, fd)
-        import prctl
-
-        prctl.set_pdeathsig(signal.SIGKILL)
-        if os.getppid() != parent:
-            return  # it died before the signal was armed
         try:
             from minibox.net import links, netlink
 
