@@ -67,10 +67,10 @@ class Damaged(MiniboxError):
 class WriteFailed(MiniboxError):
     """A state file could not be written (a full disk, say); nothing half-written is left."""
 
-    def __init__(self, path, strerror: str, errno: int = 0):
+    def __init__(self, path, error: OSError):
         self.path = str(path)
-        self.errno = errno  # ENOSPC for a full disk
-        super().__init__(f"cannot write {path}: {strerror}")
+        self.errno = error.errno or 0  # ENOSPC for a full disk
+        super().__init__(f"cannot write {path}: {error.strerror or error}")
 
 
 class CleanupErrors(MiniboxError):

@@ -231,9 +231,8 @@ def _reap(pid: int) -> int:
 
 
 def _raw_terminal():
-    from minibox.runtime import (
-        tty,  # only `run -it` needs the terminal module (~2 ms to import)
-    )
+    # imported here: only `run -it` needs the terminal module (~2 ms to import)
+    from minibox.runtime import tty
 
     return tty.raw_mode(0)
 

@@ -51,7 +51,7 @@ def make_container_dir(cid: str) -> Path:
     try:
         path.mkdir()
     except OSError as e:
-        raise WriteFailed(path, e.strerror or str(e), e.errno or 0) from None
+        raise WriteFailed(path, e) from None
     return path
 
 
@@ -75,7 +75,7 @@ def replace_file(path: Path, text: str) -> None:
             pass
         if e.errno == errno.ENOENT and not path.parent.exists():
             raise  # the container was removed meanwhile: the caller knows what that means
-        raise WriteFailed(path, e.strerror or str(e), e.errno or 0) from None
+        raise WriteFailed(path, e) from None
 
 
 def create_exclusive(path: Path, text: str) -> None:
@@ -87,13 +87,13 @@ def create_exclusive(path: Path, text: str) -> None:
     except FileExistsError:
         raise
     except OSError as e:
-        raise WriteFailed(path, e.strerror or str(e), e.errno or 0) from None
+        raise WriteFailed(path, e) from None
     try:
         os.write(fd, text.encode())
     except OSError as e:
         os.close(fd)
         path.unlink(missing_ok=True)
-        raise WriteFailed(path, e.strerror or str(e), e.errno or 0) from None
+        raise WriteFailed(path, e) from None
     os.close(fd)
 
 
@@ -101,7 +101,7 @@ def make_dirs(path: Path, mode: int = 0o755) -> None:
     try:
         path.mkdir(mode=mode, parents=True, exist_ok=True)
     except OSError as e:
-        raise WriteFailed(path, e.strerror or str(e), e.errno or 0) from None
+        raise WriteFailed(path, e) from None
 
 
 def read_json(path: Path) -> Any:
