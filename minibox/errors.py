@@ -16,6 +16,15 @@ EXIT_CANNOT_EXEC = 126  # command found but not executable
 EXIT_NOT_FOUND = 127  # command not found
 
 
+def shown(value, limit: int = 80) -> str:
+    """A value from outside (an image, a registry, an archive) as a message quotes it: in
+    double quotes, control characters escaped (a registry's text must not drive the
+    user's terminal), cut to `limit` characters."""
+    text = value if isinstance(value, str) else repr(value)
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return '"' + (text if len(text) <= limit else text[:limit] + "...") + '"'
+
+
 class MiniboxError(Exception):
     """A failure a user can act on; `str(err)` is the one line they see."""
 

@@ -7,7 +7,7 @@ import typer
 
 from minibox import lifecycle
 from minibox.cli.app import app, for_each, image_app, say
-from minibox.errors import MiniboxError
+from minibox.errors import EXIT_FAILED, MiniboxError
 
 
 @app.command()
@@ -93,6 +93,9 @@ def load(
         path = tmp
     try:
         loaded = archive.load(path, (lambda _t: None) if quiet else say)
+    except MiniboxError as e:
+        e.code = EXIT_FAILED  # `docker load` says 1 for any archive it refuses
+        raise
     finally:
         if tmp:
             os.unlink(tmp)

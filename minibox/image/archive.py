@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from minibox.errors import InvalidSpec, MiniboxError, NotFound
+from minibox.errors import InvalidSpec, MiniboxError, NotFound, shown
+from minibox.image import checked, store
 from minibox.image import ref as refs
-from minibox.image import store
 from minibox.image.config import ImageConfig, apply_changes
 from minibox.image.layers import read_verified
 
@@ -73,10 +73,14 @@ class Source:
 
     def json(self, name: str):
         with self.open(name) as f:
-            try:
-                return json.loads(f.read())
-            except ValueError:
-                raise InvalidSpec(f'"{name}" in the archive is not JSON') from None
+            data = f.read(checked.MANIFEST_LIMIT + 1)
+        if len(data) > checked.MANIFEST_LIMIT:
+            raise InvalidSpec(f'"{name}" in the archive is larger than the {checked.MANIFEST_LIMIT >> 20} MiB minibox '
+                              "reads of one")
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            raise InvalidSpec(f'"{name}" in the archive is not JSON') from None
 
 
 def load(path: str, say: Callable[[str], None]) -> list[store.Image]:
@@ -98,59 +102,77 @@ def load(path: str, say: Callable[[str], None]) -> list[store.Image]:
 
 def _load_docker(src: Source, say, added: list[str]) -> list[store.Image]:
     out = []
-    for entry in src.json("manifest.json"):
-        with src.open(entry["Config"]) as f:
-            config_bytes = f.read()
-        diff_ids = (json.loads(config_bytes).get("rootfs") or {}).get("diff_ids") or []
-        if len(diff_ids) != len(entry.get("Layers", [])):
+    entries = src.json("manifest.json")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InvalidSpec("the archive's manifest.json is not a list of images")
+    for entry in entries:
+        config_name, layer_names, tags = entry.get("Config"), entry.get("Layers") or [], entry.get("RepoTags") or []
+        if not isinstance(config_name, str) or not isinstance(layer_names, list) \
+                or not isinstance(tags, list) or not all(isinstance(x, str) for x in layer_names + tags):
+            raise InvalidSpec("the archive's manifest.json names its files with other than strings")
+        with src.open(config_name) as f:
+            config_bytes = f.read(checked.CONFIG_LIMIT + 1)
+        if len(config_bytes) > checked.CONFIG_LIMIT:
+            raise InvalidSpec(f"the image config {shown(config_name)} in the archive is larger than "
+                              f"{checked.CONFIG_LIMIT >> 20} MiB")
+        diff_ids = checked.diff_ids(checked.parse_json(config_bytes, f"the image config {shown(config_name)}"))
+        if len(diff_ids) != len(layer_names):
             raise InvalidSpec("the archive's manifest.json and its image config disagree on the number of layers")
-        for layer, diff_id in zip(entry["Layers"], diff_ids):
+        for layer, diff_id in zip(layer_names, diff_ids):
             _layer(src, layer, diff_id, "", say, added)
-        names = [refs.normalize(t) for t in entry.get("RepoTags") or []]
+        names = [refs.normalize(t) for t in tags]
         out.append(store.add_image(config_bytes, names))
     return out
 
 
-def _blob(src: Source, digest: str) -> bytes:
-    with src.open(f"blobs/sha256/{digest.removeprefix('sha256:')}") as f:
-        return read_verified(f, digest, "the archive")
+def _blob(src: Source, desc: checked.Descriptor) -> bytes:
+    with src.open(f"blobs/sha256/{checked.hex_of(desc.digest, 'blob')}") as f:
+        return read_verified(f, desc.digest, "the archive", desc.size)
 
 
-def pick_manifest(index: dict, fetch: Callable[[str], dict], arch: str = "amd64") -> list[tuple[dict, dict]]:
-    """(descriptor, manifest) of each image an index names, descending into nested indexes
-    and, where several platforms are offered, keeping linux/`arch`."""
+def pick_manifest(index: dict, fetch: Callable[[checked.Descriptor], dict], arch: str = "amd64",
+                  first: bool = False, depth: int = 0) -> list[tuple[dict, dict]]:
+    """(index entry, manifest) of each image an index names, descending into nested
+    indexes and, where several platforms are offered, keeping linux/`arch`; with `first`,
+    only the first such image is fetched (a pull needs one)."""
+    if depth >= checked.MAX_INDEX_DEPTH:
+        raise InvalidSpec(f"the image index nests more than {checked.MAX_INDEX_DEPTH} indexes deep")
     out = []
-    entries = index.get("manifests") or []
-    platforms = [e for e in entries if (e.get("platform") or {}).get("os") == "linux"
+    entries = checked.index_entries(index)
+    platforms = [(d, e) for d, e in entries if (e.get("platform") or {}).get("os") == "linux"
                  and (e.get("platform") or {}).get("architecture") == arch]
-    if any(e.get("platform") for e in entries):
+    if any(e.get("platform") for _, e in entries):
         entries = platforms
         if not entries:
             raise MiniboxError(f"the image has no linux/{arch} variant")
-    for e in entries:
-        doc = fetch(e["digest"])
+    for d, e in entries:
+        doc = fetch(d)
+        if not isinstance(doc, dict):
+            raise InvalidSpec(f"the manifest {d.digest} is not a JSON object")
         if doc.get("mediaType") in INDEX_TYPES or "manifests" in doc:
-            out += [(e if not d.get("annotations") else d, m) for d, m in pick_manifest(doc, fetch, arch)]
+            out += [(e if not inner.get("annotations") else inner, m)
+                    for inner, m in pick_manifest(doc, fetch, arch, first, depth + 1)]
         else:
             out.append((e, doc))
+        if first and out:
+            return out[:1]
     return out
 
 
 def _load_oci(src: Source, say, added: list[str]) -> list[store.Image]:
     out = []
-    for desc, manifest in pick_manifest(src.json("index.json"), lambda d: json.loads(_blob(src, d))):
-        config_bytes = _blob(src, manifest["config"]["digest"])
-        diff_ids = (json.loads(config_bytes).get("rootfs") or {}).get("diff_ids") or []
-        layers = manifest.get("layers") or []
+    for desc, manifest in pick_manifest(src.json("index.json"), lambda d: checked.parse_json(_blob(src, d), f"the manifest {d.digest}")):
+        cfg, layers = checked.manifest(manifest, "the manifest in the archive")
+        config_bytes = _blob(src, cfg)
+        diff_ids = checked.diff_ids(checked.parse_json(config_bytes, f"the image config {cfg.digest}"))
         if len(diff_ids) != len(layers):
             raise InvalidSpec("the archive's manifest and image config disagree on the number of layers")
         for layer, diff_id in zip(layers, diff_ids):
-            _layer(src, f"blobs/sha256/{layer['digest'].removeprefix('sha256:')}", diff_id, layer["digest"], say,
-                   added)
+            _layer(src, f"blobs/sha256/{checked.hex_of(layer.digest, 'layer')}", diff_id, layer.digest, say, added)
         annotations = desc.get("annotations") or {}
         name = annotations.get("io.containerd.image.name") or annotations.get("org.opencontainers.image.ref.name", "")
         names = []
-        if name and ("/" in name or ":" in name):
+        if isinstance(name, str) and ("/" in name or ":" in name):
             names = [refs.normalize(name)]
         out.append(store.add_image(config_bytes, names))
     return out

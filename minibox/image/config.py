@@ -13,10 +13,11 @@ Pure.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from typing import Any
 
-from minibox.errors import InvalidSpec
+from minibox.errors import InvalidSpec, shown
 from minibox.value import Value
 
 
@@ -32,12 +33,25 @@ class ImageConfig(Value):
 
     @classmethod
     def from_oci(cls, doc: dict[str, Any]) -> ImageConfig:
-        """From an image config document (its `config` object may be missing or null)."""
+        """From an image config document (its `config` object may be missing or null).
+        Each field must have the type Docker writes, or InvalidSpec names it: the image
+        came from outside, and these become argv, environment, paths and port numbers."""
         c = doc.get("config") or {}
-        return cls(cmd=tuple(c.get("Cmd") or ()), entrypoint=tuple(c.get("Entrypoint") or ()),
-                   env=tuple(c.get("Env") or ()), workdir=c.get("WorkingDir") or "", user=c.get("User") or "",
-                   exposed=tuple(sorted(c.get("ExposedPorts") or {})),
-                   labels=tuple(sorted((c.get("Labels") or {}).items())), stop_signal=c.get("StopSignal") or "")
+        if not isinstance(c, dict):
+            raise InvalidSpec("the image config's config is not a JSON object")
+        exposed = _field(c, "ExposedPorts", dict)
+        for port in exposed:
+            if not EXPOSED.match(port) or not all(0 < int(n) < 65536 for n in re.findall(r"\d+", port)):
+                raise InvalidSpec(f"the image config exposes {shown(port)}: not PORT[/tcp|/udp|/sctp]")
+        labels = _field(c, "Labels", dict)
+        if not all(isinstance(v, str) and "\0" not in v for v in labels.values()):
+            raise InvalidSpec("the image config's Labels are not all strings")
+        stop = _field(c, "StopSignal", str)
+        if stop and not STOP_SIGNAL.match(stop.upper()):
+            raise InvalidSpec(f"the image config's StopSignal {shown(stop)} is not a signal (SIGTERM, TERM, 15)")
+        return cls(cmd=_field(c, "Cmd", tuple), entrypoint=_field(c, "Entrypoint", tuple), env=_field(c, "Env", tuple),
+                   workdir=_field(c, "WorkingDir", str), user=_field(c, "User", str), exposed=tuple(sorted(exposed)),
+                   labels=tuple(sorted(labels.items())), stop_signal=stop)
 
     def to_oci(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -58,6 +72,25 @@ class ImageConfig(Value):
         if self.stop_signal:
             out["StopSignal"] = self.stop_signal
         return out
+
+
+STOP_SIGNAL = re.compile(r"^(?:SIG)?[A-Z][A-Z0-9+-]*$|^(?:[1-9]|[1-5][0-9]|6[0-4])$")  # a name, or 1 to 64
+EXPOSED = re.compile(r"^[0-9]{1,5}(?:-[0-9]{1,5})?(?:/(?:tcp|udp|sctp))?$")
+_TYPES = {tuple: "a list of strings", str: "a string", dict: "a JSON object"}
+
+
+def _field(c: dict, key: str, kind: type) -> Any:
+    """config[key] as `kind` (a missing or null one is empty), or InvalidSpec naming it."""
+    value = c.get(key)
+    if value is None:
+        return kind()
+    if kind is tuple and isinstance(value, list) and all(isinstance(x, str) and "\0" not in x for x in value):
+        return tuple(value)
+    if kind is str and isinstance(value, str) and "\0" not in value:
+        return value
+    if kind is dict and isinstance(value, dict):
+        return value
+    raise InvalidSpec(f"the image config's {key} is not {_TYPES[kind]}")
 
 
 def command(image: ImageConfig, args: tuple[str, ...], entrypoint: tuple[str, ...] | None) -> tuple[str, ...]:

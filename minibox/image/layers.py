@@ -30,9 +30,10 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
-from minibox.errors import InvalidSpec, MiniboxError
+from minibox.errors import InvalidSpec, MiniboxError, shown
 from minibox.image import OPAQUE, WHITEOUT
-from minibox.runtime import inroot
+from minibox.image.checked import CONFIG_LIMIT
+from minibox.runtime import fscopy, inroot
 from minibox.value import Value
 
 
@@ -65,12 +66,15 @@ class Hashing:
         return "sha256:" + self.sha.hexdigest()
 
 
-def read_verified(raw: BinaryIO, digest: str, what: str, limit: int = 8 << 20) -> bytes:
-    """A manifest or config blob, whole, checked against the digest that names it."""
+def read_verified(raw: BinaryIO, digest: str, what: str, size: int = -1) -> bytes:
+    """A manifest or config blob, whole, checked against the digest that names it; never
+    more than `size` bytes (its descriptor's), nor than image.checked.CONFIG_LIMIT."""
+    limit = size if 0 <= size <= CONFIG_LIMIT else CONFIG_LIMIT
     h = Hashing(raw)
     data = h.read(limit + 1)
     if len(data) > limit:
-        raise MiniboxError(f"blob {digest} is too big for a manifest or config")
+        raise MiniboxError(f"{what} sent more than the {limit} bytes {'its descriptor gives' if size >= 0 else 'minibox reads'} "
+                           f"for blob {digest}")
     if h.digest != digest:
         raise MiniboxError(f"digest mismatch: {what} sent {h.digest} for blob {digest}")
     return data
@@ -83,10 +87,10 @@ class Refused(InvalidSpec):
 def _check_name(name: str, what: str = "entry") -> str:
     """A member name as a path relative to the layer, or Refused."""
     if name.startswith("/"):
-        raise Refused(f'{what} "{name}" is an absolute path: a layer may only hold paths inside it')
+        raise Refused(f'{what} {shown(name)} is an absolute path: a layer may only hold paths inside it')
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise Refused(f'{what} "{name}" climbs out of the layer with ".."')
+        raise Refused(f'{what} {shown(name)} climbs out of the layer with ".."')
     return "/".join(parts)
 
 
@@ -107,7 +111,8 @@ def unpack(stream: BinaryIO, dest: Path, expected_blob: str = "") -> Unpacked:
         size = extract(tar_bytes, root)
         tar_bytes.drain()  # the end-of-archive blocks belong to the diff id too
         blob.drain()
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+    except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError, OverflowError) as e:
+        # (ValueError, OverflowError: a name with a NUL in it, a uid or time no file can have)
         root.close()
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise  # a full disk, not a bad archive: the store says so (image.store.no_space)
@@ -197,9 +202,9 @@ def _parent(root: inroot.Root, rel: str) -> int:
         return root.mkdirs(os.path.dirname(rel) or ".", 0o755, strict=True)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise Refused(f'entry "{rel}" goes through a symlink: a layer may not write through one') from None
+            raise Refused(f'entry {shown(rel)} goes through a symlink: a layer may not write through one') from None
         if e.errno in (errno.ENOTDIR, errno.EEXIST):
-            raise Refused(f'entry "{rel}" is under something that is not a directory') from None
+            raise Refused(f'entry {shown(rel)} is under something that is not a directory') from None
         raise
 
 
@@ -230,6 +235,11 @@ def _apply(root: inroot.Root, tar: tarfile.TarFile, m: tarfile.TarInfo, layer: b
             return 0
         if layer and base.startswith(WHITEOUT):
             name = base[len(WHITEOUT):]
+            if name.startswith(WHITEOUT):
+                return 0  # .wh..wh.*: aufs's own bookkeeping (hard link dirs), which Docker skips too
+            if name in ("", ".", ".."):
+                # `.wh..` would delete the directory holding this one: outside what the entry names
+                raise Refused(f'whiteout {shown(rel)} names no entry of its directory: a whiteout hides one file')
             _clear(name, parent)
             os.mknod(name, stat.S_IFCHR | 0o000, 0, dir_fd=parent)  # overlayfs's whiteout
             return 0
@@ -243,18 +253,25 @@ def _apply(root: inroot.Root, tar: tarfile.TarFile, m: tarfile.TarInfo, layer: b
                          dir_fd=parent)
             with os.fdopen(fd, "wb") as out, tar.extractfile(m) as src:
                 shutil.copyfileobj(src, out, 1 << 16)
+                out.flush()
+                _finish(fd, m)  # through the fd it was made as, before it is closed
+            return m.size
         elif m.issym():
             _clear(base, parent)
             os.symlink(m.linkname, base, dir_fd=parent)  # stored, never followed while unpacking
+            ns = int(m.mtime * 1e9)
+            fscopy.set_link_attrs(parent, base, m.uid, m.gid, (ns, ns))
+            return 0
         elif m.islnk():
             target = _check_name(m.linkname, "hard link target")
             try:
                 fd = root.open(target, os.O_PATH, strict=True)
             except OSError:
-                raise Refused(f'hard link "{rel}" points at "{m.linkname}", which is not a file of this layer') from None
+                raise Refused(f"hard link {shown(rel)} points at {shown(m.linkname)}, which is not a file of this "
+                              "layer") from None
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise Refused(f'hard link "{rel}" points at "{m.linkname}", which is not a regular file')
+                    raise Refused(f'hard link {shown(rel)} points at {shown(m.linkname)}, which is not a regular file')
             finally:
                 os.close(fd)
             _clear(base, parent)
@@ -266,22 +283,23 @@ def _apply(root: inroot.Root, tar: tarfile.TarFile, m: tarfile.TarInfo, layer: b
             os.mknod(base, kind | 0o600, os.makedev(m.devmajor, m.devminor) if not m.isfifo() else 0, dir_fd=parent)
         else:
             return 0  # sockets and the like: not in images
-        _finish(base, parent, m)
-        return m.size if m.isreg() else 0
+        # A directory or node made by name: its attributes through an fd opened without
+        # following a symlink (`cp -` extracts into a running container, which may swap it).
+        fd = os.open(base, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        try:
+            _finish(fd, m)
+        finally:
+            os.close(fd)
+        return 0
     finally:
         os.close(parent)
 
 
-def _finish(name: str, parent: int, m: tarfile.TarInfo) -> None:
-    """Owner, mode, extended attributes (file capabilities) and times, as recorded."""
-    os.chown(name, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
-    if not m.issym():
-        os.chmod(name, m.mode & 0o7777, dir_fd=parent)
-        for key, value in m.pax_headers.items():
-            if key.startswith("SCHILY.xattr.") and not key.startswith("SCHILY.xattr.trusted."):
-                try:
-                    os.setxattr(f"{inroot.fd_path(parent)}/{name}", key[len("SCHILY.xattr."):],
-                                value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
-                except OSError:
-                    pass  # a filesystem without that namespace: the file works without it
-    os.utime(name, (m.mtime, m.mtime), dir_fd=parent, follow_symlinks=False)
+def _finish(fd: int, m: tarfile.TarInfo) -> None:
+    """Owner, mode, extended attributes (file capabilities) and times, as recorded, set
+    through the fd of what was made (fscopy.set_attrs)."""
+    xattrs = tuple((k[len("SCHILY.xattr."):], v.encode("utf-8", "surrogateescape"))
+                   for k, v in m.pax_headers.items()
+                   if k.startswith("SCHILY.xattr.") and not k.startswith("SCHILY.xattr.trusted."))
+    ns = int(m.mtime * 1e9)
+    fscopy.set_attrs(fd, m.uid, m.gid, m.mode & 0o7777, (ns, ns), xattrs)

@@ -29,8 +29,8 @@ from typing import Callable
 
 from minibox import config
 from minibox import store as state
-from minibox.errors import MiniboxError, NotFound
-from minibox.image import archive, store, workers
+from minibox.errors import MiniboxError, NotFound, shown
+from minibox.image import archive, checked, store, workers
 from minibox.image import ref as refs
 from minibox.image.layers import Hashing, read_verified
 
@@ -38,6 +38,8 @@ MANIFEST_TYPES = ", ".join((
     "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"))
 PARALLEL = 3  # layers fetched at once, as Docker's default max-concurrent-downloads
+TOKEN_LIMIT = 1 << 20  # bytes of a token service's answer (a JWT is a few KB)
+ERROR_LIMIT = 64 << 10  # bytes of an error body read for its message
 
 
 class AuthError(MiniboxError):
@@ -119,9 +121,7 @@ class Registry:
         self.creds = credentials(self.host) if creds is None else creds
         self.auth = ""  # the Authorization header that worked
         self.scope = True  # ask the token service for pull access to the repository
-        # A registry on this machine is reached directly, whatever proxy the environment names.
-        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if _insecure(self.host) \
-            else urllib.request.build_opener()
+        self.opener = _opener(direct=_insecure(self.host))
 
     def url(self, path: str) -> str:
         return f"{self.base}/v2/{path}"
@@ -143,8 +143,10 @@ class Registry:
 
     def _error(self, e: urllib.error.HTTPError, url: str) -> MiniboxError:
         try:
-            detail = "; ".join(x.get("message", "") for x in json.loads(e.read()).get("errors", []))
-        except (ValueError, AttributeError):
+            errors = json.loads(e.read(ERROR_LIMIT)).get("errors")
+            detail = "; ".join(str(x.get("message", "")) for x in errors if isinstance(x, dict))
+            detail = shown(detail, 200)[1:-1]  # the registry's words, quoted safely
+        except (ValueError, AttributeError, TypeError, OSError, RecursionError):
             detail = ""
         if e.code == 401 and not self.creds:
             return AuthError(f"pull access denied for {self.ref.familiar}: the repository does not exist or needs "
@@ -165,25 +167,42 @@ class Registry:
             self.auth = f"Basic {self.creds}"
             return
         if scheme.lower() != "bearer" or "realm" not in fields:
-            raise AuthError(f"{self.host} asks for an authentication minibox does not speak: {challenge!r}")
+            raise AuthError(f"{self.host} asks for an authentication minibox does not speak: {shown(challenge)}")
+        realm = fields["realm"]
+        send_creds = self._check_realm(realm)
         query = {k: v for k, v in fields.items() if k in ("service", "scope")}
         if self.scope:
             query.setdefault("scope", f"repository:{self.ref.path}:pull")
-        req = urllib.request.Request(f"{fields['realm']}?{urllib.parse.urlencode(query)}")
-        if self.creds:
-            req.add_header("Authorization", f"Basic {self.creds}")
+        req = urllib.request.Request(f"{realm}?{urllib.parse.urlencode(query)}")
+        if self.creds and send_creds:
+            req.add_unredirected_header("Authorization", f"Basic {self.creds}")
         try:
             with self.opener.open(req, timeout=30) as resp:
-                doc = json.loads(resp.read())
+                doc = json.loads(_read_capped(resp, TOKEN_LIMIT, f"the token service {shown(realm)}'s answer"))
         except urllib.error.HTTPError as e:
-            raise AuthError(f"the token service {fields['realm']} refused: {e.code} {e.reason} (check the "
-                            f"credentials with `minibox login {self.host}`)") from None
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            raise MiniboxError(f"cannot get a token from {fields['realm']}: {getattr(e, 'reason', e)}") from None
-        token = doc.get("token") or doc.get("access_token")
-        if not token:
-            raise AuthError(f"the token service {fields['realm']} sent no token")
+            raise AuthError(f"the token service {shown(realm)} refused: {e.code} (check the credentials with "
+                            f"`minibox login {self.host}`)") from None
+        except (urllib.error.URLError, OSError, ValueError, RecursionError) as e:
+            raise MiniboxError(f"cannot get a token from {shown(realm)}: {shown(str(getattr(e, 'reason', e)))}") \
+                from None
+        token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
+        if not isinstance(token, str) or not token or not TOKEN_RE.match(token):
+            raise AuthError(f"the token service {shown(realm)} sent no usable token")
         self.auth = f"Bearer {token}"
+
+    def _check_realm(self, realm: str) -> bool:
+        """Whether the token service at `realm` may be asked, and be sent the stored
+        credentials. Only https (plain http only for a registry itself on http, on this
+        machine or named insecure): a `file:` or `ftp:` realm would have minibox read a
+        local file and send it back as a token. The credentials stored for this registry go
+        only to a realm of the same site (Docker Hub's auth.docker.io for
+        registry-1.docker.io): another host asks anonymously."""
+        parts = urllib.parse.urlsplit(realm)
+        plain_ok = self.base.startswith("http://")
+        if parts.scheme not in ("https",) + (("http",) if plain_ok else ()) or not parts.hostname:
+            raise AuthError(f"{self.host} names the token service {shown(realm)}: minibox asks one only over https "
+                            "(http only for a registry on this machine or in MINIBOX_INSECURE_REGISTRIES)")
+        return same_site(parts.hostname, urllib.parse.urlsplit(self.base).hostname or "")
 
     def check(self, scope: bool = True) -> None:
         """GET /v2/: reachable, and (when credentials were given) accepting them."""
@@ -191,31 +210,31 @@ class Registry:
         with self._open(self.url("")) as resp:
             resp.read()
 
-    def manifest(self, reference: str) -> tuple[dict, str]:
-        """A manifest or index, and its digest (checked when `reference` is a digest)."""
+    def manifest(self, reference: str, limit: int = checked.MANIFEST_LIMIT) -> tuple[dict, str]:
+        """A manifest or index (at most `limit` bytes), and its digest (checked when
+        `reference` is a digest)."""
         with self._open(self.url(f"{self.ref.path}/manifests/{reference}"), MANIFEST_TYPES) as resp:
-            body = resp.read()
+            body = _read_capped(resp, limit, f"the manifest {shown(reference)}")
         h = Hashing(_Bytes(body))
         h.drain()
         if reference.startswith("sha256:") and h.digest != reference:
             raise MiniboxError(f"digest mismatch: {self.host} sent {h.digest} for manifest {reference}")
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            raise MiniboxError(f"{self.host} sent a manifest that is not JSON") from None
+        doc = checked.parse_json(body, f"the manifest {self.host} sent for {shown(reference)}")
         if doc.get("schemaVersion") == 1:
             raise MiniboxError(f"{self.ref.familiar} is a schema 1 manifest, which minibox does not read")
         return doc, h.digest
 
-    def blob(self, digest: str) -> bytes:
-        with self._open(self.url(f"{self.ref.path}/blobs/{digest}")) as resp:
-            return read_verified(resp, digest, self.host)
+    def blob(self, desc: checked.Descriptor) -> bytes:
+        """A config blob, whole: at most the size its descriptor gives, checked against its digest."""
+        with self._open(self.url(f"{self.ref.path}/blobs/{desc.digest}")) as resp:
+            return read_verified(resp, desc.digest, self.host, desc.size)
 
-    def layer(self, digest: str, diff_id: str, progress: Callable[[int, int], None]) -> str:
-        """Fetch, verify and store one layer (in a worker of its own: minibox.image.workers)."""
-        with self._open(self.url(f"{self.ref.path}/blobs/{digest}")) as resp:
-            total = int(resp.headers.get("Content-Length") or 0)
-            return store.add_layer(_Counting(resp, total, progress), expected_diff_id=diff_id, expected_blob=digest)
+    def layer(self, desc: checked.Descriptor, diff_id: str, progress: Callable[[int, int], None]) -> str:
+        """Fetch, verify and store one layer (in a worker of its own: minibox.image.workers),
+        streamed to disk: never more bytes than its descriptor's size."""
+        with self._open(self.url(f"{self.ref.path}/blobs/{desc.digest}")) as resp:
+            return store.add_layer(_Counting(resp, desc, progress), expected_diff_id=diff_id,
+                                   expected_blob=desc.digest)
 
 
 class _Bytes:
@@ -228,14 +247,80 @@ class _Bytes:
 
 
 class _Counting:
-    def __init__(self, raw, total: int, progress: Callable[[int, int], None]):
-        self.raw, self.total, self.progress, self.done = raw, total, progress, 0
+    """A layer's bytes as they arrive, counted against the size its descriptor gives: a
+    registry sending more is stopped there, one sending less is refused at the end."""
+
+    def __init__(self, raw, desc: checked.Descriptor, progress: Callable[[int, int], None]):
+        self.raw, self.desc, self.progress, self.done = raw, desc, progress, 0
 
     def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
+        want = self.desc.size - self.done + 1  # one byte more than is due shows an overrun
+        data = self.raw.read(want if n < 0 else min(n, want))
         self.done += len(data)
-        self.progress(self.done, self.total)
+        if self.done > self.desc.size:
+            raise MiniboxError(f"the registry sent more than the {self.desc.size} bytes the manifest gives for "
+                               f"layer {self.desc.digest}")
+        if not data and self.done < self.desc.size:
+            raise MiniboxError(f"the registry sent {self.done} of the {self.desc.size} bytes of layer "
+                               f"{self.desc.digest}")
+        self.progress(self.done, self.desc.size)
         return data
+
+
+def _read_capped(resp, limit: int, what: str) -> bytes:
+    """The whole body, or MiniboxError once it passes `limit` bytes: the server chooses
+    how much it sends, minibox how much it keeps in memory."""
+    data = resp.read(limit + 1)
+    if len(data) > limit:
+        raise MiniboxError(f"{what} is larger than {limit} bytes, which minibox refuses")
+    return data
+
+
+TOKEN_RE = re.compile(r"^[A-Za-z0-9._~+/=-]+$")  # a bearer token's characters (RFC 6750)
+
+
+def same_site(a: str, b: str) -> bool:
+    """Two hosts of one site: the same name, or names that share their parent domain
+    (auth.docker.io and registry-1.docker.io), or one the other's parent (gitlab.com and
+    registry.gitlab.com). Addresses only when equal. The parent must have two labels or
+    more, so no public suffix (io, com) joins two sites."""
+    a, b = a.lower().rstrip("."), b.lower().rstrip(".")
+    if a == b:
+        return True
+    if not a or not b or any(c not in "abcdefghijklmnopqrstuvwxyz0123456789.-" for c in a + b) \
+            or a.replace(".", "").isdigit() or b.replace(".", "").isdigit():
+        return False
+
+    def parent(h: str) -> str:
+        return h.partition(".")[2] if h.count(".") >= 2 else ""
+
+    pa, pb = parent(a), parent(b)
+    return bool(pa and pa == pb) or a == pb or b == pa
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Redirects (a registry sends blobs to its storage) to http and https only."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        target = urllib.parse.urljoin(req.full_url, headers.get("location") or headers.get("uri") or "")
+        if urllib.parse.urlsplit(target).scheme not in ("http", "https"):
+            raise MiniboxError(f"{urllib.parse.urlsplit(req.full_url).netloc} redirected to {shown(target)}: "
+                               "minibox follows only http and https")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _opener(direct: bool) -> urllib.request.OpenerDirector:
+    """HTTP and HTTPS, and nothing else: urllib's default opener also reads file:, ftp: and
+    data: URLs, which a registry would choose for minibox. A registry on this machine is
+    reached directly, whatever proxy the environment names."""
+    opener = urllib.request.OpenerDirector()
+    for h in (urllib.request.ProxyHandler({} if direct else None), urllib.request.HTTPHandler(),
+              urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(), _Redirects(),
+              urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(h)
+    return opener
 
 
 def pull(text: str, out=sys.stdout) -> store.Image:
@@ -243,27 +328,29 @@ def pull(text: str, out=sys.stdout) -> store.Image:
     store.clean_tmp()
     reg = Registry(ref)
     say = Progress(out)
+    index, digest = reg.manifest(ref.reference)  # before any output: a missing tag is one line, as Docker's
     say.line(f"{ref.tag or ref.digest}: Pulling from {ref.repository if ref.domain != refs.DOCKER_HUB else ref.path}")
-    index, digest = reg.manifest(ref.reference)
     if "manifests" in index:
-        (_, manifest), = archive.pick_manifest(index, lambda d: reg.manifest(d)[0])[:1]
+        (_, manifest), = archive.pick_manifest(index, lambda d: reg.manifest(d.digest, d.size)[0], first=True)
     else:
         manifest = index
-    config_bytes = reg.blob(manifest["config"]["digest"])
-    diff_ids = (json.loads(config_bytes).get("rootfs") or {}).get("diff_ids") or []
-    layers = manifest.get("layers") or []
+    cfg, layers = checked.manifest(manifest, f"the manifest of {ref.familiar}")
+    for desc in (cfg,) + layers:
+        if desc.size < 0:
+            raise MiniboxError(f"the manifest of {ref.familiar} gives no size for {desc.digest}")
+    config_bytes = reg.blob(cfg)
+    diff_ids = checked.diff_ids(checked.parse_json(config_bytes, f"the image config of {ref.familiar}"))
     if len(diff_ids) != len(layers):
         raise MiniboxError(f"{ref.familiar}: its manifest and its config disagree on the number of layers")
     todo = []
     for layer, diff_id in zip(layers, diff_ids):
-        short = layer["digest"][7:19]
-        if store.has_layer(diff_id) or store.layer_for_blob(layer["digest"]) == diff_id:
-            say.line(f"{short}: Already exists")
+        if store.has_layer(diff_id) or store.layer_for_blob(layer.digest) == diff_id:
+            say.line(f"{layer.digest[7:19]}: Already exists")
         else:
-            todo.append((layer["digest"], diff_id))
+            todo.append((layer, diff_id))
     try:
         jobs = [functools.partial(reg.layer, d, i) for d, i in todo]
-        workers.run(jobs, [say.bar(d[7:19]) for d, _ in todo], PARALLEL)
+        workers.run(jobs, [say.bar(d.digest[7:19]) for d, _ in todo], PARALLEL)
         say.done()
         img = store.add_image(config_bytes, [ref.name] if ref.tag else [], f"{ref.domain}/{ref.path}@{digest}")
     except BaseException:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from minibox import config, store
-from minibox.errors import Conflict, MiniboxError, NotFound, WriteFailed
+from minibox.errors import Conflict, InvalidSpec, MiniboxError, NotFound, WriteFailed, shown
+from minibox.image import checked
 from minibox.image import ref as refs
 from minibox.image.config import ImageConfig
 from minibox.value import Value
@@ -52,16 +53,27 @@ def _root() -> Path:
     return config.paths().images
 
 
-def _hex(digest: str) -> str:
-    return digest.removeprefix("sha256:")
+def _hex(digest: str, what: str = "layer id") -> str:
+    """The store's name for a digest: only a checked one names anything here (image.checked)."""
+    return checked.hex_of(digest, what)
+
+
+def _under(kind: str, name: str) -> Path:
+    """images/KIND/NAME, which must stay a direct child of images/KIND (as inroot keeps
+    paths in a root): a name is a checked digest's hex, so this holds; the check says so."""
+    base = _root() / kind
+    path = base / name
+    if path.parent != base or name in ("", ".", ".."):
+        raise MiniboxError(f"{shown(name)} does not name an entry of {base}")
+    return path
 
 
 def layer_dir(diff_id: str) -> Path:
-    return _root() / "layers" / _hex(diff_id)
+    return _under("layers", _hex(diff_id))
 
 
 def short_dir(diff_id: str) -> Path:
-    return _root() / "l" / _hex(diff_id)[:SHORT]
+    return _under("l", _hex(diff_id)[:SHORT])
 
 
 def has_layer(diff_id: str) -> bool:
@@ -72,6 +84,8 @@ def layer_for_blob(blob_digest: str) -> str | None:
     """The diff id of a layer already fetched as this compressed blob."""
     d = _root() / "layers"
     for meta in d.glob("*.json") if d.is_dir() else ():
+        if not _is_hex(meta.stem):
+            continue
         try:
             # its directory too: a .json alone is a layer being stored, or one a killed pull left
             if blob_digest in json.loads(meta.read_text()).get("blobs", []) and meta.with_suffix("").is_dir():
@@ -166,17 +180,15 @@ def _add_image(config_bytes: bytes, names: list[str], repo_digest: str) -> Image
     import hashlib
 
     image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
-    try:
-        doc = json.loads(config_bytes)
-    except ValueError:
-        raise MiniboxError(f"image config {image_id} is not JSON") from None
-    diff_ids = (doc.get("rootfs") or {}).get("diff_ids") or []
+    doc = checked.parse_json(config_bytes, f"image config {image_id[:19]}")
+    diff_ids = checked.diff_ids(doc)
+    ImageConfig.from_oci(doc)  # its fields are of the types a run reads, or it is refused here
     missing = [d for d in diff_ids if not has_layer(d)]
     if missing:
         raise MiniboxError(f"image {image_id[:19]} needs layer {missing[0]}, which was not stored")
     d = _root() / "configs"
     store.make_dirs(d)
-    path = d / f"{_hex(image_id)}.json"
+    path = d / f"{_hex(image_id, 'image id')}.json"
     if not path.exists():
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         tmp.write_bytes(config_bytes)
@@ -195,7 +207,7 @@ def _add_image(config_bytes: bytes, names: list[str], repo_digest: str) -> Image
 
 def _meta(image_id: str) -> dict:
     try:
-        return json.loads((_root() / "configs" / f"{_hex(image_id)}.meta").read_text())
+        return json.loads((_root() / "configs" / f"{_hex(image_id, 'image id')}.meta").read_text())
     except (OSError, ValueError):
         return {}
 
@@ -230,16 +242,16 @@ def _refs_of() -> dict[str, list[str]]:
 
 
 def _load(image_id: str, names: list[str] | None = None) -> Image:
-    path = _root() / "configs" / f"{_hex(image_id)}.json"
+    path = _root() / "configs" / f"{_hex(image_id, 'image id')}.json"
     try:
-        doc = json.loads(path.read_bytes())
+        doc = checked.parse_json(path.read_bytes(), str(path))
+        cfg, layers = ImageConfig.from_oci(doc), checked.diff_ids(doc)
     except FileNotFoundError:
         raise NotFound(f"no such image: {image_id}") from None
-    except ValueError:
-        raise MiniboxError(f"{path} is damaged: `minibox image rm` it and pull or load it again") from None
+    except InvalidSpec as e:
+        raise MiniboxError(f"{path} is damaged ({e}): `minibox image rm` it and pull or load it again") from None
     meta = _meta(image_id)
-    return Image(id=image_id, config=ImageConfig.from_oci(doc),
-                 layers=tuple((doc.get("rootfs") or {}).get("diff_ids") or ()), created=meta.get("created", 0.0),
+    return Image(id=image_id, config=cfg, layers=layers, created=meta.get("created", 0.0),
                  built=doc.get("created") or "", size=meta.get("size", 0),
                  refs=tuple(sorted(names if names is not None else _refs_of().get(image_id, []))),
                  repo_digests=tuple(meta.get("repo_digests", ())), architecture=doc.get("architecture") or "amd64",
@@ -284,7 +296,8 @@ def get(text: str) -> Image:
 def all_images() -> list[Image]:
     d = _root() / "configs"
     by_id = _refs_of()
-    return [_load("sha256:" + p.stem, by_id.get("sha256:" + p.stem, [])) for p in sorted(d.glob("*.json"))] \
+    return [_load("sha256:" + p.stem, by_id.get("sha256:" + p.stem, [])) for p in sorted(d.glob("*.json"))
+            if _is_hex(p.stem)] \
         if d.is_dir() else []
 
 
@@ -308,9 +321,18 @@ def delete(image_id: str) -> list[str]:
     """Delete an image's config and the layers no other image uses; the layers deleted."""
     cfgs = _root() / "configs"
     for suffix in (".json", ".meta"):
-        (cfgs / f"{_hex(image_id)}{suffix}").unlink(missing_ok=True)
+        (cfgs / f"{_hex(image_id, 'image id')}{suffix}").unlink(missing_ok=True)
+    return discard(stored_layers())
+
+
+def stored_layers() -> list[str]:
+    """The diff ids of the layers in the store (by their .json: see add_layer)."""
     d = _root() / "layers"
-    return discard(["sha256:" + p.stem for p in d.glob("*.json")] if d.is_dir() else [])
+    return [f"sha256:{p.stem}" for p in d.glob("*.json") if _is_hex(p.stem)] if d.is_dir() else []
+
+
+def _is_hex(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
 def discard(diff_ids: list[str]) -> list[str]:
@@ -358,4 +380,13 @@ def clean_tmp() -> list[str]:
             continue
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         gone.append(str(p))
+    # A file being written atomically (.NAME.PID or .NAME.PID.tmp, see store.replace_file)
+    # by a worker killed mid-write: another pull's stays while its writer lives.
+    for kind in ("layers", "configs", "refs"):
+        d = _root() / kind
+        for p in d.iterdir() if d.is_dir() else ():
+            words = p.name.removesuffix(".tmp").rsplit(".", 1)
+            if p.name.startswith(".") and len(words) == 2 and words[1].isdigit() and not procs.alive(int(words[1])):
+                p.unlink(missing_ok=True)
+                gone.append(str(p))
     return gone

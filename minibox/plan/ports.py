@@ -79,9 +79,13 @@ def publish_exposed(ports: tuple[PortMapping, ...], exposed: tuple[str, ...]) ->
     taken = {(p.container_port, p.proto) for p in ports}
     extra = []
     for item in exposed:
-        number, _, proto = item.partition("/")
-        key = (int(number), proto or "tcp")
-        if number.isdigit() and key not in taken:
-            extra.append(PortMapping("", 0, key[0], key[1]))
-            taken.add(key)
+        numbers, _, proto = item.partition("/")
+        first, _, last = numbers.partition("-")  # a range, 8000-8010: each port of it
+        if not (first.isdigit() and (last or first).isdigit()) or (proto or "tcp") not in ("tcp", "udp"):
+            continue  # (image.config checked the form; sctp is not published here)
+        for number in range(int(first), int(last or first) + 1):
+            key = (number, proto or "tcp")
+            if key not in taken:
+                extra.append(PortMapping("", 0, key[0], key[1]))
+                taken.add(key)
     return tuple(ports) + tuple(extra)

@@ -48,13 +48,14 @@ def resolve(spec: str, group_add: tuple[str, ...], passwd: str, group: str) -> U
         entry = next((p for p in users if p[2] == who), None)
     if entry is None and not who.isdigit():
         raise InvalidSpec(f"unable to find user {who}: no matching entries in passwd file")
-    uid = int(entry[2]) if entry else int(who)
-    gid = int(entry[3]) if entry and entry[3].isdigit() else 0
+    uid = _id(entry[2] if entry else who, f"the uid of user {who}")
+    gid = _id(entry[3], f"the gid of user {who}") if entry and entry[3].isdigit() else 0
     name = entry[0] if entry else ""
     home = entry[5] if entry else ("/root" if uid == 0 else "/")
     if grp:
         gid = _group_id(grp, groups)
-    extra = {int(g[2]) for g in groups if name and name in g[3].split(",") and g[2].isdigit()}
+    extra = {_id(g[2], f"the gid of group {g[0]}") for g in groups if name and name in g[3].split(",")
+             and g[2].isdigit()}
     extra |= {_group_id(g, groups) for g in group_add}
     return User(uid, gid, tuple(sorted(extra - {gid})), home, name)
 
@@ -62,10 +63,21 @@ def resolve(spec: str, group_add: tuple[str, ...], passwd: str, group: str) -> U
 def _group_id(text: str, groups: list[list[str]]) -> int:
     entry = next((g for g in groups if g[0] == text), None)
     if entry is not None:
-        return int(entry[2])
+        return _id(entry[2], f"the gid of group {text}")
     if text.isdigit():
-        return int(text)
+        return _id(text, f"group {text}")
     raise InvalidSpec(f"unable to find group {text}: no matching entries in group file")
+
+
+MAX_ID = (1 << 32) - 2  # (uid_t)-1 means "unchanged" to the kernel
+
+
+def _id(text: str, what: str) -> int:
+    """A uid or gid from -u or from the image's (or container's) passwd and group files,
+    which the image's author wrote: a decimal number the kernel takes, or InvalidSpec."""
+    if not text.isdigit() or int(text) > MAX_ID:
+        raise InvalidSpec(f"{what} is {text[:20]!r}, which is not an id (0 to {MAX_ID})")
+    return int(text)
 
 
 def validate(spec: str) -> str:

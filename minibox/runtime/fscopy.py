@@ -29,17 +29,37 @@ class Owner:
 PRESERVE = Owner()
 
 
-def _attrs(name: str, dst_dir: int, st: os.stat_result, owner: Owner, link: bool = False) -> None:
-    uid, gid = owner.of(st)
-    os.chown(name, uid, gid, dir_fd=dst_dir, follow_symlinks=False)
-    if not link:
-        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dst_dir)
-    os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst_dir, follow_symlinks=False)
+def set_attrs(fd: int, uid: int, gid: int, mode: int, times_ns: tuple[int, int],
+              xattrs: tuple[tuple[str, bytes], ...] = ()) -> None:
+    """Owner, mode, times and extended attributes of the file `fd` was opened on (any fd,
+    O_PATH included), set through /proc/self/fd/N: that very inode, never its name resolved
+    again. A container that swaps a path being copied for a symlink to a host file
+    (CVE-2018-15664) so changes only what minibox created. chown and chmod come first:
+    chown clears the set-id bits chmod then sets."""
+    path = f"/proc/self/fd/{fd}"
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+    for key, value in xattrs:
+        try:
+            os.setxattr(path, key, value)
+        except OSError:
+            pass  # a filesystem without that namespace: the file works without it
+    os.utime(path, ns=times_ns)
+
+
+def set_link_attrs(dir_fd: int, name: str, uid: int, gid: int, times_ns: tuple[int, int]) -> None:
+    """A symlink's own owner and times (it has no mode): by name in its pinned parent, never
+    following it (no fd of a symlink itself can change its owner from Python)."""
+    os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    os.utime(name, ns=times_ns, dir_fd=dir_fd, follow_symlinks=False)
 
 
 def copy_entry(src_dir: int, name: str, dst_dir: int, dst_name: str, owner: Owner = PRESERVE) -> int:
-    """Copy `name` (in src_dir) to `dst_name` (in dst_dir), recursively; bytes copied."""
+    """Copy `name` (in src_dir) to `dst_name` (in dst_dir), recursively; bytes copied. What
+    is made is changed only through the fd it was made or first opened as (set_attrs)."""
     st = os.stat(name, dir_fd=src_dir, follow_symlinks=False)
+    uid, gid = owner.of(st)
+    times = (st.st_atime_ns, st.st_mtime_ns)
     if stat.S_ISDIR(st.st_mode):
         try:
             os.mkdir(dst_name, 0o700, dir_fd=dst_dir)
@@ -48,19 +68,19 @@ def copy_entry(src_dir: int, name: str, dst_dir: int, dst_name: str, owner: Owne
                 raise
         s = os.open(name, DIR_FLAGS, dir_fd=src_dir)
         try:
-            d = os.open(dst_name, DIR_FLAGS, dir_fd=dst_dir)
+            d = os.open(dst_name, DIR_FLAGS, dir_fd=dst_dir)  # O_NOFOLLOW: a symlink put in its place is refused
             try:
                 total = copy_contents(s, d, owner)
+                set_attrs(d, uid, gid, stat.S_IMODE(st.st_mode), times)
             finally:
                 os.close(d)
         finally:
             os.close(s)
-        _attrs(dst_name, dst_dir, st, owner)
         return total
     if stat.S_ISLNK(st.st_mode):
         _remove(dst_dir, dst_name)
         os.symlink(os.readlink(name, dir_fd=src_dir), dst_name, dir_fd=dst_dir)
-        _attrs(dst_name, dst_dir, st, owner, link=True)
+        set_link_attrs(dst_dir, dst_name, uid, gid, times)
         return 0
     if not stat.S_ISREG(st.st_mode):
         return 0
@@ -76,11 +96,11 @@ def copy_entry(src_dir: int, name: str, dst_dir: int, dst_name: str, owner: Owne
                 if n == 0:
                     break
                 total += n
+            set_attrs(d, uid, gid, stat.S_IMODE(st.st_mode), times)
         finally:
             os.close(d)
     finally:
         os.close(s)
-    _attrs(dst_name, dst_dir, st, owner)
     return total
 
 

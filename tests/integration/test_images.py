@@ -488,7 +488,7 @@ def test_hostile_layers_are_refused_and_write_nothing_outside(tmp_path, case):
     hostile_archive(archive, first, b"pwned\n", second)
     before = images_state()
     res = mb("load", "-i", str(archive))
-    assert res.returncode == 125 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.returncode == 1 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
     assert sorted(os.listdir(victim)) == ["host-file"] and (victim / "host-file").read_text() == "the host's\n"
     assert os.stat(victim / "host-file").st_nlink == 1
     assert images_state() == before
@@ -499,7 +499,7 @@ def test_a_corrupt_archive_is_refused(tmp_path):
     junk = tmp_path / "junk.tar"
     junk.write_bytes(os.urandom(4096))
     res = mb("load", "-i", str(junk))
-    assert res.returncode == 125 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.returncode == 1 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
 
 
 @pytest.mark.parametrize("limit", ["size=1m", "nr_inodes=200"])

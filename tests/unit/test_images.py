@@ -1,9 +1,11 @@
 """Pure image code: references, configs and docker run's command rules, --change, manifest lists."""
 
+import hashlib
+
 import pytest
 
-from minibox.errors import InvalidSpec, MiniboxError
-from minibox.image import archive
+from minibox.errors import InvalidSpec, MiniboxError, shown
+from minibox.image import archive, checked
 from minibox.image import ref as refs
 from minibox.image.config import ImageConfig, apply_changes, command
 
@@ -84,17 +86,84 @@ def test_bad_changes(bad, message):
         apply_changes(ImageConfig(), [bad])
 
 
+def _d(name: str) -> str:
+    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+
+
 def test_an_index_yields_the_amd64_manifest_and_descends_nested_indexes():
-    docs = {"sha256:inner": {"manifests": [
-        {"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}},
-        {"digest": "sha256:amd", "platform": {"os": "linux", "architecture": "amd64"}}]},
-        "sha256:amd": {"layers": [], "config": {"digest": "c"}}, "sha256:arm": {"layers": ["x"]}}
-    picked = archive.pick_manifest({"manifests": [{"digest": "sha256:inner"}]}, docs.__getitem__)
-    assert [m for _, m in picked] == [docs["sha256:amd"]]
+    docs = {_d("inner"): {"manifests": [
+        {"digest": _d("arm"), "platform": {"os": "linux", "architecture": "arm64"}},
+        {"digest": _d("amd"), "platform": {"os": "linux", "architecture": "amd64"}}]},
+        _d("amd"): {"layers": [], "config": {"digest": _d("c")}}, _d("arm"): {"layers": ["x"]}}
+    fetch = lambda desc: docs[desc.digest]  # noqa: E731
+    picked = archive.pick_manifest({"manifests": [{"digest": _d("inner")}]}, fetch)
+    assert [m for _, m in picked] == [docs[_d("amd")]]
     with pytest.raises(MiniboxError, match="no linux/amd64 variant"):
-        archive.pick_manifest({"manifests": [{"digest": "sha256:arm", "platform": {"os": "linux",
-                                                                                     "architecture": "arm64"}}]},
-                              docs.__getitem__)
+        archive.pick_manifest({"manifests": [{"digest": _d("arm"), "platform": {"os": "linux",
+                                                                                "architecture": "arm64"}}]}, fetch)
+
+
+def test_an_index_nested_without_end_is_refused():
+    """A registry can answer every digest with one more index: the depth is capped."""
+    endless = lambda desc: {"manifests": [{"digest": _d(desc.digest)}]}  # noqa: E731
+    with pytest.raises(InvalidSpec, match="nests more than"):
+        archive.pick_manifest({"manifests": [{"digest": _d("top")}]}, endless)
+
+
+@pytest.mark.parametrize("value", ["sha256:/etc", "sha256:../../../etc", "/etc", "sha256:" + "A" * 64,
+                                   "sha256:" + "a" * 63, "sha256:" + "a" * 64 + "/..", "", None, 5, ["x"],
+                                   "sha256:" + "a" * 64 + "\n"])
+def test_a_digest_that_is_not_one_is_refused_naming_it(value):
+    with pytest.raises(InvalidSpec, match="layer id .* is not a digest: use sha256: and 64 lower-case hex"):
+        checked.digest(value, "layer id")
+
+
+def test_another_algorithm_is_refused_as_one_minibox_cannot_verify():
+    with pytest.raises(InvalidSpec, match="cannot verify: only sha256"):
+        checked.digest("sha512:" + "a" * 128, "layer id")
+    assert checked.digest(_d("x"), "layer id") == _d("x")
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"rootfs": {"diff_ids": ["sha256:/etc"]}}, 'layer id in the image config "sha256:/etc" is not a digest'),
+    ({"rootfs": {"diff_ids": "sha256:x"}}, "rootfs.diff_ids is not a list"),
+    ({"rootfs": [1]}, "rootfs.diff_ids is not a list"),
+    ({"rootfs": {"diff_ids": [_d("x")] * 126}}, "126 layers, more than the 125"),
+])
+def test_diff_ids_are_checked(doc, message):
+    with pytest.raises(InvalidSpec, match=message):
+        checked.diff_ids(doc)
+
+
+@pytest.mark.parametrize("desc, message", [
+    ({"digest": _d("x"), "size": -5}, "size .* is not a number of bytes"),
+    ({"digest": _d("x"), "size": "12"}, "size .* is not a number of bytes"),
+    ({"digest": _d("x"), "size": 5 << 20}, "more than the 4 MiB"),
+    ({"digest": "sha256:..", "size": 1}, "digest .* is not a digest"),
+    ([], "is not a JSON object"),
+])
+def test_descriptors_are_checked(desc, message):
+    with pytest.raises(InvalidSpec, match=message):
+        checked.descriptor(desc, "the entry", checked.MANIFEST_LIMIT)
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"Cmd": "sh"}, "Cmd is not a list of strings"),
+    ({"Env": ["A=\0"]}, "Env is not a list of strings"),
+    ({"WorkingDir": 5}, "WorkingDir is not a string"),
+    ({"ExposedPorts": {"abc/tcp": {}}}, "exposes \"abc/tcp\""),
+    ({"ExposedPorts": {"99999/tcp": {}}}, "exposes"),
+    ({"Labels": {"a": 1}}, "Labels are not all strings"),
+    (["x"], "config is not a JSON object"),
+])
+def test_an_image_config_of_the_wrong_types_is_refused(config, message):
+    with pytest.raises(InvalidSpec, match=message):
+        ImageConfig.from_oci({"config": config})
+
+
+def test_a_message_quotes_outside_text_with_control_characters_escaped():
+    assert shown("a\x1b]0;pwned\x07b") == '"a\\x1b]0;pwned\\x07b"'
+    assert shown("x" * 100, 10) == '"xxxxxxxxxx..."'
 
 
 def _read_all(reader, sizes) -> bytes:
