@@ -51,9 +51,51 @@ def check(src: Endpoint, dst: Endpoint) -> None:
         raise InvalidSpec("cp: - (a tar stream) goes on the host side, e.g. `minibox cp - web:/dir < files.tar`")
 
 
+def plan(rec: ContainerRecord, state: ContainerState, src: Endpoint, dst: Endpoint) -> list:
+    """The copy as steps, for --explain: a running container is frozen around it."""
+    from minibox.model import RUNNING
+    from minibox.plan.steps import CopyFiles, Freeze
+    from minibox.runtime import cgroups
+
+    running = state.status == RUNNING
+    inside = f"/proc/{state.pid}/root" if running else f"{config.paths().container(rec.id)}/merged"
+    copy_step = CopyFiles(f"{inside}{_abs(src.path)}" if src.container else src.path,
+                          f"{inside}{_abs(dst.path)}" if dst.container else dst.path,
+                          why="every path inside resolved in the container's root (openat2 RESOLVE_IN_ROOT); "
+                              "owner, mode and times set through each new file's own fd")
+    if not running:
+        return [copy_step._replace(why=copy_step.why + "; the container is stopped: its overlay, mounted in a "
+                                                       "mount namespace of the copy's own")]
+    path = cgroups.freezer_file(cgroups.existing_dirs(config.cgroup_parent(), rec.id))
+    if not path:
+        return [copy_step._replace(why=copy_step.why + "; no freezer for this container's cgroup: copied while "
+                                                       "it runs")]
+    return [Freeze(path, True, why="freeze the container: none of its processes can swap a path for a symlink "
+                                   "during the copy (CVE-2018-15664)"),
+            copy_step,
+            Freeze(path, False, why="thaw it, on every way out (a guard process does it if minibox is killed)")]
+
+
+def _abs(path: str) -> str:
+    return posixpath.normpath("/" + path.lstrip("/"))  # (normpath keeps a leading "//")
+
+
 def copy(rec: ContainerRecord, state: ContainerState, src: Endpoint, dst: Endpoint, archive: bool,
-         follow: bool) -> None:
-    """Run the copy in a child (see the module's docstring); its error, if any, raised here."""
+         follow: bool, steps: list) -> None:
+    """Carry out plan()'s steps: the copy in a child (see the module's docstring), the
+    container frozen around it when they say so; the child's error, if any, raised here."""
+    import contextlib
+
+    from minibox.plan.steps import Freeze
+    from minibox.runtime import cgroups
+
+    freeze = next((s for s in steps if isinstance(s, Freeze)), None)
+    with cgroups.held_frozen([os.path.dirname(freeze.path)]) if freeze else contextlib.nullcontext():
+        _copy(rec, state, src, dst, archive, follow)
+
+
+def _copy(rec: ContainerRecord, state: ContainerState, src: Endpoint, dst: Endpoint, archive: bool,
+          follow: bool) -> None:
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:

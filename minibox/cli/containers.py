@@ -364,8 +364,11 @@ def cp(
     dest: str = typer.Argument(..., help="CONTAINER:PATH, a host path, or - (a tar stream on stdout)"),
     archive: bool = typer.Option(False, "-a", "--archive", help="keep the files' owners (uid:gid)"),
     follow: bool = typer.Option(False, "-L", "--follow-link", help="copy what SRC links to, not the link"),
+    explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand"),
 ) -> None:
-    """Copy files between a container (running or stopped) and the host, as `docker cp`."""
+    """Copy files between a container (running or stopped) and the host, as `docker cp`.
+
+    A running container is frozen for the copy (--explain shows the freeze and the thaw)."""
     lifecycle.require_root()
     from minibox import copying
 
@@ -373,7 +376,10 @@ def cp(
     copying.check(s, d)
     rec = store.resolve(s.container or d.container)
     state = lifecycle.refresh(rec.id)
-    copying.copy(rec, state, s, d, archive, follow)
+    steps = copying.plan(rec, state, s, d)
+    if explain:
+        explainer(f"minibox cp {src} {dest}", rec.id)(steps, state.pid)
+    copying.copy(rec, state, s, d, archive, follow, steps)
 
 @app.command()
 def port(

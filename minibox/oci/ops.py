@@ -18,6 +18,7 @@ import time
 from minibox.errors import Conflict, MiniboxError, NotFound
 from minibox.oci import state as ocistate
 from minibox.plan.steps import RunHook
+from minibox.runtime import cgroups
 
 START_TIMEOUT = 10.0  # seconds for PID 1 to be found waiting on exec.fifo
 
@@ -120,7 +121,7 @@ def delete(root: str, cid: str, force: bool = False) -> None:
     if status != "stopped" and st.get("pid"):
         dirs = st.get("cgroup_dirs") or ()
         if status == "paused":
-            ocistate.freeze(dirs, False)
+            cgroups.freeze(dirs, False)
         for pid in set(ocistate.cgroup_pids(dirs)) | {st["pid"]}:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -131,8 +132,6 @@ def delete(root: str, cid: str, force: bool = False) -> None:
     for h in hooks(st, "poststop"):
         warn_on_failure(h, c.public(st) | {"status": "stopped", "pid": 0})
     from minibox import config
-    from minibox.runtime import cgroups
-
     problems += cgroups.remove(list(st.get("cgroup_dirs") or ()), config.cgroup_parent())[1]
     c.remove()
     if problems:
@@ -186,8 +185,6 @@ def update_resources(path: str, memory: str, pids_limit: int | None) -> dict:
 
 def update(root: str, cid: str, res: dict) -> None:
     from minibox.plan import ociresources
-    from minibox.runtime import cgroups
-
     c = ocistate.Container(root, cid)
     st = c.load()
     status = c.status(st)
@@ -231,7 +228,7 @@ def pause(root: str, cid: str, on: bool) -> None:
     if status != want:
         verb = "pause" if on else "resume"
         raise Conflict(f"cannot {verb} container {cid}: it is {status}, not {want}")
-    ocistate.freeze(st.get("cgroup_dirs") or (), on)
+    cgroups.freeze(st.get("cgroup_dirs") or (), on)
 
 
 def features() -> dict:

@@ -78,7 +78,9 @@ class Container:
             return "stopped"
         if os.path.exists(self.fifo):
             return "created"
-        return "paused" if frozen(st.get("cgroup_dirs") or ()) else "running"
+        from minibox.runtime import cgroups
+
+        return "paused" if cgroups.frozen(st.get("cgroup_dirs") or ()) else "running"
 
     def public(self, st: dict) -> dict:
         """The state as `state` prints it (runtime-spec's fields, and runc's extras)."""
@@ -119,36 +121,6 @@ def cgroup_dirs(cgroups_path: str, cid: str, parent: str) -> tuple[list[str], bo
     if os.path.normpath(path) != path or "/.." in path:
         raise InvalidSpec(f'linux.cgroupsPath "{cgroups_path}" must be a plain path, without ".."')
     return cgroups.dirs_of(path, lay, V1_CONTROLLERS), lay.version == "v2"
-
-
-def frozen(dirs) -> bool:
-    for d in dirs:
-        for name, value in (("freezer.state", "FROZEN"), ("cgroup.freeze", "1")):
-            try:
-                with open(os.path.join(d, name)) as f:
-                    if f.read().strip() == value:
-                        return True
-            except OSError:
-                continue
-    return False
-
-
-def freeze(dirs, on: bool) -> None:
-    done = False
-    for d in dirs:
-        for name, value in (("freezer.state", "FROZEN" if on else "THAWED"), ("cgroup.freeze", "1" if on else "0")):
-            path = os.path.join(d, name)
-            if os.path.exists(path):
-                with open(path, "w") as f:
-                    f.write(value)
-                done = True
-    if not done:
-        raise MiniboxError("this host has no freezer for the container's cgroup (v1 freezer or cgroup v2)")
-    deadline = time.monotonic() + 5
-    while on and time.monotonic() < deadline:  # v1 goes FREEZING before FROZEN
-        if frozen(dirs):
-            return
-        time.sleep(0.01)
 
 
 def cgroup_pids(dirs) -> list[int]:

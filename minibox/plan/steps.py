@@ -325,11 +325,35 @@ class CgroupJoin(Value):
         return f"echo {self.pid} > {q(self.path + '/cgroup.procs')}"
 
 
+class Freeze(Value):
+    """Freeze (or thaw) every process of a group: v1's freezer.state, v2's cgroup.freeze."""
+
+    path: str  # the file written
+    frozen: bool
+    why: str = ""
+
+    def command(self) -> str:
+        v1 = self.path.endswith("freezer.state")
+        value = ("FROZEN" if self.frozen else "THAWED") if v1 else ("1" if self.frozen else "0")
+        return f"echo {value} > {q(self.path)}"
+
+
+class CopyFiles(Value):
+    """`minibox cp`: a copy between a container's root (as /proc/PID/root) and the host."""
+
+    source: str
+    dest: str
+    why: str = ""
+
+    def command(self) -> str:
+        return f"cp -a {q(self.source)} {q(self.dest)}"
+
+
 # Any step; each type above is applied by the layer that owns it (runtime.init, net.*).
 Step = Union[
     Unshare, Nsenter, JoinNamespace, IdMap, Mount, MakeDir, WriteFile, CopyUp, SetUser, MakeNode, MaskPath, ReadonlyPath, SetCapabilities,
     SetRlimit, OomScoreAdj, WaitStart, RunHook, Symlink, PivotRoot, RemovePath, Kill, Logged, SetHostname,
-    DropCapabilities, LoadSeccomp, Exec, CgroupCreate, DeviceFilter, CgroupJoin, BridgeAdd,
+    DropCapabilities, LoadSeccomp, Exec, CgroupCreate, DeviceFilter, CgroupJoin, Freeze, CopyFiles, BridgeAdd,
     AddrAdd, LinkUp, VethAdd, SetMaster, Hairpin, RouteAdd, LinkDel, Sysctl, Firewall, ConntrackFlush,
 ]
 

@@ -16,9 +16,11 @@ caller drops CAP_MKNOD instead (the rootfs is always mounted nodev).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
+import signal
 import struct
 import time
 
@@ -29,7 +31,8 @@ from minibox.value import Value
 
 ROOT = "/sys/fs/cgroup"
 CGROUP2_SUPER_MAGIC = 0x63677270
-V1_CONTROLLERS = ("memory", "pids", "cpu", "devices")
+# freezer: `cp` freezes a running container while it copies (v2 has a freezer in every group)
+V1_CONTROLLERS = ("memory", "pids", "cpu", "devices", "freezer")
 MODES = ("auto", "v1", "v2", "none")
 
 
@@ -217,6 +220,92 @@ def procs(dirs: list[str] | tuple[str, ...]) -> set[int]:
         except OSError:
             continue
     return out
+
+
+def frozen(dirs: list[str] | tuple[str, ...]) -> bool:
+    """Whether the group is frozen: v1's freezer.state says FROZEN, v2's cgroup.events `frozen 1`."""
+    for d in dirs:
+        for name, line in (("freezer.state", "FROZEN"), ("cgroup.events", "frozen 1")):
+            try:
+                with open(os.path.join(d, name)) as f:
+                    if line in f.read().splitlines():
+                        return True
+            except OSError:
+                continue
+    return False
+
+
+def freezer_file(dirs: list[str] | tuple[str, ...]) -> str:
+    """The file that freezes the group (v1 freezer.state, v2 cgroup.freeze), "" if it has none."""
+    for d in dirs:
+        for name in ("freezer.state", "cgroup.freeze"):
+            if os.path.exists(os.path.join(d, name)):
+                return os.path.join(d, name)
+    return ""
+
+
+def freeze(dirs: list[str] | tuple[str, ...], on: bool) -> None:
+    """Freeze (or thaw) every process of the group, and wait until the kernel says it is
+    frozen: v1 passes through FREEZING, v2 sets `frozen 1` in cgroup.events once done."""
+    path = freezer_file(dirs)
+    if not path:
+        raise MiniboxError("this host has no freezer for the container's cgroup (v1 freezer or cgroup v2)")
+    v1 = path.endswith("freezer.state")
+    with open(path, "w") as f:
+        f.write(("FROZEN" if on else "THAWED") if v1 else ("1" if on else "0"))
+    deadline = time.monotonic() + 5
+    while on and not frozen(dirs):
+        if time.monotonic() > deadline:
+            raise MiniboxError(f"the container's processes did not freeze within 5 s ({path})")
+        time.sleep(0.002)
+
+
+@contextlib.contextmanager
+def held_frozen(dirs: list[str] | tuple[str, ...]):
+    """Freeze the group for the `with` block; thaw it on every way out, the caller's kill -9
+    included. A guard process does both: it freezes, then blocks reading a pipe whose write
+    end only the caller (and the caller's children) hold, and thaws when the last of them
+    is gone, however it went. It ignores Ctrl-C and hang-ups, which are the caller's."""
+    r, w = os.pipe()
+    said_r, said_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        _guard(dirs, r, w, said_r, said_w)  # never returns
+    os.close(r)
+    os.close(said_w)
+    try:
+        with os.fdopen(said_r, "rb") as f:
+            said = f.read().decode(errors="replace")
+        if said != "+":
+            raise MiniboxError(f"cannot freeze the container: {said or 'its guard ended'}")
+        yield
+    finally:
+        os.close(w)
+        os.waitpid(pid, 0)  # thawed once it has returned
+
+
+def _guard(dirs, r: int, w: int, said_r: int, said_w: int) -> None:
+    try:
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
+            signal.signal(sig, signal.SIG_IGN)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)  # the caller's pipes reach EOF when the caller is done
+        os.close(w)
+        os.close(said_r)
+        try:
+            freeze(dirs, True)
+            os.write(said_w, b"+")
+        except (OSError, MiniboxError) as e:
+            os.write(said_w, str(e).encode())
+        os.close(said_w)
+        while os.read(r, 1):
+            pass  # nothing is ever written: EOF, every write end closed, is the signal
+    finally:
+        try:
+            freeze(dirs, False)
+        finally:
+            os._exit(0)
 
 
 def remove(dirs: list[str], own_parent: str = "") -> tuple[list[RemovePath], list[str]]:
