@@ -14,7 +14,7 @@ def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], 
             workdir: str, tty: bool, interactive: bool, explain=None, user: str = "") -> int:
     from minibox.plan import cgroups as cgplan
     from minibox.plan.steps import DropCapabilities, Exec, Nsenter, SetUser
-    from minibox.runtime import caps, enter, seccomp
+    from minibox.runtime import caps, enter, seccomp, shimbin
 
     who = exec_user(rec, state, user)
     merged = dict(e.split("=", 1) for e in rec.env)
@@ -42,7 +42,8 @@ def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], 
     if explain is not None:
         explain(steps, state.pid)
     try:
-        return enter.enter(enter.EnterConfig.from_steps(steps, tty=tty, interactive=interactive))
+        return enter.enter(enter.EnterConfig.from_steps(steps, tty=tty, interactive=interactive,
+                                                        execer=str(shimbin.ensure_execer())))
     except enter.Stopped:
         raise NotRunning(f"container {rec.name} stopped while exec was starting") from None
 

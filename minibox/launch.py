@@ -122,7 +122,7 @@ def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, s
     """Carry out the plan, in its order; the Spawned PID 1 and the steps as applied. `park`:
     leave PID 1 waiting for `start`; `again`: the container ran before (its files exist);
     `worker`: the linkworker that plugs the veth in."""
-    from minibox.runtime import cgroups, spawn
+    from minibox.runtime import cgroups, shimbin, spawn
     from minibox.runtime.init import InitConfig
 
     rec = plan.record
@@ -151,7 +151,8 @@ def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, s
             os.unlink(fifo)
         os.mkfifo(fifo, 0o600)
     sp = spawn.spawn(spawn.SpawnRequest(
-        init=InitConfig(steps=list(plan.init), tty=spec.tty, start_fifo=fifo), namespaces=plan.unshare.namespaces,
+        init=InitConfig(steps=list(plan.init), tty=spec.tty, start_fifo=fifo, execer=str(shimbin.ensure_execer())),
+        namespaces=plan.unshare.namespaces,
         shim=shim,
         exit_file=str(cdir / "exit.json"), log_file=str(cdir / "container.log"), attach=not spec.detach,
         interactive=spec.interactive, exit_command=exit_cmd, hold_fds=[s.fileno() for s in sockets],

@@ -164,17 +164,21 @@ def undo(c: ocistate.Container, st: dict, launched: list[int]) -> None:
 
 def launch(c: ocistate.Container, st: dict, p: ociplan.OciPlan, console_socket: str, preserve_fds: int,
            launched: list[int]) -> int:
-    from minibox.runtime import cgroups, ociinit, procs  # noqa: F401 - ociinit: see below
+    from minibox.runtime import cgroups, ociinit, procs, sealed, shimbin  # noqa: F401 - ociinit: see below
 
     # Everything the children run is imported now: in a user namespace they may no longer
     # read the interpreter's own files (a Python under /root, 0700, as uid 1000).
     ours, theirs = socket.socketpair()
     console = connect_console(console_socket) if p.terminal else -1
     ns_fds = [(j.kind, os.open(j.path, os.O_RDONLY | os.O_CLOEXEC)) for j in p.join]
+    # Before any namespace is joined: non-dumpable (this process and its children), and
+    # the sealed program PID 1's command is exec'd through (runtime.sealed).
+    exec_fd = sealed.prepare(str(shimbin.ensure_execer()))
     c1 = os.fork()
     if c1 == 0:
         ours.close()
-        _c1(p, ns_fds, theirs, console, c.fifo, preserve_fds, st)  # never returns
+        _c1(p, ns_fds, theirs, console, c.fifo, preserve_fds, st, exec_fd)  # never returns
+    os.close(exec_fd)
     theirs.close()
     for _, fd in ns_fds:
         os.close(fd)
@@ -281,7 +285,7 @@ def run_hook(h: RunHook, state: dict) -> None:
 
 
 def _c1(p: ociplan.OciPlan, ns_fds, sock: socket.socket, console: int, fifo: str, preserve_fds: int,
-        st: dict) -> None:
+        st: dict, exec_fd: int) -> None:
     """The intermediate process: namespaces, then PID 1."""
     talk = _Talk(sock)
     try:
@@ -306,7 +310,7 @@ def _c1(p: ociplan.OciPlan, ns_fds, sock: socket.socket, console: int, fifo: str
         linux.unshare(flags)
         pid1 = os.fork()
         if pid1 == 0:
-            _pid1(p, sock, console, fifo, preserve_fds, st)  # never returns
+            _pid1(p, sock, console, fifo, preserve_fds, st, exec_fd)  # never returns
         talk.say(f"pid {pid1}")
         os._exit(0)
     except BaseException as e:  # noqa: BLE001 - nothing may escape a forked child
@@ -316,7 +320,8 @@ def _c1(p: ociplan.OciPlan, ns_fds, sock: socket.socket, console: int, fifo: str
             os._exit(1)
 
 
-def _pid1(p: ociplan.OciPlan, sock: socket.socket, console: int, fifo: str, preserve_fds: int, st: dict) -> None:
+def _pid1(p: ociplan.OciPlan, sock: socket.socket, console: int, fifo: str, preserve_fds: int, st: dict,
+          exec_fd: int) -> None:
     from minibox.runtime import init, ociinit
 
     sync = ociinit.Sync(sock.detach())
@@ -327,7 +332,8 @@ def _pid1(p: ociplan.OciPlan, sock: socket.socket, console: int, fifo: str, pres
             os._exit(1)
         state = {"ociVersion": st["ociVersion"], "id": st["id"], "pid": int(go.split()[1]), "bundle": st["bundle"],
                  "annotations": st["annotations"]}
-        applier = ociinit.OciApplier(p.rootfs, sync, state, console, p.console_size)
+        # a failed execve: after "created", the command's stderr is all there is (as _pid1_failed)
+        applier = ociinit.OciApplier(p.rootfs, sync, state, console, p.console_size, exec_fd, "l2")
         applier.open_fifo(fifo)
         runtime_hooks = any(p.hooks.get(k) for k in ("prestart", "createRuntime"))
         for step in p.init:

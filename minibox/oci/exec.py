@@ -73,7 +73,7 @@ def exec_process(root: str, cid: str, process_file: str, command: list[str], *, 
     steps = ociplan.plan_process(proc, doc.get("linux") or {}, seccomp_step({**doc, "process": proc}))
     size = proc.get("consoleSize") or {}
     console = connect_console(console_socket) if proc.get("terminal") else -1
-    from minibox.runtime import init, ociinit  # noqa: F401 - imported before entering a user namespace
+    from minibox.runtime import init, ociinit, sealed, shimbin  # noqa: F401 - imported before entering a user namespace
 
     pid1 = st["pid"]
     ns_fds = []
@@ -83,12 +83,14 @@ def exec_process(root: str, cid: str, process_file: str, command: list[str], *, 
             ns_fds.append((ns, os.open(f"/proc/{pid1}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)))
     rootfd = os.open(f"/proc/{pid1}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     prctl.set_child_subreaper(True)  # the process, orphaned by E1, comes back to us
+    exec_fd = sealed.prepare(str(shimbin.ensure_execer()))  # before joining (runtime.sealed)
     r, w = os.pipe()
     e1 = os.fork()
     if e1 == 0:
         os.close(r)
         _e1(st, ns_fds, rootfd, w, steps, console, (int(size.get("height", 0)), int(size.get("width", 0))),
-            preserve_fds)
+            preserve_fds, exec_fd)
+    os.close(exec_fd)
     os.close(w)
     for _, fd in ns_fds:
         os.close(fd)
@@ -115,7 +117,7 @@ def exec_process(root: str, cid: str, process_file: str, command: list[str], *, 
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
-def _e1(st: dict, ns_fds, rootfd: int, w: int, steps, console: int, size, preserve_fds: int) -> None:
+def _e1(st: dict, ns_fds, rootfd: int, w: int, steps, console: int, size, preserve_fds: int, exec_fd: int) -> None:
     from minibox.runtime import cgroups, init, ociinit
 
     try:
@@ -132,7 +134,7 @@ def _e1(st: dict, ns_fds, rootfd: int, w: int, steps, console: int, size, preser
             os.close(r2)
             os.set_inheritable(w2, False)
             try:
-                applier = ociinit.OciApplier("/", None, {}, console, size)
+                applier = ociinit.OciApplier("/", None, {}, console, size, exec_fd, f"f{w2}")
                 applier.pivoted = True
                 if console >= 0:
                     applier.setup_terminal(console_node=False)
@@ -147,6 +149,8 @@ def _e1(st: dict, ns_fds, rootfd: int, w: int, steps, console: int, size, preser
             os._exit(127)
         os.close(w2)
         failed = os.read(r2, 4096)  # EOF: the execve closed its O_CLOEXEC end
+        if failed[:1].isdigit():  # minibox-exec's "CODE message": its execve failed
+            failed = b"error " + failed.partition(b" ")[2]
         if failed:
             os.waitpid(pid, 0)
             os.write(w, failed)

@@ -33,7 +33,7 @@ from minibox.plan.steps import (
     Nsenter,
     SetUser,
 )
-from minibox.runtime import caps, cgroups, init, tty
+from minibox.runtime import caps, cgroups, init, sealed, tty
 from minibox.value import Value
 
 
@@ -53,9 +53,10 @@ class EnterConfig(Value):
     caps: tuple[str, ...] = caps.DEFAULT_CAPS
     seccomp: bytes = b""  # the filter to load right before execve
     user: tuple[int, int, tuple[int, ...]] | None = None  # uid, gid, groups; None: stay root
+    execer: str = ""  # minibox-exec, the program the command is exec'd through (runtime.sealed)
 
     @classmethod
-    def from_steps(cls, steps: list, tty: bool, interactive: bool) -> "EnterConfig":
+    def from_steps(cls, steps: list, tty: bool, interactive: bool, execer: str) -> "EnterConfig":
         """From the steps `exec --explain` prints: Nsenter, CgroupJoin..., DropCapabilities,
         LoadSeccomp, Exec."""
         ns = next(s for s in steps if isinstance(s, Nsenter))
@@ -66,7 +67,7 @@ class EnterConfig(Value):
         return cls(pid=int(ns.pid), argv=ex.argv, env=ex.env, workdir=ex.workdir, tty=tty,
                    interactive=interactive, cgroup_dirs=[s.path for s in steps if isinstance(s, CgroupJoin)],
                    namespaces=ns.namespaces, caps=drop.keep, seccomp=filt.program if filt else b"",
-                   user=(who.uid, who.gid, who.groups) if who else None)
+                   user=(who.uid, who.gid, who.groups) if who else None, execer=execer)
 
 
 def enter(cfg: EnterConfig) -> int:
@@ -197,6 +198,7 @@ def _helper(cfg: EnterConfig, nsfds, rootfd: int, err_w: int, con: socket.socket
     """The forked helper: never returns."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        exec_fd = sealed.prepare(cfg.execer)  # before joining: non-dumpable, and the host's file still in reach
         try:
             cgroups.join(cfg.cgroup_dirs, os.getpid())  # before setns(mnt) hides /sys/fs/cgroup
         except FileNotFoundError:
@@ -216,7 +218,7 @@ def _helper(cfg: EnterConfig, nsfds, rootfd: int, err_w: int, con: socket.socket
             # ENOMEM: the namespace's PID 1 is gone (the container was removed meanwhile)
             init.fail(err_w, EXIT_MINIBOX, STOPPED if e.errno == errno.ENOMEM else f"exec: {e}")
         if child == 0:
-            _command(cfg, err_w, con, pipes)
+            _command(cfg, err_w, con, pipes, exec_fd)
         if pipes is not None:
             pipes.close_child_ends()
             for fd in pipes.ours:
@@ -229,7 +231,7 @@ def _helper(cfg: EnterConfig, nsfds, rootfd: int, err_w: int, con: socket.socket
         init.fail(err_w, EXIT_MINIBOX, f"exec: {e}")
 
 
-def _command(cfg: EnterConfig, err_w: int, con: socket.socket | None, pipes: Pipes | None) -> None:
+def _command(cfg: EnterConfig, err_w: int, con: socket.socket | None, pipes: Pipes | None, exec_fd: int) -> None:
     try:
         os.setsid()  # a session of its own: no controlling terminal but, with -t, its own pty
         if cfg.tty:
@@ -250,10 +252,7 @@ def _command(cfg: EnterConfig, err_w: int, con: socket.socket | None, pipes: Pip
         caps.drop_privileges(cfg.caps)
         if cfg.user is not None:
             caps.set_user(*cfg.user)
-        caps.reset_signals()
-        if cfg.seccomp:
-            linux.seccomp_load(cfg.seccomp)
-        os.execve(path, list(cfg.argv), init.env_dict(cfg.env))
+        init.execute(path, cfg.argv, cfg.env, cfg.seccomp, exec_fd, f"f{err_w}")
     except init.InitError as e:
         init.fail(err_w, e.code, str(e))
     except FileNotFoundError as e:

@@ -41,7 +41,7 @@ from minibox.plan.steps import (
     Step,
     Symlink,
 )
-from minibox.runtime import caps, fscopy, inroot, pivot
+from minibox.runtime import caps, fscopy, inroot, pivot, sealed
 from minibox.value import Value
 
 SIOCGIFFLAGS = 0x8913
@@ -55,6 +55,7 @@ class InitConfig(Value):
     steps: list[Step]
     tty: bool
     start_fifo: str = ""  # `create`: where PID 1 waits for `start`'s "g" after the CLI's "p"
+    execer: str = ""  # minibox-exec, the program the command is exec'd through (runtime.sealed)
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -85,6 +86,7 @@ def container_main(cfg: InitConfig, fds: InitFds) -> None:
     """Never returns: execve()s the container command, or _exit()s with Docker's code."""
     try:
         prctl.set_pdeathsig(signal.SIGKILL)  # the shim gone means nobody records us
+        exec_fd = sealed.prepare(cfg.execer)  # while the host's files are in reach; non-dumpable from here
         go = os.read(fds.go, 1)
         os.close(fds.go)
         if go == b"p" and cfg.start_fifo:
@@ -96,7 +98,7 @@ def container_main(cfg: InitConfig, fds: InitFds) -> None:
         if go != b"g":
             os._exit(EXIT_MINIBOX)  # the CLI gave up (rolled back); leave quietly
         os.setsid()
-        applier = Applier(cfg.rootfs)
+        applier = Applier(cfg.rootfs, exec_fd, f"f{fds.err}")
         for step in cfg.steps:
             if isinstance(step, DropCapabilities):
                 setup_stdio(cfg, fds)  # plumbing, not a step: while we may still open things
@@ -131,8 +133,10 @@ class Applier:
     a hostile image's symlinks can redirect nothing to the host. Paths outside it are
     minibox's own (the overlay's layers, the per-container /etc files)."""
 
-    def __init__(self, rootfs: str):
+    def __init__(self, rootfs: str, exec_fd: int = -1, report: str = "l2"):
         self.rootfs = rootfs
+        self.exec_fd = exec_fd  # the sealed minibox-exec the Exec step goes through (runtime.sealed)
+        self.report = report  # where it tells a failed execve: "fN" the error pipe N, "l2" stderr
         self.root: inroot.Root | None = None  # opened once the overlay is mounted
         self.pivoted = False
         self.seccomp = b""  # loaded by the Exec step, after everything else could still run
@@ -164,11 +168,8 @@ class Applier:
             self.seccomp = step.program
         elif isinstance(step, Exec):
             os.chdir(step.workdir)  # made before pivot_root if the image lacked it (plan.mounts)
-            path = resolve_command(step.argv[0], step.env)
-            caps.reset_signals()
-            if self.seccomp:
-                linux.seccomp_load(self.seccomp)  # last: from here on only what the profile allows
-            os.execve(path, list(step.argv), env_dict(step.env))
+            execute(resolve_command(step.argv[0], step.env), step.argv, step.env, self.seccomp, self.exec_fd,
+                    self.report)
         else:
             raise InitError(EXIT_MINIBOX, f"container init cannot apply {type(step).__name__}")
 
@@ -353,6 +354,18 @@ def setup_stdio(cfg: InitConfig, fds: InitFds) -> None:
         os.dup2(fds.stdin, 0)
         os.dup2(fds.stdout, 1)
         os.dup2(fds.stderr, 2)
+
+
+def execute(path: str, argv: tuple[str, ...], env: tuple[str, ...], seccomp: bytes, exec_fd: int,
+            report: str) -> None:
+    """The end of every start of a process in a container (PID 1 or exec, minibox's or
+    minibox-oci's), once `path` is found (resolve_command): reset signals, load the seccomp
+    filter, and execve through the sealed minibox-exec (runtime.sealed). Returns only by
+    raising."""
+    caps.reset_signals()
+    if seccomp:
+        linux.seccomp_load(seccomp)  # last: from here on only what the profile allows
+    sealed.execve(exec_fd, report, path, argv, env_dict(env))
 
 
 def env_dict(env: tuple[str, ...]) -> dict[str, str]:

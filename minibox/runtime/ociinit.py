@@ -70,8 +70,9 @@ class Sync:
 
 
 class OciApplier(Applier):
-    def __init__(self, rootfs: str, sync: Sync, state: dict, console: int = -1, console_size=(0, 0)):
-        super().__init__(rootfs)
+    def __init__(self, rootfs: str, sync: Sync, state: dict, console: int = -1, console_size=(0, 0),
+                 exec_fd: int = -1, report: str = "l2"):
+        super().__init__(rootfs, exec_fd, report)
         self.sync = sync
         self.state = state  # the container's state, for hooks: id, pid, bundle, annotations
         self.console = console  # connected console socket (process.terminal), or -1
