@@ -103,13 +103,34 @@ def overlay(layout: RootfsLayout) -> Mount:
     return Mount("overlay", layout.merged, "overlay", MS_NODEV, data, why=why)
 
 
+_TMPFS_FLAGS = {"ro": (MS_RDONLY, True), "rw": (MS_RDONLY, False), "noexec": (MS_NOEXEC, True),
+                "exec": (MS_NOEXEC, False), "nosuid": (MS_NOSUID, True), "suid": (MS_NOSUID, False),
+                "nodev": (MS_NODEV, True), "dev": (MS_NODEV, False)}
+
+
+def tmpfs_flags(options: str) -> tuple[int, str]:
+    """A tmpfs's options (checked by plan.volumes) as mount(2) takes them: the words that are
+    flags (ro, noexec, ..., and their opposites, which clear Docker's defaults) as flags,
+    the rest (size=, mode=) as the filesystem's data."""
+    flags, data = MS_NOEXEC | MS_NOSUID | MS_NODEV, []
+    for opt in (o for o in options.split(",") if o):
+        if opt in _TMPFS_FLAGS:
+            bit, on = _TMPFS_FLAGS[opt]
+            flags = flags | bit if on else flags & ~bit
+        else:
+            data.append(opt)
+    return flags, ",".join(data)
+
+
 def plan_volumes(merged: str, volumes: tuple[Volume, ...]) -> list[Step]:
     steps: list[Step] = []
     for v in volumes:
         target = f"{merged}{v.target}"
         if v.kind == "tmpfs":
-            steps.append(Mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, v.options,
-                               why=f"--tmpfs {v.target}: memory-backed, gone with the container"))
+            flags, data = tmpfs_flags(v.options)
+            steps.append(Mount("tmpfs", target, "tmpfs", flags, data,
+                               why=f"--tmpfs {v.target}: memory-backed, gone with the container; noexec, nosuid "
+                                   "and nodev unless its options say exec, suid or dev, as Docker's"))
             continue
         if v.copy_up:
             steps.append(CopyUp(target, v.host_path, why="a new volume gets what the image has at its target"))
