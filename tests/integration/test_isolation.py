@@ -85,6 +85,7 @@ def test_without_a_device_cgroup_mknod_is_dropped(attack_image):
     """MINIBOX_CGROUP=none stands for a host where neither the v1 devices controller nor
     cgroup v2 can be used: CAP_MKNOD goes, the rootfs is nodev, and minibox says so once."""
     env = {"MINIBOX_CGROUP": "none"}
+    (ROOT / "cache" / "warned-no-device-cgroup").unlink(missing_ok=True)  # (another test may have had it said)
     first = run_rm(attack_image, "sh", "-c", "mknod /dev/k c 1 11; grep CapBnd /proc/self/status", env=env)
     assert "Operation not permitted" in first.stderr and first.stdout.strip().endswith("a00425fb")  # 0xa80425fb without bit 27
     assert "no device cgroup here" in first.stderr
@@ -401,3 +402,16 @@ def test_readme_defences_refuse_as_written():
             assert matches(expected, res.stdout), f"`{cmd}` printed:\n{res.stdout}\nexpected:\n" + "\n".join(expected)
     finally:
         mb("rm", "-f", "web")
+
+
+def test_readme_image_defences_run_as_written():
+    from test_walkthrough import matches
+
+    steps = readme_blocks("## What keeps an image in")
+    assert len(steps) >= 3
+    try:
+        for cmd, expected in steps:
+            res = subprocess.run(["sh", "-c", cmd + " 2>&1"], capture_output=True, text=True, timeout=60)
+            assert matches(expected, res.stdout), f"`{cmd}` printed:\n{res.stdout}\nexpected:\n" + "\n".join(expected)
+    finally:
+        mb("rm", "-f", "box")
