@@ -89,6 +89,10 @@ def check_capabilities(steps) -> None:
     _, held, _ = linux.capget()
     top = last_cap()
     for s in steps:
+        if isinstance(s, SetCapabilities) and s.ignored:
+            from minibox.oci.ops import log_warning
+
+            log_warning("ignoring unknown or unavailable capabilities: " + " ".join(s.ignored))  # runc's words
         if isinstance(s, SetCapabilities):
             wanted = set(s.bounding) | set(s.effective) | set(s.permitted) | set(s.inheritable) | set(s.ambient)
             missing = sorted(n for n in wanted if CAP_NUMBERS[n] <= top and not held & (1 << CAP_NUMBERS[n]))
@@ -343,6 +347,11 @@ def _pid1(p: ociplan.OciPlan, sock: socket.socket, console: int, fifo: str, pres
                 if sync.hear() != "ok":
                     os._exit(1)
                 runtime_hooks = False
+            if isinstance(step, WaitStart):
+                # As runc: the command is looked up now, so a missing one fails create, not start.
+                ex = next(s for s in p.init if isinstance(s, Exec))
+                os.chdir(ex.workdir)
+                init.resolve_command(ex.argv[0], ex.env)
             if isinstance(step, WaitStart) and console >= 0:
                 applier.setup_terminal()  # during create, as runc: the engine holds the pty before start
             if isinstance(step, Exec):

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 
-from minibox.errors import Conflict, MiniboxError, NotFound
+from minibox.errors import Conflict, MiniboxError, NotFound, NotRunning
 from minibox.oci import state as ocistate
 from minibox.plan.steps import RunHook
 from minibox.runtime import cgroups
@@ -72,29 +72,46 @@ def state(root: str, cid: str) -> dict:
 
 
 def parse_signal(value: str) -> int:
-    """runc's forms: 9, KILL, SIGKILL (any case)."""
+    """runc's forms: 9, KILL, SIGKILL (any case); 0, as kill(2) takes it, only checks."""
     v = value.strip().upper()
     if v.isdigit():
         n = int(v)
-        if 0 < n < signal.NSIG:
+        if 0 <= n < signal.NSIG:
             return n
     else:
         name = v if v.startswith("SIG") else "SIG" + v
         sig = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
         if sig is not None:
             return int(sig)
-    raise MiniboxError(f'invalid signal "{value}": use a number (1-{signal.NSIG - 1}) or a name such as TERM or SIGKILL')
+    raise MiniboxError(f'invalid signal "{value}": use a number (0-{signal.NSIG - 1}) or a name such as TERM or SIGKILL')
 
 
 def kill(root: str, cid: str, sig: str = "SIGTERM", all_procs: bool = False) -> None:
+    """runc 1.1's kill, in every state. With --all: every process left in the container's
+    cgroup is signalled, whatever the state, and that is success (containerd's shim deletes
+    every task with `kill --all ID 9` after it exited, and retries until it succeeds).
+    Without: PID 1 if it still runs (created, running, paused), else "container not
+    running", which the shim takes for "already finished"."""
     c = ocistate.Container(root, cid)
     st = c.load()
     signum = parse_signal(sig)
     status = c.status(st)
-    if status not in ("created", "running", "paused"):
-        raise Conflict(f"cannot kill container {cid}: it is {status}")
-    pids = ocistate.cgroup_pids(st.get("cgroup_dirs") or ()) if all_procs else [st["pid"]]
-    for pid in pids or [st["pid"]]:
+    dirs = st.get("cgroup_dirs") or ()
+    if all_procs:
+        pids = set(ocistate.cgroup_pids(dirs))
+        if status in ("created", "running", "paused"):
+            pids.add(st["pid"])  # (a container without cgroups: PID 1 is what there is)
+        _signal(pids, signum)
+    elif status in ("created", "running", "paused"):
+        _signal({st["pid"]}, signum)
+    else:
+        raise NotRunning(f"cannot kill container {cid}: container not running (it is {status})")
+    if status == "paused" and signum == signal.SIGKILL:
+        cgroups.freeze(dirs, False)  # a frozen process dies only once thawed (v1), as runc does
+
+
+def _signal(pids: set[int], signum: int) -> None:
+    for pid in pids:
         try:
             os.kill(pid, signum)
         except ProcessLookupError:
@@ -114,9 +131,10 @@ def delete(root: str, cid: str, force: bool = False) -> None:
             raise
         st = {}  # damaged: --force still removes the directory
     status = c.status(st) if st else "stopped"
-    # runtime-spec: deleting a container that is not stopped is an error (runc lets a
-    # created one go; the suite counts that against it).
-    if status in ("created", "running", "paused") and not force:
+    # runtime-spec: deleting a container that is not stopped is an error. runc 1.1 lets a
+    # created one go (it kills PID 1 first): containerd's shim deletes a task whose start
+    # failed that way, and would be left with it otherwise.
+    if status in ("running", "paused") and not force:
         raise Conflict(f"cannot delete container {cid} that is not stopped: it is {status} (use --force)")
     if status != "stopped" and st.get("pid"):
         dirs = st.get("cgroup_dirs") or ()
@@ -189,7 +207,7 @@ def update(root: str, cid: str, res: dict) -> None:
     st = c.load()
     status = c.status(st)
     if status not in ("created", "running", "paused"):
-        raise Conflict(f"cannot update container {cid}: it is {status}")
+        raise NotRunning(f"cannot update container {cid}: container not running (it is {status})")
     dirs = tuple(st.get("cgroup_dirs") or ())
     cgroups.create(ociresources.plan_update(res, dirs, bool(dirs) and cgroups.is_cgroup2(dirs[0])))
 
@@ -221,13 +239,14 @@ def ps(root: str, cid: str) -> list[int]:
 
 
 def pause(root: str, cid: str, on: bool) -> None:
+    """runc's pause (of a running or created container) and resume (of a paused one)."""
     c = ocistate.Container(root, cid)
     st = c.load()
     status = c.status(st)
-    want = "running" if on else "paused"
-    if status != want:
-        verb = "pause" if on else "resume"
-        raise Conflict(f"cannot {verb} container {cid}: it is {status}, not {want}")
+    if on and status not in ("running", "created"):
+        raise NotRunning(f"cannot pause container {cid}: container not running (it is {status})")
+    if not on and status != "paused":
+        raise Conflict(f"cannot resume container {cid}: container not paused (it is {status})")
     cgroups.freeze(st.get("cgroup_dirs") or (), on)
 
 

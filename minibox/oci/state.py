@@ -4,9 +4,9 @@
                          created, annotations; written by create, read by every verb
     ROOT/ID/exec.fifo    exists from create until start: PID 1 waits on it
 
-The status is read from the kernel, never stored: "created" while the FIFO exists and PID
-1 lives, "running" (or "paused", its freezer frozen) once start removed the FIFO, "stopped"
-when PID 1 is gone or a zombie. So a runtime killed at any point leaves a state that the
+The status is read from the kernel, never stored: "paused" while its freezer is frozen,
+"created" while the FIFO exists and PID 1 lives, "running" once start removed the FIFO,
+"stopped" when PID 1 is gone or a zombie. So a runtime killed at any point leaves a state that the
 next `state` reads right, and `delete --force` finishes.
 """
 
@@ -76,11 +76,11 @@ class Container:
             return "creating"
         if not procs.alive(pid, st.get("pid_start", 0)):
             return "stopped"
-        if os.path.exists(self.fifo):
-            return "created"
         from minibox.runtime import cgroups
 
-        return "paused" if cgroups.frozen(st.get("cgroup_dirs") or ()) else "running"
+        if cgroups.frozen(st.get("cgroup_dirs") or ()):
+            return "paused"  # a created container can be paused too (runc's pause takes both)
+        return "created" if os.path.exists(self.fifo) else "running"
 
     def public(self, st: dict) -> dict:
         """The state as `state` prints it (runtime-spec's fields, and runc's extras)."""

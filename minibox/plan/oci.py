@@ -26,6 +26,7 @@ prints config.json as the kernel got it. Pure: the parsed document and a few fac
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import Any
 
 from minibox.errors import InvalidSpec
@@ -240,10 +241,15 @@ def plan(doc: dict, facts: Facts) -> OciPlan:
         if "uts" not in kinds:
             raise InvalidSpec("config.json: hostname is set, but linux.namespaces has no uts namespace to set it in")
         init.append(SetHostname(doc["hostname"], why="hostname: the UTS namespace's own"))
+    process_steps = plan_process(process, linux, facts.seccomp)
+    # What runc's parent sets during create, so that create fails if the kernel refuses it
+    # (a runtime without CAP_SYS_RESOURCE may not lower oom_score_adj): not PID 1 at start.
+    early = [s for s in process_steps if isinstance(s, (OomScoreAdj, SetRlimit))]
+    init += early
     init.append(WaitStart(f"{facts.state_dir}/exec.fifo",
                           why="(create/start): PID 1 waits, its command not yet run, until `start`"))
     init += hooks(doc)["startContainer"]
-    init += plan_process(process, linux, facts.seccomp)
+    init += [s for s in process_steps if s not in early]
     size = process.get("consoleSize") or {}
     return OciPlan(
         id=facts.id, bundle=facts.bundle, rootfs=rootfs, terminal=bool(process.get("terminal")),
@@ -355,6 +361,8 @@ def plan_devices(linux: dict, rootfs: str, terminal: bool) -> list[Step]:
         if not str(path).startswith("/dev/") or kind not in ("c", "b", "u", "p"):
             raise InvalidSpec(f"config.json: linux.devices[{i}] needs a path under /dev and a type c, b, u or p")
         given.add(path)
+        if path == "/dev/ptmx":
+            continue  # runc makes it the symlink below whatever the config says (containerd lists it, privileged)
         steps.append(node(path, int(d.get("major", 0)), int(d.get("minor", 0)), int(d.get("fileMode", 0o666)) & 0o7777,
                           f"linux.devices[{i}]: {path}", kind="c" if kind == "u" else kind, uid=int(d.get("uid", 0)),
                           gid=int(d.get("gid", 0))))
@@ -362,17 +370,20 @@ def plan_devices(linux: dict, rootfs: str, terminal: bool) -> list[Step]:
         if f"/dev/{name}" not in given:
             steps.append(node(f"/dev/{name}", major, minor, 0o666, f"(runtime-spec's default devices): /dev/{name}"))
     for target, name in DEV_SYMLINKS:
-        steps.append(Symlink(target, f"{rootfs}/dev/{name}", why=f"(default symlinks): /dev/{name}"))
-    if terminal and not userns:  # in a user namespace the pty is bound over nothing: there is no console node
+        if name == "ptmx" or f"/dev/{name}" not in given:  # a path the config names is not made again
+            steps.append(Symlink(target, f"{rootfs}/dev/{name}", why=f"(default symlinks): /dev/{name}"))
+    if terminal and not userns and "/dev/console" not in given:  # in a user namespace the pty is bound over nothing: there is no console node
         steps.append(MakeNode(f"{rootfs}/dev/console", 5, 1, 0o620, why="process.terminal: /dev/console"))
     return steps
 
 
 def _caps(names: Any, where: str) -> tuple[str, ...]:
+    """Capability names as lower-case words ("chown"). One of the right form that this
+    runtime does not know (CAP_SOMETHING_NEWER) is kept, for the caller to drop with a
+    warning, as runc 1.1 ignores it; anything else is refused."""
     out = []
     for n in names or ():
-        if not isinstance(n, str) or n.upper().removeprefix("CAP_").lower() not in CAP_NUMBERS \
-                or not n.upper().startswith("CAP_"):
+        if not isinstance(n, str) or not re.fullmatch(r"CAP_[A-Z0-9_]+", n.upper()):
             raise InvalidSpec(f'config.json: {where} has "{n}", which is not a capability (they look like '
                               "CAP_CHOWN)")
         out.append(n.upper().removeprefix("CAP_").lower())
@@ -395,13 +406,13 @@ def plan_process(process: dict, linux: dict, seccomp: LoadSeccomp | None = None)
     steps.append(SetUser(int(user.get("uid", 0)), int(user.get("gid", 0)),
                          tuple(int(g) for g in user.get("additionalGids") or ()),
                          why="process.user: uid, gid, additionalGids"))
+    sets = {k: _caps(caps.get(k), f"process.capabilities.{k}")
+            for k in ("bounding", "effective", "permitted", "inheritable", "ambient")}
     steps.append(SetCapabilities(
-        _caps(caps.get("bounding"), "process.capabilities.bounding"),
-        _caps(caps.get("effective"), "process.capabilities.effective"),
-        _caps(caps.get("permitted"), "process.capabilities.permitted"),
-        _caps(caps.get("inheritable"), "process.capabilities.inheritable"),
-        _caps(caps.get("ambient"), "process.capabilities.ambient"),
-        bool(process.get("noNewPrivileges")), why="process.capabilities, process.noNewPrivileges"))
+        *(tuple(n for n in known if n in CAP_NUMBERS) for known in sets.values()),
+        bool(process.get("noNewPrivileges")),
+        ignored=tuple(sorted({"CAP_" + n.upper() for known in sets.values() for n in known if n not in CAP_NUMBERS})),
+        why="process.capabilities, process.noNewPrivileges"))
     if seccomp is not None and not seccomp.why.startswith("early"):
         steps.append(seccomp)  # loaded right before execve
     steps.append(Exec(tuple(process["args"]), tuple(process.get("env") or ()), process.get("cwd") or "/",

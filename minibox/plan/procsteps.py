@@ -51,6 +51,7 @@ class SetCapabilities(Value):
     inheritable: tuple[str, ...] = ()
     ambient: tuple[str, ...] = ()
     no_new_privs: bool = False
+    ignored: tuple[str, ...] = ()  # names this runtime does not know (newer than it): warned of, as runc does
     why: str = ""
 
     def command(self) -> str:

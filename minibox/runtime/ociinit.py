@@ -97,7 +97,10 @@ class OciApplier(Applier):
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(step.value))
         elif isinstance(step, SetRlimit):
-            resource.setrlimit(getattr(resource, step.resource), (step.soft, step.hard))
+            try:
+                resource.setrlimit(getattr(resource, step.resource), (step.soft, step.hard))
+            except (ValueError, OSError) as e:  # above the runtime's own hard limit, say
+                raise InitError(EXIT_MINIBOX, f"{step.why} ({step.soft}, {step.hard}): {e}") from None
         elif isinstance(step, SetUser):
             prctl.set_keepcaps(True)  # keep the permitted set across setuid: SetCapabilities sets it exactly
             caps.set_user(step.uid, step.gid, step.groups)

@@ -157,7 +157,7 @@ def test_lifecycle_errors_are_one_line_and_change_nothing(bundle):
      "/etc/hostname is not a namespace"),
     ({"linux__namespaces": [{"type": "mount"}, {"type": "uts"}, {"type": "network", "path": "/proc/self/ns/uts"}]},
      "is not a network namespace"),
-    ({"process__capabilities": {"bounding": ["CAP_NOPE"]}}, "CAP_NOPE"),
+    ({"process__capabilities": {"bounding": ["nope"]}}, '"nope", which is not a capability'),
     ({"mounts": [{"destination": "relative", "type": "tmpfs"}]}, "mounts[0]"),
 ])
 def test_bad_config_is_refused_and_leaves_nothing(bundle, change, words):
@@ -251,7 +251,7 @@ def test_pause_resume_and_ps(bundle):
     oci("pause", "p", root=bundle.root, check=True)
     assert state(bundle, "p")["status"] == "paused"
     res = oci("pause", "p", root=bundle.root)
-    assert res.returncode == 1 and "it is paused, not running" in res.stderr
+    assert res.returncode == 1 and "container not running (it is paused)" in res.stderr
     oci("resume", "p", root=bundle.root, check=True)
     assert state(bundle, "p")["status"] == "running"
     listed = json.loads(oci("list", "--format", "json", root=bundle.root, check=True).stdout)
@@ -312,8 +312,109 @@ def test_kill_refuses_a_stopped_container_and_a_bad_signal(bundle):
     oci("start", "k", root=bundle.root, check=True)
     assert wait_for(lambda: state(bundle, "k")["status"] == "stopped")
     res = oci("kill", "k", root=bundle.root)
-    assert res.returncode == 1 and "it is stopped" in res.stderr
+    assert res.returncode == 1 and "container not running" in res.stderr
     oci("delete", "k", root=bundle.root, check=True)
+
+
+# Each verb containerd-shim-runc-v2 calls, in each state, against runc 1.1.5's contract
+# (its kill.go, delete.go, update.go and libcontainer's Signal/Pause/Resume/Set/Processes):
+# (verb, args, {state: (exit status, words in stderr)}). "container not running" and "does
+# not exist" are what the shim's checkKillError maps to not-found; containerd deletes every
+# task with `kill --all ID 9` after it exits, and retries until it succeeds.
+CONTRACT = [
+    ("kill --all 9", ("kill", "--all", "{id}", "9"),
+     {"created": (0, ""), "running": (0, ""), "paused": (0, ""), "stopped": (0, ""), "missing": (1, "does not exist")}),
+    ("kill 0", ("kill", "{id}", "0"),
+     {"created": (0, ""), "running": (0, ""), "paused": (0, ""), "stopped": (1, "container not running"),
+      "missing": (1, "does not exist")}),
+    ("state", ("state", "{id}",),
+     {"created": (0, ""), "running": (0, ""), "paused": (0, ""), "stopped": (0, ""), "missing": (1, "does not exist")}),
+    ("ps", ("ps", "--format", "json", "{id}"),
+     {"created": (0, ""), "running": (0, ""), "paused": (0, ""), "stopped": (0, ""), "missing": (1, "does not exist")}),
+    ("update", ("update", "--pids-limit", "40", "{id}"),
+     {"created": (0, ""), "running": (0, ""), "paused": (0, ""), "stopped": (1, "container not running"),
+      "missing": (1, "does not exist")}),
+    ("pause", ("pause", "{id}"),
+     {"created": (0, ""), "running": (0, ""), "paused": (1, "container not running"),
+      "stopped": (1, "container not running"), "missing": (1, "does not exist")}),
+    ("resume", ("resume", "{id}"),
+     {"created": (1, "container not paused"), "running": (1, "container not paused"), "paused": (0, ""),
+      "stopped": (1, "container not paused"), "missing": (1, "does not exist")}),
+    ("delete", ("delete", "{id}"),
+     {"created": (0, ""), "running": (1, "not stopped"), "paused": (1, "not stopped"), "stopped": (0, ""),
+      "missing": (1, "does not exist")}),
+    ("delete --force", ("delete", "--force", "{id}"),
+     {"created": (0, ""), "running": (0, ""), "paused": (0, ""), "stopped": (0, ""), "missing": (0, "")}),
+]
+
+
+def _in_state(b, cid: str, status: str) -> None:
+    if status == "missing":
+        return
+    b.write(config(["sh", "-c", "sleep 1000 & exec sleep 1001"] if status != "stopped" else ["true"]))
+    oci("create", "--bundle", str(b), cid, root=b.root, check=True)
+    if status == "created":
+        return
+    oci("start", cid, root=b.root, check=True)
+    if status == "stopped":
+        assert wait_for(lambda: state(b, cid)["status"] == "stopped")
+        return
+    assert wait_for(lambda: len(json.loads(oci("ps", "--format", "json", cid, root=b.root).stdout)) == 2)
+    if status == "paused":
+        oci("pause", cid, root=b.root, check=True)
+    assert state(b, cid)["status"] == status
+
+
+@pytest.mark.parametrize("verb, args, want", CONTRACT, ids=[c[0] for c in CONTRACT])
+def test_every_verb_a_shim_calls_answers_in_every_state_as_runc_does(bundle, verb, args, want):
+    for status, (code, words) in want.items():
+        cid = f"v-{status}"
+        _in_state(bundle, cid, status)
+        res = oci(*(a.format(id=cid) for a in args), root=bundle.root)
+        assert (res.returncode, words in res.stderr) == (code, True), (verb, status, res.stderr)
+        if verb == "kill --all 9" and status in ("running", "paused"):
+            assert wait_for(lambda: state(bundle, cid)["status"] == "stopped")  # every process got it, thawed
+            assert json.loads(oci("ps", "--format", "json", cid, root=bundle.root).stdout) == []
+        if verb == "state" and status != "missing":
+            assert json.loads(res.stdout)["status"] == status
+            assert json.loads(res.stdout)["pid"] == (0 if status == "stopped" else state(bundle, cid)["pid"])
+        if verb.startswith("delete") and code == 0:
+            assert oci("state", cid, root=bundle.root).returncode == 1  # gone, its processes too
+        oci("delete", "--force", cid, root=bundle.root)
+
+
+def test_a_privileged_config_listing_dev_ptmx_starts(bundle):
+    """containerd lists every host device for a privileged pod, /dev/ptmx among them: it was
+    `/dev/ptmx: File exists` at create."""
+    devices = [{"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666, "uid": 0, "gid": 0}
+               for p, ma, mi in (("/dev/ptmx", 5, 2), ("/dev/null", 1, 3), ("/dev/kmsg", 1, 11))]
+    bundle.write(config(["sh", "-c", "readlink /dev/ptmx > /out/ptmx; ls -l /dev/kmsg > /out/kmsg"],
+                        linux__devices=devices, linux__resources={"devices": [{"allow": True, "access": "rwm"}]}))
+    oci("run", "--bundle", str(bundle), "priv", root=bundle.root, check=True)
+    assert (bundle / "out/ptmx").read_text() == "pts/ptmx\n"
+    assert (bundle / "out/kmsg").read_text().startswith("c")
+
+
+def test_what_fails_fails_at_create_not_at_start(bundle):
+    """runc's parent sets oom_score_adj and rlimits, and its init looks the command up, all
+    before create returns: a pod must not show READY with a pause that dies at start."""
+    bundle.write(config(["nosuchcommand"]))
+    res = oci("create", "--bundle", str(bundle), "late", root=bundle.root)
+    assert res.returncode == 1 and "nosuchcommand" in res.stderr and "not found" in res.stderr, res.stderr
+    assert not (bundle.root / "late").exists()
+    bundle.write(config(["true"], process__rlimits=[{"type": "RLIMIT_NOFILE", "hard": 1 << 30, "soft": 1 << 30}]))
+    res = oci("create", "--bundle", str(bundle), "late", root=bundle.root)
+    assert res.returncode == 1 and "RLIMIT_NOFILE" in res.stderr, res.stderr
+    assert not (bundle.root / "late").exists()
+
+
+def test_an_unknown_capability_is_ignored_with_runcs_warning(bundle):
+    bundle.write(config(["sh", "-c", "grep CapBnd /proc/self/status > /out/caps"],
+                        process__capabilities={k: CAPS + ["CAP_FROM_THE_FUTURE"]
+                                               for k in ("bounding", "effective", "permitted")}))
+    res = oci("run", "--bundle", str(bundle), "future", root=bundle.root)
+    assert res.returncode == 0 and "ignoring unknown or unavailable capabilities: CAP_FROM_THE_FUTURE" in res.stderr
+    assert (bundle / "out/caps").read_text().split()[1] == f"{(1 << 0) | (1 << 5) | (1 << 10) | (1 << 29):016x}"
 
 
 def test_run_in_the_foreground_returns_the_process_status_and_deletes(bundle):

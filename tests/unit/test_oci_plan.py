@@ -75,7 +75,8 @@ def test_mount_options_split_flags_propagation_and_data():
     ({"linux__namespaces": [{"type": "pid"}, {"type": "pid"}]}, ["pid", "twice"]),
     ({"linux__namespaces": [{"type": "bogus"}]}, ["bogus"]),
     ({"linux__namespaces": [{"type": "mount"}]}, ["hostname", "uts"]),
-    ({"process__capabilities": {"bounding": ["CAP_TEST"]}}, ["CAP_TEST"]),
+    ({"process__capabilities": {"bounding": ["chown"]}}, ["chown", "CAP_CHOWN"]),
+    ({"process__capabilities": {"bounding": [7]}}, ["7", "not a capability"]),
     ({"process__rlimits": [{"type": "RLIMIT_TEST", "soft": 1, "hard": 1}]}, ["RLIMIT_TEST"]),
     ({"linux__rootfsPropagation": "sideways"}, ["sideways"]),
     ({"hooks": {"prestart": [{"path": "relative"}]}}, ["hooks.prestart[0].path"]),
@@ -87,6 +88,36 @@ def test_bad_config_is_one_line_naming_the_field(bad, words):
     assert "\n" not in msg
     for w in words:
         assert w in msg
+
+
+def test_an_unknown_capability_is_left_out_and_named_as_runc_1_1_does():
+    """runc 1.1 warns "ignoring unknown or unavailable capabilities" and runs (runtime-tools'
+    process_capabilities_fail): a capability newer than the runtime is not a reason to fail."""
+    p = oci.plan(doc(process__capabilities={"bounding": ["CAP_CHOWN", "CAP_TEST"], "effective": ["CAP_TEST"]}), FACTS)
+    (caps,) = [s for s in p.init if isinstance(s, steps.SetCapabilities)]
+    assert caps.bounding == ("chown",) and caps.effective == () and caps.ignored == ("CAP_TEST",)
+
+
+def test_oom_score_adj_and_rlimits_are_set_before_create_returns():
+    """runc's parent sets them during create: a kernel that refuses one fails create, not start."""
+    p = oci.plan(doc(process__oomScoreAdj=-500, process__rlimits=[{"type": "RLIMIT_NOFILE", "soft": 9, "hard": 9}]),
+                 FACTS)
+    kinds = [type(s).__name__ for s in p.init]
+    assert kinds.index("OomScoreAdj") < kinds.index("WaitStart") and kinds.index("SetRlimit") < kinds.index("WaitStart")
+
+
+def test_a_privileged_configs_dev_ptmx_becomes_the_pts_symlink_and_named_devices_are_made_once():
+    """containerd lists every host device for a privileged container, /dev/ptmx among them;
+    runc makes /dev/ptmx the pts/ptmx symlink whatever the config says, and makes no
+    default symlink over a path the config names."""
+    devices = [{"path": "/dev/ptmx", "type": "c", "major": 5, "minor": 2},
+               {"path": "/dev/fd", "type": "c", "major": 1, "minor": 3},
+               {"path": "/dev/console", "type": "c", "major": 5, "minor": 1}]
+    p = oci.plan(doc(linux__devices=devices, process__terminal=True), FACTS)
+    made = [s.path.removeprefix("/b/rootfs") for s in p.init if isinstance(s, (steps.MakeNode, steps.Symlink))]
+    assert made.count("/dev/ptmx") == 1 and made.count("/dev/fd") == 1 and made.count("/dev/console") == 1
+    (ptmx,) = [s for s in p.init if isinstance(s, steps.Symlink) and s.path.endswith("/dev/ptmx")]
+    assert ptmx.target == "pts/ptmx"
 
 
 def test_without_a_mount_namespace_the_host_filesystem_is_kept_as_runc_does():
