@@ -76,7 +76,7 @@ def parse(env: dict, conf: object) -> Request:
         raise CniError(INCOMPATIBLE_VERSION, f'cniVersion "{version}" is not supported: use one of '
                                              f'{", ".join(SUPPORTED)}')
     name = conf.get("name")
-    if not isinstance(name, str) or not name:
+    if (not isinstance(name, str) or not name) and command != "DEL":  # DEL finds its attachment by id
         raise CniError(INVALID_CONFIG, 'the network configuration has no "name"')
     if command in ("GC", "STATUS"):
         return Request(command, version, name, "", "", "", "", (), "", conf)
@@ -85,25 +85,39 @@ def parse(env: dict, conf: object) -> Request:
             raise CniError(INVALID_ENV, f"{var} is missing: {command} needs it")
     ipam = conf.get("ipam") or {}
     if not isinstance(ipam, dict):
-        raise CniError(INVALID_CONFIG, '"ipam" must be an object')
-    return Request(command, version, name, env["CNI_CONTAINERID"], env.get("CNI_NETNS", ""), env["CNI_IFNAME"],
-                   str(conf.get("subnet", "")), port_mappings(conf), str(ipam.get("type", "")), conf)
+        if command != "DEL":
+            raise CniError(INVALID_CONFIG, '"ipam" must be an object')
+        ipam = {}
+    return Request(command, version, str(name or ""), env["CNI_CONTAINERID"], env.get("CNI_NETNS", ""), env["CNI_IFNAME"],
+                   str(conf.get("subnet", "")), port_mappings(conf, strict=command == "ADD"), str(ipam.get("type", "")),
+                   conf)
 
 
-def port_mappings(conf: dict) -> tuple[PortMapping, ...]:
-    """runtimeConfig.portMappings (the portMappings capability), as minibox's -p."""
-    raw = (conf.get("runtimeConfig") or {}).get("portMappings") or []
+def port_mappings(conf: dict, strict: bool = True) -> tuple[PortMapping, ...]:
+    """runtimeConfig.portMappings (the portMappings capability), as minibox's -p. Keys are
+    matched without regard to case, as Go's JSON decoding (and so the reference portmap
+    plugin) matches them: containerd 1.6 sends HostPort, ContainerPort, Protocol, HostIP
+    (go-cni's struct has no JSON tags). A hostPort of 0 publishes nothing (containerd drops
+    those too). Not `strict` (DEL, CHECK, which find what to undo by the attachment's id),
+    an entry it cannot read is passed over rather than refused."""
+    runtime = conf.get("runtimeConfig") or {}
+    raw = runtime.get("portMappings") if isinstance(runtime, dict) else None
     out = []
-    for i, m in enumerate(raw):
+    for i, m in enumerate(raw if isinstance(raw, list) else []):
+        m = {str(k).lower(): v for k, v in m.items()} if isinstance(m, dict) else {}
         try:
-            host, ctr = int(m["hostPort"]), int(m["containerPort"])
+            host, ctr = int(m["hostport"]), int(m["containerport"])
+            proto = str(m.get("protocol") or "tcp").lower()
+            if proto not in ("tcp", "udp") or not (0 <= host < 65536 and 0 < ctr < 65536):
+                raise ValueError
         except (KeyError, TypeError, ValueError):
+            if not strict:
+                continue
             raise CniError(INVALID_CONFIG, f"runtimeConfig.portMappings[{i}] needs hostPort and containerPort "
-                                           "numbers") from None
-        proto = str(m.get("protocol", "tcp")).lower()
-        if proto not in ("tcp", "udp") or not (0 < host < 65536 and 0 < ctr < 65536):
-            raise CniError(INVALID_CONFIG, f"runtimeConfig.portMappings[{i}]: ports 1-65535, protocol tcp or udp")
-        host_ip = str(m.get("hostIP", ""))
+                                           "numbers (1-65535) and protocol tcp or udp") from None
+        if host == 0:
+            continue
+        host_ip = str(m.get("hostip") or "")
         out.append(PortMapping("" if host_ip in ("", "0.0.0.0") else host_ip, host, ctr, proto))
     return tuple(out)
 
