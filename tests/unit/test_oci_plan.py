@@ -176,12 +176,12 @@ def test_v1_device_rules_deny_then_allow_in_order():
     assert list(writes) == [("devices.deny", "a"), ("devices.deny", "a *:* rwm"), ("devices.allow", "c 10:229 rw")]
 
 
-@pytest.mark.parametrize("given, number", [("9", 9), ("KILL", 9), ("sigterm", 15), ("SIGUSR1", 10)])
+@pytest.mark.parametrize("given, number", [("9", 9), ("KILL", 9), ("sigterm", 15), ("SIGUSR1", 10), ("0", 0)])
 def test_signals_in_runc_forms(given, number):
     assert ops.parse_signal(given) == number
 
 
-@pytest.mark.parametrize("given", ["0", "99", "SIGNOPE", ""])
+@pytest.mark.parametrize("given", ["-1", "99", "SIGNOPE", ""])
 def test_bad_signals_are_refused(given):
     with pytest.raises(Exception) as e:
         ops.parse_signal(given)
