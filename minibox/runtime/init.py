@@ -252,9 +252,13 @@ class Applier:
                     raise
                 pivot.make_all_private()  # '/' is not a mount point: we were started in a chroot
             return
-        if step.target == self.rootfs:  # the overlay itself: minibox's own directory
+        if step.target == self.rootfs:  # the overlay itself (or an engine's root bound onto itself)
             if step.cwd:
                 os.chdir(step.cwd)  # the lowerdirs are relative to it (a deep image)
+            if step.flags & MS_BIND and step.source == step.target:
+                # The bind's parent will be the mount holding the root now: private first, or a
+                # shared one (rootfsPropagation "rshared") makes pivot_root fail (EINVAL), as runc knows.
+                pivot.parent_mount_private(step.target, inclusive=True)
             linux.mount(step.source, step.target, step.fstype, step.flags, step.data or None)
             return
         rel = self._rel(step.target)

@@ -29,6 +29,7 @@ def pivot_root(new_root: str) -> None:
     os.chdir(new_root)
     here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     climb_to_namespace_root()
+    old_root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     os.fchdir(here)
     os.close(here)
     # pivot_root refuses a shared new root or parent mount (a rootfsPropagation "shared"
@@ -40,9 +41,12 @@ def pivot_root(new_root: str) -> None:
     except OSError as e:
         raise PivotError(f"container init: pivot_root failed ({e.strerror}): minibox will not start a "
                          "container it cannot pivot into") from None
-    # The old root, now under the new one, may share propagation with the host's (an OCI
-    # config's rootfsPropagation "shared"): a slave first, so that detaching it here cannot
-    # unmount anything on the host.
+    # The old root, now stacked on the new one, may share propagation with the host's (an
+    # OCI config's rootfsPropagation "shared"): a slave first, so that detaching it here
+    # cannot unmount anything on the host. From the old root's own fd, as runc does: "."
+    # would be the new root, whose mounts (an rshared volume) would turn into slaves.
+    os.fchdir(old_root)
+    os.close(old_root)
     linux.mount("none", ".", None, MS_SLAVE | MS_REC)
     linux.umount2(".", linux.MNT_DETACH)
     os.chdir("/")
@@ -63,10 +67,12 @@ def climb_to_namespace_root() -> None:
     os.chroot(".")
 
 
-def parent_mount_private(new_root: str) -> None:
+def parent_mount_private(new_root: str, inclusive: bool = False) -> None:
     """pivot_root refuses a new root whose parent mount is shared: make that one mount
-    (in this namespace only) private, as runc does."""
-    parent = os.path.dirname(new_root.rstrip("/")) or "/"
+    (in this namespace only) private, as runc does. `inclusive`: the mount holding
+    new_root itself, which may be new_root (an engine's overlay, before the root is bound
+    onto itself: the bind's parent is then that overlay, and runc makes it private first)."""
+    parent = (new_root.rstrip("/") or "/") if inclusive else (os.path.dirname(new_root.rstrip("/")) or "/")
     best, shared = "", False
     with open("/proc/self/mountinfo") as f:
         for line in f:
