@@ -151,7 +151,7 @@ def test_ipam_delegated_to_host_local_per_the_spec(ns, tmp_path):
     ({"subnet": "10.223.7.0/33"}, 7, "10.223.7.0/33"),
     ({"cniVersion": "9.9.9"}, 1, '"9.9.9" is not supported'),
     ({"name": ""}, 7, '"name"'),
-    ({"runtimeConfig": {"portMappings": [{"hostPort": 0, "containerPort": 80}]}}, 7, "portMappings[0]"),
+    ({"runtimeConfig": {"portMappings": [{"hostPort": 70000, "containerPort": 80}]}}, 7, "portMappings[0]"),
 ])
 def test_bad_config_gets_the_spec_error_and_leaves_nothing(ns, bad, code, words):
     a = ns("cnibad")
