@@ -143,9 +143,10 @@ def _container_root(rec: ContainerRecord, state: ContainerState) -> inroot.Root:
         return inroot.Root(f"/proc/{state.pid}/root")
     from minibox import linux
     from minibox.plan import mounts as mplan
-    from minibox.plan import volumes as volplan
-    from minibox.plan.steps import MS_PRIVATE, MS_REC, CopyUp, Mount
-    from minibox.runtime.init import Applier
+    from minibox.plan import ocifs
+    from minibox.plan.run import volume_mounts
+    from minibox.plan.steps import MS_PRIVATE, MS_REC, Mount
+    from minibox.runtime.applier import Applier
 
     linux.unshare(linux.CLONE_NEWNS)
     Applier("/").apply(Mount("none", "/", flags=MS_REC | MS_PRIVATE))  # (in a chroot too)
@@ -153,13 +154,13 @@ def _container_root(rec: ContainerRecord, state: ContainerState) -> inroot.Root:
     layout = mplan.RootfsLayout.for_container(rec.image_layers, cdir)
     if not os.path.isdir(layout.upper):
         raise NotFound(f"container {rec.name} has no filesystem left to copy from")
-    vols = tuple(v for v in volplan.to_volumes(rec.mounts, str(config.paths().volumes)) if v.kind != "tmpfs")
+    # Its root and its volumes and binds, as its runtime spec mounts them (not tmpfs: nothing lives there now)
+    binds = [m for m in volume_mounts(rec, str(config.paths().volumes)) if m["type"] == "bind"]
     applier = Applier(layout.merged)
-    for step in [mplan.overlay(layout)] + mplan.plan_volumes(layout.merged, vols):
+    for step in [mplan.overlay(layout)] + [s for i, m in enumerate(binds)
+                                           for s in ocifs.plan_mount(i, m, layout.merged, cdir)]:
         if isinstance(step, Mount):
-            applier.apply(step)
-        elif not isinstance(step, CopyUp):
-            raise AssertionError(step)
+            applier.apply(step)  # (a first use's copy-up is for the container's own start)
     return inroot.Root(layout.merged)
 
 

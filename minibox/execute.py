@@ -12,7 +12,7 @@ from minibox.runtime import cgroups
 
 def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], env: tuple[str, ...],
             workdir: str, tty: bool, interactive: bool, explain=None, user: str = "") -> int:
-    from minibox.plan import cgroups as cgplan
+    from minibox.plan import ociresources
     from minibox.plan.steps import DropCapabilities, Exec, Nsenter, SetUser
     from minibox.runtime import caps, enter, seccomp, shimbin
 
@@ -29,7 +29,7 @@ def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], 
     steps = [Nsenter(str(state.pid), namespaces, why="join the namespaces of the container's PID 1, and its root "
                                                      "(/proc/PID/ns/*, /proc/PID/root)")]
     keep = rec.caps or caps.DEFAULT_CAPS
-    steps += cgplan.plan_join(cgroups.existing_dirs(config.cgroup_parent(), rec.id), "$$")
+    steps += ociresources.plan_join(cgroups.existing_dirs(config.cgroup_parent(), rec.id), "$$")
     steps.append(DropCapabilities(keep, why="the same privileges as the container's PID 1"))
     if who:  # (a container from before users were recorded keeps minibox's groups, as it did)
         steps.append(SetUser(who["uid"], who["gid"], tuple(who.get("groups") or ()),

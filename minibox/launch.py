@@ -28,7 +28,8 @@ from minibox.model import (
     ContainerSpec,
     ContainerState,
 )
-from minibox.plan.run import RunPlan, plan_run
+from minibox.plan.oci import Plan
+from minibox.plan.run import plan_run
 from minibox.plan.steps import ConntrackFlush, MakeDir, Step, WriteFile
 from minibox.runtime import procs
 from minibox.value import Value
@@ -117,7 +118,7 @@ def plan_and_apply(spec: ContainerSpec, basics: facts.Basics, rec: ContainerReco
     return plan, sp, steps
 
 
-def apply(plan: RunPlan, spec: ContainerSpec, basics: facts.Basics, shim: str, sockets: list, explain,
+def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sockets: list, explain,
           park: bool = False, again: bool = False, worker=None):
     """Carry out the plan, in its order; the Spawned PID 1 and the steps as applied. `park`:
     leave PID 1 waiting for `start`; `again`: the container ran before (its files exist);

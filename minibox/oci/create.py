@@ -4,7 +4,7 @@
       └─ fork ──> C1: setns into the namespaces config.json names by path, unshare the user
                   │   namespace (P0 writes its id maps), then the rest (PID included: it
                   │   applies to C1's children), fork, report the child's PID, exit
-                  └─ fork ──> PID 1 (runtime.ociinit): waits for "go" while P0 puts it in its
+                  └─ fork ──> PID 1 (runtime.applier): waits for "go" while P0 puts it in its
                               cgroup, builds the root, runs the hooks, says "created", then
                               blocks on exec.fifo until `start`
 
@@ -60,7 +60,7 @@ def seccomp_step(doc: dict) -> LoadSeccomp | None:
                        why=("late" if nnp else "early") + ": linux.seccomp, " + str(len(p.rules)) + " rules")
 
 
-def prepare(root: str, cid: str, bundle: str) -> tuple[ocistate.Container, dict, ociplan.OciPlan]:
+def prepare(root: str, cid: str, bundle: str) -> tuple[ocistate.Container, dict, ociplan.Plan]:
     """Read and plan, changing nothing: what `create` and `create --explain` share."""
     c = ocistate.Container(root, cid)
     bundle = os.path.abspath(bundle or ".")
@@ -166,7 +166,7 @@ def undo(c: ocistate.Container, st: dict, launched: list[int]) -> None:
     c.remove()
 
 
-def launch(c: ocistate.Container, st: dict, p: ociplan.OciPlan, console_socket: str, preserve_fds: int,
+def launch(c: ocistate.Container, st: dict, p: ociplan.Plan, console_socket: str, preserve_fds: int,
            launched: list[int]) -> int:
     from minibox.runtime import cgroups, ociinit, procs, sealed, shimbin  # noqa: F401 - ociinit: see below
 
@@ -288,7 +288,7 @@ def run_hook(h: RunHook, state: dict) -> None:
         raise MiniboxError(str(e)) from None
 
 
-def _c1(p: ociplan.OciPlan, ns_fds, sock: socket.socket, console: int, fifo: str, preserve_fds: int,
+def _c1(p: ociplan.Plan, ns_fds, sock: socket.socket, console: int, fifo: str, preserve_fds: int,
         st: dict, exec_fd: int) -> None:
     """The intermediate process: namespaces, then PID 1."""
     talk = _Talk(sock)
@@ -324,9 +324,10 @@ def _c1(p: ociplan.OciPlan, ns_fds, sock: socket.socket, console: int, fifo: str
             os._exit(1)
 
 
-def _pid1(p: ociplan.OciPlan, sock: socket.socket, console: int, fifo: str, preserve_fds: int, st: dict,
+def _pid1(p: ociplan.Plan, sock: socket.socket, console: int, fifo: str, preserve_fds: int, st: dict,
           exec_fd: int) -> None:
-    from minibox.runtime import init, ociinit
+    from minibox.runtime import command, ociinit
+    from minibox.runtime.applier import Applier
 
     sync = ociinit.Sync(sock.detach())
     applier = None
@@ -337,7 +338,7 @@ def _pid1(p: ociplan.OciPlan, sock: socket.socket, console: int, fifo: str, pres
         state = {"ociVersion": st["ociVersion"], "id": st["id"], "pid": int(go.split()[1]), "bundle": st["bundle"],
                  "annotations": st["annotations"]}
         # a failed execve: after "created", the command's stderr is all there is (as _pid1_failed)
-        applier = ociinit.OciApplier(p.rootfs, sync, state, console, p.console_size, exec_fd, "l2")
+        applier = Applier(p.rootfs, exec_fd, "l2", sync, state, console, p.console_size)
         applier.open_fifo(fifo)
         runtime_hooks = any(p.hooks.get(k) for k in ("prestart", "createRuntime"))
         for step in p.init:
@@ -351,9 +352,9 @@ def _pid1(p: ociplan.OciPlan, sock: socket.socket, console: int, fifo: str, pres
                 # As runc: the command is looked up now, so a missing one fails create, not start.
                 ex = next(s for s in p.init if isinstance(s, Exec))
                 os.chdir(ex.workdir)
-                init.resolve_command(ex.argv[0], ex.env)
+                command.resolve_command(ex.argv[0], ex.env)
             if isinstance(step, WaitStart) and console >= 0:
-                applier.setup_terminal()  # during create, as runc: the engine holds the pty before start
+                ociinit.setup_terminal(console, p.console_size)  # during create, as runc: the engine holds the pty before start
             if isinstance(step, Exec):
                 for fd in range(3, 3 + preserve_fds):
                     try:
@@ -363,11 +364,11 @@ def _pid1(p: ociplan.OciPlan, sock: socket.socket, console: int, fifo: str, pres
             try:
                 applier.apply(step)
             except OSError as e:
-                raise init.InitError(1, f"{step.why or type(step).__name__}: {init.describe(e)}") from None
-    except init.InitError as e:
+                raise command.InitError(1, f"{step.why or type(step).__name__}: {command.describe(e)}") from None
+    except command.InitError as e:
         _pid1_failed(sync, bool(applier and applier.created_said), e.code, str(e))
     except OSError as e:
-        _pid1_failed(sync, bool(applier and applier.created_said), 1, init.describe(e))
+        _pid1_failed(sync, bool(applier and applier.created_said), 1, command.describe(e))
     except BaseException as e:  # noqa: BLE001
         _pid1_failed(sync, bool(applier and applier.created_said), 1, f"container init: {e!r}")
 

@@ -73,7 +73,7 @@ def exec_process(root: str, cid: str, process_file: str, command: list[str], *, 
     steps = ociplan.plan_process(proc, doc.get("linux") or {}, seccomp_step({**doc, "process": proc}))
     size = proc.get("consoleSize") or {}
     console = connect_console(console_socket) if proc.get("terminal") else -1
-    from minibox.runtime import init, ociinit, sealed, shimbin  # noqa: F401 - imported before entering a user namespace
+    from minibox.runtime import applier, ociinit, sealed, shimbin  # noqa: F401 - imported before entering a user namespace
 
     pid1 = st["pid"]
     ns_fds = []
@@ -118,7 +118,8 @@ def exec_process(root: str, cid: str, process_file: str, command: list[str], *, 
 
 
 def _e1(st: dict, ns_fds, rootfd: int, w: int, steps, console: int, size, preserve_fds: int, exec_fd: int) -> None:
-    from minibox.runtime import cgroups, init, ociinit
+    from minibox.runtime import cgroups, command, ociinit
+    from minibox.runtime.applier import Applier
 
     try:
         cgroups.join(list(st.get("cgroup_dirs") or ()), 0)
@@ -134,17 +135,17 @@ def _e1(st: dict, ns_fds, rootfd: int, w: int, steps, console: int, size, preser
             os.close(r2)
             os.set_inheritable(w2, False)
             try:
-                applier = ociinit.OciApplier("/", None, {}, console, size, exec_fd, f"f{w2}")
+                applier = Applier("/", exec_fd, f"f{w2}")
                 applier.pivoted = True
                 if console >= 0:
-                    applier.setup_terminal(console_node=False)
+                    ociinit.setup_terminal(console, size, console_node=False)
                 else:
                     os.setsid()  # never the engine's terminal session
                 for fd in range(3, 3 + preserve_fds):
                     os.set_inheritable(fd, True)
                 for step in steps:
                     applier.apply(step)
-            except (init.InitError, OSError, MiniboxError) as e:
+            except (command.InitError, OSError, MiniboxError) as e:
                 os.write(w2, f"error {getattr(e, 'strerror', None) or e}".encode())
             os._exit(127)
         os.close(w2)

@@ -252,11 +252,12 @@ def pause(root: str, cid: str, on: bool) -> None:
 
 def features() -> dict:
     from minibox.plan import oci as ociplan
+    from minibox.plan import ocifs
     from minibox.plan.procsteps import CAP_NUMBERS
 
     return {"ociVersionMin": "1.0.0", "ociVersionMax": "1.1.0",
             "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-            "mountOptions": sorted(ociplan.FLAGS) + sorted(ociplan.PROPAGATION),
+            "mountOptions": sorted(ocifs.FLAGS) + sorted(ocifs.PROPAGATION),
             "linux": {"namespaces": sorted(ociplan.NAMESPACES),
                       "capabilities": sorted("CAP_" + n.upper() for n in CAP_NUMBERS),
                       "cgroup": {"v1": True, "v2": True, "systemd": False},

@@ -117,5 +117,7 @@ def bpf_program(rules: tuple[DeviceRule, ...] = DEFAULT_RULES) -> bytes:
     ]
     for rule in reversed(rules):
         prog += _rule_block(rule)
+        if rule.kind == "a" and rule.major == ANY and rule.minor == ANY and set(rule.access) >= set("rwm"):
+            return b"".join(prog)  # it decides every access: anything after it the verifier refuses as unreachable
     prog += [insn(MOV_K, dst=0, imm=0), insn(EXIT)]
     return b"".join(prog)

@@ -1,14 +1,12 @@
-"""A bundle's config.json (runtime-spec 1.x) as minibox's plan: the steps `minibox run` applies, from an engine's input.
+"""A container's runtime spec (config.json's shape, runtime-spec 1.x) as the one plan minibox applies: an engine's bundle, or what `minibox run` built.
 
     config.json field                 step(s)
     linux.namespaces[] (new)          Unshare                     (path: JoinNamespace)
     linux.uidMappings/gidMappings     IdMap
     linux.cgroupsPath, resources      CgroupCreate (+ DeviceFilter on cgroup v2)
-    root.path, mounts[]               Mount (in order: type, source, flags, data), MakeDir
-    linux.devices[] + the defaults    MakeNode, Symlink (/dev/fd, /dev/ptmx, ...)
-    linux.sysctl                      Sysctl (written inside, before /proc/sys goes read-only)
-    linux.maskedPaths/readonlyPaths   MaskPath, ReadonlyPath
-    root (pivot), root.readonly       PivotRoot, Mount (remount read-only)
+    root.path, mounts[], devices,     (plan.ocifs) Mount, MakeDir, MakeNode, Symlink, Sysctl,
+      sysctl, masks, root.readonly      MaskPath, ReadonlyPath, PivotRoot
+    a new network namespace           LinkUp lo (as runc brings it up)
     hostname                          SetHostname
     hooks.createContainer             RunHook (in the container's namespaces, before pivot_root)
     (create/start split)              WaitStart
@@ -19,8 +17,10 @@
     linux.seccomp                     LoadSeccomp (compiled by the runtime layer)
     process.args/env/cwd              Exec
 
-Every step's `why` starts with the field it came from, so `minibox-oci create --explain`
-prints config.json as the kernel got it. Pure: the parsed document and a few facts in.
+Every step's `why` starts with the field it came from (or, for `run`, says what the flag
+asked for), so `--explain` prints config.json as the kernel got it. `minibox run` adds
+what no runtime spec holds (plan.run): its files, its network and firewall, its veth.
+Pure: the parsed document and a few facts in.
 """
 
 from __future__ import annotations
@@ -30,40 +30,24 @@ import re
 from typing import Any
 
 from minibox.errors import InvalidSpec
+from minibox.model import ContainerRecord
 from minibox.plan import ociresources
-from minibox.plan.mounts import DEV_SYMLINKS, DEVICES
+from minibox.plan.ocifs import _list, plan_rootfs
 from minibox.plan.procsteps import CAP_NUMBERS
 from minibox.plan.steps import (
-    MS_BIND,
-    MS_NODEV,
-    MS_NOEXEC,
-    MS_NOSUID,
-    MS_PRIVATE,
-    MS_RDONLY,
-    MS_REC,
-    MS_REMOUNT,
-    MS_SHARED,
-    MS_SLAVE,
-    MS_UNBINDABLE,
+    PID,
     Exec,
     IdMap,
     JoinNamespace,
+    LinkUp,
     LoadSeccomp,
-    MakeDir,
-    MakeNode,
-    MaskPath,
-    Mount,
     OomScoreAdj,
-    PivotRoot,
-    ReadonlyPath,
     RunHook,
     SetCapabilities,
     SetHostname,
     SetRlimit,
     SetUser,
     Step,
-    Symlink,
-    Sysctl,
     Unshare,
     WaitStart,
 )
@@ -77,61 +61,11 @@ RLIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZ
            "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_RSS",
            "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING", "RLIMIT_STACK")
 
-MS_SYNCHRONOUS, MS_MANDLOCK, MS_DIRSYNC, MS_NOATIME, MS_NODIRATIME = 16, 64, 128, 1024, 2048
-MS_RELATIME, MS_STRICTATIME = 1 << 21, 1 << 24
-# mount(8)'s option words, as runc reads them: (clear, set) for flags...
-FLAGS = {"ro": (0, MS_RDONLY), "rw": (MS_RDONLY, 0), "nosuid": (0, MS_NOSUID), "suid": (MS_NOSUID, 0),
-         "nodev": (0, MS_NODEV), "dev": (MS_NODEV, 0), "noexec": (0, MS_NOEXEC), "exec": (MS_NOEXEC, 0),
-         "sync": (0, MS_SYNCHRONOUS), "async": (MS_SYNCHRONOUS, 0), "dirsync": (0, MS_DIRSYNC),
-         "remount": (0, MS_REMOUNT), "mand": (0, MS_MANDLOCK), "nomand": (MS_MANDLOCK, 0),
-         "atime": (MS_NOATIME, 0), "noatime": (0, MS_NOATIME), "diratime": (MS_NODIRATIME, 0),
-         "nodiratime": (0, MS_NODIRATIME), "bind": (0, MS_BIND), "rbind": (0, MS_BIND | MS_REC),
-         "relatime": (0, MS_RELATIME), "norelatime": (MS_RELATIME, 0), "strictatime": (0, MS_STRICTATIME),
-         "nostrictatime": (MS_STRICTATIME, 0)}
-# ...and for propagation, which takes a mount call of its own.
-PROPAGATION = {"private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "shared": MS_SHARED,
-               "rshared": MS_SHARED | MS_REC, "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC,
-               "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC}
-
-
-class MountOptions(Value):
-    flags: int
-    propagation: int
-    data: str
-
-
-def mount_options(options: list[str] | tuple[str, ...]) -> MountOptions:
-    """A mount's option words split as mount(2) takes them: flags, propagation, and the
-    filesystem's own options (mode=755, size=64k, ...) passed on as data."""
-    flags = prop = 0
-    data = []
-    for opt in options or ():
-        if opt in FLAGS:
-            clear, set_ = FLAGS[opt]
-            flags = (flags & ~clear) | set_
-        elif opt in PROPAGATION:
-            prop |= PROPAGATION[opt]
-        elif opt in ("defaults", "tmpcopyup", "idmap", "ridmap"):
-            continue  # nothing for mount(2) (tmpcopyup, idmap: not supported here, and harmless without)
-        else:
-            data.append(opt)
-    return MountOptions(flags, prop, ",".join(data))
-
-
 def check_version(doc: dict) -> str:
     version = doc.get("ociVersion")
     if not isinstance(version, str) or not version.startswith(VERSIONS):
         raise InvalidSpec(f'unsupported ociVersion "{version}" in config.json: this runtime reads 1.0.x to 1.3.x')
     return version
-
-
-def _list(doc: dict, key: str, where: str) -> list:
-    value = doc.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InvalidSpec(f"config.json: {where}{key} must be a list")
-    return value
 
 
 def hooks(doc: dict) -> dict[str, tuple[RunHook, ...]]:
@@ -188,17 +122,22 @@ def id_map(linux: dict) -> IdMap | None:
 
 
 class Facts(Value):
-    """What the runtime read before planning."""
+    """What the runtime read (or reserved) before planning."""
 
     id: str
-    bundle: str  # absolute
-    state_dir: str  # this container's directory under --root
+    bundle: str  # absolute: root.path and bind sources are relative to it
+    state_dir: str  # this container's directory under --root (its exec.fifo)
     cgroup_dirs: tuple[str, ...]  # where cgroupsPath is, per hierarchy
     cgroup_v2: bool
     seccomp: LoadSeccomp | None = None  # linux.seccomp compiled (why: "early" without noNewPrivileges)
+    prepare: tuple[Step, ...] = ()  # what makes root.path (`run`: the image's overlay); an engine made it already
+    wait_start: bool = True  # the create/start split in PID 1 (`run` parks PID 1 before its steps instead)
 
 
-class OciPlan(Value):
+class Plan(Value):
+    """The one plan: every step of a container's creation, in the order applied. minibox-oci
+    fills what config.json gives; `run` adds its record, files, network and endpoint."""
+
     id: str
     bundle: str
     rootfs: str
@@ -210,15 +149,24 @@ class OciPlan(Value):
     init: tuple[Step, ...]  # PID 1's own steps, in order, ending with Exec
     hooks: dict  # kind -> tuple[RunHook, ...]
     console_size: tuple[int, int] = (0, 0)  # rows, columns
+    spec: dict | None = None  # the runtime spec it was made from (what exec reads back)
+    record: ContainerRecord | None = None  # `run`: the container's record
+    files: tuple[Step, ...] = ()  # `run`: its directories and /etc files, on the host
+    network: tuple[Step, ...] = ()  # `run`: its bridge and sysctls, and the firewall transaction
+    endpoint: tuple[Step, ...] = ()  # `run`: the veth pair into PID 1's network namespace; conntrack
 
     def steps(self) -> list[Step]:
         hooks_before = [*self.hooks.get("prestart", ()), *self.hooks.get("createRuntime", ())]
-        return [*self.join, self.unshare, *([self.idmap] if self.idmap else []), *self.cgroups, *hooks_before,
-                *self.init]
+        return [*self.files, *self.network, *self.join, self.unshare, *([self.idmap] if self.idmap else []),
+                *self.cgroups, *hooks_before, *self.endpoint, *self.init]
+
+    @property
+    def cgroup_dirs(self) -> list[str]:
+        return [s.path for s in self.cgroups if type(s).__name__ == "CgroupCreate"]
 
 
-def plan(doc: dict, facts: Facts) -> OciPlan:
-    """The whole of `create` for this config.json, in the order it is applied."""
+def plan(doc: dict, facts: Facts) -> Plan:
+    """The whole of `create` for this runtime spec, in the order it is applied."""
     if not isinstance(doc, dict):
         raise InvalidSpec("config.json is not a JSON object")
     check_version(doc)
@@ -234,147 +182,34 @@ def plan(doc: dict, facts: Facts) -> OciPlan:
     linux = doc.get("linux") or {}
     new, join = namespaces(doc)
     kinds = set(new) | {NAMESPACES[j.kind] for j in join}
+    all_hooks = hooks(doc)
     # Without a mount namespace of its own (or joined) the container shares the host's
     # filesystem, as runc does: no root to build, and pivot_root would move the host's.
-    init = plan_rootfs(doc, rootfs, facts) if "mount" in kinds else []
+    init = plan_rootfs(doc, rootfs, facts.bundle, facts.cgroup_dirs, facts.cgroup_v2, facts.prepare,
+                       all_hooks["createContainer"]) if "mount" in kinds else []
     if doc.get("hostname"):
         if "uts" not in kinds:
             raise InvalidSpec("config.json: hostname is set, but linux.namespaces has no uts namespace to set it in")
         init.append(SetHostname(doc["hostname"], why="hostname: the UTS namespace's own"))
+    if "net" in new:
+        init.append(LinkUp("lo", netns=PID, why="(a new network namespace): lo starts down; runc brings it up"))
     process_steps = plan_process(process, linux, facts.seccomp)
     # What runc's parent sets during create, so that create fails if the kernel refuses it
     # (a runtime without CAP_SYS_RESOURCE may not lower oom_score_adj): not PID 1 at start.
     early = [s for s in process_steps if isinstance(s, (OomScoreAdj, SetRlimit))]
     init += early
-    init.append(WaitStart(f"{facts.state_dir}/exec.fifo",
-                          why="(create/start): PID 1 waits, its command not yet run, until `start`"))
-    init += hooks(doc)["startContainer"]
+    if facts.wait_start:
+        init.append(WaitStart(f"{facts.state_dir}/exec.fifo",
+                              why="(create/start): PID 1 waits, its command not yet run, until `start`"))
+    init += all_hooks["startContainer"]
     init += [s for s in process_steps if s not in early]
     size = process.get("consoleSize") or {}
-    return OciPlan(
+    return Plan(
         id=facts.id, bundle=facts.bundle, rootfs=rootfs, terminal=bool(process.get("terminal")),
         unshare=Unshare(tuple(new), why="linux.namespaces: the new ones " + ", ".join(new)),
         join=join, idmap=id_map(linux) if "user" in new else None,
-        cgroups=tuple(ociresources.plan_cgroups(linux, facts.cgroup_dirs, facts.cgroup_v2)), init=tuple(init), hooks=hooks(doc),
-        console_size=(int(size.get("height", 0)), int(size.get("width", 0))))
-
-
-def plan_rootfs(doc: dict, rootfs: str, facts: Facts) -> list[Step]:
-    linux = doc.get("linux") or {}
-    root = doc.get("root") or {}
-    prop = linux.get("rootfsPropagation") or ""
-    if prop and prop not in PROPAGATION:
-        raise InvalidSpec(f'config.json: linux.rootfsPropagation "{prop}" is not one of {", ".join(PROPAGATION)}')
-    steps: list[Step] = [
-        Mount("none", "/", flags=PROPAGATION[prop] if prop else MS_REC | MS_SLAVE,
-              why=f"linux.rootfsPropagation: {prop}" if prop else
-              "(runtime): rslave, as runc: the host's unmounts reach the container, nothing goes back"),
-        Mount(rootfs, rootfs, flags=MS_BIND | MS_REC,
-              why=f"root.path: {rootfs} bound onto itself, so that it is a mount pivot_root can use"),
-    ]
-    for i, m in enumerate(_list(doc, "mounts", "")):
-        steps += plan_mount(i, m, rootfs, facts)
-    steps += plan_devices(linux, rootfs, bool((doc.get("process") or {}).get("terminal")))
-    for key, value in sorted((linux.get("sysctl") or {}).items()):
-        steps.append(Sysctl(key, str(value), why=f"linux.sysctl: {key}, in the container's own namespaces"))
-    for p in linux.get("maskedPaths") or ():
-        steps.append(MaskPath(f"{rootfs}{posixpath.normpath('/' + p)}", why=f"linux.maskedPaths: {p}"))
-    for p in linux.get("readonlyPaths") or ():
-        steps.append(ReadonlyPath(f"{rootfs}{posixpath.normpath('/' + p)}", why=f"linux.readonlyPaths: {p}"))
-    cwd = posixpath.normpath((doc.get("process") or {}).get("cwd") or "/")
-    if cwd != "/":
-        steps.append(MakeDir(f"{rootfs}{cwd}", why="process.cwd: made if the rootfs lacks it, as runc does"))
-    steps += hooks(doc)["createContainer"]
-    steps.append(PivotRoot(rootfs, why="root.path: the new '/'; the host's old root detached"))
-    if prop:
-        steps.append(Mount("none", "/", flags=PROPAGATION[prop], why=f"linux.rootfsPropagation: {prop}, on the "
-                                                                     "new root"))
-    if root.get("readonly"):
-        steps.append(Mount("/", "/", flags=MS_BIND | MS_REMOUNT | MS_RDONLY,
-                           why="root.readonly: the root itself read-only (after pivot_root)"))
-    return steps
-
-
-def plan_mount(i: int, m: dict, rootfs: str, facts: Facts) -> list[Step]:
-    where = f"mounts[{i}]"
-    if not isinstance(m, dict) or not str(m.get("destination", "")).startswith("/"):
-        raise InvalidSpec(f"config.json: {where}.destination must be an absolute path")
-    dest = posixpath.normpath(m["destination"])
-    target = f"{rootfs}{dest}" if dest != "/" else rootfs
-    opts = mount_options(m.get("options") or ())
-    kind = m.get("type") or ""
-    source = m.get("source") or kind or "none"
-    why = f"{where}: {kind or 'bind'} {m.get('source', '')} at {dest}"
-    steps: list[Step] = []
-    if opts.flags & MS_BIND:
-        if not source.startswith("/"):
-            source = posixpath.normpath(posixpath.join(facts.bundle, source))
-        steps.append(Mount(source, target, "", opts.flags & (MS_BIND | MS_REC), "", why=why))
-        extra = opts.flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
-        if extra:
-            steps.append(Mount(source, target, "", MS_BIND | MS_REMOUNT | extra, "",
-                               why=f"{where}: its options {','.join(m.get('options') or ())} (a bind takes them "
-                                   "in a remount)"))
-    elif kind == "cgroup" and not facts.cgroup_v2:
-        steps += _cgroup_v1_mount(target, opts, facts, why)
-    else:
-        steps.append(Mount(source, target, kind, opts.flags & ~MS_REMOUNT, opts.data, why=why))
-    if opts.propagation:
-        steps.append(Mount("none", target, "", opts.propagation, why=f"{where}: propagation"))
-    return steps
-
-
-def _cgroup_v1_mount(target: str, opts: MountOptions, facts: Facts, why: str) -> list[Step]:
-    """cgroup v1 has no one filesystem to mount: a tmpfs, and in it each hierarchy's group of
-    this container bound at its controller's name, as runc does."""
-    steps: list[Step] = [Mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755",
-                               why=why + " (cgroup v1: a tmpfs holding one bind per hierarchy)")]
-    for d in facts.cgroup_dirs:
-        controller = d.split("/sys/fs/cgroup/", 1)[-1].split("/", 1)[0]
-        steps.append(MakeDir(f"{target}/{controller}", why=""))
-        steps.append(Mount(d, f"{target}/{controller}", "", MS_BIND, why=f"the container's {controller} group"))
-        if opts.flags & MS_RDONLY:
-            steps.append(Mount(d, f"{target}/{controller}", "", MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID |
-                               MS_NODEV | MS_NOEXEC, why=""))
-    if opts.flags & MS_RDONLY:
-        steps.append(Mount("tmpfs", target, "", MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                           why=why + " read-only"))
-    return steps
-
-
-def plan_devices(linux: dict, rootfs: str, terminal: bool) -> list[Step]:
-    """Device nodes made with mknod; in a user namespace, where mknod is refused, the
-    host's node of the same path bound over an empty file instead, as runc does."""
-    steps: list[Step] = []
-    given = set()
-    userns = any(isinstance(n, dict) and n.get("type") == "user" for n in linux.get("namespaces") or ())
-
-    def node(path: str, major: int, minor: int, mode: int, why: str, **kw) -> Step:
-        if userns:
-            return Mount(path, f"{rootfs}{path}", flags=MS_BIND, why=f"{why} (the host's, bound: no mknod in a "
-                                                                     "user namespace)")
-        return MakeNode(f"{rootfs}{path}", major, minor, mode, why=why, **kw)
-
-    for i, d in enumerate(_list(linux, "devices", "linux.")):
-        path = d.get("path", "")
-        kind = d.get("type")
-        if not str(path).startswith("/dev/") or kind not in ("c", "b", "u", "p"):
-            raise InvalidSpec(f"config.json: linux.devices[{i}] needs a path under /dev and a type c, b, u or p")
-        given.add(path)
-        if path == "/dev/ptmx":
-            continue  # runc makes it the symlink below whatever the config says (containerd lists it, privileged)
-        steps.append(node(path, int(d.get("major", 0)), int(d.get("minor", 0)), int(d.get("fileMode", 0o666)) & 0o7777,
-                          f"linux.devices[{i}]: {path}", kind="c" if kind == "u" else kind, uid=int(d.get("uid", 0)),
-                          gid=int(d.get("gid", 0))))
-    for name, major, minor in DEVICES:
-        if f"/dev/{name}" not in given:
-            steps.append(node(f"/dev/{name}", major, minor, 0o666, f"(runtime-spec's default devices): /dev/{name}"))
-    for target, name in DEV_SYMLINKS:
-        if name == "ptmx" or f"/dev/{name}" not in given:  # a path the config names is not made again
-            steps.append(Symlink(target, f"{rootfs}/dev/{name}", why=f"(default symlinks): /dev/{name}"))
-    if terminal and not userns and "/dev/console" not in given:  # in a user namespace the pty is bound over nothing: there is no console node
-        steps.append(MakeNode(f"{rootfs}/dev/console", 5, 1, 0o620, why="process.terminal: /dev/console"))
-    return steps
+        cgroups=tuple(ociresources.plan_cgroups(linux, facts.cgroup_dirs, facts.cgroup_v2)), init=tuple(init),
+        hooks=all_hooks, console_size=(int(size.get("height", 0)), int(size.get("width", 0))), spec=doc)
 
 
 def _caps(names: Any, where: str) -> tuple[str, ...]:

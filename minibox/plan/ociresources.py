@@ -1,11 +1,11 @@
-"""An OCI container's cgroup: linux.resources (memory, cpu, cpuset, pids, devices) as the files each group gets, at linux.cgroupsPath. Pure."""
+"""A container's cgroup: linux.resources (memory, cpu, cpuset, pids, devices) as the files each group gets, at linux.cgroupsPath; and joining it. Pure."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from minibox.plan import devices as devplan
-from minibox.plan.steps import CgroupCreate, DeviceFilter, Step
+from minibox.plan.steps import CgroupCreate, CgroupJoin, DeviceFilter, Step
 
 
 def plan_cgroups(linux: dict, dirs: tuple[str, ...], v2: bool) -> list[Step]:
@@ -88,3 +88,8 @@ def _resource_files(res: dict, ctl: str, v2: bool) -> list[tuple[str, str]]:
     if "limit" in pids:
         put("pids", "pids.max", "pids.max", "max" if int(pids["limit"]) <= 0 else int(pids["limit"]))
     return files
+
+
+def plan_join(dirs: tuple[str, ...] | list[str], pid: int | str) -> list[CgroupJoin]:
+    return [CgroupJoin(d, str(pid), why="put the process in the container's cgroup before it runs anything")
+            for d in dirs]

@@ -1,51 +1,43 @@
-"""The whole plan of `minibox run`, as one pure function: plan_run(spec, facts) -> RunPlan.
+"""`minibox run` as Docker's client does it: flags, the image's config and the reserved resources become a runtime spec, planned by the one planner.
 
-Facts are what was read (or reserved) before planning: the image, the id and name, the
-address and host ports held for the container, the network and whether its bridge must
-be made, where its cgroup goes, the capabilities and seccomp filter it keeps, the
-firewall's state. From them the plan is every step, in the order applied:
+    runtime_spec(spec, facts)  the container's config.json: process (argv, env, cwd, user,
+                               Docker's 14 capabilities, no_new_privs), root (the overlay,
+                               --read-only), hostname, mounts (Docker's defaults, the
+                               per-container /etc files, -v/--mount/--tmpfs), namespaces,
+                               resources (-m, --pids-limit, the device allowlist), masks
+    plan_run(spec, facts)      plan.oci.plan of it, and what no runtime spec holds:
 
     files      the container's directories and /etc files (on the host)
     network    bridge and sysctls, and the firewall transaction
-    unshare    the namespaces
-    cgroups    its groups (limits, device allowlist), joined by PID 1 itself
     endpoint   the veth pair into PID 1's network namespace, address, route; conntrack
-    init       inside PID 1: mounts, pivot_root, hostname, lo, privileges, seccomp, exec
 
-`minibox run` applies it (minibox.launch), `--explain` prints it as it is applied, and
+`minibox run` applies the plan (minibox.launch), `--explain` prints it as it is applied, and
 `--dry-run` prints it as a script (teach.dryrun): one plan, so the lesson cannot drift
-from what the kernel got. The OCI runtime will build the same plan from a config.json.
+from what the kernel got; and one planner, so a flag that becomes a spec field works for
+`minibox run` and `minibox-oci` alike. Pure.
 """
 
 from __future__ import annotations
 
 from minibox.model import ContainerRecord, ContainerSpec, NetworkRecord
-from minibox.plan import cgroups as cgplan
 from minibox.plan import firewall as fwplan
 from minibox.plan import network as netplan
+from minibox.plan import oci as ociplan
+from minibox.plan import ociresources
 from minibox.plan import spec as specs
 from minibox.plan import volumes as volplan
-from minibox.plan.mounts import RootfsLayout, plan_rootfs
+from minibox.plan.mounts import ETC_FILES, MASKED_PATHS, READONLY_PATHS, RootfsLayout, overlay
 from minibox.plan.rules import NetFacts, PortFacts
 from minibox.plan.steps import (
     PID,
     ConntrackFlush,
-    DropCapabilities,
-    Exec,
     Firewall,
-    LinkUp,
     LoadSeccomp,
     MakeDir,
-    SetHostname,
-    SetUser,
     Step,
-    Unshare,
     WriteFile,
 )
 from minibox.value import Value
-
-NAMESPACES = ("pid", "mount", "net", "uts", "ipc")
-
 
 class RunFacts(Value):
     record: ContainerRecord  # id, name, image, hostname, env, endpoint (address), ports (resolved), caps
@@ -60,23 +52,6 @@ class RunFacts(Value):
     peers: tuple[tuple[str, str], ...] = ()  # (address, name) of the others on a user network
     volume_root: str = ""  # where named volumes live (volumes/NAME/_data)
     present: tuple[str, ...] = ()  # the -v host paths that exist already
-
-
-class RunPlan(Value):
-    record: ContainerRecord
-    files: tuple[Step, ...]
-    network: tuple[Step, ...]
-    unshare: Unshare
-    cgroups: tuple[Step, ...]
-    endpoint: tuple[Step, ...]
-    init: tuple[Step, ...]
-
-    def steps(self) -> list[Step]:
-        return [*self.files, *self.network, self.unshare, *self.cgroups, *self.endpoint, *self.init]
-
-    @property
-    def cgroup_dirs(self) -> list[str]:
-        return [s.path for s in self.cgroups if type(s).__name__ == "CgroupCreate"]
 
 
 def port_facts(rec: ContainerRecord) -> tuple[PortFacts, ...]:
@@ -130,41 +105,84 @@ def plan_endpoint(rec: ContainerRecord) -> list[Step]:
     return steps
 
 
-def plan_init(spec: ContainerSpec, rec: ContainerRecord, layout: RootfsLayout, facts: RunFacts) -> list[Step]:
-    volumes = volplan.to_volumes(rec.mounts, facts.volume_root)
-    steps = plan_rootfs(layout, volumes=volumes, read_only=spec.read_only, workdir=rec.workdir)
-    steps.append(SetHostname(rec.hostname, why="the UTS namespace's own hostname"))
-    if spec.network != "host":
-        steps.append(LinkUp("lo", netns=PID, why="a new network namespace starts with lo down"))
-    what = "Docker's 14 default capabilities" if len(rec.caps) == 14 else f"{len(rec.caps)} of Docker's capabilities"
-    steps.append(DropCapabilities(rec.caps, why=f"keep {what}, nothing inheritable or ambient, and no_new_privs"))
+NOSUID_NOEXEC_NODEV = ["nosuid", "noexec", "nodev"]
+
+
+def runtime_spec(spec: ContainerSpec, rec: ContainerRecord, layout: RootfsLayout, volume_root: str,
+                 cgroups: bool) -> dict:
+    """The container's OCI runtime spec, as Docker's client would hand it to runc (moby's
+    daemon/oci_linux.go defaults), with a `why` on each mount for the lesson."""
     user = rec.user or {"uid": 0, "gid": 0}
-    who = user.get("name") or str(user["uid"])
-    steps.append(SetUser(user["uid"], user["gid"], tuple(user.get("groups") or ()),
-                         why=f"run as {who}, with the groups the image's /etc/group gives it (not minibox's own); "
-                             + ("a uid other than 0 keeps no capabilities" if user["uid"] else "as root, it keeps the "
-                                                                                             "capabilities above")))
-    if facts.seccomp is not None:
-        steps.append(facts.seccomp)
-    steps.append(Exec(rec.argv, rec.env, rec.workdir, why="replace minibox with the command, all signals reset to "
-                                                          "their defaults: it becomes the container's PID 1"))
-    return steps
+    caps = ["CAP_" + c.upper() for c in rec.caps]
+    mounts = [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": NOSUID_NOEXEC_NODEV,
+         "why": "a /proc of the new PID namespace: the container sees only its own processes"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755", "size=65536k"],
+         "why": "an empty /dev of its own instead of the host's devices"},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+         "why": "a private set of pseudo-terminals, so the container cannot reach host ttys"},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": NOSUID_NOEXEC_NODEV + ["ro"],
+         "why": "/sys read-only: shows the container's network devices, changes nothing on the host"},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": NOSUID_NOEXEC_NODEV,
+         "why": "POSIX message queues of the container's own IPC namespace"},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": NOSUID_NOEXEC_NODEV + ["mode=1777", "size=65536k"],
+         "why": "POSIX shared memory of the container's own IPC namespace"},
+    ]
+    for name in ETC_FILES:
+        mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": f"{layout.etc_dir}/{name}",
+                       "options": ["bind"], "why": f"per-container /etc/{name}, kept out of the image and the "
+                                                   "upper layer"})
+    mounts += volume_mounts(rec, volume_root)
+    namespaces = [{"type": t} for t in ("pid", "mount", "network", "uts", "ipc")
+                  if not (t == "network" and spec.network == "host")]
+    resources: dict = {"devices": [{"allow": False, "access": "rwm"}]} if cgroups else {}
+    if spec.memory:
+        resources["memory"] = {"limit": spec.memory}
+    if spec.pids_limit:
+        resources["pids"] = {"limit": spec.pids_limit}
+    return {
+        "ociVersion": "1.0.2",
+        "process": {"terminal": spec.tty, "args": list(rec.argv), "env": list(rec.env), "cwd": rec.workdir,
+                    "user": {"uid": user["uid"], "gid": user["gid"],
+                             "additionalGids": list(user.get("groups") or ())},
+                    "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "inheritable": [],
+                                     "ambient": []},
+                    "noNewPrivileges": True},
+        "root": {"path": layout.merged, "readonly": spec.read_only},
+        "hostname": rec.hostname,
+        "mounts": mounts,
+        "linux": {"namespaces": namespaces, "resources": resources, "rootfsPropagation": "rprivate",
+                  "maskedPaths": list(MASKED_PATHS), "readonlyPaths": list(READONLY_PATHS)},
+    }
 
 
-def plan_run(spec: ContainerSpec, facts: RunFacts) -> RunPlan:
+def volume_mounts(rec: ContainerRecord, volume_root: str) -> list[dict]:
+    """-v, --mount and --tmpfs as a runtime spec's mounts (a new volume marked `copyup`)."""
+    out = []
+    for v in volplan.to_volumes(rec.mounts, volume_root):
+        if v.kind == "tmpfs":
+            out.append({"destination": v.target, "type": "tmpfs", "source": "tmpfs",
+                        "options": NOSUID_NOEXEC_NODEV + [o for o in v.options.split(",") if o],
+                        "why": f"--tmpfs {v.target}: memory-backed, gone with the container; noexec, nosuid and "
+                               "nodev unless its options say exec, suid or dev, as Docker's"})
+            continue
+        what = "the volume" if v.kind == "volume" else "the host directory"
+        out.append({"destination": v.target, "type": "bind", "source": v.host_path,
+                    "options": ["rbind"] + (["ro"] if v.readonly else []) + (["copyup"] if v.copy_up else []),
+                    "why": f"{what} {v.host_path} at {v.target}: writes go there, not to the container's layer"
+                           + (" (read-only)" if v.readonly else "")})
+    return out
+
+
+def plan_run(spec: ContainerSpec, facts: RunFacts) -> ociplan.Plan:
     rec = facts.record
     layout = RootfsLayout.for_container(rec.image_layers, facts.container_dir)
-    namespaces = tuple(n for n in NAMESPACES if not (n == "net" and spec.network == "host"))
-    limits = cgplan.Limits(memory=spec.memory, pids=spec.pids_limit)
-    cgroups = cgplan.plan_create(facts.cgroup_dirs, facts.cgroup_v2, limits)
-    cgroups += cgplan.plan_join(facts.cgroup_dirs, PID)
-    return RunPlan(
-        record=rec,
-        files=tuple(plan_files(rec, layout, facts)),
-        network=tuple(plan_network(rec, facts)),
-        unshare=Unshare(namespaces, why="new namespaces: the container's own PIDs, mounts, network, hostname "
-                                        "and IPC"),
-        cgroups=tuple(cgroups),
-        endpoint=tuple(plan_endpoint(rec)),
-        init=tuple(plan_init(spec, rec, layout, facts)),
-    )
+    doc = runtime_spec(spec, rec, layout, facts.volume_root, bool(facts.cgroup_dirs))
+    p = ociplan.plan(doc, ociplan.Facts(id=rec.id, bundle=facts.container_dir, state_dir=facts.container_dir,
+                                        cgroup_dirs=facts.cgroup_dirs, cgroup_v2=facts.cgroup_v2,
+                                        seccomp=facts.seccomp, prepare=(overlay(layout),), wait_start=False))
+    return p._replace(record=rec, files=tuple(plan_files(rec, layout, facts)),
+                      network=tuple(plan_network(rec, facts)), endpoint=tuple(plan_endpoint(rec)),
+                      cgroups=p.cgroups + tuple(ociresources.plan_join(facts.cgroup_dirs, PID)))

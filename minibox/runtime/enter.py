@@ -33,7 +33,7 @@ from minibox.plan.steps import (
     Nsenter,
     SetUser,
 )
-from minibox.runtime import caps, cgroups, init, sealed, tty
+from minibox.runtime import caps, cgroups, command, sealed, tty
 from minibox.value import Value
 
 
@@ -202,12 +202,12 @@ def _helper(cfg: EnterConfig, nsfds, rootfd: int, err_w: int, con: socket.socket
         try:
             cgroups.join(cfg.cgroup_dirs, os.getpid())  # before setns(mnt) hides /sys/fs/cgroup
         except FileNotFoundError:
-            init.fail(err_w, EXIT_MINIBOX, STOPPED)
+            command.fail(err_w, EXIT_MINIBOX, STOPPED)
         for fd, flag in nsfds:
             try:
                 linux.setns(fd, flag)
             except OSError as e:
-                init.fail(err_w, EXIT_MINIBOX, STOPPED if e.errno in (errno.EINVAL, errno.ENOENT) else f"exec: {e}")
+                command.fail(err_w, EXIT_MINIBOX, STOPPED if e.errno in (errno.EINVAL, errno.ENOENT) else f"exec: {e}")
             os.close(fd)
         os.fchdir(rootfd)
         os.chroot(".")
@@ -216,7 +216,7 @@ def _helper(cfg: EnterConfig, nsfds, rootfd: int, err_w: int, con: socket.socket
             child = os.fork()
         except OSError as e:
             # ENOMEM: the namespace's PID 1 is gone (the container was removed meanwhile)
-            init.fail(err_w, EXIT_MINIBOX, STOPPED if e.errno == errno.ENOMEM else f"exec: {e}")
+            command.fail(err_w, EXIT_MINIBOX, STOPPED if e.errno == errno.ENOMEM else f"exec: {e}")
         if child == 0:
             _command(cfg, err_w, con, pipes, exec_fd)
         if pipes is not None:
@@ -228,7 +228,7 @@ def _helper(cfg: EnterConfig, nsfds, rootfd: int, err_w: int, con: socket.socket
         code = os.waitstatus_to_exitcode(status)
         os._exit(code if code >= 0 else 128 - code)
     except BaseException as e:  # noqa: BLE001 - a forked child must never return into the CLI
-        init.fail(err_w, EXIT_MINIBOX, f"exec: {e}")
+        command.fail(err_w, EXIT_MINIBOX, f"exec: {e}")
 
 
 def _command(cfg: EnterConfig, err_w: int, con: socket.socket | None, pipes: Pipes | None, exec_fd: int) -> None:
@@ -248,14 +248,14 @@ def _command(cfg: EnterConfig, err_w: int, con: socket.socket | None, pipes: Pip
                 if fd > 2:
                     os.close(fd)
         os.chdir(cfg.workdir)
-        path = init.resolve_command(cfg.argv[0], cfg.env)
+        path = command.resolve_command(cfg.argv[0], cfg.env)
         caps.drop_privileges(cfg.caps)
         if cfg.user is not None:
             caps.set_user(*cfg.user)
-        init.execute(path, cfg.argv, cfg.env, cfg.seccomp, exec_fd, f"f{err_w}")
-    except init.InitError as e:
-        init.fail(err_w, e.code, str(e))
+        command.execute(path, cfg.argv, cfg.env, cfg.seccomp, exec_fd, f"f{err_w}")
+    except command.InitError as e:
+        command.fail(err_w, e.code, str(e))
     except FileNotFoundError as e:
-        init.fail(err_w, EXIT_MINIBOX, f"exec: working directory: {e.strerror}: {cfg.workdir}")
+        command.fail(err_w, EXIT_MINIBOX, f"exec: working directory: {e.strerror}: {cfg.workdir}")
     except BaseException as e:  # noqa: BLE001
-        init.fail(err_w, EXIT_MINIBOX, f"exec: {e}")
+        command.fail(err_w, EXIT_MINIBOX, f"exec: {e}")

@@ -37,7 +37,7 @@ import prctl
 
 from minibox import linux
 from minibox.errors import EXIT_MINIBOX, ExecFailed, MiniboxError
-from minibox.runtime import cgroups, init, procs
+from minibox.runtime import cgroups, command, init, procs
 from minibox.value import Value
 
 NS_FLAGS = {"pid": linux.CLONE_NEWPID, "mount": linux.CLONE_NEWNS, "net": linux.CLONE_NEWNET,
@@ -274,7 +274,7 @@ def _unshare_and_exec_shim(req: SpawnRequest, fds: dict) -> None:
                 # of the container runs outside it; a failure is reported like an exec's.
                 cgroups.join(req.cgroup_dirs, 0)  # 0: this process
             except OSError as e:
-                init.fail(fds["err_w"], EXIT_MINIBOX, f"joining its cgroup: {e.strerror}")
+                command.fail(fds["err_w"], EXIT_MINIBOX, f"joining its cgroup: {e.strerror}")
             con = fds["con_child"]
             init.container_main(req.init, init.InitFds(
                 go=fds["go_r"], err=fds["err_w"], stdin=fds["stdin"], stdout=fds["out_w"],

@@ -23,12 +23,17 @@ from minibox.model import ContainerSpec, Endpoint
 from minibox.plan import ipam
 from minibox.plan.mounts import MASKED_PATHS, READONLY_PATHS
 from minibox.plan.network import veth_name
-from minibox.plan.run import RunPlan, plan_run
+from minibox.plan.oci import Plan
+from minibox.plan.run import plan_run
 from minibox.plan.steps import (
-    DropCapabilities,
+    MS_BIND,
+    MS_PROPAGATION,
+    MS_REMOUNT,
     Exec,
     LinkUp,
     LoadSeccomp,
+    Mount,
+    SetCapabilities,
     SetUser,
     Step,
     q,
@@ -49,7 +54,7 @@ def _free_port(proto: str, host_ip: str) -> int:
         return s.getsockname()[1]
 
 
-def plan(spec: ContainerSpec) -> RunPlan:
+def plan(spec: ContainerSpec) -> Plan:
     """The plan `run` would apply now, reserving nothing."""
     from minibox.plan import spec as specs
 
@@ -119,9 +124,9 @@ def _inner_line(step: Step) -> str:
     why = f"  # {step.why}" if step.why else ""
     if isinstance(step, LinkUp):
         return f"ip link set {step.dev} up{why}"
-    if isinstance(step, DropCapabilities):
-        return (f"# minibox limits the capability bounding set to {len(step.keep)} ({', '.join(step.keep)}) with "
-                "prctl, which busybox's setpriv cannot do; no_new_privs comes with the exec below")
+    if isinstance(step, SetCapabilities):
+        return (f"# minibox limits the capability bounding set to {len(step.bounding)} ({', '.join(step.bounding)}) "
+                "with prctl, which busybox's setpriv cannot do; no_new_privs comes with the exec below")
     if isinstance(step, LoadSeccomp):
         return f"# {step.command()[2:]}: no shell command can load one"
     if isinstance(step, SetUser):
@@ -133,4 +138,10 @@ def _inner_line(step: Step) -> str:
     if any(target.endswith(p) for p in MASKED_PATHS + READONLY_PATHS):
         # a kernel without this /proc or /sys entry: skipped, as minibox (and runc) skip it
         return f"[ ! -e {q(target)} ] || {step.command()}{why}"
+    if isinstance(step, Mount) and target not in ("/", "") and not step.flags & (MS_REMOUNT | MS_PROPAGATION):
+        # minibox makes a missing mountpoint (as runc does): a file for a file's bind, else a directory
+        t = q(target)
+        make = f"if [ -f {q(step.source)} ]; then [ -e {t} ] || touch {t}; else mkdir -p {t}; fi" \
+            if step.flags & MS_BIND else f"mkdir -p {t}"
+        return f"{make}; {step.command()}{why}"
     return step.command() + why

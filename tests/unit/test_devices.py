@@ -91,3 +91,15 @@ def test_v1_writes_deny_all_then_allow_the_list():
     assert [v for f, v in writes[1:]] == ["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm",
                                           "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm"]
     assert len(DEFAULT_RULES) == 10
+
+
+def test_a_rule_that_decides_everything_ends_the_program():
+    """An OCI config's leading deny-all (as runc's and `run`'s specs have) is checked last and
+    decides every access: nothing may follow it, or the kernel's verifier refuses the
+    program as holding unreachable instructions (EINVAL, "processed 0 insns")."""
+    rules = (DeviceRule("a", ANY, ANY, "rwm", allow=False),) + DEFAULT_RULES
+    prog = devices.bpf_program(rules)
+    assert prog.endswith(devices.insn(devices.MOV_K, dst=0, imm=0) + devices.insn(devices.EXIT))
+    assert len(prog) == len(devices.bpf_program(DEFAULT_RULES))  # the deny-all is the default's own end
+    for kind, major, minor, access, allowed in [("c", 1, 3, "rw", 1), ("c", 1, 11, "w", 0), ("b", 8, 0, "r", 0)]:
+        assert run(prog, kind, major, minor, access) == allowed

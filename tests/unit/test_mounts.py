@@ -1,23 +1,56 @@
-"""The rootfs plan: order, flags, and that it ends in pivot_root."""
+"""`run`'s root: its runtime spec (Docker's defaults), planned by the one planner: order, flags, masks, pivot_root."""
 
-from minibox.plan.mounts import MASKED_PATHS, READONLY_PATHS, RootfsLayout, plan_rootfs
-from minibox.plan.steps import MS_PRIVATE, MS_RDONLY, MS_REC, MakeNode, Mount, PivotRoot
+from minibox.runtime.caps import DEFAULT_CAPS
+from minibox.model import ContainerRecord, ContainerSpec, MountSpec
+from minibox.plan import run as runplan
+from minibox.plan.mounts import MASKED_PATHS, READONLY_PATHS, RootfsLayout
+from minibox.plan.steps import (
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    CopyUp,
+    MakeNode,
+    MaskPath,
+    Mount,
+    PivotRoot,
+    ReadonlyPath,
+    SetCapabilities,
+    SetUser,
+)
 
-LAYOUT = RootfsLayout.for_container("/img/rootfs", "/c/1")
+SPEC = ContainerSpec(image="busybox", network="none")
+REC = ContainerRecord(id="1" * 64, name="c", created=0.0, spec=SPEC, image_layers=("/img/rootfs",),
+                      hostname="111111111111", env=("PATH=/bin",), caps=DEFAULT_CAPS, argv=("sh",),
+                      user={"uid": 0, "gid": 0, "groups": []},
+                      mounts=(MountSpec("volume", "data", "/data"), MountSpec("bind", "/srv", "/srv", readonly=True),
+                              MountSpec("tmpfs", "", "/run", options="size=1m,exec")))
+
+
+def plan(spec=SPEC, rec=REC):
+    facts = runplan.RunFacts(record=rec._replace(spec=spec), container_dir="/c/1", host_resolv="", seccomp=None,
+                             cgroup_dirs=(), cgroup_v2=False, volume_root="/v")
+    return runplan.plan_run(spec, facts)
 
 
 def test_order_private_overlay_then_pivot():
-    steps = plan_rootfs(LAYOUT)
+    steps = list(plan().init)
     assert isinstance(steps[0], Mount) and steps[0].flags == MS_REC | MS_PRIVATE
     assert steps[1].fstype == "overlay"
     assert steps[1].data == "lowerdir=/img/rootfs,upperdir=/c/1/upper,workdir=/c/1/work"
-    assert isinstance(steps[-1], PivotRoot) and steps[-1].new_root == "/c/1/merged"
+    pivot = next(i for i, s in enumerate(steps) if isinstance(s, PivotRoot))
+    assert steps[pivot].new_root == "/c/1/merged"
     targets = [s.target for s in steps if isinstance(s, Mount)]
-    assert targets.index("/c/1/merged/proc") < targets.index("/c/1/merged/proc/kcore")
+    assert targets.index("/c/1/merged/proc") < pivot
+    masked = [s.path for s in steps if isinstance(s, MaskPath)]
+    assert masked == ["/c/1/merged" + p for p in MASKED_PATHS]
+    assert [s.path for s in steps if isinstance(s, ReadonlyPath)] == ["/c/1/merged" + p for p in READONLY_PATHS]
 
 
 def test_devices_and_readonly_sys():
-    steps = plan_rootfs(LAYOUT)
+    steps = plan().init
     nodes = {s.path.rsplit("/", 1)[1]: (s.major, s.minor) for s in steps if isinstance(s, MakeNode)}
     assert nodes == {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9),
                      "tty": (5, 0)}
@@ -25,17 +58,33 @@ def test_devices_and_readonly_sys():
     assert sys_mount.flags & MS_RDONLY
 
 
-def test_masks_and_readonly_paths_present():
-    targets = {s.target for s in plan_rootfs(LAYOUT) if isinstance(s, Mount)}
-    for p in MASKED_PATHS + READONLY_PATHS:
-        assert "/c/1/merged" + p in targets
+def test_volumes_binds_and_tmpfs_as_the_spec_mounts_them():
+    steps = list(plan().init)
+    copy = next(i for i, s in enumerate(steps) if isinstance(s, CopyUp))
+    assert steps[copy].dest == "/v/data/_data" and steps[copy + 1].target == "/c/1/merged/data"  # before its bind
+    srv = [s for s in steps if isinstance(s, Mount) and s.target == "/c/1/merged/srv"]
+    assert len(srv) == 2 and srv[1].flags & MS_RDONLY  # :ro is a remount of the bind
+    run = next(s for s in steps if isinstance(s, Mount) and s.target == "/c/1/merged/run")
+    assert run.fstype == "tmpfs" and run.data == "size=1m" and not run.flags & MS_NOEXEC  # exec: Docker's noexec cleared
+    assert run.flags & MS_NOSUID and run.flags & MS_NODEV
+
+
+def test_read_only_root_and_the_process():
+    p = plan(SPEC._replace(read_only=True))
+    doc = p.spec
+    assert doc["root"] == {"path": "/c/1/merged", "readonly": True}
+    assert doc["process"]["capabilities"]["bounding"] == ["CAP_" + c.upper() for c in DEFAULT_CAPS]
+    assert doc["process"]["noNewPrivileges"] is True
+    after = list(p.init)[[type(s) for s in p.init].index(PivotRoot):]
+    assert any(isinstance(s, Mount) and s.target == "/" and s.flags & MS_RDONLY for s in after)
+    kinds = [type(s) for s in p.init]
+    assert kinds.index(SetUser) < kinds.index(SetCapabilities)
 
 
 def test_commands_render():
-    cmds = [s.command() for s in plan_rootfs(LAYOUT)]
+    cmds = [s.command() for s in plan().init]
     assert "mount --make-rprivate /" in cmds
     assert ("mount -t overlay -o nodev,lowerdir=/img/rootfs,upperdir=/c/1/upper,workdir=/c/1/work overlay "
             "/c/1/merged") in cmds
     assert "mknod -m 666 /c/1/merged/dev/null c 1 3" in cmds
-    assert "mount -o remount,bind,ro,nosuid,nodev,noexec /c/1/merged/proc/sys" in cmds
-    assert cmds[-1] == "cd /c/1/merged && pivot_root . . && umount -l . && cd /"
+    assert "cd /c/1/merged && pivot_root . . && umount -l . && cd /" in cmds

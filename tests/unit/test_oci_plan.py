@@ -6,7 +6,7 @@ import pytest
 
 from minibox.errors import InvalidSpec
 from minibox.oci import ops
-from minibox.plan import oci, steps
+from minibox.plan import oci, ocifs, steps
 from minibox.plan.devices import DeviceRule, v1_writes
 
 BASE = {
@@ -60,11 +60,11 @@ def test_every_step_names_the_field_it_came_from():
 
 
 def test_mount_options_split_flags_propagation_and_data():
-    o = oci.mount_options(["nosuid", "strictatime", "mode=755", "size=65536k", "rprivate", "ro"])
+    o = ocifs.mount_options(["nosuid", "strictatime", "mode=755", "size=65536k", "rprivate", "ro"])
     assert o.flags & steps.MS_NOSUID and o.flags & steps.MS_RDONLY
     assert o.propagation == steps.MS_PRIVATE | steps.MS_REC
     assert o.data == "mode=755,size=65536k"
-    assert oci.mount_options(["ro", "rw"]).flags & steps.MS_RDONLY == 0  # the last word wins
+    assert ocifs.mount_options(["ro", "rw"]).flags & steps.MS_RDONLY == 0  # the last word wins
 
 
 @pytest.mark.parametrize("bad, words", [

@@ -4,7 +4,8 @@ import pytest
 
 from minibox import logs, template
 from minibox.errors import InvalidSpec
-from minibox.model import MountSpec, PortMapping
+from minibox.model import ContainerRecord, ContainerSpec, MountSpec, PortMapping
+from minibox.plan import run as runplan
 from minibox.plan import mounts, users, volumes
 from minibox.plan.ports import publish_exposed
 from minibox.plan.steps import MS_RDONLY, CopyUp, MakeDir, Mount, PivotRoot, WriteFile
@@ -65,11 +66,14 @@ def test_volumes_are_planned_made_copied_and_mounted():
     assert made[0] == MakeDir("/state/volumes/data/_data", why=made[0].why)
     assert isinstance(made[1], WriteFile) and made[1].if_missing and made[1].path == "/state/volumes/data/meta.json"
     assert made[2].path == "/h" and len(made) == 3  # /there exists: nothing to make
-    layout = mounts.RootfsLayout.for_container(("/l/top", "/l/base"), "/c")
-    steps = mounts.plan_rootfs(layout, volumes=volumes.to_volumes(specs, "/state/volumes"), read_only=True,
-                               workdir="/app")
+    spec = ContainerSpec(image="i", network="none", read_only=True)
+    rec = ContainerRecord(id="c" * 64, name="c", created=5.0, spec=spec, image_layers=("/l/top", "/l/base"),
+                          hostname="h", env=(), argv=("sh",), workdir="/app", mounts=specs)
+    steps = list(runplan.plan_run(spec, runplan.RunFacts(record=rec, container_dir="/c", host_resolv="",
+                                                         seccomp=None, cgroup_dirs=(), cgroup_v2=False,
+                                                         volume_root="/state/volumes")).init)
     kinds = [(type(s).__name__, getattr(s, "target", getattr(s, "path", ""))) for s in steps]
-    at = kinds.index(("CopyUp", ""))
+    at = [type(s) for s in steps].index(CopyUp)
     assert steps[at] == CopyUp("/c/merged/data", "/state/volumes/data/_data", why=steps[at].why)
     assert steps[at + 1].target == "/c/merged/data" and steps[at + 1].source == "/state/volumes/data/_data"
     ro = [s for s in steps if isinstance(s, Mount) and s.target == "/c/merged/b" and s.flags & MS_RDONLY]
@@ -77,9 +81,9 @@ def test_volumes_are_planned_made_copied_and_mounted():
     assert any(isinstance(s, Mount) and s.fstype == "tmpfs" and s.target == "/c/merged/run" and s.data == "size=1m"
                for s in steps)
     assert ("MakeDir", "/c/merged/app") in kinds
-    root_ro = [s for s in steps if isinstance(s, Mount) and s.target == "/c/merged" and s.flags & MS_RDONLY]
-    assert len(root_ro) == 1 and steps.index(root_ro[0]) == len(steps) - 2  # last, just before pivot_root
-    assert isinstance(steps[-1], PivotRoot)
+    pivot = [type(s) for s in steps].index(PivotRoot)
+    root_ro = [s for s in steps if isinstance(s, Mount) and s.target == "/" and s.flags & MS_RDONLY]
+    assert len(root_ro) == 1 and steps.index(root_ro[0]) > pivot  # root.readonly: once the root is '/'
     assert steps[1].data == "lowerdir=/l/top:/l/base,upperdir=/c/upper,workdir=/c/work"
 
 
