@@ -1,58 +1,107 @@
-"""`minibox exec`: the steps that join a running container (its namespaces, cgroup, privileges, user), carried out by runtime.enter."""
+"""`minibox exec`: the process the container's own spec describes (containers/ID/spec.json, as PID 1 got it), with exec's arguments, environment, directory and user, through the one exec path (runtime.enter).
+
+Nothing is derived again: the capabilities, the no_new_privs and the seccomp program are
+what `run` gave PID 1 (the program as compiled then, containers/ID/seccomp.bpf). A
+container from before minibox kept its spec has its process planned from its record, as
+`run` planned it.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 
 from minibox import config
 from minibox.errors import NotRunning
 from minibox.model import ContainerRecord, ContainerState
-from minibox.runtime import cgroups
+
+SPEC_FILE = "spec.json"  # the container's runtime spec, as planned by `run` (plan.run)
+SECCOMP_FILE = "seccomp.bpf"  # its seccomp filter, as compiled for PID 1
+
+
+def save_spec(cid: str, spec: dict, seccomp) -> None:
+    """What exec reads back, written by `run` (and `start`) before PID 1 exists: the spec,
+    and the seccomp filter (a LoadSeccomp; None: unconfined) as compiled for PID 1."""
+    from minibox import store
+
+    cdir = config.paths().container(cid)
+    if seccomp is not None:
+        spec = {**spec, "annotations": {**(spec.get("annotations") or {}), "minibox/seccomp": seccomp.source,
+                                        "minibox/seccomp.rules": str(seccomp.rules)}}
+        tmp = cdir / f".{SECCOMP_FILE}.{os.getpid()}"
+        tmp.write_bytes(seccomp.program)
+        os.replace(tmp, cdir / SECCOMP_FILE)
+    else:
+        (cdir / SECCOMP_FILE).unlink(missing_ok=True)
+    store.write_json(cdir / SPEC_FILE, spec)
+
+
+def container_spec(rec: ContainerRecord) -> tuple[dict, bytes]:
+    """The runtime spec PID 1 was planned from, and its seccomp program."""
+    cdir = config.paths().container(rec.id)
+    try:
+        spec = json.loads((cdir / SPEC_FILE).read_text())
+    except (OSError, ValueError):
+        from minibox.plan import run as runplan
+        from minibox.plan.mounts import RootfsLayout
+
+        spec = runplan.runtime_spec(rec.spec, rec, RootfsLayout.for_container(rec.image_layers, str(cdir)),
+                                    str(config.paths().volumes), cgroups=True)
+    try:
+        program = (cdir / SECCOMP_FILE).read_bytes()
+    except OSError:
+        program = b""
+    return spec, program
 
 
 def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], env: tuple[str, ...],
             workdir: str, tty: bool, interactive: bool, explain=None, user: str = "") -> int:
+    from minibox.plan import oci as ociplan
     from minibox.plan import ociresources
-    from minibox.plan.steps import DropCapabilities, Exec, Nsenter, SetUser
-    from minibox.runtime import caps, enter, seccomp, shimbin
+    from minibox.plan.steps import LoadSeccomp, Nsenter
+    from minibox.runtime import cgroups, enter, shimbin
 
-    who = exec_user(rec, state, user)
-    merged = dict(e.split("=", 1) for e in rec.env)
+    spec, program = container_spec(rec)
+    process = dict(spec["process"])
+    merged = dict(e.split("=", 1) for e in process.get("env") or () if "=" in e)
     if user:
+        who = exec_user(rec, state, user)
         merged["HOME"] = who.get("home", "/")
+        process["user"] = {"uid": who["uid"], "gid": who["gid"], "additionalGids": list(who.get("groups") or ())}
     for item in env:
         k, _, v = item.partition("=")
         merged[k] = v
     if tty:
         merged.setdefault("TERM", "xterm")
-    namespaces = ("ipc", "uts", "pid", "mnt") if rec.spec.network == "host" else ("ipc", "uts", "net", "pid", "mnt")
-    steps = [Nsenter(str(state.pid), namespaces, why="join the namespaces of the container's PID 1, and its root "
-                                                     "(/proc/PID/ns/*, /proc/PID/root)")]
-    keep = rec.caps or caps.DEFAULT_CAPS
-    steps += ociresources.plan_join(cgroups.existing_dirs(config.cgroup_parent(), rec.id), "$$")
-    steps.append(DropCapabilities(keep, why="the same privileges as the container's PID 1"))
-    if who:  # (a container from before users were recorded keeps minibox's groups, as it did)
-        steps.append(SetUser(who["uid"], who["gid"], tuple(who.get("groups") or ()),
-                             why="the container's user (or -u), with its groups: no capabilities unless uid 0"))
-    filter_step = seccomp.step_for(rec.spec.seccomp, keep)
-    if filter_step is not None:
-        steps.append(filter_step._replace(why="the same seccomp filter as the container's PID 1"))
-    steps.append(Exec(argv, tuple(f"{k}={v}" for k, v in merged.items()), workdir or rec.workdir,
-                      why="a new process in the container: its PID there is the next free one, not 1"))
-    if explain is not None:
-        explain(steps, state.pid)
+    process.update(args=list(argv), env=[f"{k}={v}" for k, v in merged.items()], cwd=workdir or process["cwd"],
+                   terminal=tty)
+    notes = spec.get("annotations") or {}
+    seccomp = LoadSeccomp(notes.get("minibox/seccomp", "the container's own"),
+                          int(notes.get("minibox/seccomp.rules", "0")), program,
+                          why="the same seccomp filter as the container's PID 1") if program else None
+    steps = ociplan.plan_process(process, spec.get("linux") or {}, seccomp)
+    steps[-1] = steps[-1]._replace(why="a new process in the container: its PID there is the next free one, not 1")
+    dirs = cgroups.existing_dirs(config.cgroup_parent(), rec.id)
     try:
-        return enter.enter(enter.EnterConfig.from_steps(steps, tty=tty, interactive=interactive,
-                                                        execer=str(shimbin.ensure_execer())))
+        joined = enter.namespaces(state.pid)
+    except enter.Stopped:
+        raise NotRunning(f"container {rec.name} stopped while exec was starting") from None
+    if explain is not None:
+        explain([Nsenter(str(state.pid), tuple(joined), why="join the namespaces of the container's PID 1, and "
+                                                            "its root (/proc/PID/ns/*, /proc/PID/root)"),
+                 *ociresources.plan_join(dirs, "$$"), *steps], state.pid)
+    cfg = enter.EnterConfig(pid=state.pid, cgroup_dirs=tuple(dirs), steps=tuple(steps),
+                            execer=str(shimbin.ensure_execer()), stdio="pty" if tty else "pipes",
+                            interactive=interactive)
+    try:
+        return enter.enter(cfg)
     except enter.Stopped:
         raise NotRunning(f"container {rec.name} stopped while exec was starting") from None
 
 
 def exec_user(rec: ContainerRecord, state: ContainerState, user: str) -> dict:
     """`exec -u`, resolved against the container's own /etc/passwd and /etc/group (read
-    inside its root, as it is now); without -u, the container's user."""
-    if not user:
-        return rec.user or {}
+    inside its root, as it is now)."""
     from minibox.plan import users
     from minibox.runtime import inroot
 

@@ -141,6 +141,9 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
         # The firewall transaction is planned again under the firewall lock, with the facts
         # as they are at that moment (a parallel run may have changed them since planning).
         network += endpoint.publish(rec)
+    from minibox import execute
+
+    execute.save_spec(rec.id, plan.spec, basics.seccomp)  # what exec reads back: PID 1's own process
     cgroups.create(list(plan.cgroups))
     # Detached, the shim's exit command records the end; attached with a pty, it does so
     # only if Ctrl-P Ctrl-Q detached the caller (else the caller does, in finish()).

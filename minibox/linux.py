@@ -15,6 +15,7 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUSER = 0x10000000
 
 # Namespace name (as in /proc/PID/ns/NAME) -> clone flag, in the order exec joins them:
 # the mount namespace last, because after it the host's /proc is out of reach.

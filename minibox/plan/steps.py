@@ -82,7 +82,8 @@ class Nsenter(Value):
     why: str = ""
 
     def command(self) -> str:
-        flags = {"ipc": "--ipc", "uts": "--uts", "net": "--net", "pid": "--pid", "mnt": "--mount"}
+        flags = {"user": "--user", "ipc": "--ipc", "uts": "--uts", "net": "--net", "pid": "--pid",
+                 "cgroup": "--cgroup", "mnt": "--mount"}
         return f"nsenter --target {self.pid} " + " ".join(flags[n] for n in self.namespaces) + " --root --wdns=/"
 
 

@@ -133,7 +133,10 @@ class Applier:
         elif isinstance(step, LoadSeccomp):
             self.seccomp = step.program  # loaded by the Exec step, after everything else could still run
         elif isinstance(step, Exec):
-            os.chdir(step.workdir)  # made before pivot_root if the image lacked it (plan.ocifs)
+            try:
+                os.chdir(step.workdir)  # made before pivot_root if the image lacked it (plan.ocifs)
+            except OSError as e:
+                raise InitError(EXIT_MINIBOX, f"exec: working directory: {e.strerror}: {step.workdir}") from None
             execute(resolve_command(step.argv[0], step.env), step.argv, step.env, self.seccomp, self.exec_fd,
                     self.report)
         else:

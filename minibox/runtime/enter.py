@@ -1,15 +1,24 @@
-"""exec: run a new process inside a running container's namespaces, cgroup and privileges.
+"""The one exec path: another process in a running container, for `minibox exec` and `minibox-oci exec` alike.
 
-    minibox (CLI) ── fork ──> helper: join cgroup, setns(ipc, uts, net, pid, mnt)
-      relays stdio             └─ fork ──> the command (now PID n of the container), execve
+    E0 (the caller; a child subreaper) ── fork ──> E1: join the cgroups, setns into PID 1's
+      relays stdio (minibox),                  namespaces (user first, mount last), chroot
+      or leaves it to the engine,              to its root, fork ──> the process: its stdio,
+      waits for the process                    then the steps plan.oci.plan_process made of
+                                               its spec's `process` (runtime.applier), ending
+                                               in the sealed execve (runtime.sealed)
 
-All of /proc/PID/ns/* is opened first, because after setns(mnt) the host's /proc is gone.
-setns(CLONE_NEWPID) only decides where *children* go, hence the second fork.
+Every namespace of PID 1 that is not the caller's own is joined; all of /proc/PID/ns/* is
+opened first, because after setns(mnt) the host's /proc is gone. setns(CLONE_NEWPID) only
+decides where *children* go, hence the fork. E1 waits for the process's execve (its error
+pipe closes) and reports "pid N", or the failure ("CODE message", 126/127 as Docker's);
+the process, orphaned when E1 leaves, comes back to E0, which waits for it.
 
-The caller's terminal never reaches the container: without -t the command gets pipes,
-which the CLI copies to its own stdin/stdout/stderr, and a session of its own, so it has no
+The caller's terminal never reaches the container: with "pipes" the command gets pipes that
+E0 copies to its own stdin/stdout/stderr, and a session of its own, so it has no
 controlling terminal (a TIOCSTI on an inherited terminal would type commands into the
-caller's shell). With -t it gets a pty of the container's own devpts, relayed the same way.
+caller's shell). With "pty" it gets a pty of the container's own devpts, relayed the same
+way; with "console" that pty goes to an engine's console socket; with "inherit" the engine's
+own fds are the process's (minibox-oci).
 """
 
 from __future__ import annotations
@@ -23,18 +32,20 @@ import socket
 import struct
 import termios
 
+import prctl
+
 from minibox import linux
 from minibox.errors import EXIT_MINIBOX, ExecFailed, MiniboxError
-from minibox.plan.steps import (
-    CgroupJoin,
-    DropCapabilities,
-    Exec,
-    LoadSeccomp,
-    Nsenter,
-    SetUser,
-)
-from minibox.runtime import caps, cgroups, command, sealed, tty
+from minibox.plan.steps import Step
+from minibox.runtime import cgroups, command, ociinit, sealed, tty
+from minibox.runtime.applier import Applier
 from minibox.value import Value
+
+NS_ORDER = ("user", "ipc", "uts", "net", "pid", "cgroup", "mnt")  # user first: the rest are its; mnt last
+NS_FLAGS = {"user": linux.CLONE_NEWUSER, "ipc": linux.CLONE_NEWIPC, "uts": linux.CLONE_NEWUTS,
+            "net": linux.CLONE_NEWNET, "pid": linux.CLONE_NEWPID, "cgroup": linux.CLONE_NEWCGROUP,
+            "mnt": linux.CLONE_NEWNS}
+STOPPED = "the container stopped while exec was starting"
 
 
 class Stopped(Exception):
@@ -43,68 +54,72 @@ class Stopped(Exception):
 
 class EnterConfig(Value):
     pid: int  # the container's PID 1 on the host
-    argv: tuple[str, ...]
-    env: tuple[str, ...]
-    workdir: str
-    tty: bool
-    interactive: bool
-    cgroup_dirs: list[str]
-    namespaces: tuple[str, ...] = ("ipc", "uts", "net", "pid", "mnt")
-    caps: tuple[str, ...] = caps.DEFAULT_CAPS
-    seccomp: bytes = b""  # the filter to load right before execve
-    user: tuple[int, int, tuple[int, ...]] | None = None  # uid, gid, groups; None: stay root
-    execer: str = ""  # minibox-exec, the program the command is exec'd through (runtime.sealed)
-
-    @classmethod
-    def from_steps(cls, steps: list, tty: bool, interactive: bool, execer: str) -> "EnterConfig":
-        """From the steps `exec --explain` prints: Nsenter, CgroupJoin..., DropCapabilities,
-        LoadSeccomp, Exec."""
-        ns = next(s for s in steps if isinstance(s, Nsenter))
-        drop = next(s for s in steps if isinstance(s, DropCapabilities))
-        ex = next(s for s in steps if isinstance(s, Exec))
-        filt = next((s for s in steps if isinstance(s, LoadSeccomp)), None)
-        who = next((s for s in steps if isinstance(s, SetUser)), None)
-        return cls(pid=int(ns.pid), argv=ex.argv, env=ex.env, workdir=ex.workdir, tty=tty,
-                   interactive=interactive, cgroup_dirs=[s.path for s in steps if isinstance(s, CgroupJoin)],
-                   namespaces=ns.namespaces, caps=drop.keep, seccomp=filt.program if filt else b"",
-                   user=(who.uid, who.gid, who.groups) if who else None, execer=execer)
+    cgroup_dirs: tuple[str, ...]
+    steps: tuple[Step, ...]  # the process's own (plan.oci.plan_process), ending with Exec
+    execer: str  # minibox-exec, the program the command is exec'd through (runtime.sealed)
+    stdio: str = "pipes"  # "pipes" or "pty" (relayed by E0), "console" or "inherit" (an engine's)
+    interactive: bool = False  # stdin is relayed too
+    console: int = -1  # "console": the connected console socket
+    console_size: tuple[int, int] = (0, 0)
+    detach: bool = False  # return once the process runs (its PID to on_pid)
+    preserve_fds: int = 0  # fds 3.. handed on (an engine's LISTEN_FDS)
 
 
-def enter(cfg: EnterConfig) -> int:
-    """Run the command; return its exit code (Docker's 126/127 when it cannot start)."""
-    if cfg.tty and cfg.interactive and not os.isatty(0):
+def namespaces(pid: int) -> list[str]:
+    """PID 1's namespaces that are not ours: the ones to join, in order."""
+    out = []
+    for ns in NS_ORDER:
+        try:
+            if os.stat(f"/proc/{pid}/ns/{ns}").st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino:
+                out.append(ns)
+        except FileNotFoundError:
+            if ns in ("pid", "mnt"):
+                raise Stopped() from None
+    return out
+
+
+def enter(cfg: EnterConfig, on_pid=None) -> int:
+    """Start the process; its exit status (Docker's 126/127 when it cannot start: ExecFailed),
+    or 0 at once with `detach`. `on_pid(pid)` learns its host PID as soon as it runs."""
+    if cfg.stdio == "pty" and cfg.interactive and not os.isatty(0):
         raise MiniboxError("the input device is not a TTY: drop -t, or run from a terminal")
-    nsfds = []
+    nsfds: list[tuple[str, int]] = []
     try:
-        for name, flag in linux.NAMESPACES:
-            if name in cfg.namespaces:
-                nsfds.append((os.open(f"/proc/{cfg.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
-        # The container's root, as its PID 1 sees it: after setns(mnt) we chroot to it, which
-        # matters when the container had to chroot instead of pivot_root (see runtime.init).
+        for ns in namespaces(cfg.pid):
+            nsfds.append((ns, os.open(f"/proc/{cfg.pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)))
+        # The container's root, as its PID 1 sees it: after setns(mnt) E1 chroots to it, which
+        # matters when the container had to chroot instead of pivot_root (see runtime.pivot).
         rootfd = os.open(f"/proc/{cfg.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):
-        for fd, _ in nsfds:
+        for _, fd in nsfds:
             os.close(fd)
         raise Stopped() from None
-    err_r, err_w = os.pipe()
+    exec_fd = sealed.prepare(cfg.execer)  # non-dumpable from here, and the host's file still in reach
+    prctl.set_child_subreaper(True)  # the process, orphaned by E1, comes back to us
+    said_r, said_w = os.pipe()
     con_parent = con_child = None
     pipes: Pipes | None = None
-    if cfg.tty:
+    if cfg.stdio == "pty":
         con_parent, con_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    else:
+    elif cfg.stdio == "pipes":
         pipes = Pipes.make(cfg.interactive)
-
-    helper = os.fork()
-    if helper == 0:
-        _helper(cfg, nsfds, rootfd, err_w, con_child, pipes)
-    os.close(err_w)
-    os.close(rootfd)
-    for fd, _ in nsfds:
+    e1 = os.fork()
+    if e1 == 0:
+        os.close(said_r)
+        _e1(cfg, nsfds, rootfd, exec_fd, said_w, con_child, pipes)  # never returns
+    for fd in [said_w, rootfd, exec_fd] + [fd for _, fd in nsfds]:
         os.close(fd)
     if con_child is not None:
         con_child.close()
+    if cfg.console >= 0:
+        os.close(cfg.console)
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the command
     try:
+        pid = _started(said_r, e1, pipes)
+        if on_pid is not None:
+            on_pid(pid)
+        if cfg.detach:
+            return 0
         if con_parent is not None:
             master = _recv_fd(con_parent)
             if master >= 0:
@@ -113,23 +128,42 @@ def enter(cfg: EnterConfig) -> int:
                 os.close(master)
         elif pipes is not None:
             pipes.relay()
-        _, status = os.waitpid(helper, 0)
+        return _wait(pid)
     finally:
         signal.signal(signal.SIGINT, old_int)
         if con_parent is not None:
             con_parent.close()
-    message = os.read(err_r, 4096).decode(errors="replace")
-    os.close(err_r)
-    code = os.waitstatus_to_exitcode(status)
-    if message == f"{EXIT_MINIBOX} {STOPPED}":
+
+
+def _started(said_r: int, e1: int, pipes: Pipes | None) -> int:
+    """E1's report: the process's PID once it runs, or its failure raised."""
+    with os.fdopen(said_r, "rb") as f:
+        said = f.read().decode(errors="replace")
+    os.waitpid(e1, 0)
+    if said.startswith("pid "):
+        return int(said.split()[1])
+    if pipes is not None:
+        pipes.close_child_ends()
+        for fd in pipes.ours:
+            if fd >= 0:
+                os.close(fd)
+    code, _, text = said.partition(" ")
+    if text == STOPPED:
         raise Stopped()
-    if message:
-        c, _, text = message.partition(" ")
-        raise ExecFailed(text, int(c) if c.isdigit() else EXIT_MINIBOX)
-    return code if code >= 0 else 128 - code
+    raise ExecFailed(text or "exec: the helper ended before starting the process",
+                     int(code) if code.isdigit() else EXIT_MINIBOX)
 
 
-STOPPED = "the container stopped while exec was starting"
+def _wait(pid: int) -> int:
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return 0  # reaped by someone else: its status is gone
+        code = os.waitstatus_to_exitcode(status)
+        return code if code >= 0 else 128 - code
 
 
 class Pipes(Value):
@@ -193,69 +227,77 @@ def _recv_fd(sock: socket.socket) -> int:
     return -1
 
 
-def _helper(cfg: EnterConfig, nsfds, rootfd: int, err_w: int, con: socket.socket | None,
-            pipes: Pipes | None) -> None:
-    """The forked helper: never returns."""
+def _e1(cfg: EnterConfig, nsfds, rootfd: int, exec_fd: int, said_w: int, con: socket.socket | None,
+        pipes: Pipes | None) -> None:
+    """The forked helper: joins, forks the process, reports. Never returns."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        exec_fd = sealed.prepare(cfg.execer)  # before joining: non-dumpable, and the host's file still in reach
         try:
-            cgroups.join(cfg.cgroup_dirs, os.getpid())  # before setns(mnt) hides /sys/fs/cgroup
-        except FileNotFoundError:
-            command.fail(err_w, EXIT_MINIBOX, STOPPED)
-        for fd, flag in nsfds:
+            cgroups.join(cfg.cgroup_dirs, 0)  # before setns(mnt) hides /sys/fs/cgroup
+        except MiniboxError:
+            command.fail(said_w, EXIT_MINIBOX, STOPPED)
+        for ns, fd in nsfds:
             try:
-                linux.setns(fd, flag)
+                linux.setns(fd, NS_FLAGS[ns])
             except OSError as e:
-                command.fail(err_w, EXIT_MINIBOX, STOPPED if e.errno in (errno.EINVAL, errno.ENOENT) else f"exec: {e}")
+                command.fail(said_w, EXIT_MINIBOX,
+                             STOPPED if e.errno in (errno.EINVAL, errno.ENOENT) else f"exec: {e}")
             os.close(fd)
         os.fchdir(rootfd)
         os.chroot(".")
         os.close(rootfd)
+        err_r, err_w = os.pipe()
         try:
-            child = os.fork()
+            pid = os.fork()
         except OSError as e:
             # ENOMEM: the namespace's PID 1 is gone (the container was removed meanwhile)
-            command.fail(err_w, EXIT_MINIBOX, STOPPED if e.errno == errno.ENOMEM else f"exec: {e}")
-        if child == 0:
-            _command(cfg, err_w, con, pipes, exec_fd)
-        if pipes is not None:
-            pipes.close_child_ends()
-            for fd in pipes.ours:
-                if fd >= 0:
-                    os.close(fd)
-        _, status = os.waitpid(child, 0)
-        code = os.waitstatus_to_exitcode(status)
-        os._exit(code if code >= 0 else 128 - code)
-    except BaseException as e:  # noqa: BLE001 - a forked child must never return into the CLI
-        command.fail(err_w, EXIT_MINIBOX, f"exec: {e}")
+            command.fail(said_w, EXIT_MINIBOX, STOPPED if e.errno == errno.ENOMEM else f"exec: {e}")
+        if pid == 0:
+            os.close(err_r)
+            os.close(said_w)
+            _process(cfg, exec_fd, err_w, con, pipes)  # never returns
+        os.close(err_w)
+        failed = os.read(err_r, 4096)  # EOF: the execve closed its O_CLOEXEC end
+        if failed:
+            os.waitpid(pid, 0)
+            os.write(said_w, failed)
+        else:
+            os.write(said_w, f"pid {pid}".encode())
+        os._exit(0)
+    except BaseException as e:  # noqa: BLE001 - a forked child must never return into the caller
+        command.fail(said_w, EXIT_MINIBOX, f"exec: {e}")
 
 
-def _command(cfg: EnterConfig, err_w: int, con: socket.socket | None, pipes: Pipes | None, exec_fd: int) -> None:
+def _process(cfg: EnterConfig, exec_fd: int, err_w: int, con: socket.socket | None, pipes: Pipes | None) -> None:
     try:
-        os.setsid()  # a session of its own: no controlling terminal but, with -t, its own pty
-        if cfg.tty:
+        if cfg.stdio == "pty":
+            os.setsid()  # a session of its own: no controlling terminal but its own pty
             master, slave = os.openpty()  # the container's /dev/ptmx: we are in its mount ns
             con.sendmsg([b"t"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", master))])
             os.close(master)
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
             for target in (0, 1, 2):  # without -i the pty is still stdin; we just send it nothing
                 os.dup2(slave, target)
-        else:
+        elif cfg.stdio == "console":
+            ociinit.setup_terminal(cfg.console, cfg.console_size, console_node=False)
+        elif pipes is not None:
+            os.setsid()
             for target, fd in enumerate(pipes.child):
                 os.dup2(fd, target)
             for fd in pipes.child + pipes.ours:
                 if fd > 2:
                     os.close(fd)
-        os.chdir(cfg.workdir)
-        path = command.resolve_command(cfg.argv[0], cfg.env)
-        caps.drop_privileges(cfg.caps)
-        if cfg.user is not None:
-            caps.set_user(*cfg.user)
-        command.execute(path, cfg.argv, cfg.env, cfg.seccomp, exec_fd, f"f{err_w}")
+        else:
+            os.setsid()  # never the engine's terminal session
+        for fd in range(3, 3 + cfg.preserve_fds):
+            os.set_inheritable(fd, True)
+        applier = Applier("/", exec_fd, f"f{err_w}")
+        applier.pivoted = True  # the root it joined is its root already
+        for step in cfg.steps:
+            applier.apply(step)
     except command.InitError as e:
         command.fail(err_w, e.code, str(e))
     except FileNotFoundError as e:
-        command.fail(err_w, EXIT_MINIBOX, f"exec: working directory: {e.strerror}: {cfg.workdir}")
+        command.fail(err_w, EXIT_MINIBOX, f"exec: {e.strerror}: {e.filename}")
     except BaseException as e:  # noqa: BLE001
-        command.fail(err_w, EXIT_MINIBOX, f"exec: {e}")
+        command.fail(err_w, EXIT_MINIBOX, f"exec: {getattr(e, 'strerror', None) or e}")
