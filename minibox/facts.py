@@ -159,13 +159,16 @@ def new_record(spec: ContainerSpec, basics: Basics, cid: str, name: str) -> Cont
         labels=tuple(f"{k}={v}" for k, v in cfg.labels) + spec.labels)
 
 
-def for_run(spec: ContainerSpec, basics: Basics, rec: ContainerRecord) -> RunFacts:
-    """RunFacts for a record whose address and ports are chosen (held, or, dry, as they would be)."""
-    ff = peers = None
+def for_run(spec: ContainerSpec, basics: Basics, rec: ContainerRecord, ff=None) -> RunFacts:
+    """RunFacts for a record whose address and ports are chosen (held, or, dry, as they would
+    be); `ff`: the firewall's facts, as `run` read them under the firewall lock (a dry run
+    reads them here, without it)."""
+    peers = None
     if basics.network is not None:
         from minibox.net import endpoint, firewall
 
-        ff = firewall.facts(basics.network.firewall, networks_change=basics.network_is_new)
+        if ff is None:
+            ff = firewall.facts(basics.network.firewall, networks_change=basics.network_is_new)
         peers = endpoint.peers(rec)
     dirs = tuple(cgroups.group_dirs(config.cgroup_parent(), rec.id, basics.cgroups))
     present = tuple(m.source for m in rec.mounts if m.kind == "bind" and os.path.exists(m.source))

@@ -30,7 +30,7 @@ from minibox.model import (
 )
 from minibox.plan.oci import Plan
 from minibox.plan.run import plan_run
-from minibox.plan.steps import ConntrackFlush, MakeDir, Step, WriteFile
+from minibox.plan.steps import ConntrackFlush, Firewall, MakeDir, WriteFile
 from minibox.runtime import procs
 from minibox.value import Value
 
@@ -104,12 +104,20 @@ def plan_and_apply(spec: ContainerSpec, basics: facts.Basics, rec: ContainerReco
     the shim holds them."""
     sockets: list = []
     try:
-        if basics.network is not None:
-            from minibox.net import endpoint
+        if basics.network is None:
+            plan = plan_run(spec, facts.for_run(spec, basics, rec))
+        else:
+            from minibox.net import endpoint, firewall, networks
 
             sockets, ports = endpoint.hold_ports(spec.ports)
             rec = endpoint.allocate(rec._replace(ports=ports), basics.network, spec.ip, record=store.save_record)
-        plan = plan_run(spec, facts.for_run(spec, basics, rec))
+            networks.ensure_up(basics.network)  # converge: the bridge and its sysctls, as the plan has them
+            endpoint.index_ports(rec)
+            # Plan once: the firewall transaction from facts read under the lock, and that very
+            # transaction applied (a parallel run may have changed the ruleset meanwhile).
+            with firewall.locked(rec.firewall) as ff:
+                plan = plan_run(spec, facts.for_run(spec, basics, rec, ff))
+                firewall.apply(rec.firewall, [s for s in plan.network if isinstance(s, Firewall)])
         sp, steps = apply(plan, spec, basics, shim, sockets, explain, park, again, worker)
     except BaseException:
         for s in sockets:
@@ -133,14 +141,6 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
             store.make_dirs(Path(step.path), step.mode)
         elif isinstance(step, WriteFile):
             _write(step, again)
-    network: list[Step] = []
-    if basics.network is not None:
-        from minibox.net import endpoint, networks
-
-        network = networks.ensure_up(basics.network)
-        # The firewall transaction is planned again under the firewall lock, with the facts
-        # as they are at that moment (a parallel run may have changed them since planning).
-        network += endpoint.publish(rec)
     from minibox import execute
 
     execute.save_spec(rec.id, plan.spec, basics.seccomp)  # what exec reads back: PID 1's own process
@@ -178,7 +178,7 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
             if ended:
                 raise MiniboxError(f"the container's process ended while its network was set up: {ended}") from None
             raise
-    steps = [*plan.files, *network, plan.unshare, *plan.cgroups, *plan.endpoint, *plan.init]
+    steps = [*plan.files, *plan.network, plan.unshare, *plan.cgroups, *plan.endpoint, *plan.init]
     if explain is not None:
         explain(steps, sp.pid, rec.id)
     if park:

@@ -111,10 +111,16 @@ def allocate(rec: ContainerRecord, net: NetworkRecord, requested: str,
     return chosen[0]
 
 
-def publish(rec: ContainerRecord) -> list[Step]:
-    """The port index and the firewall elements of rec's ports; the firewall steps applied."""
+def index_ports(rec: ContainerRecord) -> list[PortFacts]:
+    """rec's ports in the port index (what the firewall's desired state is read from)."""
     pf = port_facts(rec)
     portindex.add(pf, rec.endpoint.network)
+    return pf
+
+
+def publish(rec: ContainerRecord) -> list[Step]:
+    """The port index and the firewall elements of rec's ports; the firewall steps applied."""
+    pf = index_ports(rec)
     net = store.load_network(rec.endpoint.network)
     return firewall.change(rec.firewall, lambda ff: fwplan.add(ff, firewall.net_facts(net), tuple(pf)))
 

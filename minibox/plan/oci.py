@@ -42,6 +42,7 @@ from minibox.plan.steps import (
     LinkUp,
     LoadSeccomp,
     OomScoreAdj,
+    PivotRoot,
     RunHook,
     SetCapabilities,
     SetHostname,
@@ -184,9 +185,11 @@ def plan(doc: dict, facts: Facts) -> Plan:
     kinds = set(new) | {NAMESPACES[j.kind] for j in join}
     all_hooks = hooks(doc)
     # Without a mount namespace of its own (or joined) the container shares the host's
-    # filesystem, as runc does: no root to build, and pivot_root would move the host's.
+    # mounts: nothing is mounted (runc would mount on the host's), and it chroots into its
+    # root, as runc does, since pivot_root would move the host's.
     init = plan_rootfs(doc, rootfs, facts.bundle, facts.cgroup_dirs, facts.cgroup_v2, facts.prepare,
-                       all_hooks["createContainer"]) if "mount" in kinds else []
+                       all_hooks["createContainer"]) if "mount" in kinds else \
+        [PivotRoot(rootfs, chroot=True, why="root.path, and no mount namespace: chroot into it, as runc does")]
     if doc.get("hostname"):
         if "uts" not in kinds:
             raise InvalidSpec("config.json: hostname is set, but linux.namespaces has no uts namespace to set it in")

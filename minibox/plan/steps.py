@@ -210,9 +210,12 @@ class Symlink(Value):
 
 class PivotRoot(Value):
     new_root: str
+    chroot: bool = False  # no mount namespace of its own: chroot (the host's mounts stay as they are)
     why: str = ""
 
     def command(self) -> str:
+        if self.chroot:
+            return f"cd {q(self.new_root)} && chroot ."
         return f"cd {q(self.new_root)} && pivot_root . . && umount -l . && cd /"
 
 

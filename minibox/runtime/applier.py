@@ -78,7 +78,7 @@ class Applier:
         # The create/start split (minibox-oci): the line to `create`, the state hooks get,
         # the engine's console socket, exec.fifo, and whether `create` has returned.
         self.sync, self.state, self.console, self.console_size = sync, state or {}, console, console_size
-        self.fifo = -1
+        self.fifo = self.fds = -1
         self.created_said = False
 
     def apply(self, step: Step) -> None:
@@ -280,6 +280,11 @@ class Applier:
             raise InitError(EXIT_MINIBOX, f"container init: {step.fstype} did not end up on /{rel}")
 
     def _pivot(self, step: PivotRoot) -> None:
+        if step.chroot:
+            os.chdir(step.new_root)
+            os.chroot(".")
+            self.pivoted = True
+            return
         try:
             pivot.pivot_root(step.new_root)
         except pivot.PivotError as e:
@@ -291,7 +296,11 @@ class Applier:
     # --- before pivot_root, inside the root -----------------------------------------------------
 
     def open_fifo(self, path: str) -> None:
+        """exec.fifo, held (O_PATH does not block), and this process's /proc/self/fd with it:
+        a container without a mount namespace of its own is chrooted into a root that may
+        have no /proc, where the FIFO is reopened for writing."""
         self.fifo = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        self.fds = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def _mask(self, step: MaskPath) -> None:
         rel = self._rel(step.path)
@@ -350,12 +359,13 @@ class Applier:
         """Tell `create` the container is created, then block until `start`."""
         self.sync.say("created")
         self.created_said = True
-        fd = os.open(f"/proc/self/fd/{self.fifo}", os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(str(self.fifo), os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.fds)
         try:
             os.write(fd, b"0")
         finally:
             os.close(fd)
             os.close(self.fifo)
+            os.close(self.fds)
 
 FS_MAGIC = {"proc": 0x9FA0, "sysfs": 0x62656572}
 KERNEL_DIRS = ("proc", "sys", "dev")

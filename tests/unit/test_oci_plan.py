@@ -120,9 +120,11 @@ def test_a_privileged_configs_dev_ptmx_becomes_the_pts_symlink_and_named_devices
     assert ptmx.target == "pts/ptmx"
 
 
-def test_without_a_mount_namespace_the_host_filesystem_is_kept_as_runc_does():
+def test_without_a_mount_namespace_the_host_mounts_are_kept_and_the_root_chrooted_into_as_runc_does():
     p = oci.plan(doc(linux__namespaces=[{"type": "pid"}, {"type": "uts"}]), FACTS)
-    assert not [s for s in p.init if isinstance(s, (steps.PivotRoot, steps.Mount, steps.MakeNode))]
+    assert not [s for s in p.init if isinstance(s, (steps.Mount, steps.MakeNode))]
+    (root,) = [s for s in p.init if isinstance(s, steps.PivotRoot)]
+    assert root.chroot and root.new_root == "/b/rootfs" and root.command() == "cd /b/rootfs && chroot ."
 
 
 def test_joined_namespaces_come_first_the_user_one_before_the_others():

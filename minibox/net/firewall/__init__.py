@@ -1,13 +1,16 @@
 """Firewall backends (nftables, iptables) chosen per network, and the one way minibox changes rules.
 
-`change(backend, plan)` holds the firewall lock, reads the facts a plan needs (is the
-ruleset still as minibox left it? which jumps are there?), lets plan.firewall decide the
-transaction, applies it, and remembers the ruleset generation it left. Everything that
-changes rules (run, rm, network create/rm/reconcile, gc) goes through here.
+`locked(backend)` holds the firewall lock and reads the facts a plan needs (is the ruleset
+still as minibox left it? which jumps are there?); plan.firewall decides the transaction
+from them, and `apply` applies it, still under the lock, and remembers the ruleset
+generation it left: what is applied is what was planned. `change(backend, plan)` is the
+three in one. Everything that changes rules (run, rm, network create/rm/reconcile, gc, the
+CNI plugin) goes through here.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 from minibox import store
@@ -66,14 +69,26 @@ def facts(name: str, force_full: bool = False, networks_change: bool = False) ->
     return FirewallFacts(name, want, in_sync, missing, forward, coexist_missing)
 
 
+@contextlib.contextmanager
+def locked(name: str, force_full: bool = False, networks_change: bool = False):
+    """The firewall lock held, and the facts read under it: plan from them, then `apply`
+    what was planned, inside the `with`."""
+    with store.firewall_lock():
+        yield facts(name, force_full, networks_change)
+
+
+def apply(name: str, steps: list[Firewall]) -> None:
+    """Apply a transaction planned from `locked` facts (under that lock)."""
+    if steps:
+        backend(name).apply(steps)
+        generation.record()
+        generation.record_reset(*resets(name, steps))
+
+
 def change(name: str, plan: Callable[[FirewallFacts], list[Firewall]], force_full: bool = False,
            networks_change: bool = False) -> list[Firewall]:
     """Plan and apply one change to backend `name` under the firewall lock; the steps applied."""
-    with store.firewall_lock():
-        ff = facts(name, force_full, networks_change)
+    with locked(name, force_full, networks_change) as ff:
         steps = plan(ff)
-        if steps:
-            backend(name).apply(steps)
-            generation.record()
-            generation.record_reset(*resets(name, steps))
+        apply(name, steps)
         return steps
