@@ -53,10 +53,6 @@ class NotRunning(MiniboxError):
     code = EXIT_FAILED
 
 
-class PermissionDenied(MiniboxError):
-    """minibox needs root for this."""
-
-
 class ExecFailed(MiniboxError):
     """The container's command could not be started; code is 126 or 127."""
 

@@ -22,8 +22,8 @@ import sys
 
 def fork() -> int:
     """fork(), as above: the child's PID in the parent; 0 in the child, set up already."""
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()  # the child must not inherit half-written output
+    sys.stdout.flush()  # the child must not inherit half-written output
+    sys.stderr.flush()
     parent = os.getpid()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:

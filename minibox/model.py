@@ -73,6 +73,35 @@ class PortMapping(Value):
         return f"{self.container_port}/{self.proto} -> {self.host_ip or '0.0.0.0'}:{self.host_port}"
 
 
+class NetworkMode(Value):
+    """--network, read once: the default bridge network ("" or "bridge"), "none" (lo only),
+    "host" (the host's own stack), or a network's name. Every decision about a
+    container's network asks this value, not the text."""
+
+    kind: str  # "default", "none", "host" or "named"
+    name: str = ""  # the network joined, for "named"; "" for the default one (config.default_network)
+
+    @classmethod
+    def parse(cls, text: str) -> NetworkMode:
+        if text in ("", "bridge", "default"):
+            return cls("default")
+        if text in ("none", "host"):
+            return cls(text)
+        return cls("named", text)
+
+    @property
+    def bridged(self) -> bool:
+        """A veth on a bridge, an address, published ports."""
+        return self.kind in ("default", "named")
+
+    @property
+    def own_netns(self) -> bool:
+        return self.kind != "host"
+
+    def __str__(self) -> str:
+        return {"default": "bridge", "named": self.name}.get(self.kind, self.kind)
+
+
 class MountSpec(Value):
     """One mount a user asked for: -v, --mount or --tmpfs (see plan.volumes)."""
 
@@ -123,6 +152,11 @@ class ContainerSpec(Value):
     labels: tuple[str, ...] = ()  # --label KEY=VALUE
     pull: str = "missing"  # --pull: missing, always or never
     restart: str = "no"  # --restart, as given (plan.restart parses it)
+
+    @property
+    def mode(self) -> NetworkMode:
+        """--network, read: what the container's network is."""
+        return NetworkMode.parse(self.network)
 
     def to_dict(self) -> dict[str, Any]:
         d = self._asdict()

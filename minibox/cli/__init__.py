@@ -10,4 +10,3 @@ the top of these modules is paid by every command, `exec` included.
 
 from minibox.cli import containers, images, manage, network, teach, volumes  # noqa: F401 - registers the verbs
 from minibox.cli.app import app  # noqa: F401 - what __main__ runs
-from minibox.cli.containers import build_spec  # noqa: F401 - used by tests and the OCI runtime to come

@@ -72,3 +72,10 @@ def explainer(title: str, cid: str = ""):
         explain.show(title, steps, pid if pid is not None else explain.PID, names)
 
     return show
+
+
+def output(stream: str, data: bytes) -> None:
+    """A container's output, to ours: its stdout to stdout, its stderr to stderr (logs, start -a)."""
+    out = sys.stderr.buffer if stream == "stderr" else sys.stdout.buffer
+    out.write(data)
+    out.flush()

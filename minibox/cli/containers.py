@@ -9,10 +9,11 @@ from typing import List, Optional
 import click
 import typer
 
-from minibox import config, lifecycle, store
-from minibox.cli.app import POSITIONAL_TAIL, app, explainer, for_each, say
+from minibox import config, store
+from minibox.engine import lifecycle
+from minibox.cli.app import POSITIONAL_TAIL, app, explainer, for_each, output, say
 from minibox.errors import InvalidSpec, MiniboxError
-from minibox.model import RUNNING, ContainerSpec
+from minibox.model import RUNNING, ContainerSpec, NetworkMode
 
 
 @app.command(context_settings=POSITIONAL_TAIL)
@@ -73,7 +74,7 @@ def run(
         args = " ".join(a for a in sys.argv[2:] if a != "--dry-run")
         sys.stdout.write(dryrun.script(spec, f"minibox run {args}"))
         return
-    from minibox import launch
+    from minibox.engine import launch
 
     title = f"minibox {'create' if creating else 'run'} {' '.join(a for a in sys.argv[2:] if a != '--explain')}"
     result = launch.run(spec, explain=explainer(title) if explain else None, park=creating)
@@ -109,9 +110,9 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
         from minibox.plan import ports as portplan
 
         ports = tuple(portplan.parse_publish(p) for p in publish)
-        if network in ("none", "host"):
+        if not NetworkMode.parse(network).bridged:
             raise InvalidSpec(f"-p has no effect with --network {network}: use the default bridge network")
-    if ip and network in ("none", "host"):
+    if ip and not NetworkMode.parse(network).bridged:
         raise InvalidSpec(f"--ip needs a bridge network, not --network {network}")
     mounts = ()
     if volume or mount or tmpfs:
@@ -153,7 +154,7 @@ def exec_(
 
     With --explain: the `nsenter` that joins them, the cgroup, the privileges, the exec."""
     lifecycle.require_root()
-    from minibox import execute
+    from minibox.engine import execute
     from minibox.plan import spec as specs
 
     execute.validate_exec_args(workdir)
@@ -172,7 +173,7 @@ def ps(
 ) -> None:
     """List containers. One whose record cannot be read is listed as Dead, the rest as usual."""
     lifecycle.require_root()
-    from minibox import present
+    from minibox.cli import present
 
     shape = present.Output(fmt)
     wanted = present.parse_filters(filters, present.PS_FILTERS)
@@ -221,7 +222,7 @@ def logs(
     lifecycle.require_root()
     import time
 
-    from minibox import logs as logmod
+    from minibox.engine import logs as logmod
 
     if tail != "all" and not (tail.isdigit() or tail == "-1"):
         raise InvalidSpec(f'invalid --tail "{tail}": give a number of lines, or all')
@@ -231,7 +232,7 @@ def logs(
                           until=logmod.parse_since(until, now) if until else 0.0, timestamps=timestamps)
     rec = store.resolve(container)
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
-    logmod.show(config.paths().container(rec.id), lambda: lifecycle.refresh(rec.id).status == RUNNING, opts)
+    logmod.show(config.paths().container(rec.id), lambda: lifecycle.refresh(rec.id).status == RUNNING, output, opts)
 
 def _each(refs: list[str], action, resolve=store.resolve) -> None:
     """Apply `action` to each container, printing its name as Docker does."""
@@ -298,7 +299,7 @@ def inspect(
 ) -> None:
     """Low-level details as JSON, shaped like `docker inspect`: containers, then images, then volumes."""
     lifecycle.require_root()
-    from minibox import present
+    from minibox.cli import present
 
     if kind not in ("", "container", "image", "volume"):
         raise InvalidSpec(f'invalid --type "{kind}": use container, image or volume')
@@ -319,7 +320,7 @@ def inspect(
 
 def inspect_one(ref: str, kind: str) -> dict:
     """What `ref` names, as inspect shows it; NotFound naming all three kinds."""
-    from minibox import present
+    from minibox.cli import present
     from minibox.errors import NotFound
 
     if kind in ("", "container"):
@@ -349,7 +350,7 @@ def inspect_one(ref: str, kind: str) -> dict:
         if kind:
             images.get(ref)
     if kind in ("", "volume"):
-        from minibox import volumes
+        from minibox.engine import volumes
 
         try:
             return present.volume_inspect(volumes.get(ref))
@@ -370,7 +371,7 @@ def cp(
 
     A running container is frozen for the copy (--explain shows the freeze and the thaw)."""
     lifecycle.require_root()
-    from minibox import copying
+    from minibox.engine import copying
 
     s, d = copying.parse(src), copying.parse(dest)
     copying.check(s, d)
@@ -379,7 +380,7 @@ def cp(
     steps = copying.plan(rec, state, s, d)
     if explain:
         explainer(f"minibox cp {src} {dest}", rec.id)(steps, state.pid)
-    copying.copy(rec, state, s, d, archive, follow, steps)
+    copying.copy(rec, state, s, d, archive, follow, steps, (sys.stdin.buffer, sys.stdout.buffer))
 
 @app.command()
 def port(
@@ -406,7 +407,7 @@ def gc(explain: bool = typer.Option(False, "--explain", help="print every step a
     cgroups, veths, shims, address and name files of containers that no longer exist, found
     by the id each one carries."""
     lifecycle.require_root()
-    from minibox import gc as collector
+    from minibox.engine import gc as collector
 
     steps, errors = collector.run()
     if explain:

@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from minibox import lifecycle
+from minibox.engine import lifecycle
 from minibox.cli.app import app, for_each, image_app, say
 from minibox.errors import EXIT_FAILED, MiniboxError
 
@@ -41,7 +41,7 @@ def images_(
 ) -> None:
     """List images: REPOSITORY, TAG, IMAGE ID (its config's digest), CREATED and SIZE."""
     lifecycle.require_root()
-    from minibox import present
+    from minibox.cli import present
     from minibox.image import store
 
     imgs = store.all_images()
@@ -174,7 +174,7 @@ def image_prune(
 ) -> None:
     """Remove images without a name (with -a: every image no container uses)."""
     lifecycle.require_root()
-    from minibox import present
+    from minibox.cli import present
     from minibox.image import remove
 
     lines, freed = remove.prune(all_)

@@ -5,8 +5,9 @@ from typing import List
 
 import typer
 
-from minibox import lifecycle, store
-from minibox.cli.app import POSITIONAL_TAIL, app, for_each
+from minibox import store
+from minibox.engine import lifecycle
+from minibox.cli.app import POSITIONAL_TAIL, app, for_each, output
 from minibox.cli.containers import run
 from minibox.errors import Conflict, InvalidSpec
 from minibox.model import CREATED, CREATING, RUNNING
@@ -61,7 +62,7 @@ def start(containers: List[str] = typer.Argument(..., help="container names or i
     """Start created or exited containers: a created one's command runs; an exited one runs
     again (same id, name, files, volumes and host ports), in the background."""
     lifecycle.require_root()
-    from minibox import start as starting
+    from minibox.engine import start as starting
 
     if (attach or interactive) and len(containers) > 1:
         raise InvalidSpec("start -a and -i take one container")
@@ -90,19 +91,20 @@ def attach(container: str = typer.Argument(..., help="container name or id")) ->
 def _attached(cid: str, starting) -> int:
     """`start -a`: its output from the start on, as it comes, then its exit code."""
     from minibox import config
-    from minibox import logs as logmod
+    from minibox.engine import logs as logmod
 
     since = time.time()
     starting.start(cid)
     logmod.show(config.paths().container(cid), lambda: lifecycle.refresh(cid).status in (CREATING, CREATED, RUNNING),
-                logmod.Options(follow=True, since=since))
+                output, logmod.Options(follow=True, since=since))
     return lifecycle.refresh(cid).exit_code
 
 
 def join(rec, start=None) -> int:
     """Connect to the shim's attach socket (before `start`, so no output is missed), copy
     until the shim lets go; 0 if it runs on (detached), else its exit code."""
-    from minibox import config, launch
+    from minibox import config
+    from minibox.engine import launch
     from minibox.runtime import attach as att
 
     sock = att.connect(str(config.paths().container(rec.id) / launch.ATTACH_SOCKET))
@@ -121,7 +123,7 @@ def restart(containers: List[str] = typer.Argument(..., help="container names or
             ) -> None:
     """Stop (SIGTERM, then SIGKILL after -t seconds) and start each container again."""
     lifecycle.require_root()
-    from minibox import start as starting
+    from minibox.engine import start as starting
 
     def one(ref: str) -> str:
         rec = store.resolve(ref)

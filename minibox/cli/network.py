@@ -6,7 +6,8 @@ from typing import List
 
 import typer
 
-from minibox import lifecycle, store
+from minibox import store
+from minibox.engine import lifecycle
 from minibox.cli.app import explainer, network_app, say
 from minibox.errors import MiniboxError
 from minibox.model import RUNNING
@@ -36,7 +37,7 @@ def network_create(
 def network_ls() -> None:
     """List networks."""
     lifecycle.require_root()
-    from minibox import present
+    from minibox.cli import present
 
     rows = [[n.id[:12], n.name, n.bridge, n.subnet, n.gateway, "yes" if n.internal else "no", n.firewall]
             for n in store.all_networks()]
@@ -46,7 +47,7 @@ def network_ls() -> None:
 def network_inspect(names: List[str] = typer.Argument(..., help="network names")) -> None:
     """Details as JSON: subnet, gateway, bridge, and each container with its address and veth."""
     lifecycle.require_root()
-    from minibox import present
+    from minibox.cli import present
     from minibox.net import networks
 
     out = []

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from minibox import lifecycle
+from minibox.engine import lifecycle
 from minibox.cli.app import app, check_format, network_app, say
 from minibox.errors import InvalidSpec, NotFound
 
@@ -22,7 +22,7 @@ def top(
     Teaches "same process, other PID": the kernel's NSpid line, namespace by namespace,
     and which namespaces and cgroup the container has of its own."""
     lifecycle.require_root()
-    from minibox import present
+    from minibox.cli import present
     from minibox.runtime import procs
     from minibox.teach import observe
 

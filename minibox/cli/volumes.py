@@ -6,7 +6,7 @@ from typing import List
 
 import typer
 
-from minibox import lifecycle
+from minibox.engine import lifecycle
 from minibox.cli.app import for_each, say, volume_app
 from minibox.errors import MiniboxError
 
@@ -17,7 +17,7 @@ def volume_create(name: str = typer.Argument("", help="a name (default: a random
     lifecycle.require_root()
     import os
 
-    from minibox import volumes
+    from minibox.engine import volumes
 
     say(volumes.create(name or os.urandom(32).hex()).name)
 
@@ -26,7 +26,8 @@ def volume_ls(quiet: bool = typer.Option(False, "-q", "--quiet", help="only name
               fmt: str = typer.Option("", "--format", help="json, a Go template, or 'table ...'")) -> None:
     """List volumes."""
     lifecycle.require_root()
-    from minibox import present, volumes
+    from minibox.cli import present
+    from minibox.engine import volumes
 
     vols = volumes.all_volumes()
     if quiet:
@@ -44,7 +45,8 @@ def volume_inspect(names: List[str] = typer.Argument(...),
                    fmt: str = typer.Option("", "-f", "--format", help="a Go template")) -> None:
     """Details of volumes, as `docker volume inspect`."""
     lifecycle.require_root()
-    from minibox import present, volumes
+    from minibox.cli import present
+    from minibox.engine import volumes
 
     out, failed = [], None
     for n in names:
@@ -64,7 +66,7 @@ def volume_inspect(names: List[str] = typer.Argument(...),
 def volume_rm(names: List[str] = typer.Argument(...)) -> None:
     """Remove volumes no container (in any state) uses."""
     lifecycle.require_root()
-    from minibox import volumes
+    from minibox.engine import volumes
 
     def one(name: str) -> str:
         volumes.remove(name)
@@ -77,7 +79,7 @@ def volume_prune(all_: bool = typer.Option(False, "-a", "--all", help="named vol
                  force: bool = typer.Option(False, "-f", "--force", help="do not ask (minibox never asks)")) -> None:
     """Remove the volumes no container uses: anonymous ones (with -a, named ones too)."""
     lifecycle.require_root()
-    from minibox import volumes
+    from minibox.engine import volumes
 
     gone = volumes.prune(all_)
     if gone:

@@ -22,7 +22,7 @@ import sys
 
 from minibox.cni import plugin
 from minibox.cni.plugin import CniError
-from minibox.model import Endpoint, PortMapping
+from minibox.model import Endpoint, NetworkMode, PortMapping
 from minibox.value import Value
 
 
@@ -168,7 +168,7 @@ def add(req: plugin.Request, explain: bool = False) -> dict:
         # veth, and the helper run() forked goes on importing pyroute2 meanwhile.
         if a.ports:
             endpoint.publish(a)
-        via = linkworker.take("bridge") or links
+        via = linkworker.take(NetworkMode("default")) or links
         via.add_endpoint(netplan.plan_endpoint(veth, net.bridge, ep.mac, ep.ip, ep.prefixlen, ep.gateway,
                                                req.netns, req.ifname), req.netns)
     except BaseException:
@@ -195,7 +195,7 @@ def _store_lock():
 def release(a: Attachment, req: plugin.Request | None = None) -> list[str]:
     from minibox.net import endpoint, links, linkworker
 
-    _, errors = endpoint.release(a, via=linkworker.take("bridge"))
+    _, errors = endpoint.release(a, via=linkworker.take(NetworkMode("default")))
     if a.ipam_type and req is not None:
         try:
             delegate_ipam(req, "DEL")
@@ -294,7 +294,7 @@ def main(argv: list[str], env: dict, stdin: str) -> tuple[int, dict | None]:
 
 def run() -> None:
     """The command, after minibox.cni.run has forked the netlink helper."""
-    from minibox.__main__ import exit_now
+    from minibox.entry import exit_now
 
     code, doc = main(sys.argv[1:], dict(os.environ), sys.stdin.read() if not sys.stdin.isatty() else "")
     if doc is not None:

@@ -9,7 +9,7 @@ what overlayfs reads:
 
 A hostile layer must not write outside its directory. Every entry is created relative to
 its parent directory's fd, and that parent is resolved inside the layer with no symlink at
-all on the way (runtime.inroot, strict): `evil -> /etc` followed by `evil/passwd` is
+all on the way (fs.inroot, strict): `evil -> /etc` followed by `evil/passwd` is
 refused, as are `..` and absolute names, and hard links to anything but a file already in
 this layer. The first such entry aborts the whole layer; nothing of it is kept.
 
@@ -33,7 +33,7 @@ from typing import BinaryIO
 from minibox.errors import InvalidSpec, MiniboxError, shown
 from minibox.image import OPAQUE, WHITEOUT
 from minibox.image.checked import CONFIG_LIMIT
-from minibox.runtime import fscopy, inroot
+from minibox.fs import fscopy, inroot
 from minibox.value import Value
 
 

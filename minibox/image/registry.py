@@ -21,7 +21,6 @@ import functools
 import json
 import os
 import re
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -323,7 +322,7 @@ def _opener(direct: bool) -> urllib.request.OpenerDirector:
     return opener
 
 
-def pull(text: str, out=sys.stdout) -> store.Image:
+def pull(text: str, out) -> store.Image:
     ref = refs.parse(text)
     store.clean_tmp()
     reg = Registry(ref)

@@ -370,13 +370,11 @@ def device_nodes(img: Image) -> int:
 def clean_tmp() -> list[str]:
     """Remove what an interrupted pull, load or import left (entries named after a PID
     that is gone; a concurrent one's work in progress stays); the paths removed."""
-    from minibox.runtime import procs
-
     d = _root() / "tmp"
     gone = []
     for p in d.iterdir() if d.is_dir() else ():
         pid = p.name.split("-")[1] if p.name.count("-") >= 2 else ""
-        if pid.isdigit() and procs.alive(int(pid)):
+        if pid.isdigit() and _alive(int(pid)):
             continue
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         gone.append(str(p))
@@ -386,7 +384,12 @@ def clean_tmp() -> list[str]:
         d = _root() / kind
         for p in d.iterdir() if d.is_dir() else ():
             words = p.name.removesuffix(".tmp").rsplit(".", 1)
-            if p.name.startswith(".") and len(words) == 2 and words[1].isdigit() and not procs.alive(int(words[1])):
+            if p.name.startswith(".") and len(words) == 2 and words[1].isdigit() and not _alive(int(words[1])):
                 p.unlink(missing_ok=True)
                 gone.append(str(p))
     return gone
+
+
+def _alive(pid: int) -> bool:
+    """A process with this PID exists (a pull's worker still writing what is named after it)."""
+    return os.path.exists(f"/proc/{pid}")

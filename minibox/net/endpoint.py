@@ -15,7 +15,7 @@ from typing import Callable
 
 from minibox import config, store
 from minibox.errors import Conflict, InvalidSpec
-from minibox.model import ContainerRecord, Endpoint, NetworkRecord, PortMapping
+from minibox.model import ContainerRecord, Endpoint, NetworkMode, NetworkRecord, PortMapping
 from minibox.net import conntrack, firewall, ipam_store, links, networks, portindex
 from minibox.plan import firewall as fwplan
 from minibox.plan import ipam
@@ -28,14 +28,14 @@ def veth_name(cid: str) -> str:
     return f"mbx{cid[:12]}"  # 15 characters: the kernel's limit for an interface name
 
 
-def resolve_network(mode: str, spec_ports: tuple, create: bool = True) -> NetworkRecord:
+def resolve_network(mode: NetworkMode, spec_ports: tuple, create: bool = True) -> NetworkRecord:
     """The network a container joins; the default one is created on first use (when `create`)."""
-    if mode in ("bridge", config.default_network()):
+    if mode.kind == "default" or mode.name == config.default_network():
         net = networks.default() if create else store.load_network(config.default_network())
         if net is None:  # a dry run on a fresh host: the network as it would be created
             net = networks.plan(config.default_network())
     else:
-        net = networks.get(mode)
+        net = networks.get(mode.name)
     networks.check_routes(net)
     if spec_ports and net.internal:
         raise InvalidSpec(f"network {net.name} is --internal: nothing can be published from it")
@@ -95,20 +95,47 @@ def hold_ports(wanted: tuple[PortMapping, ...]) -> tuple[list[socket.socket], tu
     return sockets, tuple(resolved)
 
 
-def allocate(rec: ContainerRecord, net: NetworkRecord, requested: str,
-             record: Callable[[ContainerRecord], None]) -> ContainerRecord:
-    """Choose the container's address; `record` saves the record naming it before the
-    address file exists, so a crash in between leaves an intent, never an orphan file."""
-    chosen: list[ContainerRecord] = []
+def reserve(rec: ContainerRecord, wanted: tuple[PortMapping, ...], net: NetworkRecord, requested: str,
+            record: Callable[[ContainerRecord], None] | None) -> tuple[ContainerRecord, list[socket.socket]]:
+    """rec's host ports held and its address chosen: the record naming them, and the
+    sockets holding the ports (the caller hands them to the shim, or closes them). `record`
+    saves the record before the address file exists, so a crash in between leaves an
+    intent, never an orphan file. Without `record` (run --dry-run) nothing is held or
+    written: ephemeral ports are those a bind gets now, the address the lowest free now."""
+    if record is None:
+        ports = tuple(p if p.host_port else p._replace(host_port=free_port(p)) for p in wanted)
+        sub = ipam.parse_subnet(net.subnet)
+        used = set(ipam_store.taken(net.name))
+        ip = ipam.check_requested(sub, net.gateway, requested, used) if requested else \
+            ipam.lowest_free(sub, net.gateway, used)
+        return _placed(rec._replace(ports=ports), net, ip), []
+    sockets, ports = hold_ports(wanted)
+    try:
+        chosen: list[ContainerRecord] = []
 
-    def before_create(ip: str) -> None:
-        ep = Endpoint(network=net.name, bridge=net.bridge, veth=veth_name(rec.id), ip=ip,
-                      prefixlen=net.prefixlen, gateway=net.gateway, mac=ipam.container_mac(ip))
-        chosen.append(rec._replace(endpoint=ep, firewall=net.firewall))
-        record(chosen[0])
+        def before_create(ip: str) -> None:
+            chosen.append(_placed(rec._replace(ports=ports), net, ip))
+            record(chosen[0])
 
-    ipam_store.allocate(net.name, net.subnet, net.gateway, rec.id, requested, before_create)
-    return chosen[0]
+        ipam_store.allocate(net.name, net.subnet, net.gateway, rec.id, requested, before_create)
+    except BaseException:
+        for s in sockets:
+            s.close()
+        raise
+    return chosen[0], sockets
+
+
+def _placed(rec: ContainerRecord, net: NetworkRecord, ip: str) -> ContainerRecord:
+    ep = Endpoint(network=net.name, bridge=net.bridge, veth=veth_name(rec.id), ip=ip, prefixlen=net.prefixlen,
+                  gateway=net.gateway, mac=ipam.container_mac(ip))
+    return rec._replace(endpoint=ep, firewall=net.firewall)
+
+
+def free_port(p: PortMapping) -> int:
+    """An ephemeral port a bind gets now (a dry run's stand-in for the one run will hold)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM) as s:
+        s.bind((p.host_ip or "0.0.0.0", 0))
+        return s.getsockname()[1]
 
 
 def index_ports(rec: ContainerRecord) -> list[PortFacts]:

@@ -48,13 +48,6 @@ def exists(name: str) -> bool:
         return False
 
 
-def _name(index: int) -> str:
-    try:
-        return socket.if_indextoname(index)
-    except OSError:
-        return ""
-
-
 def host_routes() -> list[Route]:
     """IPv4 routes of the main table, as dst CIDR + device name (from /proc/net/route, which
     lists exactly those, in this network namespace)."""
@@ -151,4 +144,3 @@ def add_endpoint(steps: list[Step], pid: int | str) -> None:
         ns.addr("add", index=eth, address=ip, prefixlen=int(prefixlen))
         ns.link("set", index=eth, state="up")
         ns.route("add", dst="default", gateway=route.gateway)
-

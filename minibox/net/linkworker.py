@@ -14,7 +14,7 @@ The helper is forked by minibox.helper: it never outlives its parent, ignores th
 terminal's Ctrl-C (the parent decides), holds /dev/null as stdio, and leaves with
 os._exit: nothing of the parent's (buffers, atexit handlers) runs twice. Forked before the start takes any
 lock or holds any port, it holds neither. An unused helper is killed and reaped before
-the parent exits (__main__.exit_now): not every host's init reaps orphans.
+the parent exits (entry.exit_now): not every host's init reaps orphans.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import signal
 
 from minibox import helper
 from minibox.errors import MiniboxError
+from minibox.model import NetworkMode
 
 
 class LinkError(MiniboxError):
@@ -176,7 +177,7 @@ def prefetch(args: list[str]) -> None:
     for i, arg in enumerate(args):
         mode = arg.split("=", 1)[1] if arg.startswith(("--network=", "--net=")) else \
             args[i + 1] if arg in ("--network", "--net") and i + 1 < len(args) else "bridge"
-        if mode in ("none", "host"):
+        if not NetworkMode.parse(mode).bridged:
             return
     begin()
 
@@ -190,13 +191,13 @@ def begin() -> None:
         pass  # the caller plugs its veth in itself
 
 
-def take(network_mode: str) -> Worker | None:
+def take(mode: NetworkMode) -> Worker | None:
     """The helper `begin` forked, for a start on a bridge network; None when there is none
     (the caller then uses links itself, whose functions a Worker mirrors) or when the start
     turned out not to need one."""
     global _early
     early, _early = _early, None
-    if early is not None and (network_mode or "bridge") in ("none", "host"):
+    if early is not None and not mode.bridged:
         early.close(kill=True)
         return None
     return early

@@ -11,10 +11,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets
-import sys
 import time
 from typing import Callable
 
+from minibox import notes
 from minibox import config, store
 from minibox.errors import Conflict, InvalidSpec, NotFound
 from minibox.model import NetworkRecord
@@ -42,8 +42,8 @@ def ensure_up(net: NetworkRecord) -> list[Step]:
     links.ensure_bridge(steps[:3])
     for s in steps[3:]:
         if sysctl.apply(s) and s.key == "net.ipv4.ip_forward":
-            print("minibox: note: enabled net.ipv4.ip_forward (it was 0) so containers can reach "
-                  "the outside and be reached through published ports", file=sys.stderr)
+            notes.say("note: enabled net.ipv4.ip_forward (it was 0) so containers can reach the outside and be "
+                      "reached through published ports")
     return steps
 
 

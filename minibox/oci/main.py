@@ -229,12 +229,12 @@ def log_error(msg: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Every failure as one line on stderr (and in --log, as runc's JSON lines with
     --log-format json), exit status 1, as runc does."""
-    from minibox.__main__ import run_app
+    from minibox.entry import run_app
 
     return run_app(lambda: app, sys.argv[1:] if argv is None else argv, "minibox-oci", log_error, 1, lambda _e: 1)
 
 
 def run_main() -> None:
-    from minibox.__main__ import exit_now
+    from minibox.entry import exit_now
 
     exit_now(main())

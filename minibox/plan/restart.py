@@ -6,7 +6,7 @@
     unless-stopped     the same, for minibox: with no daemon to restart, the two differ only
                        in what Docker does when its daemon starts again
 
-The decision is made by the shim's exit command (minibox.cleanup), as conmon's exit
+The decision is made by the shim's exit command (minibox.engine.cleanup), as conmon's exit
 command does for Podman. `stop` and `kill` mark the container stopped by the user first,
 so a policy never fights them. Between restarts the wait doubles from 100 ms, as Docker's
 does, and starts again from 100 ms once a run has lasted 10 s.

@@ -11,7 +11,7 @@
     network    bridge and sysctls, and the firewall transaction
     endpoint   the veth pair into PID 1's network namespace, address, route; conntrack
 
-`minibox run` applies the plan (minibox.launch), `--explain` prints it as it is applied, and
+`minibox run` applies the plan (minibox.engine.launch), `--explain` prints it as it is applied, and
 `--dry-run` prints it as a script (teach.dryrun): one plan, so the lesson cannot drift
 from what the kernel got; and one planner, so a flag that becomes a spec field works for
 `minibox run` and `minibox-oci` alike. Pure.
@@ -136,7 +136,7 @@ def runtime_spec(spec: ContainerSpec, rec: ContainerRecord, layout: RootfsLayout
                                                    "upper layer"})
     mounts += volume_mounts(rec, volume_root)
     namespaces = [{"type": t} for t in ("pid", "mount", "network", "uts", "ipc")
-                  if not (t == "network" and spec.network == "host")]
+                  if not (t == "network" and not spec.mode.own_netns)]
     resources: dict = {"devices": [{"allow": False, "access": "rwm"}]} if cgroups else {}
     if spec.memory:
         resources["memory"] = {"limit": spec.memory}

@@ -87,10 +87,6 @@ class Plan(Value):
     rules: tuple[Rule, ...]
     tightened: tuple[str, ...] = ()  # names TIGHTEN took away from the profile's allow rules
 
-    @property
-    def unconfined(self) -> bool:
-        return self.source == "unconfined"
-
 
 UNCONFINED = Plan("unconfined", "SCMP_ACT_ALLOW", 0, (), ())
 

@@ -1,6 +1,6 @@
 """The one Applier: each step of a container's plan carried out in the process it is for (PID 1 of `run` or of minibox-oci, or an exec'd process).
 
-Before pivot_root, paths are inside the root and resolved there (runtime.inroot); after it,
+Before pivot_root, paths are inside the root and resolved there (fs.inroot); after it,
 the root is '/'. The same class serves every launch: `run`'s PID 1 (runtime.init), an OCI
 container's (with its create/start split: the line to `create`, exec.fifo, the engine's
 console socket, the state hooks get), and an exec'd process (runtime.enter).
@@ -51,7 +51,8 @@ from minibox.plan.steps import (
     Sysctl,
     WaitStart,
 )
-from minibox.runtime import caps, fscopy, inroot, pivot
+from minibox.runtime import caps, pivot
+from minibox.fs import fscopy, inroot
 from minibox.runtime.command import InitError, execute, resolve_command
 from minibox.runtime.ociinit import run_hook
 
@@ -63,7 +64,7 @@ IFF_UP = 0x1
 class Applier:
     """Carries out a plan's steps for the process they are for, in order.
 
-    Every path under the container's root (`rootfs`) is resolved inside it (runtime.inroot):
+    Every path under the container's root (`rootfs`) is resolved inside it (fs.inroot):
     a hostile image's symlinks can redirect nothing to the host. Paths outside it are
     minibox's own (the overlay's layers, the per-container /etc files) or the engine's."""
 
@@ -372,7 +373,7 @@ KERNEL_DIRS = ("proc", "sys", "dev")
 
 
 def _strict(rel: str) -> bool:
-    """Under /proc, /sys and /dev no symlink may be followed (see runtime.inroot)."""
+    """Under /proc, /sys and /dev no symlink may be followed (see fs.inroot)."""
     return rel.split("/", 1)[0] in KERNEL_DIRS
 
 

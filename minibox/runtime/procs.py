@@ -123,10 +123,10 @@ def find_shims(container_dir: str) -> list[int]:
 
 
 def find_cleanups(cid: str) -> list[int]:
-    """PIDs of the shim's exit command (`python -m minibox.cleanup ID`) for container `cid`,
+    """PIDs of the shim's exit command (`python -m minibox.engine.cleanup ID`) for container `cid`,
     but this process: one may be waiting out a restart policy's backoff."""
     return [pid for pid, argv in _command_lines()
-            if pid != os.getpid() and b"minibox.cleanup" in argv and cid.encode() in argv]
+            if pid != os.getpid() and b"minibox.engine.cleanup" in argv and cid.encode() in argv]
 
 
 def all_shims() -> dict[int, str]:

@@ -32,10 +32,6 @@ def built_path(source: Path) -> Path:
     return config.paths().libexec / f"{name}-{st.st_size}-{st.st_mtime_ns}"
 
 
-def shim_path() -> Path:
-    return built_path(SOURCE)
-
-
 def ensure(source: Path) -> Path:
     path = built_path(source)
     if path.exists():

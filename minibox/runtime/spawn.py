@@ -112,11 +112,6 @@ class Spawned:
         _code, _, message = said.partition(" ")
         return message or f"it ended before its setup was done ({said or 'it said nothing'})"
 
-    def abort(self) -> None:
-        """Let PID 1 exit without running anything (rollback of a failed start)."""
-        if self.go >= 0:
-            os.close(self.go)
-            self.go = -1
 
     def wait_exec(self) -> None:
         """Block until PID 1 has exec'd its command; raise ExecFailed if it could not."""

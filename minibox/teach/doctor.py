@@ -229,7 +229,7 @@ def _socket_inodes(pid: int) -> set[str]:
 
 
 def check_ports() -> list[Finding]:
-    from minibox import lifecycle
+    from minibox.engine import lifecycle
 
     out = []
     listening = _listeners()

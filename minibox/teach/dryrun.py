@@ -1,6 +1,6 @@
 """`run --dry-run`: a container's plan as one runnable shell script; nothing is changed.
 
-The plan is plan.run.plan_run's, from facts read as `run` reads them (minibox.facts), so
+The plan is plan.run.plan_run's, from facts read as `run` reads them (minibox.engine.facts), so
 the script carries every step `run` applies. Only what `run` would reserve is chosen
 read-only here: the address is the lowest one free *now*, an ephemeral port one free
 *now*, the id and (without --name) the name fresh. The container's PID 1 is a shell
@@ -16,13 +16,11 @@ and the supervision (no shim: the shell started with `unshare` is PID 1's parent
 from __future__ import annotations
 
 import shlex
-import socket
 
-from minibox import config, facts, store
-from minibox.model import ContainerSpec, Endpoint
-from minibox.plan import ipam
+from minibox import config
+from minibox.engine import facts
+from minibox.model import ContainerSpec
 from minibox.plan.mounts import MASKED_PATHS, READONLY_PATHS
-from minibox.plan.network import veth_name
 from minibox.plan.oci import Plan
 from minibox.plan.run import plan_run
 from minibox.plan.steps import (
@@ -48,33 +46,15 @@ set -eu
 """
 
 
-def _free_port(proto: str, host_ip: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM) as s:
-        s.bind((host_ip or "0.0.0.0", 0))
-        return s.getsockname()[1]
-
-
 def plan(spec: ContainerSpec) -> Plan:
     """The plan `run` would apply now, reserving nothing."""
-    from minibox.plan import spec as specs
-
     basics = facts.read(spec, dry=True)
     spec = basics.spec  # with what the image adds (-P)
-    cid = facts.new_id()
-    name = spec.name or specs.generate_name(store.name_taken)
-    rec = facts.new_record(spec, basics, cid, name)
-    net = basics.network
-    if net is not None:
-        from minibox.net import ipam_store
+    rec = basics.record
+    if basics.network is not None:
+        from minibox.net import endpoint
 
-        ports = tuple(p if p.host_port else p._replace(host_port=_free_port(p.proto, p.host_ip))
-                      for p in spec.ports)
-        used = set(ipam_store.taken(net.name))
-        sub = ipam.parse_subnet(net.subnet)
-        ip = ipam.check_requested(sub, net.gateway, spec.ip, used) if spec.ip else ipam.lowest_free(sub, net.gateway, used)
-        ep = Endpoint(network=net.name, bridge=net.bridge, veth=veth_name(cid), ip=ip, prefixlen=net.prefixlen,
-                      gateway=net.gateway, mac=ipam.container_mac(ip))
-        rec = rec._replace(ports=ports, endpoint=ep, firewall=net.firewall)
+        rec, _ = endpoint.reserve(rec, spec.ports, basics.network, spec.ip, record=None)  # what run would hold
     return plan_run(spec, facts.for_run(spec, basics, rec))
 
 

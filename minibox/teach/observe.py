@@ -75,7 +75,7 @@ def probes(rec: ContainerRecord, state: ContainerState) -> list[Probe]:
                                  "nft list map ip minibox hostport-any; nft list map ip minibox hostport-addr"))
         out.append(Probe("connections conntrack tracks to or from its address (DNAT/SNAT in the reply tuple)",
                          f"conntrack -L -d {ep.ip} 2>/dev/null; conntrack -L -s {ep.ip} 2>/dev/null"))
-    elif rec.spec.network == "host":
+    elif rec.spec.mode.kind == "host":
         out.append(Probe("it shares the host's network namespace (--network host)", f"{inside}ip -br addr"))
     else:
         out.append(Probe("its own network namespace, with nothing but lo (--network none)", f"{inside}ip -br addr"))

@@ -75,7 +75,7 @@ def uplink(routes: list[str]) -> str:
 
 
 def gather(only: str = "", all_links: bool = False) -> Topology:
-    from minibox import lifecycle
+    from minibox.engine import lifecycle
     from minibox.net import netlink
 
     with netlink.iproute() as ipr:

@@ -1,6 +1,6 @@
 """Docker's exit codes, decided from the verb and the error's kind: pure, no root."""
 
-from minibox.__main__ import exit_code
+from minibox.entry import exit_code
 from minibox.errors import Conflict, InvalidSpec, NotFound, NotRunning
 
 

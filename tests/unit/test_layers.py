@@ -1,8 +1,13 @@
-"""The architecture, checked from the source: no import circles, and each layer imports only what it may.
+"""The architecture, checked from the source: no import circles, each layer imports only what it may, and only the command lines print.
 
     plan/      pure: nothing effectful (only plan, model, errors, config, value)
-    runtime/   and net/ never import each other, lifecycle, launch or the teaching tools
+    fs/        paths in a root and safe copies: the ground floor only
+    image/     never imports runtime/ (fs/ has what both need)
+    runtime/   and net/ never import each other, the engine or the teaching tools
+    engine/    never imports the command lines or the teaching tools
     teach/     sits on the core: nothing outside it and the CLI imports it
+    printing   only cli/, teach/, oci/, cni/ and the entry points write to stdout or stderr;
+               the rest says things through minibox.notes
 """
 
 import ast
@@ -70,9 +75,51 @@ def test_plan_is_pure():
 
 
 def test_runtime_and_net_stay_apart():
-    above = ("minibox.lifecycle", "minibox.launch", "minibox.teach", "minibox.cli", "minibox.gc")
+    above = ("minibox.engine", "minibox.teach", "minibox.cli")
     assert violations("minibox.runtime", lambda d: not d.startswith(("minibox.net",) + above)) == []
     assert violations("minibox.net", lambda d: not d.startswith(("minibox.runtime",) + above)) == []
+
+
+def test_fs_is_on_the_ground_floor_and_images_do_not_reach_into_the_runtime():
+    ground = ("minibox.fs", "minibox.linux", "minibox.errors", "minibox.value", "minibox.config")
+    assert violations("minibox.fs", lambda d: d.startswith(ground)) == []
+    assert violations("minibox.image", lambda d: not d.startswith("minibox.runtime")) == []
+
+
+def test_the_engine_does_not_reach_up():
+    assert violations("minibox.engine", lambda d: not d.startswith(("minibox.cli", "minibox.teach"))) == []
+
+
+ENTRY = ("minibox.cli", "minibox.teach", "minibox.oci", "minibox.cni", "minibox.__main__", "minibox.entry",
+         "minibox.notes")
+
+
+def _prints(path: Path) -> list[int]:
+    """Lines that print: print(), or sys.stdout / sys.stderr used (but to flush them, as a fork
+    does), outside `if __name__ == "__main__":`."""
+    tree = ast.parse(path.read_text())
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+            skip |= {n.lineno for n in ast.walk(node) if hasattr(n, "lineno")}
+    flushes = {id(n.func.value) for n in ast.walk(tree)
+               if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "flush"}
+    out = []
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip or id(node) in flushes:
+            continue
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            out.append(node.lineno)
+        elif isinstance(node, ast.Attribute) and node.attr in ("stdout", "stderr") and \
+                isinstance(node.value, ast.Name) and node.value.id == "sys":
+            out.append(node.lineno)
+    return out
+
+
+def test_nothing_below_the_command_lines_prints():
+    found = {module_name(p): lines for p in PKG.rglob("*.py")
+             if not module_name(p).startswith(ENTRY) and (lines := _prints(p))}
+    assert found == {}
 
 
 def test_teaching_sits_on_the_core():

@@ -3,7 +3,7 @@
 import click.testing
 import typer
 
-from minibox.__main__ import click_command
+from minibox.entry import click_command
 from minibox.cli import app
 from minibox.oci.main import app as oci_app
 

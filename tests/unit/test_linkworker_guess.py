@@ -2,6 +2,7 @@
 
 import pytest
 
+from minibox.model import NetworkMode
 from minibox.net import linkworker
 
 
@@ -44,7 +45,7 @@ def test_take_hands_it_over_once_and_ends_it_for_a_start_without_a_bridge(monkey
             closed.append(kill)
 
     monkeypatch.setattr(linkworker, "_early", Fake())
-    assert isinstance(linkworker.take("bridge"), Fake)
-    assert linkworker.take("bridge") is None  # handed over once
+    assert isinstance(linkworker.take(NetworkMode.parse("bridge")), Fake)
+    assert linkworker.take(NetworkMode.parse("bridge")) is None  # handed over once
     monkeypatch.setattr(linkworker, "_early", Fake())
-    assert linkworker.take("none") is None and closed == [True]
+    assert linkworker.take(NetworkMode.parse("none")) is None and closed == [True]

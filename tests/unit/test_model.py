@@ -52,3 +52,32 @@ def test_transitions():
     assert can_move("creating", "created") and can_move("created", "running") and can_move("running", "exited")
     assert can_move("creating", "exited") and can_move("exited", "removing")
     assert not can_move("exited", "running") and not can_move("removing", "running")
+
+
+def test_the_network_mode_is_read_once_into_a_value():
+    from minibox.model import ContainerSpec, NetworkMode
+
+    assert NetworkMode.parse("") == NetworkMode.parse("bridge") == NetworkMode("default")
+    assert NetworkMode.parse("none").kind == "none" and not NetworkMode.parse("none").bridged
+    host = NetworkMode.parse("host")
+    assert not host.bridged and not host.own_netns
+    named = NetworkMode.parse("v-net-0")
+    assert named.bridged and named.own_netns and named.name == "v-net-0" and str(named) == "v-net-0"
+    assert ContainerSpec(image="i", network="none").mode == NetworkMode("none")
+
+
+def test_notes_go_where_the_command_sends_them():
+    import io
+
+    from minibox import notes
+
+    notes.use(None)
+    notes.say("kept for later")
+    assert notes.kept[-1] == "kept for later"
+    out = io.StringIO()
+    notes.use(out)
+    try:
+        notes.say("enabled something")
+        assert out.getvalue() == "minibox: enabled something\n"
+    finally:
+        notes.use(None)

@@ -1,6 +1,7 @@
 """Docker-style durations, status lines, tables, log parsing."""
 
-from minibox import logs, present
+from minibox.cli import present
+from minibox.engine import logs
 from minibox.model import ContainerRecord, ContainerSpec, ContainerState, PortMapping
 
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from minibox import logs, template
+from minibox.cli import template
+from minibox.engine import logs
 from minibox.errors import InvalidSpec
 from minibox.model import ContainerRecord, ContainerSpec, MountSpec, PortMapping
 from minibox.plan import run as runplan

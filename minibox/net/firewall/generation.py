@@ -53,10 +53,6 @@ def record() -> None:
         pass
 
 
-def forget() -> None:
-    _path().unlink(missing_ok=True)
-
-
 def _counters_path():
     return config.paths().networks / ".firewall-counters"
 

@@ -23,11 +23,6 @@ def saved(table: str) -> list[str]:
     return run_tool(["iptables-save", "-t", table], check=False).stdout.splitlines()
 
 
-def forward_policy_drops(lines: list[str] | None = None) -> bool:
-    """True when iptables' filter FORWARD chain has policy DROP (Docker's doing)."""
-    return any(line.startswith(":FORWARD DROP") for line in (saved("filter") if lines is None else lines))
-
-
 def forward_chain_exists(lines: list[str] | None = None) -> bool:
     return any(line.startswith(":FORWARD ") for line in (saved("filter") if lines is None else lines))
 

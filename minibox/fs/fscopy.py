@@ -1,7 +1,7 @@
 """Copying files and trees between directory fds, never following a symlink: a volume's first content, and `minibox cp`.
 
 Both ends are O_PATH/O_DIRECTORY fds that were resolved safely (inside a container's root,
-runtime.inroot), and every entry below them is opened relative to its parent's fd with
+fs.inroot), and every entry below them is opened relative to its parent's fd with
 O_NOFOLLOW: a symlink in the tree is copied as a symlink, never entered, so a container
 cannot steer a copy to the host's files by swapping a directory for a link. Devices and
 sockets are skipped (a container's device nodes are inert anyway: its root is nodev).

@@ -18,7 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from minibox import config, facts, lifecycle, store
+from minibox import notes
+from minibox import config, store
+from minibox.engine import facts, lifecycle
 from minibox.errors import ExecFailed, MiniboxError
 from minibox.model import (
     CREATED,
@@ -48,27 +50,25 @@ def run(spec: ContainerSpec, explain=None, park: bool = False) -> RunResult:
     """Create and start a container. `explain(steps, pid, cid)`, if given, is called with
     every step applied, just before the container's command is allowed to start. With
     `park` (`minibox create`), its PID 1 waits for `start` instead."""
-    from minibox.plan import spec as specs
     from minibox.runtime import shimbin
 
     lifecycle.require_root()
     from minibox.net import linkworker
 
-    worker = linkworker.take(spec.network)  # pyroute2 imported beside everything before the veth
+    worker = linkworker.take(spec.mode)  # pyroute2 imported beside everything before the veth
     try:
         basics = facts.read(spec)
         spec = basics.spec  # with what the image adds (-P)
         shim = str(shimbin.ensure_shim())
-        cid = facts.new_id()
-        name = spec.name or specs.generate_name(store.name_taken)
-        store.reserve_name(name, cid)  # atomic: of parallel runs asking for one name, one wins
+        rec = basics.record
+        cid = rec.id
+        store.reserve_name(rec.name, cid)  # atomic: of parallel runs asking for one name, one wins
     except BaseException:
         if worker is not None:
             worker.close(kill=True)
         raise
     try:
         store.make_container_dir(cid)
-        rec = facts.new_record(spec, basics, cid, name)
         me = os.getpid()
         store.save_record(rec)
         store.save_state(cid, ContainerState(status=CREATING, creator_pid=me, creator_start=procs.start_time(me)))
@@ -109,8 +109,7 @@ def plan_and_apply(spec: ContainerSpec, basics: facts.Basics, rec: ContainerReco
         else:
             from minibox.net import endpoint, firewall, networks
 
-            sockets, ports = endpoint.hold_ports(spec.ports)
-            rec = endpoint.allocate(rec._replace(ports=ports), basics.network, spec.ip, record=store.save_record)
+            rec, sockets = endpoint.reserve(rec, spec.ports, basics.network, spec.ip, record=store.save_record)
             networks.ensure_up(basics.network)  # converge: the bridge and its sysctls, as the plan has them
             endpoint.index_ports(rec)
             # Plan once: the firewall transaction from facts read under the lock, and that very
@@ -141,14 +140,14 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
             store.make_dirs(Path(step.path), step.mode)
         elif isinstance(step, WriteFile):
             _write(step, again)
-    from minibox import execute
+    from minibox.engine import execute
 
     execute.save_spec(rec.id, plan.spec, basics.seccomp)  # what exec reads back: PID 1's own process
     cgroups.create(list(plan.cgroups))
     # Detached, the shim's exit command records the end; attached with a pty, it does so
     # only if Ctrl-P Ctrl-Q detached the caller (else the caller does, in finish()).
     detachable = spec.tty and spec.interactive and not spec.detach
-    exit_cmd = [sys.executable, "-m", "minibox.cleanup", rec.id] if spec.detach or detachable else []
+    exit_cmd = [sys.executable, "-m", "minibox.engine.cleanup", rec.id] if spec.detach or detachable else []
     fifo = str(cdir / START_FIFO) if park else ""
     if park:
         with contextlib.suppress(FileNotFoundError):
@@ -223,8 +222,7 @@ def _undo(cid: str) -> None:
         with contextlib.suppress(Exception):
             signal.signal(signal.SIGINT, signal.default_int_handler)
     if errors:
-        print(f"minibox: warning: undoing the failed run of {cid[:12]}: {'; '.join(errors)} "
-              "(`minibox gc` finishes it)", file=sys.stderr)
+        notes.say(f"warning: undoing the failed run of {cid[:12]}: {'; '.join(errors)} (`minibox gc` finishes it)")
 
 
 def _reap(pid: int) -> int:

@@ -21,7 +21,8 @@ import re
 import signal
 import socket
 
-from minibox import config, lifecycle, store
+from minibox import config, store
+from minibox.engine import lifecycle
 from minibox.errors import Damaged
 from minibox.model import CREATED, CREATING, EXITED, REMOVING
 from minibox.plan.steps import Kill, RemovePath, Step

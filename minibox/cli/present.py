@@ -192,7 +192,7 @@ class Output:
     (a header, then a row each), or a Go template (one line each)."""
 
     def __init__(self, fmt: str, allow_table: bool = True):
-        from minibox import template
+        from minibox.cli import template
         from minibox.errors import InvalidSpec
 
         self.fmt = fmt
@@ -323,7 +323,7 @@ def image_rows(imgs, now: float | None = None) -> list[list[str]]:
 def built(img) -> float:
     """When the image was made (its config's `created`, as Docker's CREATED shows), else
     when it was stored here."""
-    from minibox.logs import epoch
+    from minibox.engine.logs import epoch
 
     return (epoch(img.built) if img.built else 0.0) or img.created
 

@@ -14,7 +14,6 @@ deletes, going on past errors and reporting them all.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import signal
@@ -338,7 +337,7 @@ def teardown(cid: str, rec: ContainerRecord | None = None, state: ContainerState
             except OSError as e:
                 c.errors.append(f"removing {cdir}: {e.strerror}")
         if rec is not None and (volumes or rec.spec.remove):
-            from minibox import volumes as vols
+            from minibox.engine import volumes as vols
 
             for m in rec.mounts:
                 if m.kind == "volume" and m.anonymous:
@@ -372,7 +371,7 @@ def _mark_removing(cid: str, c: Collector) -> None:
             return
         except WriteFailed:
             if attempt == 0:
-                from minibox import logs
+                from minibox.engine import logs
 
                 logs.drop(config.paths().container(cid))
         except OSError:
@@ -414,7 +413,3 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 
 # --- exec ----------------------------------------------------------------------------------------------
-
-
-def is_gone_error(e: OSError) -> bool:
-    return e.errno in (errno.ENOENT, errno.ESRCH)

@@ -9,7 +9,6 @@ first, then container.log.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from datetime import timezone
 from pathlib import Path
@@ -99,18 +98,15 @@ class Lines:
         return out
 
 
+Emit = Callable[[str, bytes], None]  # ("stdout" or "stderr", what it wrote): the CLI writes it out
+
+
 class Options(Value):
     follow: bool = False
     tail: int = -1  # last N lines; -1 all
     since: float = 0.0  # epoch seconds; 0 from the start
     until: float = 0.0
     timestamps: bool = False
-
-
-def emit(stream: str, data: bytes) -> None:
-    out = sys.stderr.buffer if stream == "stderr" else sys.stdout.buffer
-    out.write(data)
-    out.flush()
 
 
 def files(cdir: Path) -> list[Path]:
@@ -132,7 +128,7 @@ def drop(cdir: Path) -> None:
             pass
 
 
-def _emit_lines(lines: list[tuple[str, str, bytes]], opts: Options) -> None:
+def _emit_lines(lines: list[tuple[str, str, bytes]], opts: Options, emit: Emit) -> None:
     for ts, stream, data in lines:
         if opts.since and epoch(ts) < opts.since:
             continue
@@ -141,9 +137,9 @@ def _emit_lines(lines: list[tuple[str, str, bytes]], opts: Options) -> None:
         emit(stream, (ts.encode() + b" " if opts.timestamps else b"") + data)
 
 
-def show(cdir: Path, running: Callable[[], bool], opts: Options = Options()) -> None:
-    """Print the log (the last `tail` lines, from `since`); with follow, keep printing
-    until the container has stopped."""
+def show(cdir: Path, running: Callable[[], bool], emit: Emit, opts: Options = Options()) -> None:
+    """Hand the log (the last `tail` lines, from `since`) to `emit(stream, bytes)`; with
+    follow, keep doing so until the container has stopped."""
     joined = Lines()
     backlog: list[tuple[str, str, bytes]] = []
     for path in files(cdir)[:-1]:
@@ -168,7 +164,7 @@ def show(cdir: Path, running: Callable[[], bool], opts: Options = Options()) -> 
         pending = b""
     if opts.since:
         backlog = [x for x in backlog if epoch(x[0]) >= opts.since]
-    _emit_lines(backlog[len(backlog) - opts.tail:] if 0 <= opts.tail <= len(backlog) else backlog, opts)
+    _emit_lines(backlog[len(backlog) - opts.tail:] if 0 <= opts.tail <= len(backlog) else backlog, opts, emit)
     if f is None or f.closed:
         return
     while True:
@@ -177,7 +173,7 @@ def show(cdir: Path, running: Callable[[], bool], opts: Options = Options()) -> 
             pending += chunk
             complete, _, pending = pending.rpartition(b"\n")
             if complete:
-                _emit_lines(joined.feed(complete), opts)
+                _emit_lines(joined.feed(complete), opts, emit)
             continue
         if _rotated(f, current):
             f.close()  # what was left in it was read above; go on with the new file
@@ -188,7 +184,7 @@ def show(cdir: Path, running: Callable[[], bool], opts: Options = Options()) -> 
             continue
         if not running():
             # one last read: the shim drains output right after PID 1 exits
-            _emit_lines(joined.feed(pending + f.read()) + joined.rest(), opts)
+            _emit_lines(joined.feed(pending + f.read()) + joined.rest(), opts, emit)
             f.close()
             return
         time.sleep(0.1)

@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import sys
 import time
 
-from minibox import config, facts, launch, lifecycle, store
+from minibox import notes
+from minibox import config, store
+from minibox.engine import facts, launch, lifecycle
 from minibox.errors import Conflict
 from minibox.model import CREATED, CREATING, EXITED, RUNNING, ContainerState, can_move
 from minibox.plan import restart as policy
@@ -83,7 +84,7 @@ def run_again(cid: str, restarts: int = 0, quick: int = 0, unless=None) -> Conta
     spec = rec.spec._replace(image=rec.image_id or rec.spec.image, pull="never", ports=rec.ports,
                              publish_all=False, detach=True, interactive=False)
     try:
-        basics = facts.read(spec)
+        basics = facts.read(spec, cid=rec.id, name=rec.name)
         _plan, sp, _steps = launch.plan_and_apply(spec, basics, rec, str(shimbin.ensure_shim()), again=True)
     except BaseException as e:
         _give_up(cid, e)
@@ -118,6 +119,6 @@ def policy_after_exit(cid: str) -> bool:
         after = run_again(cid, state.restart_count + 1, quick, unless=lambda now: now.status != EXITED or
                           now.stopped_by_user or now.finished_at != state.finished_at)
     except Exception as e:  # noqa: BLE001 - the shim's exit command has nobody to tell but the state
-        print(f"minibox: restarting {rec.name}: {e}", file=sys.stderr)
+        notes.say(f"restarting {rec.name}: {e}")
         return False
     return after.restart_count == state.restart_count + 1 and after.status != EXITED

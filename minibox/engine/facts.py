@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 
+from minibox import notes
 from minibox import config, store
 from minibox.errors import InvalidSpec
 from minibox.image import store as images
@@ -34,6 +34,7 @@ class Basics(Value):
     network_is_new: bool
     passwd: str = ""  # the image's /etc/passwd and /etc/group: who -u names, and root's groups
     group: str = ""
+    record: ContainerRecord | None = None  # the new container's record, built once here (new_record)
 
 
 def container_caps(device_control: str, quiet: bool = False) -> tuple[str, ...]:
@@ -42,9 +43,8 @@ def container_caps(device_control: str, quiet: bool = False) -> tuple[str, ...]:
         return caps.DEFAULT_CAPS
     marker = config.paths().root / "cache" / "warned-no-device-cgroup"
     if not quiet and not marker.exists():
-        print("minibox: note: no device cgroup here (neither the v1 devices controller nor cgroup v2): containers "
-              "get no CAP_MKNOD, and their root is mounted nodev, so they cannot open host devices",
-              file=sys.stderr)
+        notes.say("note: no device cgroup here (neither the v1 devices controller nor cgroup v2): containers get "
+                  "no CAP_MKNOD, and their root is mounted nodev, so they cannot open host devices")
         with contextlib.suppress(OSError):
             marker.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             marker.touch()
@@ -63,15 +63,15 @@ def image_for(ref: str, policy: str = "missing", dry: bool = False) -> images.Im
     from minibox.image import registry
 
     if img is None:
-        print(f"Unable to find image '{refs.parse(ref).familiar}' locally", file=sys.stderr)
-    return registry.pull(ref, out=sys.stderr)
+        notes.stream().write(f"Unable to find image '{refs.parse(ref).familiar}' locally\n")  # (Docker's words)
+    return registry.pull(ref, out=notes.stream())
 
 
 def layer_file(img: images.Image, path: str) -> str:
     """A file of the image, read from the topmost layer that has it (or deletes it), each
     layer's symlinks resolved inside that layer only; "" if none has it."""
     from minibox.image import WHITEOUT
-    from minibox.runtime import inroot
+    from minibox.fs import inroot
 
     name = path.lstrip("/")
     for d in images.lowerdirs(img):
@@ -106,12 +106,15 @@ def check_mounts(spec: ContainerSpec) -> None:
             raise InvalidSpec(f"-v source {m.source} is neither a directory nor a file")
 
 
-def read(spec: ContainerSpec, dry: bool = False) -> Basics:
+def read(spec: ContainerSpec, dry: bool = False, cid: str = "", name: str = "") -> Basics:
+    """What a run reads before it plans, and the new container's record (`cid` and `name`
+    its id and name: a fresh id and a generated name when not given). Building the record
+    here is what checks that the command and the user resolve, before anything is made."""
     from minibox.plan import ports as portplan
 
     check_mounts(spec)
     image = image_for(spec.image, spec.pull, dry)
-    if spec.publish_all and spec.network not in ("none", "host"):
+    if spec.publish_all and spec.mode.bridged:
         spec = spec._replace(ports=portplan.publish_exposed(spec.ports, image.config.exposed))
     passwd, group = layer_file(image, "/etc/passwd"), layer_file(image, "/etc/group")
     lay = cgroups.layout()
@@ -124,18 +127,20 @@ def read(spec: ContainerSpec, dry: bool = False) -> Basics:
     except OSError:
         resolv = ""
     net, new = None, False
-    mode = spec.network or "bridge"
-    if mode not in ("none", "host"):
+    if spec.mode.bridged:
         from minibox.net import (
             endpoint,  # the network modules are paid for by bridged containers only
         )
 
-        if dry and mode in ("bridge", config.default_network()):
+        if dry and spec.mode.kind == "default":
             new = store.load_network(config.default_network()) is None
-        net = endpoint.resolve_network(mode, spec.ports, create=not dry)
+        net = endpoint.resolve_network(spec.mode, spec.ports, create=not dry)
     basics = Basics(spec, image, keep, filter_step, lay, resolv, net, new, passwd, group)
-    new_record(spec, basics, "0" * 64, "check")  # the command and the user resolve, or nothing happens
-    return basics
+    from minibox.plan import spec as specs
+
+    cid = cid or new_id()
+    return basics._replace(record=new_record(spec, basics, cid, name or spec.name or
+                                             specs.generate_name(store.name_taken)))
 
 
 def new_record(spec: ContainerSpec, basics: Basics, cid: str, name: str) -> ContainerRecord:

@@ -4,7 +4,7 @@
     minibox cp ./site web:/www              in; into /www/site if /www is a directory
     minibox cp web:/var/log - | tar t       out as a tar stream;  `- web:/dir` reads one in
 
-Every path in the container is resolved inside its root (runtime.inroot): a symlink in the
+Every path in the container is resolved inside its root (fs.inroot): a symlink in the
 container leads somewhere in the container, never to the host. The copy itself runs in a
 child process: for a running container its root is /proc/PID/root (its mounts included);
 for a stopped one the child mounts the container's overlay and volumes again in a mount
@@ -17,13 +17,12 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-import sys
 import tarfile
 
 from minibox import config
 from minibox.errors import InvalidSpec, MiniboxError, NotFound
 from minibox.model import ContainerRecord, ContainerState
-from minibox.runtime import fscopy, inroot
+from minibox.fs import fscopy, inroot
 from minibox.value import Value
 
 
@@ -81,9 +80,10 @@ def _abs(path: str) -> str:
 
 
 def copy(rec: ContainerRecord, state: ContainerState, src: Endpoint, dst: Endpoint, archive: bool,
-         follow: bool, steps: list) -> None:
+         follow: bool, steps: list, streams=(None, None)) -> None:
     """Carry out plan()'s steps: the copy in a child (see the module's docstring), the
-    container frozen around it when they say so; the child's error, if any, raised here."""
+    container frozen around it when they say so; the child's error, if any, raised here.
+    `streams`: the caller's (stdin, stdout), binary, for a tar stream in or out (`-`)."""
     import contextlib
 
     from minibox.plan.steps import Freeze
@@ -91,11 +91,11 @@ def copy(rec: ContainerRecord, state: ContainerState, src: Endpoint, dst: Endpoi
 
     freeze = next((s for s in steps if isinstance(s, Freeze)), None)
     with cgroups.held_frozen([os.path.dirname(freeze.path)]) if freeze else contextlib.nullcontext():
-        _copy(rec, state, src, dst, archive, follow)
+        _copy(rec, state, src, dst, archive, follow, streams)
 
 
 def _copy(rec: ContainerRecord, state: ContainerState, src: Endpoint, dst: Endpoint, archive: bool,
-          follow: bool) -> None:
+          follow: bool, streams) -> None:
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -104,9 +104,9 @@ def _copy(rec: ContainerRecord, state: ContainerState, src: Endpoint, dst: Endpo
         try:
             root = _container_root(rec, state)
             if src.container:
-                _out(root, src.path, dst.path, archive, follow)
+                _out(root, src.path, dst.path, archive, follow, streams[1])
             else:
-                _in(root, src.path, dst.path, archive, follow)
+                _in(root, src.path, dst.path, archive, follow, streams[0])
         except MiniboxError as e:
             os.write(w, f"{e.code} {e}".encode())
             code = 1
@@ -118,7 +118,8 @@ def _copy(rec: ContainerRecord, state: ContainerState, src: Endpoint, dst: Endpo
             code = 1
         finally:
             try:
-                sys.stdout.flush()
+                if streams[1] is not None:
+                    streams[1].flush()
             finally:
                 os._exit(code)
     os.close(w)
@@ -180,7 +181,7 @@ def _open_dir(root: inroot.Root, rel: str, what: str) -> int:
         raise InvalidSpec(f"/{rel} in the container is not a directory ({what})") from None
 
 
-def _out(root: inroot.Root, path: str, dest: str, archive: bool, follow: bool) -> None:
+def _out(root: inroot.Root, path: str, dest: str, archive: bool, follow: bool, stdout) -> None:
     norm = posixpath.normpath("/" + path)
     contents = path.endswith("/.") or norm == "/"  # SRC/. : what is in the directory, not itself
     parent_rel, name = _split(norm) if norm != "/" else (".", ".")
@@ -199,7 +200,7 @@ def _out(root: inroot.Root, path: str, dest: str, archive: bool, follow: bool) -
         except FileNotFoundError:
             raise NotFound(f"no such file in the container: {path}") from None
         if dest == "-":
-            _tar_out(parent, name, posixpath.basename(norm) or ".", contents)
+            _tar_out(parent, name, posixpath.basename(norm) or ".", contents, stdout)
             return
         owner = fscopy.PRESERVE if archive else fscopy.Owner(os.getuid(), os.getgid())
         _copy_to_host(parent, name, st, dest, contents, owner)
@@ -224,8 +225,8 @@ def _copy_to_host(parent: int, name: str, st: os.stat_result, dest: str, content
         os.close(dfd)
 
 
-def _tar_out(parent: int, name: str, arcname: str, contents: bool) -> None:
-    with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+def _tar_out(parent: int, name: str, arcname: str, contents: bool, stdout) -> None:
+    with tarfile.open(fileobj=stdout, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         if contents:
             d = os.open(name, fscopy.DIR_FLAGS, dir_fd=parent)
             try:
@@ -235,7 +236,7 @@ def _tar_out(parent: int, name: str, arcname: str, contents: bool) -> None:
                 os.close(d)
         else:
             _add(tar, parent, name, arcname)
-    sys.stdout.buffer.flush()
+    stdout.flush()
 
 
 def _add(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str) -> None:
@@ -261,7 +262,7 @@ def _add(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str) -> None:
             tar.addfile(info, f)
 
 
-def _in(root: inroot.Root, src: str, path: str, archive: bool, follow: bool) -> None:
+def _in(root: inroot.Root, src: str, path: str, archive: bool, follow: bool, stdin) -> None:
     if src == "-":
         from minibox.image import layers
 
@@ -269,7 +270,7 @@ def _in(root: inroot.Root, src: str, path: str, archive: bool, follow: bool) -> 
         try:
             sub = inroot.Root(inroot.fd_path(d))
             try:
-                layers.extract(sys.stdin.buffer, sub, layer=False)
+                layers.extract(stdin, sub, layer=False)
             except tarfile.TarError as e:
                 raise InvalidSpec(f"cp: the input is not a tar archive: {e}") from None
             finally:

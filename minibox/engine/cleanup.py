@@ -1,6 +1,6 @@
 """The shim's exit command: record a detached container's exit, give back what it held, apply its restart policy.
 
-Run by the shim as `python -m minibox.cleanup ID` right after the container's PID 1 exits
+Run by the shim as `python -m minibox.engine.cleanup ID` right after the container's PID 1 exits
 (Podman's conmon runs `podman container cleanup` the same way). It imports no CLI code, so
 it starts fast; failures are kept in the container's state for `inspect` to show. Its
 output goes nowhere (the shim gives it /dev/null), so it never lets an exception out.
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from minibox import lifecycle, store
+from minibox import store
+from minibox.engine import lifecycle
 from minibox.errors import MiniboxError
 
 
@@ -24,7 +25,7 @@ def main(cid: str) -> int:
         if rec.spec.remove:
             lifecycle.remove(cid)
         elif rec.spec.restart not in ("", "no"):
-            from minibox import start
+            from minibox.engine import start
 
             start.policy_after_exit(cid)
     except MiniboxError as e:
@@ -40,4 +41,7 @@ def main(cid: str) -> int:
 
 
 if __name__ == "__main__":
+    from minibox import notes
+
+    notes.use(sys.stderr)  # the shim's: what went wrong reaches whoever reads it
     sys.exit(main(sys.argv[1]))

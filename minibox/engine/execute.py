@@ -103,7 +103,7 @@ def exec_user(rec: ContainerRecord, state: ContainerState, user: str) -> dict:
     """`exec -u`, resolved against the container's own /etc/passwd and /etc/group (read
     inside its root, as it is now)."""
     from minibox.plan import users
-    from minibox.runtime import inroot
+    from minibox.fs import inroot
 
     users.validate(user)
     texts = []
