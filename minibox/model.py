@@ -266,7 +266,7 @@ class ContainerState(Value):
     error: str = ""
     released: bool = False  # network, cgroups and rules given back after exit
     release_log: tuple = ()  # (why, command) of each step that gave them back
-    parked: bool = False  # made by `create`: PID 1 waits on start.fifo for `start`
+    parked: bool = False  # made by `create`: PID 1 waits on exec.fifo for `start`
     restart_count: int = 0  # times a restart policy (not the user) started it again
     quick_restarts: int = 0  # of those, in a row after runs shorter than 10 s: the backoff
     stopped_by_user: bool = False  # `stop` or `kill`: its restart policy stands down

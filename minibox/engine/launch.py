@@ -1,7 +1,7 @@
 """`minibox run`: record the container, hold its address and ports, plan it, apply the plan, let it go.
 
     facts (read) -> record (state: creating) -> hold ports, choose address (recorded first)
-      -> plan_run (pure) -> files, network, firewall, cgroups -> spawn (PID 1 joins its cgroup)
+      -> plan_run (pure) -> files, network, firewall, cgroups -> launcher (PID 1 joins its cgroup)
       -> veth into its namespace -> state: created -> state: running -> "go"
 
 Every side effect comes after the state that names it, so a `run` killed at any moment
@@ -36,7 +36,7 @@ from minibox.plan.steps import ConntrackFlush, Firewall, MakeDir, WriteFile
 from minibox.runtime import procs
 from minibox.value import Value
 
-START_FIFO = "start.fifo"
+START_FIFO = "exec.fifo"  # plan.oci's WaitStart: where a created PID 1 waits for `start`
 ATTACH_SOCKET = "attach.sock"  # where the shim waits for `minibox attach`
 
 
@@ -83,7 +83,7 @@ def run(spec: ContainerSpec, explain=None, park: bool = False) -> RunResult:
     if park:
         return RunResult(plan.record, None, steps)
     try:
-        sp.wait_exec()
+        sp.wait()
     except ExecFailed:
         if spec.detach:
             lifecycle.wait_exit(cid, 5.0)  # the shim records the 126/127 and runs the cleanup
@@ -105,7 +105,7 @@ def plan_and_apply(spec: ContainerSpec, basics: facts.Basics, rec: ContainerReco
     sockets: list = []
     try:
         if basics.network is None:
-            plan = plan_run(spec, facts.for_run(spec, basics, rec))
+            plan = plan_run(spec, facts.for_run(spec, basics, rec), park)
         else:
             from minibox.net import endpoint, firewall, networks
 
@@ -115,7 +115,7 @@ def plan_and_apply(spec: ContainerSpec, basics: facts.Basics, rec: ContainerReco
             # Plan once: the firewall transaction from facts read under the lock, and that very
             # transaction applied (a parallel run may have changed the ruleset meanwhile).
             with firewall.locked(rec.firewall) as ff:
-                plan = plan_run(spec, facts.for_run(spec, basics, rec, ff))
+                plan = plan_run(spec, facts.for_run(spec, basics, rec, ff), park)
                 firewall.apply(rec.firewall, [s for s in plan.network if isinstance(s, Firewall)])
         sp, steps = apply(plan, spec, basics, shim, sockets, explain, park, again, worker)
     except BaseException:
@@ -130,8 +130,7 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
     """Carry out the plan, in its order; the Spawned PID 1 and the steps as applied. `park`:
     leave PID 1 waiting for `start`; `again`: the container ran before (its files exist);
     `worker`: the linkworker that plugs the veth in."""
-    from minibox.runtime import cgroups, shimbin, spawn
-    from minibox.runtime.init import InitConfig
+    from minibox.runtime import cgroups, launcher, shimbin
 
     rec = plan.record
     cdir = config.paths().container(rec.id)
@@ -148,19 +147,20 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
     # only if Ctrl-P Ctrl-Q detached the caller (else the caller does, in finish()).
     detachable = spec.tty and spec.interactive and not spec.detach
     exit_cmd = [sys.executable, "-m", "minibox.engine.cleanup", rec.id] if spec.detach or detachable else []
-    fifo = str(cdir / START_FIFO) if park else ""
     if park:
+        fifo = str(cdir / START_FIFO)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(fifo)
         os.mkfifo(fifo, 0o600)
-    sp = spawn.spawn(spawn.SpawnRequest(
-        init=InitConfig(steps=list(plan.init), tty=spec.tty, start_fifo=fifo, execer=str(shimbin.ensure_execer())),
-        namespaces=plan.unshare.namespaces,
-        shim=shim,
-        exit_file=str(cdir / "exit.json"), log_file=str(cdir / "container.log"), attach=not spec.detach,
-        interactive=spec.interactive, exit_command=exit_cmd, hold_fds=[s.fileno() for s in sockets],
-        cgroup_dirs=plan.cgroup_dirs, log_max_size=spec.log_max_size, log_max_files=spec.log_max_files,
-        attach_socket=str(cdir / ATTACH_SOCKET), detachable=detachable))
+    sp = launcher.launch(
+        launcher.Launch(steps=plan.init, rootfs=plan.rootfs, unshare=plan.unshare.namespaces,
+                        join=tuple((j.kind, j.path) for j in plan.join), cgroup_dirs=tuple(plan.cgroup_dirs),
+                        execer=str(shimbin.ensure_execer()), terminal=spec.tty, lookup_at_create=False),
+        launcher.Shim(path=shim, exit_file=str(cdir / "exit.json"), log_file=str(cdir / "container.log"),
+                      attach=not spec.detach, interactive=spec.interactive, exit_command=exit_cmd,
+                      hold_fds=[s.fileno() for s in sockets], log_max_size=spec.log_max_size,
+                      log_max_files=spec.log_max_files, attach_socket=str(cdir / ATTACH_SOCKET),
+                      detachable=detachable))
     _save(rec.id, pid=sp.pid, pid_start=procs.start_time(sp.pid), shim_pid=sp.shim_pid,
           shim_start=procs.start_time(sp.shim_pid))
     for s in sockets:
@@ -181,9 +181,10 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
     if explain is not None:
         explain(steps, sp.pid, rec.id)
     if park:
+        sp.release()
+        sp.wait()  # "created": its root is built, and it waits at WaitStart for `start`
         # No creator to watch any more: the shim holds PID 1, and refresh watches that.
         lifecycle.move(rec.id, CREATED, parked=True, creator_pid=0, creator_start=0)
-        sp.park()
         return sp, steps
     lifecycle.move(rec.id, CREATED)
     lifecycle.move(rec.id, RUNNING, started_at=time.time())

@@ -1,8 +1,8 @@
 """`start`, `restart` and restart policies: a created container let go, an exited one run again.
 
-A container made by `create` has a PID 1 that holds its namespaces, network and cgroup and
-waits on containers/ID/start.fifo; `start` opens the FIFO and writes "g", and the command
-runs (runc's create/start split). An exited container has given back its address, ports,
+A container made by `create` has a PID 1 that holds its namespaces, network and cgroup, has
+built its root, and waits at its WaitStart step on containers/ID/exec.fifo; `start` reads
+the FIFO, and the command runs (runc's create/start split, as minibox-oci's). An exited container has given back its address, ports,
 veth and cgroup; `start` plans it again from its record, keeping its id, name, writable
 layer, volumes, logs and host ports, and runs it detached as a new PID 1 (its address
 may differ, as in Docker). The restart policy's decision (plan.restart) is carried out by
@@ -12,7 +12,6 @@ the shim's exit command, which calls `policy_after_exit` here.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import time
 
@@ -40,22 +39,15 @@ def start(cid: str) -> ContainerState:
 
 
 def _unpark(cid: str) -> ContainerState:
-    fifo = config.paths().container(cid) / launch.START_FIFO
-    try:
-        # Non-blocking: ENXIO if no PID 1 is reading it (it died since refresh looked).
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        if e.errno not in (errno.ENXIO, errno.ENOENT):
-            raise
+    from minibox.runtime import launcher
+
+    state = lifecycle.move(cid, RUNNING, started_at=time.time(), parked=False)
+    fifo = str(config.paths().container(cid) / launch.START_FIFO)
+    why = launcher.let_start(fifo, lambda: not procs.alive(state.pid))
+    if why:
         name = store.load_record(cid).name
-        raise Conflict(f"container {name} is no longer waiting to start: `minibox ps -a` shows it") from None
-    try:
-        state = lifecycle.move(cid, RUNNING, started_at=time.time(), parked=False)
-        os.write(fd, b"g")
-    finally:
-        os.close(fd)
-    with contextlib.suppress(OSError):
-        fifo.unlink()
+        lifecycle.refresh(cid)  # its end, recorded
+        raise Conflict(f"container {name} cannot start: {why}: `minibox ps -a` shows it")
     return state
 
 
@@ -90,7 +82,7 @@ def run_again(cid: str, restarts: int = 0, quick: int = 0, unless=None) -> Conta
         _give_up(cid, e)
         raise
     with contextlib.suppress(Exception):
-        sp.wait_exec()  # a failed exec is recorded by the shim as 126/127, as for `run -d`
+        sp.wait()  # a failed exec is recorded by the shim as 126/127, as for `run -d`
     return lifecycle.refresh(cid)
 
 

@@ -4,7 +4,7 @@ Like Docker's `local` driver: a volume outlives its containers; `volume rm` refu
 container (in any state) still names; `volume prune` removes the anonymous ones none names
 (with -a, named ones too, as Docker 23+ does). A volume
 is copied the image's content at its target the first time a container mounts it while
-it is empty (the container's PID 1 does that, inside its root: runtime.init).
+it is empty (the container's PID 1 does that, inside its root: runtime.applier).
 """
 
 from __future__ import annotations

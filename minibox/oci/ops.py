@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import sys
 import time
@@ -20,7 +19,6 @@ from minibox.oci import state as ocistate
 from minibox.plan.steps import RunHook
 from minibox.runtime import cgroups
 
-START_TIMEOUT = 10.0  # seconds for PID 1 to be found waiting on exec.fifo
 
 
 def start(root: str, cid: str) -> None:
@@ -29,21 +27,11 @@ def start(root: str, cid: str) -> None:
     status = c.status(st)
     if status != "created":
         raise Conflict(f"cannot start container {cid}: it is {status}, and only a created container starts")
-    # Non-blocking, so a PID 1 that died before opening its end cannot hang us: poll instead.
-    fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            ready, _, _ = select.select([fd], [], [], 0.05)
-            if ready and os.read(fd, 1):
-                break
-            if c.status(st) == "stopped":
-                raise MiniboxError(f"cannot start container {cid}: its process exited before start")
-            if time.monotonic() > deadline:
-                raise MiniboxError(f"cannot start container {cid}: its process never reached exec.fifo")
-    finally:
-        os.close(fd)
-    os.unlink(c.fifo)
+    from minibox.runtime import launcher
+
+    why = launcher.let_start(c.fifo, lambda: c.status(st) == "stopped")
+    if why:
+        raise MiniboxError(f"cannot start container {cid}: {why}")
     # runtime-spec: a failing poststart hook is a warning; the container keeps running.
     for h in hooks(st, "poststart"):
         warn_on_failure(h, c.public(st))
@@ -54,11 +42,12 @@ def hooks(st: dict, kind: str) -> list[RunHook]:
 
 
 def warn_on_failure(h: RunHook, public: dict) -> None:
-    from minibox.runtime import ociinit
+    from minibox.runtime import command
+    from minibox.runtime.hooks import run_hook
 
     try:
-        ociinit.run_hook(h, public)
-    except ociinit.InitError as e:
+        run_hook(h, public)
+    except command.InitError as e:
         log_warning(str(e))
 
 

@@ -132,7 +132,7 @@ class Facts(Value):
     cgroup_v2: bool
     seccomp: LoadSeccomp | None = None  # linux.seccomp compiled (why: "early" without noNewPrivileges)
     prepare: tuple[Step, ...] = ()  # what makes root.path (`run`: the image's overlay); an engine made it already
-    wait_start: bool = True  # the create/start split in PID 1 (`run` parks PID 1 before its steps instead)
+    wait_start: bool = True  # the create/start split in PID 1 (`run`: only for `minibox create`)
 
 
 class Plan(Value):

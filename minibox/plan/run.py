@@ -176,13 +176,15 @@ def volume_mounts(rec: ContainerRecord, volume_root: str) -> list[dict]:
     return out
 
 
-def plan_run(spec: ContainerSpec, facts: RunFacts) -> ociplan.Plan:
+def plan_run(spec: ContainerSpec, facts: RunFacts, park: bool = False) -> ociplan.Plan:
+    """The container's plan; `park` (`minibox create`): PID 1 waits before its command, at
+    WaitStart on containers/ID/exec.fifo, until `minibox start` (runc's create/start split)."""
     rec = facts.record
     layout = RootfsLayout.for_container(rec.image_layers, facts.container_dir)
     doc = runtime_spec(spec, rec, layout, facts.volume_root, bool(facts.cgroup_dirs))
     p = ociplan.plan(doc, ociplan.Facts(id=rec.id, bundle=facts.container_dir, state_dir=facts.container_dir,
                                         cgroup_dirs=facts.cgroup_dirs, cgroup_v2=facts.cgroup_v2,
-                                        seccomp=facts.seccomp, prepare=(overlay(layout),), wait_start=False))
+                                        seccomp=facts.seccomp, prepare=(overlay(layout),), wait_start=park))
     return p._replace(record=rec, files=tuple(plan_files(rec, layout, facts)),
                       network=tuple(plan_network(rec, facts)), endpoint=tuple(plan_endpoint(rec)),
                       cgroups=p.cgroups + tuple(ociresources.plan_join(facts.cgroup_dirs, PID)))

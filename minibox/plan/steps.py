@@ -1,6 +1,6 @@
 """Step objects: one kernel change each, applied by runtime/ or net/, and described as a shell command.
 
-A plan is a list of steps. The effectful layers carry them out (runtime.init applies the
+A plan is a list of steps. The effectful layers carry them out (runtime.applier applies the
 mount steps, net.links the link steps, net.firewall the rule steps); `explain` prints
 `step.command()` and `step.why` for the very same objects. So the lesson a learner reads
 is, by construction, what the kernel got.
@@ -353,7 +353,7 @@ class CopyFiles(Value):
         return f"cp -a {q(self.source)} {q(self.dest)}"
 
 
-# Any step; each type above is applied by the layer that owns it (runtime.init, net.*).
+# Any step; each type above is applied by the layer that owns it (runtime.applier, net.*).
 Step = Union[
     Unshare, Nsenter, JoinNamespace, IdMap, Mount, MakeDir, WriteFile, CopyUp, SetUser, MakeNode, MaskPath, ReadonlyPath, SetCapabilities,
     SetRlimit, OomScoreAdj, WaitStart, RunHook, Symlink, PivotRoot, RemovePath, Kill, Logged, SetHostname,

@@ -54,7 +54,7 @@ from minibox.plan.steps import (
 from minibox.runtime import caps, pivot
 from minibox.fs import fscopy, inroot
 from minibox.runtime.command import InitError, execute, resolve_command
-from minibox.runtime.ociinit import run_hook
+from minibox.runtime.hooks import run_hook
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914

@@ -20,8 +20,8 @@ from minibox.errors import NotRunning
 
 
 def connect(path: str) -> socket.socket:
-    """The shim's attach socket (the path may be long: see spawn.socket_address)."""
-    from minibox.runtime.spawn import socket_address
+    """The shim's attach socket (the path may be long: see launcher.socket_address)."""
+    from minibox.runtime.launcher import socket_address
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:

@@ -37,7 +37,7 @@ import prctl
 from minibox import linux
 from minibox.errors import EXIT_MINIBOX, ExecFailed, MiniboxError
 from minibox.plan.steps import Step
-from minibox.runtime import cgroups, command, ociinit, sealed, tty
+from minibox.runtime import cgroups, command, init, sealed, tty
 from minibox.runtime.applier import Applier
 from minibox.value import Value
 
@@ -279,7 +279,7 @@ def _process(cfg: EnterConfig, exec_fd: int, err_w: int, con: socket.socket | No
             for target in (0, 1, 2):  # without -i the pty is still stdin; we just send it nothing
                 os.dup2(slave, target)
         elif cfg.stdio == "console":
-            ociinit.setup_terminal(cfg.console, cfg.console_size, console_node=False)
+            init.setup_terminal(cfg.console, cfg.console_size, console_node=False)
         elif pipes is not None:
             os.setsid()
             for target, fd in enumerate(pipes.child):

@@ -601,7 +601,7 @@ import os, random, signal, sys, time
 from minibox.image import workers
 
 def job(progress):
-    time.sleep(0.05)
+    time.sleep(5)  # longer than any scheduling delay of the sender: a Ctrl-C must be what ends it
     return "unpacked"
 
 rng, group, outcomes = random.Random(7), os.getpgid(0), []

@@ -421,23 +421,25 @@ def test_tty_through_a_real_pty():
 def test_a_pid_1_that_ends_during_setup_is_reported_with_its_own_reason():
     """When PID 1 ends before "go" (its cgroup refused it, say), the step that then fails in
     the CLI (the veth, with no namespace left to go to: ESRCH) must not be all the user
-    reads: Spawned.early_end gives PID 1's own words from its error pipe. A real process
-    that says why and exits, as runtime.init.fail does."""
-    from minibox.runtime import init, spawn
+    reads: Launched.early_end gives PID 1's own words from the launcher's socket. A real
+    process that says why and exits, as runtime.init's failure path does."""
+    import socket
 
-    err_r, err_w = os.pipe()
+    from minibox.runtime import init, launcher
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
-        os.close(err_r)
-        init.fail(err_w, 125, "joining its cgroup: No space left on device")
-    os.close(err_w)
-    sp = spawn.Spawned(shim_pid=0, pid=pid, go=-1, err=err_r)
+        ours.close()
+        init._failed(init.Sync(theirs.fileno()), False, 125, "joining its cgroup: No space left on device")
+    theirs.close()
+    sp = launcher.Launched(pid, ours)
     os.waitpid(pid, 0)
     assert sp.early_end() == "joining its cgroup: No space left on device"
-    os.close(err_r)
-    err_r, err_w = os.pipe()
-    os.write(err_w, b"125 not to be read")
-    alive = spawn.Spawned(shim_pid=0, pid=os.getpid(), go=-1, err=err_r)
+    sp.close()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    theirs.send(b"125 not to be read")
+    alive = launcher.Launched(os.getpid(), ours)
     assert alive.early_end() == ""  # a PID 1 that still runs: the failure was not its own
-    for fd in (err_r, err_w):
-        os.close(fd)
+    alive.close()
+    theirs.close()

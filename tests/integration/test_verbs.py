@@ -67,6 +67,22 @@ def test_create_makes_everything_but_runs_nothing_until_start():
         mb("rm", "-f", "later")
 
 
+def test_create_of_a_missing_command_succeeds_and_start_records_127():
+    """Docker's `create` runs no runtime, so a command that is not in the image does not fail
+    it (runc's `create` would, and minibox-oci's does); the start that runs it ends in 127,
+    with exec's words in the log. minibox's created PID 1 has built its root by then, and
+    waits at WaitStart, as an OCI runtime's does."""
+    mb("create", "--name", "nocmd", "busybox", "nosuchcmd", check=True)
+    try:
+        assert state("nocmd") == "created"
+        mb("start", "nocmd")
+        assert wait_for(lambda: state("nocmd") == "exited")
+        assert inspect("nocmd")["State"]["ExitCode"] == 127
+        assert 'exec "nosuchcmd": executable file not found in $PATH' in mb("logs", "nocmd").stderr
+    finally:
+        mb("rm", "-f", "nocmd")
+
+
 def test_create_refuses_what_it_cannot_honour_and_makes_nothing():
     for args, code, message in (
             (("attach", "ghost"), 1, 'no such container: "ghost"'),
