@@ -63,6 +63,11 @@ class Paths(Value):
         return self.root / "cni"
 
     @property
+    def dns(self) -> Path:
+        """aardvark-dns's directory: a file per user network with containers, and its pid file."""
+        return self.root / "dns"
+
+    @property
     def libexec(self) -> Path:
         return self.root / "libexec"
 

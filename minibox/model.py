@@ -75,11 +75,11 @@ class PortMapping(Value):
 
 class NetworkMode(Value):
     """--network, read once: the default bridge network ("" or "bridge"), "none" (lo only),
-    "host" (the host's own stack), or a network's name. Every decision about a
-    container's network asks this value, not the text."""
+    "host" (the host's own stack), "container:NAME" (NAME's network namespace, shared), or
+    a network's name. Every decision about a container's network asks this value, not the text."""
 
-    kind: str  # "default", "none", "host" or "named"
-    name: str = ""  # the network joined, for "named"; "" for the default one (config.default_network)
+    kind: str  # "default", "none", "host", "container" or "named"
+    name: str = ""  # the network joined, for "named"; the container, for "container"; else ""
 
     @classmethod
     def parse(cls, text: str) -> NetworkMode:
@@ -87,6 +87,8 @@ class NetworkMode(Value):
             return cls("default")
         if text in ("none", "host"):
             return cls(text)
+        if text.startswith("container:"):
+            return cls("container", text.partition(":")[2])
         return cls("named", text)
 
     @property
@@ -96,10 +98,12 @@ class NetworkMode(Value):
 
     @property
     def own_netns(self) -> bool:
-        return self.kind != "host"
+        """A network namespace made for it (not the host's, nor another container's)."""
+        return self.kind not in ("host", "container")
 
     def __str__(self) -> str:
-        return {"default": "bridge", "named": self.name}.get(self.kind, self.kind)
+        return {"default": "bridge", "named": self.name, "container": f"container:{self.name}"}.get(self.kind,
+                                                                                                   self.kind)
 
 
 class MountSpec(Value):
@@ -120,6 +124,10 @@ class MountSpec(Value):
     @classmethod
     def from_dict(cls, d: dict) -> MountSpec:
         return cls(**{k: v for k, v in d.items() if k in cls._fields})
+
+
+LIST_FIELDS = ("cmd", "env", "group_add", "labels", "expose", "add_hosts", "dns", "dns_search", "dns_options",
+               "aliases")
 
 
 class ContainerSpec(Value):
@@ -152,6 +160,13 @@ class ContainerSpec(Value):
     labels: tuple[str, ...] = ()  # --label KEY=VALUE
     pull: str = "missing"  # --pull: missing, always or never
     restart: str = "no"  # --restart, as given (plan.restart parses it)
+    expose: tuple[str, ...] = ()  # --expose PORT[-END][/PROTO]: exposed as the image's are (-P publishes them)
+    add_hosts: tuple[str, ...] = ()  # --add-host NAME:IP, IP resolved ("host-gateway": the gateway)
+    dns: tuple[str, ...] = ()  # --dns: nameservers instead of the host's
+    dns_search: tuple[str, ...] = ()  # --dns-search
+    dns_options: tuple[str, ...] = ()  # --dns-option
+    domainname: str = ""  # --domainname: the UTS namespace's NIS domain name
+    aliases: tuple[str, ...] = ()  # --network-alias: more names its user network's DNS answers for it
 
     @property
     def mode(self) -> NetworkMode:
@@ -162,7 +177,7 @@ class ContainerSpec(Value):
         d = self._asdict()
         d["ports"] = [p.to_dict() for p in self.ports]
         d["mounts"] = [m.to_dict() for m in self.mounts]
-        for k in ("cmd", "env", "group_add", "labels"):
+        for k in LIST_FIELDS:
             d[k] = list(d[k])
         d["entrypoint"] = list(self.entrypoint) if self.entrypoint is not None else None
         return d
@@ -170,7 +185,7 @@ class ContainerSpec(Value):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerSpec:
         data = dict(data)
-        for k in ("cmd", "env", "group_add", "labels"):
+        for k in LIST_FIELDS:
             data[k] = tuple(data.get(k) or ())
         data["ports"] = tuple(PortMapping.from_dict(p) for p in data.get("ports", ()))
         data["mounts"] = tuple(MountSpec.from_dict(m) for m in data.get("mounts", ()))

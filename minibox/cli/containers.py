@@ -13,7 +13,7 @@ from minibox import config, store
 from minibox.engine import lifecycle
 from minibox.cli.app import POSITIONAL_TAIL, app, explainer, for_each, output, say
 from minibox.errors import InvalidSpec, MiniboxError
-from minibox.model import RUNNING, ContainerSpec, NetworkMode
+from minibox.model import RUNNING
 
 
 @app.command(context_settings=POSITIONAL_TAIL)
@@ -34,8 +34,20 @@ def run(
     hostname: str = typer.Option("", "--hostname", "-h", help="hostname (default: first 12 hex of the id)"),
     interactive: bool = typer.Option(False, "-i", "--interactive", help="keep stdin attached"),
     tty: bool = typer.Option(False, "-t", "--tty", help="allocate a pseudo-terminal"),
-    network: str = typer.Option("", "--network", "--net", help="bridge (default), none, host, or a network name"),
-    publish: List[str] = typer.Option([], "-p", "--publish", help="publish a port: [IP:]HOST:CTR[/udp] or CTR"),
+    network: str = typer.Option("", "--network", "--net", help="bridge (default), none, host, container:NAME "
+                                                                "(share its network), or a network name"),
+    publish: List[str] = typer.Option([], "-p", "--publish", help="publish a port: [IP:]HOST:CTR[/udp] or CTR; "
+                                                                  "a range, 8000-8010:80-90, for each of its ports"),
+    expose: List[str] = typer.Option([], "--expose", help="expose a port or a range, PORT[-END][/udp], as the "
+                                                          "image's EXPOSE does (-P publishes it)"),
+    add_host: List[str] = typer.Option([], "--add-host", help="a line in /etc/hosts: NAME:IP (IP may be "
+                                                              "host-gateway: the network's gateway)"),
+    dns: List[str] = typer.Option([], "--dns", help="a nameserver for /etc/resolv.conf, instead of the host's"),
+    dns_search: List[str] = typer.Option([], "--dns-search", help="a search domain for /etc/resolv.conf"),
+    dns_option: List[str] = typer.Option([], "--dns-option", help="an option for /etc/resolv.conf (ndots:2)"),
+    domainname: str = typer.Option("", "--domainname", help="the container's NIS domain name"),
+    network_alias: List[str] = typer.Option([], "--network-alias", help="another name its user-defined network's "
+                                                                        "DNS answers for it"),
     publish_all: bool = typer.Option(False, "-P", "--publish-all", help="publish every port the image exposes "
                                                                         "on a free host port"),
     ip: str = typer.Option("", "--ip", help="ask for this address on the network"),
@@ -62,12 +74,16 @@ def run(
     it takes, as `unshare`, `mount`, `ip`, `sysctl` and `nft`/`iptables` commands."""
     lifecycle.require_root()
     creating = click.get_current_context().info_name == "create"  # the same options make `create`
+    from minibox.cli.runflags import build_spec
+
     spec = build_spec(image=image, command=command or [], detach=detach, rm=rm, name=name, env=env,
                       workdir=workdir, hostname=hostname, interactive=interactive, tty=tty, network=network,
                       publish=publish, ip=ip, memory=memory, pids_limit=pids_limit, security_opt=security_opt,
                       log_opt=log_opt, env_file=env_file, user=user, group_add=group_add, entrypoint=entrypoint,
                       publish_all=publish_all, volume=volume, mount=mount, tmpfs=tmpfs, read_only=read_only,
-                      label=label, pull=pull, restart=restart, create=creating)
+                      label=label, pull=pull, restart=restart, create=creating, expose=expose, add_host=add_host,
+                      dns=dns, dns_search=dns_search, dns_option=dns_option, domainname=domainname,
+                      network_alias=network_alias)
     if dry_run:
         from minibox.teach import dryrun
 
@@ -82,62 +98,6 @@ def run(
         say(result.record.id)
         return
     raise typer.Exit(result.exit_code or 0)
-
-def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: str, env: list[str],
-               workdir: str, hostname: str, interactive: bool, tty: bool, network: str, publish: list[str],
-               ip: str, memory: str, pids_limit: int, security_opt: list[str], log_opt: list[str],
-               env_file: list[str] = (), user: str = "", group_add: list[str] = (), entrypoint: str | None = None,
-               publish_all: bool = False, volume: list[str] = (), mount: list[str] = (), tmpfs: list[str] = (),
-               read_only: bool = False, label: list[str] = (), pull: str = "missing", restart: str = "no",
-               create: bool = False) -> ContainerSpec:
-    """The command line, validated, as a ContainerSpec (keyword-only: there are many)."""
-    from minibox.image import ref as refs
-    from minibox.plan import restart as policy
-    from minibox.plan import spec as specs
-
-    refs.parse(image)  # a bad reference is refused before anything else
-    detach = detach or create  # `create`: the command runs in the background once started
-    if pull not in ("missing", "always", "never"):
-        raise InvalidSpec(f'invalid --pull "{pull}": use missing, always or never')
-    if name:
-        specs.validate_name(name)
-    if hostname:
-        specs.validate_hostname(hostname)
-    if tty and interactive and not detach and not os.isatty(0):
-        raise InvalidSpec("the input device is not a TTY: drop -t, or run from a terminal")
-    ports = ()
-    if publish:
-        from minibox.plan import ports as portplan
-
-        ports = tuple(portplan.parse_publish(p) for p in publish)
-        if not NetworkMode.parse(network).bridged:
-            raise InvalidSpec(f"-p has no effect with --network {network}: use the default bridge network")
-    if ip and not NetworkMode.parse(network).bridged:
-        raise InvalidSpec(f"--ip needs a bridge network, not --network {network}")
-    mounts = ()
-    if volume or mount or tmpfs:
-        from minibox.plan import volumes
-
-        mounts = volumes.parse_all(list(volume), list(mount), list(tmpfs))
-    if user:
-        from minibox.plan import users
-
-        users.validate(user)
-    profile = specs.parse_security_opt(security_opt)
-    if profile not in ("", "unconfined"):
-        profile = os.path.abspath(profile)
-    max_size, max_files = specs.parse_log_opts(log_opt)
-    env_items = [item for f in env_file for item in specs.parse_env_file(f)] + list(env)
-    return ContainerSpec(
-        image=image, cmd=tuple(command), name=name,
-        env=specs.parse_env(env_items, dict(os.environ)), workdir=specs.validate_workdir(workdir) if workdir else "",
-        hostname=hostname, interactive=interactive, tty=tty, detach=detach, remove=rm,
-        network=network, ports=ports, ip=ip, memory=specs.parse_memory(memory) if memory else 0,
-        pids_limit=specs.validate_pids_limit(pids_limit), seccomp=profile, log_max_size=max_size,
-        log_max_files=max_files, entrypoint=((entrypoint,) if entrypoint else ()) if entrypoint is not None else None,
-        user=user,
-        group_add=tuple(group_add), mounts=mounts, read_only=read_only, publish_all=publish_all,
-        labels=specs.parse_labels(label), pull=pull, restart=policy.check(restart, rm, detach))
 
 @app.command(name="exec", context_settings=POSITIONAL_TAIL)
 def exec_(

@@ -5,7 +5,7 @@ from typing import List
 
 import typer
 
-from minibox import store
+from minibox import config, store
 from minibox.engine import lifecycle
 from minibox.cli.app import POSITIONAL_TAIL, app, for_each, output
 from minibox.cli.containers import run
@@ -45,6 +45,10 @@ def rename(container: str = typer.Argument(..., help="container name or id"),
         store.reserve_name(new_name, cid)  # Conflict if another container has it
         store.save_record(rec._replace(name=new_name))
         store.release_name(rec.name, cid)
+    if rec.endpoint is not None and rec.endpoint.network != config.default_network():
+        from minibox.net import dns
+
+        dns.rename(rec.endpoint.network, cid, rec.name, new_name)  # answered at once, as Docker's
 
 
 # `create` is `run` with the same options, leaving the command waiting for `start`.

@@ -1,4 +1,4 @@
-"""The network verbs: network create|ls|inspect|rm|reconcile."""
+"""The network verbs: network create|ls|inspect|rm|prune|reconcile."""
 
 import json
 import sys
@@ -33,28 +33,69 @@ def network_create(
         explainer(f"minibox network create {name}")(steps)
     say(net.id)
 
+NETWORK_FILTERS = ("name", "id", "driver", "type")
+
+
+def _ls_doc(n) -> dict:
+    from minibox import config
+
+    return {"ID": n.id[:12], "Name": n.name, "Driver": "bridge", "Scope": "local", "IPv6": "false",
+            "Internal": "true" if n.internal else "false", "Subnet": n.subnet, "Gateway": n.gateway,
+            "Bridge": n.bridge, "Type": "builtin" if n.name == config.default_network() else "custom"}
+
+
+def _ls_matches(doc: dict, wanted: list[tuple[str, str]]) -> bool:
+    """Docker's rule: one key's values OR-ed, different keys AND-ed; name is a substring."""
+    by_key: dict[str, list[str]] = {}
+    for k, v in wanted:
+        by_key.setdefault(k, []).append(v)
+    tests = {"name": lambda v: v in doc["Name"], "id": lambda v: doc["ID"].startswith(v[:12]),
+             "driver": lambda v: v == "bridge", "type": lambda v: v == doc["Type"]}
+    return all(any(tests[k](v) for v in vs) for k, vs in by_key.items())
+
+
 @network_app.command(name="ls")
-def network_ls() -> None:
+def network_ls(quiet: bool = typer.Option(False, "-q", "--quiet", help="only the network ids"),
+               fmt: str = typer.Option("", "--format", help="json, a Go template ('{{.Name}} {{.Subnet}}'), or "
+                                                            "'table ...'"),
+               filters: List[str] = typer.Option([], "-f", "--filter", help="name=, id=, driver=, "
+                                                                             "type=custom|builtin")) -> None:
     """List networks."""
     lifecycle.require_root()
     from minibox.cli import present
 
+    shape = present.Output(fmt)
+    wanted = present.parse_filters(filters, NETWORK_FILTERS)
+    nets = [n for n in store.all_networks() if _ls_matches(_ls_doc(n), wanted)]
+    if quiet:
+        if nets:
+            say("\n".join(n.id[:12] for n in nets))
+        return
+    if shape.custom:
+        shape.print([_ls_doc(n) for n in nets], {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER"})
+        return
     rows = [[n.id[:12], n.name, n.bridge, n.subnet, n.gateway, "yes" if n.internal else "no", n.firewall]
-            for n in store.all_networks()]
+            for n in nets]
     say(present.table(["NETWORK ID", "NAME", "BRIDGE", "SUBNET", "GATEWAY", "INTERNAL", "FIREWALL"], rows))
 
 @network_app.command(name="inspect")
-def network_inspect(names: List[str] = typer.Argument(..., help="network names")) -> None:
+def network_inspect(names: List[str] = typer.Argument(..., help="network names"),
+                    fmt: str = typer.Option("", "-f", "--format", help="a Go template, e.g. "
+                                                                        "'{{range .IPAM.Config}}{{.Subnet}}{{end}}'")) -> None:
     """Details as JSON: subnet, gateway, bridge, and each container with its address and veth."""
     lifecycle.require_root()
     from minibox.cli import present
     from minibox.net import networks
 
+    shape = present.Output(fmt, allow_table=False)
     out = []
     for name in names:
         net = networks.get(name)
         on = [(rec, store.load_state(rec.id)) for rec in networks.containers_on(name)]
         out.append(present.network_inspect(net, on))
+    if shape.custom:
+        shape.print(out)
+        return
     say(json.dumps(out, indent=4))
 
 def network_users(net) -> list[str]:
@@ -85,6 +126,31 @@ def network_rm(names: List[str] = typer.Argument(..., help="network names")) -> 
         say(name)
     if failed:
         raise typer.Exit(failed)
+
+@network_app.command(name="prune")
+def network_prune(force: bool = typer.Option(False, "-f", "--force", help="(accepted for Docker's scripts: "
+                                                                          "minibox does not ask)")) -> None:
+    """Remove every user-defined network no container (running or not) is on."""
+    lifecycle.require_root()
+    from minibox import config
+    from minibox.cni.main import on_network
+    from minibox.net import networks
+
+    gone = []
+    for net in store.all_networks():
+        if net.name == config.default_network() or networks.containers_on(net.name) or on_network(net.name):
+            continue
+        try:
+            _steps, errors = networks.remove(net.name, network_users)
+        except MiniboxError as e:
+            print(f"minibox: warning: {net.name}: {e}", file=sys.stderr)
+            continue
+        for e in errors:
+            print(f"minibox: warning: {e}", file=sys.stderr)
+        gone.append(net.name)
+    if gone:
+        say("Deleted Networks:\n" + "\n".join(gone))
+
 
 @network_app.command(name="reconcile")
 def network_reconcile() -> None:

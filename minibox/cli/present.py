@@ -242,8 +242,12 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
             {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
     networks = {}
     if ep is not None:
+        from minibox import config
+
+        user = ep.network != config.default_network()  # Docker: no aliases on the default bridge
         networks[ep.network] = {"IPAddress": ep.ip, "IPPrefixLen": ep.prefixlen, "Gateway": ep.gateway,
-                                "MacAddress": ep.mac, "NetworkID": ep.network}
+                                "MacAddress": ep.mac, "NetworkID": ep.network,
+                                "Aliases": [*rec.spec.aliases, rec.id[:12]] if user else None}
     return {
         "Id": rec.id,
         "Created": iso(rec.created),
@@ -274,6 +278,10 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
             "Tmpfs": {m.target: m.options for m in rec.mounts if m.kind == "tmpfs"},
             "PublishAllPorts": rec.spec.publish_all,
             "RestartPolicy": {"Name": policy.name, "MaximumRetryCount": policy.max_retries},
+            "ExtraHosts": list(rec.spec.add_hosts) or None,
+            "Dns": list(rec.spec.dns),
+            "DnsSearch": list(rec.spec.dns_search),
+            "DnsOptions": list(rec.spec.dns_options),
         },
         "GraphDriver": {"Name": "overlay", "Data": {
             "LowerDir": ":".join(rec.image_layers), "UpperDir": paths["upper"], "WorkDir": paths["work"],
@@ -281,6 +289,7 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
         "Mounts": [mount_json(m, paths.get("volumes", "")) for m in rec.mounts if m.kind != "tmpfs"],
         "Config": {
             "Hostname": rec.hostname,
+            "Domainname": rec.spec.domainname,
             "User": user_text(rec),
             "Env": list(rec.env),
             "Cmd": list(rec.spec.cmd) if rec.spec.cmd or rec.spec.entrypoint is not None else None,

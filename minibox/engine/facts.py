@@ -35,6 +35,9 @@ class Basics(Value):
     passwd: str = ""  # the image's /etc/passwd and /etc/group: who -u names, and root's groups
     group: str = ""
     record: ContainerRecord | None = None  # the new container's record, built once here (new_record)
+    peer: ContainerRecord | None = None  # --network container:NAME: NAME, running
+    peer_pid: int = 0  # its PID 1, whose network namespace is joined
+    host_hosts: str = ""  # the host's /etc/hosts (--network host starts from it, as Docker)
 
 
 def container_caps(device_control: str, quiet: bool = False) -> tuple[str, ...]:
@@ -115,7 +118,7 @@ def read(spec: ContainerSpec, dry: bool = False, cid: str = "", name: str = "") 
     check_mounts(spec)
     image = image_for(spec.image, spec.pull, dry)
     if spec.publish_all and spec.mode.bridged:
-        spec = spec._replace(ports=portplan.publish_exposed(spec.ports, image.config.exposed))
+        spec = spec._replace(ports=portplan.publish_exposed(spec.ports, image.config.exposed + spec.expose))
     passwd, group = layer_file(image, "/etc/passwd"), layer_file(image, "/etc/group")
     lay = cgroups.layout()
     cgroups.check_limits(lay, spec.memory, spec.pids_limit)
@@ -127,6 +130,13 @@ def read(spec: ContainerSpec, dry: bool = False, cid: str = "", name: str = "") 
     except OSError:
         resolv = ""
     net, new = None, False
+    peer, peer_pid, hosts = None, 0, ""
+    if spec.mode.kind == "container":
+        peer, peer_pid = running_peer(spec.mode.name)
+        spec = spec._replace(network=f"container:{peer.id}")  # as Docker records it: by full id
+    elif spec.mode.kind == "host":
+        with contextlib.suppress(OSError), open("/etc/hosts") as f:
+            hosts = f.read(1 << 20)
     if spec.mode.bridged:
         from minibox.net import (
             endpoint,  # the network modules are paid for by bridged containers only
@@ -135,12 +145,30 @@ def read(spec: ContainerSpec, dry: bool = False, cid: str = "", name: str = "") 
         if dry and spec.mode.kind == "default":
             new = store.load_network(config.default_network()) is None
         net = endpoint.resolve_network(spec.mode, spec.ports, create=not dry)
-    basics = Basics(spec, image, keep, filter_step, lay, resolv, net, new, passwd, group)
+    basics = Basics(spec, image, keep, filter_step, lay, resolv, net, new, passwd, group, peer=peer,
+                    peer_pid=peer_pid, host_hosts=hosts)
     from minibox.plan import spec as specs
 
     cid = cid or new_id()
     return basics._replace(record=new_record(spec, basics, cid, name or spec.name or
                                              specs.generate_name(store.name_taken)))
+
+
+def running_peer(ref: str) -> tuple[ContainerRecord, int]:
+    """--network container:REF: REF's record and PID 1, if it runs (Docker refuses the rest)."""
+    from minibox.engine import lifecycle
+    from minibox.errors import NotRunning
+    from minibox.model import RUNNING
+
+    rec = store.resolve(ref)
+    state = lifecycle.refresh(rec.id)
+    if state.status != RUNNING or not state.pid:
+        raise NotRunning(f"cannot join the network of container {rec.name}: it is {state.status}, not running "
+                         f"(`minibox start {rec.name}` first)")
+    if rec.spec.mode.kind == "container":
+        raise InvalidSpec(f"cannot join the network of container {rec.name}: it shares another's "
+                          f"({rec.spec.network}); name that one instead")
+    return rec, state.pid
 
 
 def new_record(spec: ContainerSpec, basics: Basics, cid: str, name: str) -> ContainerRecord:
@@ -151,7 +179,14 @@ def new_record(spec: ContainerSpec, basics: Basics, cid: str, name: str) -> Cont
     from minibox.plan import users
 
     cfg = basics.image.config
-    hostname = spec.hostname or cid[:12]
+    if basics.peer is not None:
+        hostname = basics.peer.hostname  # it shares that one's names too, as in Docker
+    elif spec.mode.kind == "host" and not spec.hostname:
+        import socket
+
+        hostname = socket.gethostname()  # Docker's, for --network host
+    else:
+        hostname = spec.hostname or cid[:12]
     user = users.resolve(spec.user or cfg.user, spec.group_add, basics.passwd, basics.group)
     mounts = tuple(m._replace(source=os.urandom(32).hex(), anonymous=True) if m.kind == "volume" and not m.source
                    else m for m in spec.mounts)
@@ -180,7 +215,24 @@ def for_run(spec: ContainerSpec, basics: Basics, rec: ContainerRecord, ff=None) 
     return RunFacts(record=rec, container_dir=str(config.paths().container(rec.id)), host_resolv=basics.host_resolv,
                     seccomp=basics.seccomp, cgroup_dirs=dirs, cgroup_v2=basics.cgroups.version == "v2",
                     network=basics.network, network_is_new=basics.network_is_new, firewall=ff, peers=peers or (),
-                    volume_root=str(config.paths().volumes), present=present)
+                    volume_root=str(config.paths().volumes), present=present,
+                    netns=f"/proc/{basics.peer_pid}/ns/net" if basics.peer is not None else "",
+                    etc_dir=str(config.paths().container(basics.peer.id)) if basics.peer is not None else "",
+                    host_hosts=basics.host_hosts, host_gateway=host_gateway(spec, basics),
+                    dns_dir=str(config.paths().dns) if basics.network is not None and
+                    basics.network.name != config.default_network() else "")
+
+
+def host_gateway(spec: ContainerSpec, basics: Basics) -> str:
+    """--add-host NAME:host-gateway: its network's gateway, or the default network's (a host
+    address, as Docker's docker0 address); "" when no --add-host asks."""
+    if not any(h.endswith(":host-gateway") for h in spec.add_hosts):
+        return ""
+    net = basics.network or store.load_network(config.default_network())
+    if net is None:
+        raise InvalidSpec("--add-host NAME:host-gateway: there is no bridge network yet whose gateway it could name "
+                          "(run a container on the default network once)")
+    return net.gateway
 
 
 def new_id() -> str:

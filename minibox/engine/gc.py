@@ -16,6 +16,7 @@ the others still run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -24,8 +25,8 @@ import socket
 from minibox import config, store
 from minibox.engine import lifecycle
 from minibox.errors import Damaged
-from minibox.model import CREATED, CREATING, EXITED, REMOVING
-from minibox.plan.steps import Kill, RemovePath, Step
+from minibox.model import CREATED, CREATING, EXITED, REMOVING, RUNNING
+from minibox.plan.steps import Kill, Logged, RemovePath, Step
 
 TAG = re.compile(r"minibox ctr ([0-9a-f]{12})")
 ID = re.compile(r"[0-9a-f]{64}")
@@ -176,9 +177,29 @@ def sweep_image_tmp() -> tuple[list[Step], list[str]]:
     return [RemovePath(p, "tree", why="a layer an interrupted pull or load was unpacking") for p in images.clean_tmp()], []
 
 
+def sweep_dns() -> tuple[list[Step], list[str]]:
+    """DNS lines of containers that hold no address any more, and a DNS server serving nothing."""
+    from minibox.net import dns
+
+    if not dns.directory().is_dir():
+        return [], []
+    live = set()
+    for rec in store.all_records():
+        with contextlib.suppress(Exception):
+            if lifecycle.refresh(rec.id).status in (RUNNING, CREATED):
+                live.add(rec.id)
+    had = dns.server_pid()
+    done = dns.gc(live)
+    steps = [Logged(line, why="a container gone without its DNS line going") for line in done]
+    if had and not dns.server_pid():
+        steps.append(Kill(had, "TERM", why="aardvark-dns, serving no network any more"))
+    return steps, []
+
+
 SWEEPS = (("stuck containers", sweep_stuck), ("orphan containers", sweep_orphan_dirs), ("shims", sweep_shims),
           ("firewall", sweep_firewall), ("cgroups", sweep_cgroups), ("veths", sweep_links),
-          ("addresses", sweep_addresses), ("names and ports", sweep_index_files), ("image downloads", sweep_image_tmp))
+          ("addresses", sweep_addresses), ("names and ports", sweep_index_files), ("image downloads", sweep_image_tmp),
+          ("dns", sweep_dns))
 
 
 def run() -> tuple[list[Step], list[str]]:

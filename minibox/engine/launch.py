@@ -32,7 +32,7 @@ from minibox.model import (
 )
 from minibox.plan.oci import Plan
 from minibox.plan.run import plan_run
-from minibox.plan.steps import ConntrackFlush, Firewall, MakeDir, WriteFile
+from minibox.plan.steps import ConntrackFlush, DnsRecord, Firewall, MakeDir, WriteFile
 from minibox.runtime import procs
 from minibox.value import Value
 
@@ -168,16 +168,16 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
     if rec.endpoint is not None:
         from minibox.net import endpoint
 
-        link_steps = [s for s in plan.endpoint if not isinstance(s, ConntrackFlush)]
+        link_steps = [s for s in plan.endpoint if not isinstance(s, (ConntrackFlush, DnsRecord))]
         try:
             endpoint.attach(rec, link_steps, [s for s in plan.endpoint if isinstance(s, ConntrackFlush)], sp.pid,
-                            worker)
+                            worker, [s for s in plan.endpoint if isinstance(s, DnsRecord)])
         except Exception:
             ended = sp.early_end()  # PID 1 gone: the veth had no namespace to go to, and this is why
             if ended:
                 raise MiniboxError(f"the container's process ended while its network was set up: {ended}") from None
             raise
-    steps = [*plan.files, *plan.network, plan.unshare, *plan.cgroups, *plan.endpoint, *plan.init]
+    steps = plan.steps()
     if explain is not None:
         explain(steps, sp.pid, rec.id)
     if park:

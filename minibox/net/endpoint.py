@@ -21,7 +21,7 @@ from minibox.plan import firewall as fwplan
 from minibox.plan import ipam
 from minibox.plan import ports as portplan
 from minibox.plan.rules import PortFacts
-from minibox.plan.steps import ConntrackFlush, Step
+from minibox.plan.steps import ConntrackFlush, DnsRecord, Step
 
 
 def veth_name(cid: str) -> str:
@@ -153,12 +153,18 @@ def publish(rec: ContainerRecord) -> list[Step]:
 
 
 def attach(rec: ContainerRecord, link_steps: list[Step], flush: list[ConntrackFlush], pid: int,
-           via=None) -> None:
-    """The veth into PID 1's network namespace, then forget flows that predate the DNAT.
-    `via`: a linkworker.Worker to plug the veth in with, instead of links."""
+           via=None, names: list[DnsRecord] = ()) -> None:
+    """The veth into PID 1's network namespace, then forget flows that predate the DNAT,
+    then its names on the network's DNS server. `via`: a linkworker.Worker to plug the
+    veth in with, instead of links."""
     (via or links).add_endpoint(link_steps, pid)
     conntrack.flush(flush)
     update_peer_hosts(rec, add=True)
+    if names:
+        from minibox.net import dns
+
+        for step in names:
+            dns.apply(step)
 
 
 def release(rec: ContainerRecord, via=None) -> tuple[list[Step], list[str]]:
@@ -187,6 +193,10 @@ def release(rec: ContainerRecord, via=None) -> tuple[list[Step], list[str]]:
                                                    "pair by itself when the network namespace dies)")
     steps, errors = steps + s, errors + e
     update_peer_hosts(rec, add=False)
+    if ep.network != config.default_network():
+        from minibox.net import dns
+
+        errors += dns.remove(ep.network, rec.id)
     s, e = ipam_store.release(ep.network, ep.ip, rec.id)
     return steps + s, errors + e
 
@@ -207,6 +217,9 @@ def release_orphan(cid: str) -> tuple[list[Step], list[str]]:
             errors.append(str(e))
     s, e = links.remove_link(veth_name(cid), why="a veth whose container's record is gone")
     steps, errors = steps + s, errors + e
+    from minibox.net import dns
+
+    errors += dns.remove_everywhere(cid)
     for network, ip in ipam_store.held_by(cid):
         steps.append(ConntrackFlush("", addr=ip, why="forget flows of its address"))
         errors += conntrack.flush(steps[-1:])

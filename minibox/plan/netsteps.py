@@ -124,6 +124,32 @@ class Firewall(Value):
         return f"{tool} <<'EOF'\n" + "\n".join(self.lines) + "\nEOF"
 
 
+class DnsRecord(Value):
+    """A container's names on a user network's DNS server (aardvark-dns, one for all such
+    networks): a line in the network's file, then the server told (SIGHUP) or started."""
+
+    directory: str  # aardvark-dns's --config directory
+    network: str
+    gateway: str  # where the server answers, the bridge's address: the containers' nameserver
+    cid: str
+    ip: str
+    names: tuple[str, ...]
+    servers: tuple[str, ...] = ()  # --dns: where it forwards this container's other questions
+    why: str = ""
+
+    def line(self) -> str:
+        """aardvark-dns's entry: ID IPV4S IPV6S NAMES[ SERVERS] (its config.md)."""
+        return " ".join([self.cid, self.ip, "", ",".join(self.names)] + ([",".join(self.servers)] if self.servers
+                                                                          else []))
+
+    def command(self) -> str:
+        f = q(f"{self.directory}/{self.network}")
+        pid = q(f"{self.directory}/aardvark.pid")
+        return (f"[ -s {f} ] || echo {q(self.gateway)} > {f}; echo {q(self.line())} >> {f}; "
+                f"kill -HUP \"$(cat {pid} 2>/dev/null)\" 2>/dev/null || "
+                f"aardvark-dns --config {q(self.directory)} -p 53 run")
+
+
 class ConntrackFlush(Value):
     proto: str
     port: int = 0

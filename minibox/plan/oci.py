@@ -190,10 +190,11 @@ def plan(doc: dict, facts: Facts) -> Plan:
     init = plan_rootfs(doc, rootfs, facts.bundle, facts.cgroup_dirs, facts.cgroup_v2, facts.prepare,
                        all_hooks["createContainer"]) if "mount" in kinds else \
         [PivotRoot(rootfs, chroot=True, why="root.path, and no mount namespace: chroot into it, as runc does")]
-    if doc.get("hostname"):
+    if doc.get("hostname") or doc.get("domainname"):
         if "uts" not in kinds:
             raise InvalidSpec("config.json: hostname is set, but linux.namespaces has no uts namespace to set it in")
-        init.append(SetHostname(doc["hostname"], why="hostname: the UTS namespace's own"))
+        init.append(SetHostname(str(doc.get("hostname") or ""), why="hostname: the UTS namespace's own",
+                                domainname=str(doc.get("domainname") or "")))
     if "net" in new:
         init.append(LinkUp("lo", netns=PID, why="(a new network namespace): lo starts down; runc brings it up"))
     process_steps = plan_process(process, linux, facts.seccomp)

@@ -31,6 +31,7 @@ from minibox.plan.rules import NetFacts, PortFacts
 from minibox.plan.steps import (
     PID,
     ConntrackFlush,
+    DnsRecord,
     Firewall,
     LoadSeccomp,
     MakeDir,
@@ -52,6 +53,14 @@ class RunFacts(Value):
     peers: tuple[tuple[str, str], ...] = ()  # (address, name) of the others on a user network
     volume_root: str = ""  # where named volumes live (volumes/NAME/_data)
     present: tuple[str, ...] = ()  # the -v host paths that exist already
+    netns: str = ""  # --network container:NAME: NAME's network namespace, joined
+    etc_dir: str = ""  # ... and where NAME's hostname, hosts and resolv.conf are (shared, as Docker's)
+    host_hosts: str = ""  # --network host: the host's /etc/hosts, which the container's starts from
+    host_gateway: str = ""  # what --add-host NAME:host-gateway names: the gateway of its (or the default) network
+    # The DNS server's directory (net.dns), on a user-defined network only: Docker's rule is
+    # that its containers resolve each other through it; the default network keeps the
+    # host's resolvers and /etc/hosts.
+    dns_dir: str = ""
 
 
 def port_facts(rec: ContainerRecord) -> tuple[PortFacts, ...]:
@@ -68,15 +77,36 @@ def net_facts(net: NetworkRecord) -> NetFacts:
 def plan_files(rec: ContainerRecord, layout: RootfsLayout, facts: RunFacts) -> list[Step]:
     cdir = facts.container_dir
     ip = rec.endpoint.ip if rec.endpoint else ""
-    return volplan.plan_create(rec.mounts, facts.volume_root, rec.created, facts.present) + [
+    spec = rec.spec
+    steps = volplan.plan_create(rec.mounts, facts.volume_root, rec.created, facts.present) + [
         MakeDir(layout.upper, why="its copy-on-write layer: everything the container writes"),
         MakeDir(layout.work, why="overlayfs's scratch space"),
         MakeDir(layout.merged, why="where the overlay is mounted"),
+    ]
+    if facts.etc_dir:
+        return steps  # it shares the /etc files of the container whose network it joins
+    extra = tuple((name, facts.host_gateway if addr == "host-gateway" else addr)
+                  for name, _, addr in (h.partition(":") for h in spec.add_hosts))
+    if facts.host_hosts:  # --network host: the host's own file, and what --add-host adds
+        hosts = facts.host_hosts.rstrip("\n") + "\n" + "".join(f"{a}\t{n}\n" for n, a in extra)
+    else:
+        hosts = specs.hosts_file(rec.hostname, ip, facts.peers, extra)
+    return steps + [
         WriteFile(f"{cdir}/hostname", rec.hostname + "\n", why="per-container /etc files, bind-mounted over the "
                                                                 "image's"),
-        WriteFile(f"{cdir}/hosts", specs.hosts_file(rec.hostname, ip, facts.peers)),
-        WriteFile(f"{cdir}/resolv.conf", specs.resolv_conf(facts.host_resolv)),
+        WriteFile(f"{cdir}/hosts", hosts),
+        WriteFile(f"{cdir}/resolv.conf", resolv(rec, facts)),
     ]
+
+
+def resolv(rec: ContainerRecord, facts: RunFacts) -> str:
+    spec = rec.spec
+    if facts.dns_dir and rec.endpoint is not None:
+        # the network's DNS server, which forwards other names to the host's (or --dns) resolvers
+        return specs.resolv_conf(facts.host_resolv, (rec.endpoint.gateway,), spec.dns_search, spec.dns_options,
+                                 via=f"the DNS server of network {rec.endpoint.network}")
+    return specs.resolv_conf(facts.host_resolv, spec.dns, spec.dns_search, spec.dns_options,
+                             keep_loopback=spec.mode.kind == "host")
 
 
 def plan_network(rec: ContainerRecord, facts: RunFacts) -> list[Step]:
@@ -95,21 +125,31 @@ def plan_network(rec: ContainerRecord, facts: RunFacts) -> list[Step]:
     return steps + fwplan.add(ff, net_facts(net), port_facts(rec))
 
 
-def plan_endpoint(rec: ContainerRecord) -> list[Step]:
+def plan_endpoint(rec: ContainerRecord, dns_dir: str = "") -> list[Step]:
     ep = rec.endpoint
     if ep is None:
         return []
     steps: list[Step] = netplan.plan_endpoint(ep.veth, ep.bridge, ep.mac, ep.ip, ep.prefixlen, ep.gateway, PID)
     steps += [ConntrackFlush(p.proto, p.host_port, why="forget flows to this port that predate its DNAT rule")
               for p in rec.ports]
+    if dns_dir:
+        steps.append(DnsRecord(dns_dir, ep.network, ep.gateway, rec.id, ep.ip, dns_names(rec), rec.spec.dns,
+                               why=f"its names on the DNS server of {ep.network} (aardvark-dns, on {ep.gateway}:53), "
+                                   "which its resolv.conf names"))
     return steps
+
+
+def dns_names(rec: ContainerRecord) -> tuple[str, ...]:
+    """What the DNS server answers with its address: its name, --network-alias's, and its
+    short id, as Docker's embedded DNS does."""
+    return tuple(dict.fromkeys((rec.name, *rec.spec.aliases, rec.id[:12])))
 
 
 NOSUID_NOEXEC_NODEV = ["nosuid", "noexec", "nodev"]
 
 
 def runtime_spec(spec: ContainerSpec, rec: ContainerRecord, layout: RootfsLayout, volume_root: str,
-                 cgroups: bool) -> dict:
+                 cgroups: bool, netns: str = "") -> dict:
     """The container's OCI runtime spec, as Docker's client would hand it to runc (moby's
     daemon/oci_linux.go defaults), with a `why` on each mount for the lesson."""
     user = rec.user or {"uid": 0, "gid": 0}
@@ -137,6 +177,8 @@ def runtime_spec(spec: ContainerSpec, rec: ContainerRecord, layout: RootfsLayout
     mounts += volume_mounts(rec, volume_root)
     namespaces = [{"type": t} for t in ("pid", "mount", "network", "uts", "ipc")
                   if not (t == "network" and not spec.mode.own_netns)]
+    if netns:
+        namespaces.insert(2, {"type": "network", "path": netns})  # --network container:NAME
     resources: dict = {"devices": [{"allow": False, "access": "rwm"}]} if cgroups else {}
     if spec.memory:
         resources["memory"] = {"limit": spec.memory}
@@ -152,6 +194,7 @@ def runtime_spec(spec: ContainerSpec, rec: ContainerRecord, layout: RootfsLayout
                     "noNewPrivileges": True},
         "root": {"path": layout.merged, "readonly": spec.read_only},
         "hostname": rec.hostname,
+        **({"domainname": spec.domainname} if spec.domainname else {}),
         "mounts": mounts,
         "linux": {"namespaces": namespaces, "resources": resources, "rootfsPropagation": "rprivate",
                   "maskedPaths": list(MASKED_PATHS), "readonlyPaths": list(READONLY_PATHS)},
@@ -181,10 +224,12 @@ def plan_run(spec: ContainerSpec, facts: RunFacts, park: bool = False) -> ocipla
     WaitStart on containers/ID/exec.fifo, until `minibox start` (runc's create/start split)."""
     rec = facts.record
     layout = RootfsLayout.for_container(rec.image_layers, facts.container_dir)
-    doc = runtime_spec(spec, rec, layout, facts.volume_root, bool(facts.cgroup_dirs))
+    if facts.etc_dir:
+        layout = layout._replace(etc_dir=facts.etc_dir)
+    doc = runtime_spec(spec, rec, layout, facts.volume_root, bool(facts.cgroup_dirs), facts.netns)
     p = ociplan.plan(doc, ociplan.Facts(id=rec.id, bundle=facts.container_dir, state_dir=facts.container_dir,
                                         cgroup_dirs=facts.cgroup_dirs, cgroup_v2=facts.cgroup_v2,
                                         seccomp=facts.seccomp, prepare=(overlay(layout),), wait_start=park))
     return p._replace(record=rec, files=tuple(plan_files(rec, layout, facts)),
-                      network=tuple(plan_network(rec, facts)), endpoint=tuple(plan_endpoint(rec)),
+                      network=tuple(plan_network(rec, facts)), endpoint=tuple(plan_endpoint(rec, facts.dns_dir)),
                       cgroups=p.cgroups + tuple(ociresources.plan_join(facts.cgroup_dirs, PID)))

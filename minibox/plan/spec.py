@@ -7,6 +7,7 @@ the bad value and what would be valid.
 from __future__ import annotations
 
 import os
+import ipaddress
 import re
 
 from minibox.config import DEFAULT_PATH
@@ -104,11 +105,52 @@ def validate_workdir(path: str) -> str:
     return path
 
 
-def validate_hostname(name: str) -> str:
+def validate_hostname(name: str, what: str = "hostname") -> str:
     if len(name) > 64 or not HOSTNAME_RE.match(name):
-        raise InvalidSpec(f'invalid hostname "{name}": use letters, digits and "-" (dot-separated labels), '
+        raise InvalidSpec(f'invalid {what} "{name}": use letters, digits and "-" (dot-separated labels), '
                           "at most 64 characters")
     return name
+
+
+def validate_expose(text: str) -> str:
+    """--expose PORT[-END][/tcp|/udp], as the image's ExposedPorts keys ("80/tcp")."""
+    numbers, slash, proto = text.partition("/")
+    first, dash, last = numbers.partition("-")
+    ok = first.isdigit() and (not dash or last.isdigit()) and (proto if slash else "tcp") in ("tcp", "udp")
+    if ok:
+        lo, hi = int(first), int(last) if dash else int(first)
+        ok = 1 <= lo <= hi <= 65535
+    if not ok:
+        raise InvalidSpec(f'invalid --expose "{text}": expected PORT or START-END (1-65535), with /tcp or /udp')
+    return f"{numbers}/{proto if slash else 'tcp'}"
+
+
+def validate_add_host(text: str) -> str:
+    """--add-host NAME:IP (or NAME=IP), IP an address or host-gateway: as "NAME:IP"."""
+    sep = "=" if "=" in text else ":"
+    name, found, addr = text.partition(sep)
+    if not found or not name or not HOSTNAME_RE.match(name) or len(name) > 255:
+        raise InvalidSpec(f'invalid --add-host "{text}": expected NAME:IP, NAME a host name')
+    if addr != "host-gateway":
+        try:
+            addr = str(ipaddress.ip_address(addr.strip("[]")))
+        except ValueError:
+            raise InvalidSpec(f'invalid --add-host "{text}": "{addr}" is not an IP address (or host-gateway)') \
+                from None
+    return f"{name}:{addr}"
+
+
+def validate_dns(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise InvalidSpec(f'invalid --dns "{text}": expected the IP address of a nameserver') from None
+
+
+def validate_search(text: str) -> str:
+    if text != "." and (len(text) > 253 or not HOSTNAME_RE.match(text.rstrip("."))):
+        raise InvalidSpec(f'invalid --dns-search "{text}": expected a domain name (or "." for none)')
+    return text
 
 
 def parse_env(items: list[str] | tuple[str, ...], caller_env: dict[str, str]) -> tuple[str, ...]:
@@ -162,11 +204,14 @@ def parse_env_file(path: str) -> list[str]:
             if line.strip() and not line.lstrip().startswith("#")]
 
 
-def hosts_file(hostname: str, ip: str = "", peers: tuple[tuple[str, str], ...] = ()) -> str:
-    """/etc/hosts as Docker writes it, plus one line per peer on a user network."""
+def hosts_file(hostname: str, ip: str = "", peers: tuple[tuple[str, str], ...] = (),
+               extra: tuple[tuple[str, str], ...] = ()) -> str:
+    """/etc/hosts as Docker writes it: localhost, --add-host's (name, address) lines, the
+    container's own name, and one line per peer on a user network."""
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
              "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
              "ff02::2\tip6-allrouters"]
+    lines += [f"{addr}\t{name}" for name, addr in extra]
     if ip:
         lines.append(f"{ip}\t{hostname}")
     else:
@@ -176,20 +221,34 @@ def hosts_file(hostname: str, ip: str = "", peers: tuple[tuple[str, str], ...] =
     return "\n".join(lines) + "\n"
 
 
-def resolv_conf(host_text: str) -> str:
+def resolv_conf(host_text: str, dns: tuple[str, ...] = (), search: tuple[str, ...] = (),
+                options: tuple[str, ...] = (), keep_loopback: bool = False, via: str = "") -> str:
     """The host's resolv.conf without loopback nameservers (unreachable from a container's
-    network namespace), falling back to public resolvers like Docker when none remain."""
+    network namespace; `keep_loopback` with the host's network), falling back to public
+    resolvers like Docker when none remain. --dns, --dns-search and --dns-option replace
+    the host's nameservers, search and options lines, as Docker's do."""
     kept, dropped = [], []
     for line in host_text.splitlines():
         parts = line.split()
-        if len(parts) >= 2 and parts[0] == "nameserver" and (
+        word = parts[0] if parts else ""
+        if (word == "nameserver" and dns) or (word in ("search", "domain") and search) or \
+                (word == "options" and options):
+            continue
+        if len(parts) >= 2 and word == "nameserver" and not keep_loopback and (
                 parts[1].startswith("127.") or parts[1] == "::1"):
             dropped.append(parts[1])
             continue
         kept.append(line)
+    kept += [f"nameserver {d}" for d in dns]
+    if search and search != (".",):
+        kept.append("search " + " ".join(s for s in search if s != "."))
+    if options:
+        kept.append("options " + " ".join(options))
     if not any(line.split()[:1] == ["nameserver"] for line in kept):
         kept += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
     head = ["# Generated by minibox from the host's resolv.conf"]
+    if via:
+        head.append(f"# nameserver: {via}")
     if dropped:
         head.append(f"# dropped loopback nameservers: {' '.join(dropped)}")
     return "\n".join(head + kept) + "\n"

@@ -19,6 +19,7 @@ from minibox.plan.netsteps import (  # noqa: F401 - re-exported: one place to im
     AddrAdd,
     BridgeAdd,
     ConntrackFlush,
+    DnsRecord,
     Firewall,
     Hairpin,
     LinkDel,
@@ -225,9 +226,10 @@ class PivotRoot(Value):
 class SetHostname(Value):
     hostname: str
     why: str = ""
+    domainname: str = ""  # the NIS domain name, set with it ("": left as it is)
 
     def command(self) -> str:
-        return f"hostname {q(self.hostname)}"
+        return f"hostname {q(self.hostname)}" + (f" && domainname {q(self.domainname)}" if self.domainname else "")
 
 
 class DropCapabilities(Value):
@@ -359,6 +361,7 @@ Step = Union[
     SetRlimit, OomScoreAdj, WaitStart, RunHook, Symlink, PivotRoot, RemovePath, Kill, Logged, SetHostname,
     DropCapabilities, LoadSeccomp, Exec, CgroupCreate, DeviceFilter, CgroupJoin, Freeze, CopyFiles, BridgeAdd,
     AddrAdd, LinkUp, VethAdd, SetMaster, Hairpin, RouteAdd, LinkDel, Sysctl, Firewall, ConntrackFlush,
+    DnsRecord,
 ]
 
 

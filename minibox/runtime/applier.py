@@ -106,7 +106,10 @@ class Applier:
         elif isinstance(step, PivotRoot):
             self._pivot(step)
         elif isinstance(step, SetHostname):
-            linux.sethostname(step.hostname)
+            if step.hostname:
+                linux.sethostname(step.hostname)
+            if step.domainname:
+                linux.setdomainname(step.domainname)
         elif isinstance(step, LinkUp) and step.dev == "lo":
             loopback_up()
         elif isinstance(step, RunHook):

@@ -246,7 +246,7 @@ def launch(req: Launch, shim: Shim | None = None) -> Launched:
     cgroups) and waits for release(); on any failure what was started is killed."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     plumbing = _Plumbing(shim, req.terminal) if shim is not None else None
-    join_fds = [(linux_kind(kind), os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in req.join]
+    join_fds = [(linux_kind(kind), _open_namespace(kind, path)) for kind, path in req.join]
     # Before any namespace is entered: non-dumpable (this process and its children), and
     # the sealed program PID 1's command is exec'd through (runtime.sealed).
     exec_fd = sealed.prepare(req.execer)
@@ -281,6 +281,14 @@ def launch(req: Launch, shim: Shim | None = None) -> Launched:
     if shim is None:
         os.waitpid(c1, 0)  # C1 has said all it will; PID 1 is the engine's subreaper's now
     return launched
+
+
+def _open_namespace(kind: str, path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise MiniboxError(f"cannot join the {kind} namespace {path}: {e.strerror} (its process has ended?)") \
+            from None
 
 
 def linux_kind(kind: str) -> str:

@@ -86,7 +86,8 @@ def script(spec: ContainerSpec, title: str) -> str:
                 + " ".join(q(e) for e in run_cmd.env) + " " + " ".join(q(a) for a in run_cmd.argv))
     redirect = ' > "$C/container.log" 2>&1' if spec.detach else ""
     inner_script = "\n".join(body).replace(cdir, "$C")  # the inner shell reads $C from the environment
-    out.append(f"{p.unshare.command()} sh -ec {shlex.quote(inner_script)}{redirect} &")
+    join = "".join(j.command() + " " for j in p.join)  # --network container:NAME: NAME's namespace first
+    out.append(f"{join}{p.unshare.command()} sh -ec {shlex.quote(inner_script)}{redirect} &")
     out.append('while [ -z "$(cat /proc/$!/task/$!/children 2>/dev/null)" ]; do sleep 0.01; done')
     out.append("CTR_PID=$(cat /proc/$!/task/$!/children | cut -d' ' -f1)  # PID 1 of the container, "
                "as the host sees it")

@@ -101,6 +101,54 @@ def test_specific_host_address_and_ephemeral_port(outside):
     mb("rm", "-f", "eph", check=True)
 
 
+THREE_SERVERS = ("for p in 80 81 82; do mkdir -p /w$p; echo page$p > /w$p/index.html; done; "
+                 "httpd -p 80 -h /w80; httpd -p 81 -h /w81; exec httpd -f -p 82 -h /w82")
+
+
+def test_a_port_range_publishes_each_port_as_one_element(outside):
+    """-p 8100-8102:80-82: three mappings in order, each answered by its own server, on all
+    paths; on nftables each is one element of the hostport map (no rule is added per port),
+    on iptables one DNAT rule each, as Docker's. A range's conflict names its first taken port."""
+    def rules() -> list[str]:
+        if BACKEND == "nftables":
+            return [x for x in sh("nft -a list chain ip minibox hostports", check=False).stdout.splitlines()
+                    if "dnat" in x]
+        return []
+
+    mb("run", "--rm", "busybox", "true", check=True)  # the default network and its base rules exist
+    before = rules()
+    mb("run", "-d", "--name", "rng", "-p", "8100-8102:80-82", "busybox", "sh", "-c", THREE_SERVERS, check=True)
+    try:
+        assert mb("port", "rng", check=True).stdout == \
+            "80/tcp -> 0.0.0.0:8100\n81/tcp -> 0.0.0.0:8101\n82/tcp -> 0.0.0.0:8102\n"
+        for host_port, page in ((8100, "page80"), (8101, "page81"), (8102, "page82")):
+            assert wait_for(lambda: page in curl(f"http://127.0.0.1:{host_port}/").stdout)
+            assert page in outside.run(f"curl -s -m 5 http://{outside.host_addr}:{host_port}/", check=False).stdout
+        if BACKEND == "nftables":
+            assert rules() == before  # no rule of its own: three elements
+            elements = sh("nft list map ip minibox hostport-any", check=True).stdout
+            assert all(f"tcp . {p}" in elements for p in (8100, 8101, 8102))
+        else:
+            nat = sh("iptables -t nat -S MINIBOX", check=True).stdout
+            assert all(f"--dport {p} " in nat for p in (8100, 8101, 8102))
+        taken = mb("run", "-d", "--name", "rng2", "-p", "8095-8105:80-90", "busybox", "true")
+        assert taken.returncode == 125 and taken.stderr.count("\n") == 1
+        assert "0.0.0.0:8100/tcp is already published by container rng" in taken.stderr
+        bad = mb("run", "-d", "-p", "8000-8010:80-81", "busybox", "true")
+        assert bad.returncode == 125 and "ranges of different lengths (11 and 2)" in bad.stderr
+        eph = mb("run", "-d", "--name", "rng3", "-p", "127.0.0.1::80-81", "busybox", "sh", "-c", THREE_SERVERS,
+                 check=True)
+        assert eph.returncode == 0
+        lines = mb("port", "rng3", check=True).stdout.splitlines()
+        assert [x.split(" -> ")[0] for x in lines] == ["80/tcp", "81/tcp"]
+        assert all(x.split(" -> ")[1].startswith("127.0.0.1:") for x in lines)
+        second = int(lines[1].rsplit(":", 1)[1])
+        assert wait_for(lambda: "page81" in curl(f"http://127.0.0.1:{second}/").stdout)
+    finally:
+        mb("rm", "-f", "rng", "rng2", "rng3")
+    assert mb("ps", "-aq").stdout == ""
+
+
 UDP_ECHO = r"""
 #include <arpa/inet.h>
 #include <string.h>

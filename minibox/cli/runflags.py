@@ -1,0 +1,94 @@
+"""The flags of `run` and `create`, validated, as one ContainerSpec: every refusal of bad input before anything is made."""
+
+from __future__ import annotations
+
+import os
+
+from minibox.errors import InvalidSpec
+from minibox.model import ContainerSpec, NetworkMode
+
+
+def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: str, env: list[str],
+               workdir: str, hostname: str, interactive: bool, tty: bool, network: str, publish: list[str],
+               ip: str, memory: str, pids_limit: int, security_opt: list[str], log_opt: list[str],
+               env_file: list[str] = (), user: str = "", group_add: list[str] = (), entrypoint: str | None = None,
+               publish_all: bool = False, volume: list[str] = (), mount: list[str] = (), tmpfs: list[str] = (),
+               read_only: bool = False, label: list[str] = (), pull: str = "missing", restart: str = "no",
+               create: bool = False, expose: list[str] = (), add_host: list[str] = (), dns: list[str] = (),
+               dns_search: list[str] = (), dns_option: list[str] = (), domainname: str = "",
+               network_alias: list[str] = ()) -> ContainerSpec:
+    """The command line, validated, as a ContainerSpec (keyword-only: there are many)."""
+    from minibox.image import ref as refs
+    from minibox.plan import restart as policy
+    from minibox.plan import spec as specs
+
+    refs.parse(image)  # a bad reference is refused before anything else
+    detach = detach or create  # `create`: the command runs in the background once started
+    if pull not in ("missing", "always", "never"):
+        raise InvalidSpec(f'invalid --pull "{pull}": use missing, always or never')
+    if name:
+        specs.validate_name(name)
+    if hostname:
+        specs.validate_hostname(hostname)
+    if domainname:
+        specs.validate_hostname(domainname, "domainname")
+    mode = NetworkMode.parse(network)
+    if mode.kind == "container" and not mode.name:
+        raise InvalidSpec('invalid --network "container:": name the container whose network to share '
+                          "(container:NAME or container:ID)")
+    if mode.kind == "container" and (hostname or domainname):
+        raise InvalidSpec(f"conflicting options: --{'hostname' if hostname else 'domainname'} and --network "
+                          f"{network}: the container takes the names of the one whose network it shares")
+    for alias in network_alias:
+        specs.validate_hostname(alias, "--network-alias")
+    if network_alias and mode.kind != "named":
+        raise InvalidSpec(f"--network-alias {network_alias[0]}: network-scoped aliases need a user-defined network "
+                          f"(network create), not --network {network or 'bridge'}")
+    if mode.kind == "container" and (publish_all or expose):
+        raise InvalidSpec(f"conflicting options: {'-P' if publish_all else '--expose'} and --network {network}: "
+                          "expose and publish the ports of the container whose network it shares")
+    if mode.kind == "container" and (add_host or dns or dns_search or dns_option):
+        raise InvalidSpec(f"conflicting options: --add-host, --dns, --dns-search and --dns-option cannot be used "
+                          f"with --network {network}: the container shares that one's /etc/hosts and resolv.conf")
+    if tty and interactive and not detach and not os.isatty(0):
+        raise InvalidSpec("the input device is not a TTY: drop -t, or run from a terminal")
+    ports = ()
+    if publish:
+        from minibox.plan import ports as portplan
+
+        ports = portplan.parse_all(publish)
+        if mode.kind == "container":
+            raise InvalidSpec(f"conflicting options: port publishing and --network {network}: publish the ports "
+                              "of the container whose network it shares")
+        if not mode.bridged:
+            raise InvalidSpec(f"-p has no effect with --network {network}: use the default bridge network")
+    if ip and not mode.bridged:
+        raise InvalidSpec(f"--ip needs a bridge network, not --network {network}")
+    mounts = ()
+    if volume or mount or tmpfs:
+        from minibox.plan import volumes
+
+        mounts = volumes.parse_all(list(volume), list(mount), list(tmpfs))
+    if user:
+        from minibox.plan import users
+
+        users.validate(user)
+    profile = specs.parse_security_opt(security_opt)
+    if profile not in ("", "unconfined"):
+        profile = os.path.abspath(profile)
+    max_size, max_files = specs.parse_log_opts(log_opt)
+    env_items = [item for f in env_file for item in specs.parse_env_file(f)] + list(env)
+    return ContainerSpec(
+        image=image, cmd=tuple(command), name=name,
+        env=specs.parse_env(env_items, dict(os.environ)), workdir=specs.validate_workdir(workdir) if workdir else "",
+        hostname=hostname, interactive=interactive, tty=tty, detach=detach, remove=rm,
+        network=network, ports=ports, ip=ip, memory=specs.parse_memory(memory) if memory else 0,
+        pids_limit=specs.validate_pids_limit(pids_limit), seccomp=profile, log_max_size=max_size,
+        log_max_files=max_files, entrypoint=((entrypoint,) if entrypoint else ()) if entrypoint is not None else None,
+        user=user,
+        group_add=tuple(group_add), mounts=mounts, read_only=read_only, publish_all=publish_all,
+        labels=specs.parse_labels(label), pull=pull, restart=policy.check(restart, rm, detach),
+        expose=tuple(specs.validate_expose(e) for e in expose),
+        add_hosts=tuple(specs.validate_add_host(h) for h in add_host), dns=tuple(specs.validate_dns(d) for d in dns),
+        dns_search=tuple(specs.validate_search(d) for d in dns_search), dns_options=tuple(dns_option),
+        domainname=domainname, aliases=tuple(network_alias))

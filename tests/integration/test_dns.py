@@ -1,0 +1,143 @@
+"""The embedded DNS of user-defined networks (net/dns.py: aardvark-dns), checked with real resolvers.
+
+Docker 20.10's behaviour, which these tests hold minibox to: on a user-defined network a
+container resolves the others by name, by --network-alias and by short id, at once after
+a `run` or a `rename`; names of another network are not answered; other names go to the
+host's resolvers, or to the container's --dns servers; the default network keeps the
+host's resolvers. minibox's server is Podman's (aardvark-dns on the gateway), so
+resolv.conf names the gateway where Docker's names 127.0.0.11.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import ROOT, inspect, mb, wait_for
+
+DNS_DIR = ROOT / "dns"
+
+
+def lookup(ctr: str, name: str) -> str:
+    """The address busybox's nslookup (a real stub resolver, over UDP) gets for `name`, or ""."""
+    out = mb("exec", ctr, "nslookup", name).stdout
+    answer = out.split("Name:", 1)[1] if "Name:" in out else ""
+    return next((x.split()[-1] for x in answer.splitlines() if x.startswith("Address")), "")
+
+
+def server_pid() -> int:
+    try:
+        pid = int((DNS_DIR / "aardvark.pid").read_text())
+    except (OSError, ValueError):
+        return 0
+    return pid if Path(f"/proc/{pid}/comm").exists() and Path(f"/proc/{pid}/comm").read_text().strip() == \
+        "aardvark-dns" else 0
+
+
+def test_a_user_network_resolves_names_aliases_and_short_ids_and_nothing_else():
+    mb("network", "create", "--subnet", "10.77.5.0/24", "dnsa", check=True)
+    mb("network", "create", "--subnet", "10.77.6.0/24", "dnsb", check=True)
+    try:
+        db = mb("run", "-d", "--name", "db", "--network", "dnsa", "--network-alias", "database", "busybox",
+                "sleep", "1000", check=True).stdout.strip()
+        mb("run", "-d", "--name", "app", "--network", "dnsa", "busybox", "sleep", "1000", check=True)
+        ip = inspect("db")["NetworkSettings"]["IPAddress"]
+        resolv = mb("exec", "app", "cat", "/etc/resolv.conf", check=True).stdout
+        assert "nameserver 10.77.5.1" in resolv.splitlines()  # the gateway: aardvark-dns listens there
+        assert lookup("app", "db") == ip and lookup("app", "database") == ip and lookup("app", db[:12]) == ip
+        # a container that joins later is answered at once, both ways
+        mb("run", "-d", "--name", "late", "--network", "dnsa", "busybox", "sleep", "1000", check=True)
+        assert lookup("app", "late") == inspect("late")["NetworkSettings"]["IPAddress"]
+        assert lookup("late", "app") == inspect("app")["NetworkSettings"]["IPAddress"]
+        # rename: the new name at once, the old one no more
+        mb("rename", "db", "store", check=True)
+        assert lookup("app", "store") == ip and lookup("app", "db") == ""
+        # another network's containers, and the default network's, do not get these names
+        mb("run", "-d", "--name", "other", "--network", "dnsb", "busybox", "sleep", "1000", check=True)
+        assert lookup("other", "store") == "" and lookup("other", "app") == ""
+        mb("run", "-d", "--name", "plain", "busybox", "sleep", "1000", check=True)
+        assert "nameserver 10.77.5.1" not in mb("exec", "plain", "cat", "/etc/resolv.conf", check=True).stdout
+        # one server for every network, running while any has containers
+        pid = server_pid()
+        assert pid and {p.name for p in DNS_DIR.iterdir()} == {"aardvark.pid", "dnsa", "dnsb"}
+        mb("rm", "-f", "other", check=True)
+        assert {p.name for p in DNS_DIR.iterdir()} == {"aardvark.pid", "dnsa"} and server_pid() == pid
+        mb("rm", "-f", "store", "app", "late", check=True)
+        assert not any(DNS_DIR.iterdir()) and not Path(f"/proc/{pid}").exists()  # the last one stopped it
+    finally:
+        mb("rm", "-f", "db", "store", "app", "late", "other", "plain")
+        mb("network", "rm", "dnsa", "dnsb")
+
+
+def test_explain_shows_the_dns_line_and_the_server():
+    mb("network", "create", "--subnet", "10.77.7.0/24", "dnsc", check=True)
+    try:
+        res = mb("run", "-d", "--explain", "--name", "shown", "--network", "dnsc", "busybox", "sleep", "1000",
+                 check=True)
+        assert f"{DNS_DIR}/dnsc" in res.stderr and "aardvark-dns --config" in res.stderr
+        assert "shown," in res.stderr  # the line with its names
+        script = mb("run", "--dry-run", "--name", "dry", "--network", "dnsc", "busybox", "true", check=True).stdout
+        assert "aardvark-dns --config" in script and "dry," in script
+    finally:
+        mb("rm", "-f", "shown")
+        mb("network", "rm", "dnsc")
+
+
+TINY_DNS = r"""
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 53))
+while True:
+    q, peer = s.recvfrom(512)
+    qid, flags, qd = struct.unpack("!HHH", q[:6])
+    end = 12
+    while q[end]:
+        end += q[end] + 1
+    question = q[12:end + 5]
+    answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(sys.argv[2])
+    s.sendto(struct.pack("!HHHHHH", qid, 0x8180, 1, 1, 0, 0) + question + answer, peer)
+"""
+
+
+def test_other_names_go_to_the_containers_dns_servers(outside):
+    """A resolver on the LAN (the outside host) that answers every A question with one
+    address: a container on a user network with --dns naming it gets that answer for a
+    name no container has, through aardvark-dns's forwarding."""
+    script = outside.www.parent / "tinydns.py"
+    script.write_text(TINY_DNS)
+    server = subprocess.Popen(["nsenter", f"--net=/proc/{outside.pid}/ns/net", sys.executable, str(script),
+                               outside.addr, "198.51.100.77"])
+    mb("network", "create", "--subnet", "10.77.8.0/24", "dnsd", check=True)
+    try:
+        mb("run", "-d", "--name", "asker", "--network", "dnsd", "--dns", outside.addr, "busybox", "sleep", "1000",
+           check=True)
+        assert wait_for(lambda: lookup("asker", "somewhere.example") == "198.51.100.77")
+        assert lookup("asker", "asker") == inspect("asker")["NetworkSettings"]["IPAddress"]  # its own still local
+    finally:
+        server.kill()
+        server.wait()
+        mb("rm", "-f", "asker")
+        mb("network", "rm", "dnsd")
+
+
+def test_gc_removes_what_a_killed_container_left_and_stops_the_server():
+    """kill -9 of a container's shim and PID 1: nobody removes its line. The server serves on
+    (no minibox command is its parent); `gc` forgets the line and stops the server."""
+    mb("network", "create", "--subnet", "10.77.9.0/24", "dnse", check=True)
+    try:
+        mb("run", "-d", "--name", "lost", "--network", "dnse", "busybox", "sleep", "1000", check=True)
+        pid = server_pid()
+        state = inspect("lost")
+        for p in (state["Minibox"]["ShimPid"], state["State"]["Pid"]):
+            os.kill(p, signal.SIGKILL)
+        time.sleep(0.2)
+        assert Path(f"/proc/{pid}").exists() and (DNS_DIR / "dnse").exists()
+        mb("gc", check=True)
+        assert not (DNS_DIR / "dnse").exists() and not Path(f"/proc/{pid}").exists()
+    finally:
+        mb("rm", "-f", "lost")
+        mb("network", "rm", "dnse")
