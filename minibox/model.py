@@ -285,6 +285,9 @@ class ContainerState(Value):
     restart_count: int = 0  # times a restart policy (not the user) started it again
     quick_restarts: int = 0  # of those, in a row after runs shorter than 10 s: the backoff
     stopped_by_user: bool = False  # `stop` or `kill`: its restart policy stands down
+    # Being started again (`start`, `restart`, a restart policy): it existed before this
+    # command, so a crash of the command never makes it a killed `run`'s leftover for gc.
+    again: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return self._asdict()

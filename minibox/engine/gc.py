@@ -40,8 +40,9 @@ def _known() -> set[str]:
 
 
 def sweep_stuck() -> tuple[list[Step], list[str]]:
-    """Creations a killed `run` left (refresh marks them exited), and interrupted removals:
-    removed, as `rm -f` would."""
+    """Creations a killed `run` or `create` left (refresh marks them exited), and interrupted
+    removals: removed, as `rm -f` would. A container being started again is not a creation:
+    a `start` that died leaves it exited, never removed."""
     c = lifecycle.Collector()
     for cid, rec in store.entries().items():
         if isinstance(rec, Damaged):
@@ -52,7 +53,7 @@ def sweep_stuck() -> tuple[list[Step], list[str]]:
         except Exception as e:  # noqa: BLE001
             c.errors.append(f"{cid[:12]}: {e}")
             continue
-        crashed = before.status in (CREATING, CREATED) and state.status == EXITED
+        crashed = before.status in (CREATING, CREATED) and state.status == EXITED and not before.again
         if crashed or state.status == REMOVING:
             c.attempt(f"removing {rec.name}", lifecycle.teardown, cid, rec, state)
     return c.result

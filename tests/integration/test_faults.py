@@ -54,6 +54,33 @@ def test_a_run_killed_while_starting_is_listed_and_removable():
     mb("gc", check=True)
 
 
+def test_a_start_killed_mid_way_never_lets_gc_remove_the_container():
+    """A container that existed before a command began is never removed by `gc` because
+    that command failed: `start` of an exited container, killed with SIGKILL at random
+    moments of its creation (state `creating`, its creator dead), then `gc`. The container,
+    its writable layer and its log stay, and it starts again. Before `again` was recorded,
+    gc took each such start for a killed `run` and deleted the container."""
+    mb("run", "-d", "--name", "keep", "-p", "8124:80", "busybox", "sh", "-c",
+       "echo ran >> /runs; exec httpd -f -p 80", check=True)
+    try:
+        mb("stop", "-t", "1", "keep", check=True)
+        killed = 0
+        for i in range(12):
+            proc = faults.start(["start", "keep"])
+            if faults.kill_after(proc, 0.02 + 0.02 * i) is None:
+                killed += 1
+            mb("gc", check=True)
+            assert mb("inspect", "keep").returncode == 0, f"round {i}: gc removed the container"
+            mb("stop", "-t", "1", "keep")
+        assert killed >= 3  # the schedule did kill starts mid-way
+        mb("start", "keep", check=True)
+        assert wait_for(lambda: sh("curl -s -m 2 -o /dev/null -w '%{http_code}' 127.0.0.1:8124",
+                                   check=False).stdout in ("200", "404"))
+        assert "ran" in mb("exec", "keep", "cat", "/runs", check=True).stdout  # its writable layer kept
+    finally:
+        mb("rm", "-f", "keep")
+
+
 # --- the disk ------------------------------------------------------------------------------------------
 
 
