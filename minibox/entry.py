@@ -108,18 +108,12 @@ class _Verbs(dict):
 # habit gets that, rather than click's guess at a similar-looking minibox flag.
 DOCKER_ONLY = {
     "--cpus": "Docker's flag to limit CPU", "--cpu-shares": "Docker's flag to weight CPU time",
-    "--cpuset-cpus": "Docker's flag to pin CPUs", "--privileged": "Docker's flag to drop every isolation",
-    "--cap-add": "Docker's flag to add capabilities", "--cap-drop": "Docker's flag to drop capabilities",
-    "--device": "Docker's flag to pass a host device", "--gpus": "Docker's flag to pass GPUs",
-    "--ulimit": "Docker's flag to set rlimits",
-    "--add-host": "Docker's flag to add /etc/hosts lines", "--dns": "Docker's flag to set resolvers",
-    "--shm-size": "Docker's flag to size /dev/shm", "--init": "Docker's flag to run an init as PID 1",
-    "--platform": "Docker's flag to pick an architecture", "--sysctl": "Docker's flag to set sysctls",
-    "--pid": "Docker's flag to share a PID namespace", "--ipc": "Docker's flag to share an IPC namespace",
+    "--cpuset-cpus": "Docker's flag to pin CPUs", "--gpus": "Docker's flag to pass GPUs",
+    "--platform": "Docker's flag to pick an architecture", "--pid": "Docker's flag to share a PID namespace", "--ipc": "Docker's flag to share an IPC namespace",
     "--userns": "Docker's flag to choose a user namespace", "--link": "Docker's legacy container links",
     "--health-cmd": "Docker's health check", "--log-driver": "Docker's log driver choice",
-    "--memory-swap": "Docker's flag to limit swap", "--stop-timeout": "Docker's per-container stop timeout",
-    "--cidfile": "Docker's flag to write the container id to a file", "--expose": "Docker's flag to expose a port",
+    "--memory-swap": "Docker's flag to limit swap",
+    "--cidfile": "Docker's flag to write the container id to a file",
 }
 
 

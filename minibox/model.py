@@ -127,7 +127,7 @@ class MountSpec(Value):
 
 
 LIST_FIELDS = ("cmd", "env", "group_add", "labels", "expose", "add_hosts", "dns", "dns_search", "dns_options",
-               "aliases")
+               "aliases", "cap_add", "cap_drop", "ulimits", "sysctls", "devices")
 
 
 class ContainerSpec(Value):
@@ -167,6 +167,17 @@ class ContainerSpec(Value):
     dns_options: tuple[str, ...] = ()  # --dns-option
     domainname: str = ""  # --domainname: the UTS namespace's NIS domain name
     aliases: tuple[str, ...] = ()  # --network-alias: more names its user network's DNS answers for it
+    cap_add: tuple[str, ...] = ()  # --cap-add, lower-case names without CAP_ ("all" for ALL)
+    cap_drop: tuple[str, ...] = ()
+    privileged: bool = False  # every capability and host device, no seccomp, no masks, /sys writable
+    no_new_privs: bool = False  # --security-opt no-new-privileges: off by default, as Docker's
+    ulimits: tuple[str, ...] = ()  # --ulimit NAME=SOFT[:HARD], checked
+    sysctls: tuple[str, ...] = ()  # --sysctl KEY=VALUE, namespaced ones only
+    devices: tuple[str, ...] = ()  # --device HOST:CONTAINER:PERMS
+    shm_size: int = 0  # --shm-size in bytes (0: Docker's 64 MB)
+    stop_signal: str = ""  # --stop-signal (the image's, or SIGTERM, otherwise)
+    stop_timeout: int = -1  # --stop-timeout in seconds (-1: `stop`'s 10)
+    init: bool = False  # --init: tini as PID 1, the command its child
 
     @property
     def mode(self) -> NetworkMode:

@@ -48,6 +48,21 @@ def run(
     domainname: str = typer.Option("", "--domainname", help="the container's NIS domain name"),
     network_alias: List[str] = typer.Option([], "--network-alias", help="another name its user-defined network's "
                                                                         "DNS answers for it"),
+    cap_add: List[str] = typer.Option([], "--cap-add", help="add a capability (NET_ADMIN, or ALL)"),
+    cap_drop: List[str] = typer.Option([], "--cap-drop", help="drop a capability (CHOWN, or ALL)"),
+    privileged: bool = typer.Option(False, "--privileged", help="give the container the host: every capability "
+                                                                "and device, no seccomp, no masks"),
+    ulimit: List[str] = typer.Option([], "--ulimit", help="a resource limit, NAME=SOFT[:HARD] (nofile=1024:2048)"),
+    sysctl: List[str] = typer.Option([], "--sysctl", help="a namespaced kernel setting, KEY=VALUE (net.*, "
+                                                          "kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*)"),
+    device: List[str] = typer.Option([], "--device", help="a host device, /HOST[:/CONTAINER][:rwm]"),
+    shm_size: str = typer.Option("", "--shm-size", help="the size of /dev/shm (default 64m)"),
+    stop_signal: str = typer.Option("", "--stop-signal", help="the signal `stop` sends (default: the image's, "
+                                                              "or SIGTERM)"),
+    stop_timeout: int = typer.Option(-1, "--stop-timeout", help="seconds `stop` waits before SIGKILL "
+                                                                "(default 10)"),
+    init: bool = typer.Option(False, "--init", help="run an init (tini) as PID 1: it reaps zombies and "
+                                                    "forwards signals to the command"),
     publish_all: bool = typer.Option(False, "-P", "--publish-all", help="publish every port the image exposes "
                                                                         "on a free host port"),
     ip: str = typer.Option("", "--ip", help="ask for this address on the network"),
@@ -83,7 +98,9 @@ def run(
                       publish_all=publish_all, volume=volume, mount=mount, tmpfs=tmpfs, read_only=read_only,
                       label=label, pull=pull, restart=restart, create=creating, expose=expose, add_host=add_host,
                       dns=dns, dns_search=dns_search, dns_option=dns_option, domainname=domainname,
-                      network_alias=network_alias)
+                      network_alias=network_alias, cap_add=cap_add, cap_drop=cap_drop, privileged=privileged,
+                      ulimit=ulimit, sysctl=sysctl, device=device, shm_size=shm_size, stop_signal=stop_signal,
+                      stop_timeout=stop_timeout, init=init)
     if dry_run:
         from minibox.teach import dryrun
 
@@ -205,11 +222,12 @@ def _each(refs: list[str], action, resolve=store.resolve) -> None:
 @app.command()
 def stop(
     containers: List[str] = typer.Argument(..., help="container names or ids"),
-    time_: int = typer.Option(config.STOP_TIMEOUT, "-t", "--time", help="seconds to wait before SIGKILL"),
+    time_: Optional[int] = typer.Option(None, "-t", "--time", help="seconds to wait before SIGKILL (default: "
+                                                                   "its --stop-timeout, or 10)"),
 ) -> None:
     """Stop containers: SIGTERM, then SIGKILL after the grace period."""
     lifecycle.require_root()
-    if time_ < 0:
+    if time_ is not None and time_ < 0:
         raise InvalidSpec(f"invalid --time {time_}: give a number of seconds >= 0")
     _each(containers, lambda rec: lifecycle.stop(rec, time_))
 

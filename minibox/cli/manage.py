@@ -1,7 +1,7 @@
 """The verbs of a container's life after `run`: create, start, attach, restart, wait, rename."""
 
 import time
-from typing import List
+from typing import List, Optional
 
 import typer
 
@@ -123,8 +123,9 @@ def join(rec, start=None) -> int:
 
 @app.command()
 def restart(containers: List[str] = typer.Argument(..., help="container names or ids"),
-            time_: int = typer.Option(10, "-t", "--time", help="seconds to wait for it to stop before killing it")
-            ) -> None:
+            time_: Optional[int] = typer.Option(None, "-t", "--time", help="seconds to wait for it to stop before "
+                                                                           "killing it (default: its --stop-timeout, "
+                                                                           "or 10)")) -> None:
     """Stop (SIGTERM, then SIGKILL after -t seconds) and start each container again."""
     lifecycle.require_root()
     from minibox.engine import start as starting

@@ -279,6 +279,17 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
             "PublishAllPorts": rec.spec.publish_all,
             "RestartPolicy": {"Name": policy.name, "MaximumRetryCount": policy.max_retries},
             "ExtraHosts": list(rec.spec.add_hosts) or None,
+            "CapAdd": [c.upper() for c in rec.spec.cap_add] or None,
+            "CapDrop": [c.upper() for c in rec.spec.cap_drop] or None,
+            "Privileged": rec.spec.privileged,
+            "Init": rec.spec.init or None,
+            "ShmSize": rec.spec.shm_size or 64 << 20,
+            "Sysctls": dict(x.split("=", 1) for x in rec.spec.sysctls) or None,
+            "Ulimits": [{"Name": u.split("=")[0], "Soft": s, "Hard": h}
+                        for u, (_, s, h) in zip(rec.spec.ulimits, map(_ulimit, rec.spec.ulimits))] or None,
+            "Devices": [dict(zip(("PathOnHost", "PathInContainer", "CgroupPermissions"), d.split(":")))
+                        for d in rec.spec.devices] or None,
+            "SecurityOpt": ["no-new-privileges"] if rec.spec.no_new_privs else None,
             "Dns": list(rec.spec.dns),
             "DnsSearch": list(rec.spec.dns_search),
             "DnsOptions": list(rec.spec.dns_options),
@@ -299,6 +310,7 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
             "Tty": rec.spec.tty,
             "OpenStdin": rec.spec.interactive,
             "StopSignal": rec.stop_signal or "SIGTERM",
+            **({"StopTimeout": rec.spec.stop_timeout} if rec.spec.stop_timeout >= 0 else {}),
             "Labels": dict(item.partition("=")[::2] for item in rec.labels),
         },
         "NetworkSettings": {
@@ -398,3 +410,9 @@ def network_inspect(net, containers: list[tuple[ContainerRecord, ContainerState]
             "IPAM": {"Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
             "Options": {"bridge.name": net.bridge, "bridge.mac": net.mac, "firewall": net.firewall},
             "Containers": ctrs}
+
+
+def _ulimit(text: str) -> tuple[str, int, int]:
+    from minibox.plan import procflags
+
+    return procflags.ulimit(text)

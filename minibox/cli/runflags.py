@@ -16,9 +16,12 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
                read_only: bool = False, label: list[str] = (), pull: str = "missing", restart: str = "no",
                create: bool = False, expose: list[str] = (), add_host: list[str] = (), dns: list[str] = (),
                dns_search: list[str] = (), dns_option: list[str] = (), domainname: str = "",
-               network_alias: list[str] = ()) -> ContainerSpec:
+               network_alias: list[str] = (), cap_add: list[str] = (), cap_drop: list[str] = (),
+               privileged: bool = False, ulimit: list[str] = (), sysctl: list[str] = (), device: list[str] = (),
+               shm_size: str = "", stop_signal: str = "", stop_timeout: int = -1, init: bool = False) -> ContainerSpec:
     """The command line, validated, as a ContainerSpec (keyword-only: there are many)."""
     from minibox.image import ref as refs
+    from minibox.plan import procflags
     from minibox.plan import restart as policy
     from minibox.plan import spec as specs
 
@@ -73,7 +76,7 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
         from minibox.plan import users
 
         users.validate(user)
-    profile = specs.parse_security_opt(security_opt)
+    profile, nnp = specs.parse_security_opt(security_opt)
     if profile not in ("", "unconfined"):
         profile = os.path.abspath(profile)
     max_size, max_files = specs.parse_log_opts(log_opt)
@@ -91,4 +94,18 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
         expose=tuple(specs.validate_expose(e) for e in expose),
         add_hosts=tuple(specs.validate_add_host(h) for h in add_host), dns=tuple(specs.validate_dns(d) for d in dns),
         dns_search=tuple(specs.validate_search(d) for d in dns_search), dns_options=tuple(dns_option),
-        domainname=domainname, aliases=tuple(network_alias))
+        domainname=domainname, aliases=tuple(network_alias),
+        cap_add=tuple(procflags.capability(c, "--cap-add") for c in cap_add),
+        cap_drop=tuple(procflags.capability(c, "--cap-drop") for c in cap_drop), privileged=privileged,
+        no_new_privs=nnp, ulimits=tuple(ulimit) if all(procflags.ulimit(u) for u in ulimit) else (),
+        sysctls=tuple(sysctl) if all(procflags.sysctl(x, mode.own_netns) for x in sysctl) else (),
+        devices=tuple(":".join(procflags.device(d)) for d in device),
+        shm_size=specs.parse_size(shm_size, "--shm-size") if shm_size else 0,
+        stop_signal=procflags.stop_signal(stop_signal) if stop_signal else "", stop_timeout=check_timeout(stop_timeout),
+        init=init)
+
+
+def check_timeout(seconds: int) -> int:
+    if seconds < -1:
+        raise InvalidSpec(f"invalid --stop-timeout {seconds}: give seconds (0 or more), or -1 for stop's 10")
+    return seconds

@@ -145,7 +145,7 @@ def _container_root(rec: ContainerRecord, state: ContainerState) -> inroot.Root:
     from minibox import linux
     from minibox.plan import mounts as mplan
     from minibox.plan import ocifs
-    from minibox.plan.run import volume_mounts
+    from minibox.plan.runspec import volume_mounts
     from minibox.plan.steps import MS_PRIVATE, MS_REC, Mount
     from minibox.runtime.applier import Applier
 

@@ -42,11 +42,11 @@ def container_spec(rec: ContainerRecord) -> tuple[dict, bytes]:
     try:
         spec = json.loads((cdir / SPEC_FILE).read_text())
     except (OSError, ValueError):
-        from minibox.plan import run as runplan
         from minibox.plan.mounts import RootfsLayout
+        from minibox.plan.runspec import runtime_spec
 
-        spec = runplan.runtime_spec(rec.spec, rec, RootfsLayout.for_container(rec.image_layers, str(cdir)),
-                                    str(config.paths().volumes), cgroups=True)
+        spec = runtime_spec(rec.spec, rec, RootfsLayout.for_container(rec.image_layers, str(cdir)),
+                            str(config.paths().volumes), cgroups=True)
     try:
         program = (cdir / SECCOMP_FILE).read_bytes()
     except OSError:
@@ -79,7 +79,8 @@ def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], 
     seccomp = LoadSeccomp(notes.get("minibox/seccomp", "the container's own"),
                           int(notes.get("minibox/seccomp.rules", "0")), program,
                           why="the same seccomp filter as the container's PID 1") if program else None
-    steps = ociplan.plan_process(process, spec.get("linux") or {}, seccomp)
+    steps = ociplan.plan_process(process, spec.get("linux") or {},
+                                 ociplan.seccomp_timing(seccomp, bool(process.get("noNewPrivileges"))))
     steps[-1] = steps[-1]._replace(why="a new process in the container: its PID there is the next free one, not 1")
     dirs = cgroups.existing_dirs(config.cgroup_parent(), rec.id)
     try:

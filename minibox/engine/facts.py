@@ -38,6 +38,8 @@ class Basics(Value):
     peer: ContainerRecord | None = None  # --network container:NAME: NAME, running
     peer_pid: int = 0  # its PID 1, whose network namespace is joined
     host_hosts: str = ""  # the host's /etc/hosts (--network host starts from it, as Docker)
+    devices: tuple = ()  # linux.devices entries: --device's, or all the host's with --privileged
+    init: str = ""  # --init: the host's tini-static
 
 
 def container_caps(device_control: str, quiet: bool = False) -> tuple[str, ...]:
@@ -123,7 +125,11 @@ def read(spec: ContainerSpec, dry: bool = False, cid: str = "", name: str = "") 
     lay = cgroups.layout()
     cgroups.check_limits(lay, spec.memory, spec.pids_limit)
     keep = container_caps(cgroups.device_control(lay), quiet=dry)
-    filter_step = seccomp.step_for(spec.seccomp, keep, cache_it=not dry)
+    if spec.privileged or spec.cap_add or spec.cap_drop:
+        keep = granted_caps(spec, keep)
+    # --privileged: no seccomp filter, unless a profile is named (as Docker)
+    filter_step = None if spec.privileged and not spec.seccomp else seccomp.step_for(spec.seccomp, keep,
+                                                                                     cache_it=not dry)
     try:
         with open("/etc/resolv.conf") as f:
             resolv = f.read()
@@ -146,12 +152,81 @@ def read(spec: ContainerSpec, dry: bool = False, cid: str = "", name: str = "") 
             new = store.load_network(config.default_network()) is None
         net = endpoint.resolve_network(spec.mode, spec.ports, create=not dry)
     basics = Basics(spec, image, keep, filter_step, lay, resolv, net, new, passwd, group, peer=peer,
-                    peer_pid=peer_pid, host_hosts=hosts)
+                    peer_pid=peer_pid, host_hosts=hosts, devices=host_devices(spec), init=init_program(spec))
     from minibox.plan import spec as specs
 
     cid = cid or new_id()
     return basics._replace(record=new_record(spec, basics, cid, name or spec.name or
                                              specs.generate_name(store.name_taken)))
+
+
+def granted_caps(spec: ContainerSpec, default: tuple[str, ...]) -> tuple[str, ...]:
+    """--privileged (every capability) or --cap-add/--cap-drop, within what this runtime
+    holds itself: it cannot grant more (this machine kind's bounding set lacks some)."""
+    from minibox import linux
+    from minibox.plan import procflags
+    from minibox.plan.procsteps import CAP_NUMBERS
+
+    _, permitted, _ = linux.capget()
+    top = caps.last_cap()
+    held = tuple(n for n, i in CAP_NUMBERS.items() if i <= top and permitted & (1 << i))
+    if spec.privileged:
+        return held
+    missing = [c for c in spec.cap_add if c != "all" and c not in held]
+    if missing:
+        raise InvalidSpec(f"--cap-add {missing[0].upper()}: this runtime does not hold that capability itself "
+                          "(its bounding set), so it cannot grant it")
+    return procflags.capabilities(default, spec.cap_add, spec.cap_drop, held)
+
+
+SKIP_DEVICES = ("pts", "shm", "mqueue", "fd", "console", "ptmx")  # the container's own, or not devices
+
+
+def host_devices(spec: ContainerSpec) -> tuple:
+    """linux.devices entries: every device node of the host's /dev with --privileged, as
+    Docker's; then each --device, which must be a device node."""
+    out = {}
+    if spec.privileged:
+        for top, dirs, files in os.walk("/dev"):
+            dirs[:] = [d for d in dirs if os.path.join(top, d)[5:] not in SKIP_DEVICES]
+            for f in files:
+                path = os.path.join(top, f)
+                with contextlib.suppress(OSError):
+                    entry = _device(os.stat(path), path, "rwm") if path[5:] not in SKIP_DEVICES else None
+                    if entry:
+                        out[path] = entry
+    for d in spec.devices:
+        host, ctr, perms = d.split(":")
+        try:
+            entry = _device(os.stat(host), ctr, perms)
+        except OSError as e:
+            raise InvalidSpec(f"--device {host}: {e.strerror}") from None
+        if entry is None:
+            raise InvalidSpec(f"--device {host}: not a device node (a character or block device is needed)")
+        out[ctr] = entry
+    return tuple(out.values())
+
+
+def _device(st: os.stat_result, path: str, perms: str) -> dict | None:
+    import stat
+
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        return None
+    return {"path": path, "type": "c" if stat.S_ISCHR(st.st_mode) else "b", "major": os.major(st.st_rdev),
+            "minor": os.minor(st.st_rdev), "fileMode": st.st_mode & 0o777, "uid": 0, "gid": 0, "perms": perms}
+
+
+def init_program(spec: ContainerSpec) -> str:
+    """--init: Debian's tini-static (what Docker ships as docker-init), static so it runs in
+    any image."""
+    if not spec.init:
+        return ""
+    import shutil
+
+    found = shutil.which("tini-static") or ("/usr/bin/tini-static" if os.path.exists("/usr/bin/tini-static") else "")
+    if not found:
+        raise InvalidSpec("--init needs tini (apt-get install tini, or scripts/setup)")
+    return found
 
 
 def running_peer(ref: str) -> tuple[ContainerRecord, int]:
@@ -195,7 +270,7 @@ def new_record(spec: ContainerSpec, basics: Basics, cid: str, name: str) -> Cont
         image_id=basics.image.id, hostname=hostname,
         env=specs.container_env(spec.env, hostname, spec.tty, image_env=cfg.env, home=user.home),
         caps=basics.caps, argv=command(cfg, spec.cmd, spec.entrypoint), workdir=spec.workdir or cfg.workdir or "/",
-        user=user._asdict(), mounts=mounts, stop_signal=cfg.stop_signal,
+        user=user._asdict(), mounts=mounts, stop_signal=spec.stop_signal or cfg.stop_signal,
         labels=tuple(f"{k}={v}" for k, v in cfg.labels) + spec.labels)
 
 
@@ -220,7 +295,8 @@ def for_run(spec: ContainerSpec, basics: Basics, rec: ContainerRecord, ff=None) 
                     etc_dir=str(config.paths().container(basics.peer.id)) if basics.peer is not None else "",
                     host_hosts=basics.host_hosts, host_gateway=host_gateway(spec, basics),
                     dns_dir=str(config.paths().dns) if basics.network is not None and
-                    basics.network.name != config.default_network() else "")
+                    basics.network.name != config.default_network() else "", devices=basics.devices,
+                    init=basics.init)
 
 
 def host_gateway(spec: ContainerSpec, basics: Basics) -> str:

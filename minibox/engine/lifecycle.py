@@ -209,9 +209,12 @@ def running(ref: str) -> tuple[ContainerRecord, ContainerState]:
 # --- stop, kill ----------------------------------------------------------------------------------
 
 
-def stop(rec: ContainerRecord, timeout: int = config.STOP_TIMEOUT) -> None:
-    """SIGTERM, then SIGKILL after `timeout` seconds: a PID 1 without a SIGTERM handler
-    (sh, sleep, busybox httpd) ignores SIGTERM, because the kernel protects init."""
+def stop(rec: ContainerRecord, timeout: int | None = None) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds (None: its --stop-timeout, or 10): a
+    PID 1 without a SIGTERM handler (sh, sleep, busybox httpd) ignores SIGTERM, because the
+    kernel protects init."""
+    if timeout is None:
+        timeout = rec.spec.stop_timeout if rec.spec.stop_timeout >= 0 else config.STOP_TIMEOUT
     state = refresh(rec.id)
     if state.status in (RUNNING, EXITED, CREATING):
         _stopped_by_user(rec.id)  # also cancels a restart its policy has pending

@@ -166,6 +166,14 @@ class Plan(Value):
         return [s.path for s in self.cgroups if type(s).__name__ == "CgroupCreate"]
 
 
+def seccomp_timing(step: LoadSeccomp | None, no_new_privs: bool) -> LoadSeccomp | None:
+    """Without no_new_privs the kernel loads a filter only for a process holding
+    CAP_SYS_ADMIN: "early", before the capabilities go (runc's order too); with it, last."""
+    if step is None or step.why.startswith("early") == (not no_new_privs):
+        return step
+    return step._replace(why=("early: " if not no_new_privs else "") + step.why.removeprefix("early: "))
+
+
 def plan(doc: dict, facts: Facts) -> Plan:
     """The whole of `create` for this runtime spec, in the order it is applied."""
     if not isinstance(doc, dict):

@@ -1,10 +1,7 @@
 """`minibox run` as Docker's client does it: flags, the image's config and the reserved resources become a runtime spec, planned by the one planner.
 
-    runtime_spec(spec, facts)  the container's config.json: process (argv, env, cwd, user,
-                               Docker's 14 capabilities, no_new_privs), root (the overlay,
-                               --read-only), hostname, mounts (Docker's defaults, the
-                               per-container /etc files, -v/--mount/--tmpfs), namespaces,
-                               resources (-m, --pids-limit, the device allowlist), masks
+    runtime_spec(...)          the container's config.json (plan.runspec): every run flag
+                               that the spec has a field for, set there once
     plan_run(spec, facts)      plan.oci.plan of it, and what no runtime spec holds:
 
     files      the container's directories and /etc files (on the host)
@@ -26,7 +23,8 @@ from minibox.plan import oci as ociplan
 from minibox.plan import ociresources
 from minibox.plan import spec as specs
 from minibox.plan import volumes as volplan
-from minibox.plan.mounts import ETC_FILES, MASKED_PATHS, READONLY_PATHS, RootfsLayout, overlay
+from minibox.plan.mounts import RootfsLayout, overlay
+from minibox.plan.runspec import runtime_spec
 from minibox.plan.rules import NetFacts, PortFacts
 from minibox.plan.steps import (
     PID,
@@ -61,6 +59,8 @@ class RunFacts(Value):
     # that its containers resolve each other through it; the default network keeps the
     # host's resolvers and /etc/hosts.
     dns_dir: str = ""
+    devices: tuple = ()  # linux.devices entries (--device, or all the host's with --privileged), read
+    init: str = ""  # --init: the host's tini-static, bind-mounted as /sbin/docker-init
 
 
 def port_facts(rec: ContainerRecord) -> tuple[PortFacts, ...]:
@@ -145,80 +145,6 @@ def dns_names(rec: ContainerRecord) -> tuple[str, ...]:
     return tuple(dict.fromkeys((rec.name, *rec.spec.aliases, rec.id[:12])))
 
 
-NOSUID_NOEXEC_NODEV = ["nosuid", "noexec", "nodev"]
-
-
-def runtime_spec(spec: ContainerSpec, rec: ContainerRecord, layout: RootfsLayout, volume_root: str,
-                 cgroups: bool, netns: str = "") -> dict:
-    """The container's OCI runtime spec, as Docker's client would hand it to runc (moby's
-    daemon/oci_linux.go defaults), with a `why` on each mount for the lesson."""
-    user = rec.user or {"uid": 0, "gid": 0}
-    caps = ["CAP_" + c.upper() for c in rec.caps]
-    mounts = [
-        {"destination": "/proc", "type": "proc", "source": "proc", "options": NOSUID_NOEXEC_NODEV,
-         "why": "a /proc of the new PID namespace: the container sees only its own processes"},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755", "size=65536k"],
-         "why": "an empty /dev of its own instead of the host's devices"},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
-         "why": "a private set of pseudo-terminals, so the container cannot reach host ttys"},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": NOSUID_NOEXEC_NODEV + ["ro"],
-         "why": "/sys read-only: shows the container's network devices, changes nothing on the host"},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": NOSUID_NOEXEC_NODEV,
-         "why": "POSIX message queues of the container's own IPC namespace"},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": NOSUID_NOEXEC_NODEV + ["mode=1777", "size=65536k"],
-         "why": "POSIX shared memory of the container's own IPC namespace"},
-    ]
-    for name in ETC_FILES:
-        mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": f"{layout.etc_dir}/{name}",
-                       "options": ["bind"], "why": f"per-container /etc/{name}, kept out of the image and the "
-                                                   "upper layer"})
-    mounts += volume_mounts(rec, volume_root)
-    namespaces = [{"type": t} for t in ("pid", "mount", "network", "uts", "ipc")
-                  if not (t == "network" and not spec.mode.own_netns)]
-    if netns:
-        namespaces.insert(2, {"type": "network", "path": netns})  # --network container:NAME
-    resources: dict = {"devices": [{"allow": False, "access": "rwm"}]} if cgroups else {}
-    if spec.memory:
-        resources["memory"] = {"limit": spec.memory}
-    if spec.pids_limit:
-        resources["pids"] = {"limit": spec.pids_limit}
-    return {
-        "ociVersion": "1.0.2",
-        "process": {"terminal": spec.tty, "args": list(rec.argv), "env": list(rec.env), "cwd": rec.workdir,
-                    "user": {"uid": user["uid"], "gid": user["gid"],
-                             "additionalGids": list(user.get("groups") or ())},
-                    "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "inheritable": [],
-                                     "ambient": []},
-                    "noNewPrivileges": True},
-        "root": {"path": layout.merged, "readonly": spec.read_only},
-        "hostname": rec.hostname,
-        **({"domainname": spec.domainname} if spec.domainname else {}),
-        "mounts": mounts,
-        "linux": {"namespaces": namespaces, "resources": resources, "rootfsPropagation": "rprivate",
-                  "maskedPaths": list(MASKED_PATHS), "readonlyPaths": list(READONLY_PATHS)},
-    }
-
-
-def volume_mounts(rec: ContainerRecord, volume_root: str) -> list[dict]:
-    """-v, --mount and --tmpfs as a runtime spec's mounts (a new volume marked `copyup`)."""
-    out = []
-    for v in volplan.to_volumes(rec.mounts, volume_root):
-        if v.kind == "tmpfs":
-            out.append({"destination": v.target, "type": "tmpfs", "source": "tmpfs",
-                        "options": NOSUID_NOEXEC_NODEV + [o for o in v.options.split(",") if o],
-                        "why": f"--tmpfs {v.target}: memory-backed, gone with the container; noexec, nosuid and "
-                               "nodev unless its options say exec, suid or dev, as Docker's"})
-            continue
-        what = "the volume" if v.kind == "volume" else "the host directory"
-        out.append({"destination": v.target, "type": "bind", "source": v.host_path,
-                    "options": ["rbind"] + (["ro"] if v.readonly else []) + (["copyup"] if v.copy_up else []),
-                    "why": f"{what} {v.host_path} at {v.target}: writes go there, not to the container's layer"
-                           + (" (read-only)" if v.readonly else "")})
-    return out
-
-
 def plan_run(spec: ContainerSpec, facts: RunFacts, park: bool = False) -> ociplan.Plan:
     """The container's plan; `park` (`minibox create`): PID 1 waits before its command, at
     WaitStart on containers/ID/exec.fifo, until `minibox start` (runc's create/start split)."""
@@ -226,10 +152,12 @@ def plan_run(spec: ContainerSpec, facts: RunFacts, park: bool = False) -> ocipla
     layout = RootfsLayout.for_container(rec.image_layers, facts.container_dir)
     if facts.etc_dir:
         layout = layout._replace(etc_dir=facts.etc_dir)
-    doc = runtime_spec(spec, rec, layout, facts.volume_root, bool(facts.cgroup_dirs), facts.netns)
+    doc = runtime_spec(spec, rec, layout, facts.volume_root, bool(facts.cgroup_dirs), facts.netns, facts.devices,
+                       facts.init)
     p = ociplan.plan(doc, ociplan.Facts(id=rec.id, bundle=facts.container_dir, state_dir=facts.container_dir,
                                         cgroup_dirs=facts.cgroup_dirs, cgroup_v2=facts.cgroup_v2,
-                                        seccomp=facts.seccomp, prepare=(overlay(layout),), wait_start=park))
+                                        seccomp=ociplan.seccomp_timing(facts.seccomp, spec.no_new_privs),
+                                        prepare=(overlay(layout),), wait_start=park))
     return p._replace(record=rec, files=tuple(plan_files(rec, layout, facts)),
                       network=tuple(plan_network(rec, facts)), endpoint=tuple(plan_endpoint(rec, facts.dns_dir)),
                       cgroups=p.cgroups + tuple(ociresources.plan_join(facts.cgroup_dirs, PID)))

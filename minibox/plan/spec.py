@@ -254,19 +254,29 @@ def resolv_conf(host_text: str, dns: tuple[str, ...] = (), search: tuple[str, ..
     return "\n".join(head + kept) + "\n"
 
 
-def parse_security_opt(opts: list[str] | tuple[str, ...]) -> str:
-    """--security-opt values -> the seccomp source: "" (default), "unconfined", or a path."""
-    seccomp = ""
+def parse_security_opt(opts: list[str] | tuple[str, ...]) -> tuple[str, bool]:
+    """--security-opt values -> (the seccomp source: "" (default), "unconfined", or a path;
+    no_new_privs, off unless asked, as Docker's)."""
+    seccomp, nnp = "", False
     for opt in opts:
-        key, eq, value = opt.partition("=")
+        key, eq, value = opt.replace(":", "=", 1).partition("=") if opt.startswith("no-new-privileges:") \
+            else opt.partition("=")
         if key == "seccomp" and value:
             seccomp = value
-        elif key == "no-new-privileges" and value in ("", "true"):
-            continue  # always on in minibox
-        elif key == "no-new-privileges":
-            raise InvalidSpec(f'--security-opt "{opt}": minibox always sets no_new_privs; only '
-                              "no-new-privileges or no-new-privileges=true is accepted")
+        elif key == "no-new-privileges" and value in ("", "true", "false"):
+            nnp = value != "false"
+        elif key == "apparmor":
+            raise InvalidSpec(f'--security-opt "{opt}": AppArmor is not used by minibox (seccomp, capabilities '
+                              "and masks confine the container); drop the option")
         else:
             raise InvalidSpec(f'unknown --security-opt "{opt}": use seccomp=unconfined, seccomp=PROFILE.json '
-                              "or no-new-privileges")
-    return seccomp
+                              "or no-new-privileges[=true|false]")
+    return seccomp, nnp
+
+
+def parse_size(text: str, flag: str) -> int:
+    """A size with an optional unit b, k, m or g (--shm-size 128m) in bytes."""
+    size = _size(text)
+    if size is None:
+        raise InvalidSpec(f'invalid {flag} "{text}": use a number with an optional unit, e.g. 64m or 1g')
+    return size

@@ -82,7 +82,8 @@ def script(spec: ContainerSpec, title: str) -> str:
     run_cmd = p.init[-1]
     who = next((s for s in p.init if isinstance(s, SetUser)), None)
     become = f"nsenter -F -S {who.uid} -G {who.gid} " if who else ""
-    body.append(f"cd {q(run_cmd.workdir)} && exec setpriv --nnp {become}env -i "
+    nnp = "--nnp " if spec.no_new_privs else ""  # --security-opt no-new-privileges
+    body.append(f"cd {q(run_cmd.workdir)} && exec setpriv {nnp}{become}env -i "
                 + " ".join(q(e) for e in run_cmd.env) + " " + " ".join(q(a) for a in run_cmd.argv))
     redirect = ' > "$C/container.log" 2>&1' if spec.detach else ""
     inner_script = "\n".join(body).replace(cdir, "$C")  # the inner shell reads $C from the environment

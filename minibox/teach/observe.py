@@ -157,7 +157,10 @@ def security(rec: ContainerRecord, state: ContainerState) -> list[Defence]:
                 "without sys_admin, sys_module, sys_rawio, sys_ptrace, net_admin: no mounts, kernel modules, "
                 "raw memory, tracing host processes or changing the host's network"),
         Defence("no_new_privs", st.get("NoNewPrivs", "?"),
-                "a setuid-root program in the image cannot raise privileges (nor a file capability)"),
+                "a setuid-root program in the image cannot raise privileges (nor a file capability)"
+                if st.get("NoNewPrivs") != "0" else
+                "off, as Docker's default (--security-opt no-new-privileges sets it): a setuid-root program may "
+                "raise privileges, but never past the bounding set above"),
         Defence("seccomp", f"mode {mode}, {st.get('Seccomp_filters', '0')} filter(s)",
                 "unshare/clone of new namespaces (a user namespace grants every capability), mount, keyctl, "
                 "io_uring, perf_event_open, bpf: refused before the kernel runs them"),

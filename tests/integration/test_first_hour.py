@@ -6,8 +6,8 @@ from conftest import mb, wait_for
 
 @pytest.mark.parametrize("flag, what", [
     (["--cpus", "2"], "--cpus is Docker's flag to limit CPU; minibox does not support it"),
-    (["--privileged"], "--privileged is Docker's flag to drop every isolation; minibox does not support it"),
-    (["--ulimit", "nofile=10"], "--ulimit is Docker's flag to set rlimits; minibox does not support it"),
+    (["--gpus", "all"], "--gpus is Docker's flag to pass GPUs; minibox does not support it"),
+    (["--pid", "host"], "--pid is Docker's flag to share a PID namespace; minibox does not support it"),
 ])
 def test_a_docker_only_flag_is_named_as_docker_s_not_guessed_at(flag, what):
     res = mb("run", *flag, "--network", "none", "busybox", "true")

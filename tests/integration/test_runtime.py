@@ -84,16 +84,22 @@ def test_in_a_chroot_run_and_exec_stay_inside_the_container(chroot_host):
 
 
 def test_capabilities_and_no_new_privs():
+    """Docker's 14 capabilities, and no_new_privs only when --security-opt asks (Docker's
+    default is off): for PID 1 and for what exec starts, which reads PID 1's own spec."""
     run_d("--name", "caps", "busybox", "sleep", "1000")
-    for where in (("run", "--rm", "--network", "none", "busybox"), ("exec", "caps")):
+    run_d("--name", "nnp", "--security-opt", "no-new-privileges", "busybox", "sleep", "1000")
+    for where, nnp in ((("run", "--rm", "--network", "none", "busybox"), "0"), (("exec", "caps"), "0"),
+                       (("run", "--rm", "--network", "none", "--security-opt", "no-new-privileges", "busybox"), "1"),
+                       (("exec", "nnp"), "1")):
         status = mb(*where, "cat", "/proc/self/status", check=True).stdout
         fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
         assert fields["CapInh"] == "0000000000000000"
         assert fields["CapPrm"] == fields["CapEff"] == fields["CapBnd"] == "00000000a80425fb"
         assert fields["CapAmb"] == "0000000000000000"
-        assert fields["NoNewPrivs"] == "1"
+        assert fields["NoNewPrivs"] == nnp, where
+        assert fields["Seccomp"] == "2", where  # the filter is loaded with or without no_new_privs
         assert fields["SigIgn"] == "0000000000000000"  # Python's SIG_IGN for SIGPIPE/SIGXFSZ reset
-    mb("rm", "-f", "caps", check=True)
+    mb("rm", "-f", "caps", "nnp", check=True)
 
 
 def test_sigpipe_behaves_like_a_shell_expects():

@@ -279,7 +279,7 @@ def test_dry_run_carries_every_step_run_applies():
     dry = norm(script + "\n" + inner, dry_id)
     notes = {"setpriv --bounding-set": "# minibox limits the capability bounding set",
              ": seccomp filter from": "# seccomp filter from",
-             "exec env -i": "exec setpriv --nnp nsenter -F -S 0 -G 0 env -i",
+             "exec env -i": "exec setpriv nsenter -F -S 0 -G 0 env -i",  # no --nnp: Docker's default
              "setpriv --reuid=0 --regid=0 --clear-groups": "# become 0:0 with no other groups",
              "nsenter --net=/proc/$CTR_PID/ns/net ip link set lo up": "ip link set lo up"}  # PID 1 does it itself
     checked = 0

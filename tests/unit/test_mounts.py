@@ -29,10 +29,43 @@ REC = ContainerRecord(id="1" * 64, name="c", created=0.0, spec=SPEC, image_layer
                               MountSpec("tmpfs", "", "/run", options="size=1m,exec")))
 
 
-def plan(spec=SPEC, rec=REC):
+def plan(spec=SPEC, rec=REC, **facts_too):
     facts = runplan.RunFacts(record=rec._replace(spec=spec), container_dir="/c/1", host_resolv="", seccomp=None,
-                             cgroup_dirs=(), cgroup_v2=False, volume_root="/v")
+                             cgroup_dirs=(), cgroup_v2=False, volume_root="/v", **facts_too)
     return runplan.plan_run(spec, facts)
+
+
+NULL = {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666, "uid": 0, "gid": 0,
+        "perms": "rw"}
+
+
+def test_process_flags_become_spec_fields_once():
+    """--ulimit, --sysctl, --shm-size, --init, --device, --security-opt no-new-privileges: each
+    a field of the runtime spec, which the one planner turns into its steps."""
+    spec = SPEC._replace(ulimits=("nofile=1024:2048",), sysctls=("kernel.shmmax=4096",), shm_size=128 << 20,
+                         init=True, devices=("/dev/fuse:/dev/fuse:rw",), no_new_privs=True)
+    p = plan(spec, devices=(NULL,), init="/usr/bin/tini-static")
+    doc = p.spec
+    assert doc["process"]["rlimits"] == [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048}]
+    assert doc["process"]["noNewPrivileges"] is True
+    assert doc["process"]["args"] == ["/sbin/docker-init", "--", "sh"]
+    assert {"destination": "/sbin/docker-init", "type": "bind", "source": "/usr/bin/tini-static",
+            "options": ["bind", "ro"]}.items() <= next(m for m in doc["mounts"]
+                                                       if m["destination"] == "/sbin/docker-init").items()
+    assert "size=131072k" in next(m for m in doc["mounts"] if m["destination"] == "/dev/shm")["options"]
+    assert doc["linux"]["sysctl"] == {"kernel.shmmax": "4096"}
+    assert doc["linux"]["devices"] == [{k: v for k, v in NULL.items() if k != "perms"}]
+    cmds = [s.command() for s in p.init]
+    assert any("mknod" in c and "/dev/fuse c 10 229" in c for c in cmds)
+    assert any("kernel/shmmax" in c or "kernel.shmmax" in c for c in cmds)
+
+
+def test_privileged_unmasks_and_opens_the_devices():
+    p = plan(SPEC._replace(privileged=True), devices=(NULL,))
+    doc = p.spec
+    assert doc["linux"]["maskedPaths"] == [] and doc["linux"]["readonlyPaths"] == []
+    assert "ro" not in next(m for m in doc["mounts"] if m["destination"] == "/sys")["options"]
+    assert not any(isinstance(s, (MaskPath, ReadonlyPath)) for s in p.init)
 
 
 def test_order_private_overlay_then_pivot():
@@ -74,7 +107,7 @@ def test_read_only_root_and_the_process():
     doc = p.spec
     assert doc["root"] == {"path": "/c/1/merged", "readonly": True}
     assert doc["process"]["capabilities"]["bounding"] == ["CAP_" + c.upper() for c in DEFAULT_CAPS]
-    assert doc["process"]["noNewPrivileges"] is True
+    assert doc["process"]["noNewPrivileges"] is False  # Docker's default: only --security-opt no-new-privileges
     after = list(p.init)[[type(s) for s in p.init].index(PivotRoot):]
     assert any(isinstance(s, Mount) and s.target == "/" and s.flags & MS_RDONLY for s in after)
     kinds = [type(s) for s in p.init]

@@ -86,11 +86,15 @@ def test_bad_profiles_name_what_is_wrong(profile, message):
 
 
 def test_security_opts():
-    assert specs.parse_security_opt([]) == ""
-    assert specs.parse_security_opt(["seccomp=unconfined"]) == "unconfined"
-    assert specs.parse_security_opt(["no-new-privileges", "seccomp=/p.json"]) == "/p.json"
+    assert specs.parse_security_opt([]) == ("", False)  # no_new_privs off unless asked, as Docker's
+    assert specs.parse_security_opt(["seccomp=unconfined"]) == ("unconfined", False)
+    assert specs.parse_security_opt(["no-new-privileges", "seccomp=/p.json"]) == ("/p.json", True)
+    assert specs.parse_security_opt(["no-new-privileges:true"]) == ("", True)  # Docker's older spelling
+    assert specs.parse_security_opt(["no-new-privileges=true", "no-new-privileges=false"]) == ("", False)
     with pytest.raises(InvalidSpec, match="unknown --security-opt"):
         specs.parse_security_opt(["label=disable"])
+    with pytest.raises(InvalidSpec, match="AppArmor is not used"):
+        specs.parse_security_opt(["apparmor=docker-default"])
 
 
 def test_oci_architectures_join_the_filter():

@@ -1,0 +1,88 @@
+"""Run's process and kernel flags, each a field of the runtime spec, checked from inside real containers.
+
+What Docker 20.10 does, which each test holds minibox to: --cap-drop goes first, then
+--cap-add (ALL for every one); --privileged gives every capability and host device, no
+seccomp and no masks; --ulimit sets the process's rlimits; --sysctl takes only what the
+container's namespaces hold; --shm-size sizes /dev/shm; --init makes docker-init (tini)
+PID 1; --device passes one host device in; --stop-signal and --stop-timeout are what
+`stop` uses.
+"""
+
+from __future__ import annotations
+
+from conftest import inspect, mb, wait_for
+
+
+def status(*args: str) -> dict:
+    out = mb("run", "--rm", "--network", "none", *args, "busybox", "cat", "/proc/self/status", check=True).stdout
+    return dict(line.split(":\t", 1) for line in out.splitlines() if ":\t" in line)
+
+
+def test_capabilities_are_dropped_then_added():
+    assert status("--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE")["CapEff"] == "0000000000000400"
+    assert status("--cap-drop", "chown")["CapEff"] == "00000000a80425fa"  # Docker's 14 less CAP_CHOWN (bit 0)
+    res = mb("run", "--rm", "--network", "none", "--cap-add", "CAP_NET_ADMIN", "busybox", "sh", "-c",
+             "ip link add v0 type veth peer name v1 && echo made")
+    assert res.stdout == "made\n", res.stderr
+    res = mb("run", "--rm", "--cap-add", "CAP_FLY", "busybox", "true")
+    assert (res.returncode, res.stderr.count("\n")) == (125, 1) and '--cap-add "CAP_FLY": unknown' in res.stderr
+
+
+def test_privileged_gives_the_host_away_as_dockers_does():
+    fields = status("--privileged")
+    assert fields["Seccomp"] == "0"  # no filter
+    assert int(fields["CapEff"], 16) > 0xa80425fb  # more than Docker's 14
+    out = mb("run", "--rm", "--network", "none", "--privileged", "busybox", "sh", "-c",
+             "ip link add v0 type veth peer name v1 && echo netadmin; grep ' /sys ' /proc/mounts; ls /dev/loop-control "
+             "/dev/kmsg; cat /proc/sys/kernel/core_pattern > /dev/null && echo $(grep -c ' /proc/sys ' /proc/mounts)",
+             check=True).stdout
+    assert "netadmin" in out and "sysfs rw," in out  # /sys writable
+    assert "/dev/kmsg" in out  # the host's devices
+    assert out.rstrip().endswith("0")  # /proc/sys not remounted read-only
+    mb("run", "-d", "--name", "priv", "--privileged", "busybox", "sleep", "1000", check=True)
+    try:
+        assert inspect("priv")["HostConfig"]["Privileged"] is True
+    finally:
+        mb("rm", "-f", "priv")
+
+
+def test_ulimits_sysctls_and_shm_size():
+    out = mb("run", "--rm", "--ulimit", "nofile=1024:2048", "--sysctl", "kernel.shmmax=4096",
+             "--sysctl", "net.ipv4.ip_unprivileged_port_start=80", "--shm-size", "16m", "busybox", "sh", "-c",
+             "ulimit -n; ulimit -Hn; cat /proc/sys/kernel/shmmax /proc/sys/net/ipv4/ip_unprivileged_port_start; "
+             "df -k /dev/shm | tail -1", check=True).stdout.split("\n")
+    assert out[:4] == ["1024", "2048", "4096", "80"]
+    assert out[4].split()[1] == "16384"  # /dev/shm of 16 MB
+    for args, message in ((("--sysctl", "vm.swappiness=1"), "--sysctl vm.swappiness is not allowed"),
+                          (("--network", "host", "--sysctl", "net.ipv4.ip_forward=1"), "shares a network namespace"),
+                          (("--ulimit", "nofile=2:1"), 'invalid --ulimit "nofile=2:1"'),
+                          (("--shm-size", "lots"), 'invalid --shm-size "lots"'),
+                          (("--device", "/dev/nonesuch"), "--device /dev/nonesuch: No such file or directory"),
+                          (("--device", "/etc/passwd"), "--device /etc/passwd: not a device node"),
+                          (("--stop-signal", "SIGNOPE"), 'invalid --stop-signal "SIGNOPE"')):
+        res = mb("run", "--rm", *args, "busybox", "true")
+        assert (res.returncode, res.stderr.count("\n")) == (125, 1) and message in res.stderr, (args, res.stderr)
+
+
+def test_init_is_pid_1_and_the_command_its_child():
+    out = mb("run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/comm; echo $$", check=True).stdout.split()
+    assert out[0] == "docker-init" and out[1] != "1"
+
+
+def test_a_device_is_passed_in_under_its_name():
+    out = mb("run", "--rm", "--device", "/dev/null:/dev/mynull:rw", "busybox", "sh", "-c",
+             "echo hi > /dev/mynull && ls -l /dev/mynull", check=True).stdout
+    assert out.startswith("crw") and " 1,   3 " in out
+
+
+def test_stop_uses_the_stop_signal_and_timeout():
+    mb("run", "-d", "--name", "sig", "--stop-signal", "USR1", "--stop-timeout", "3", "busybox", "sh", "-c",
+       "trap 'echo got usr1; exit 3' USR1; while true; do sleep 0.1; done", check=True)
+    try:
+        cfg = inspect("sig")["Config"]
+        assert cfg["StopSignal"] == "SIGUSR1" and cfg["StopTimeout"] == 3
+        mb("stop", "sig", check=True)
+        assert inspect("sig")["State"]["ExitCode"] == 3  # its trap ran: USR1, not TERM or KILL
+        assert wait_for(lambda: "got usr1" in mb("logs", "sig").stdout)
+    finally:
+        mb("rm", "-f", "sig")
