@@ -299,6 +299,7 @@ class ContainerState(Value):
     # Being started again (`start`, `restart`, a restart policy): it existed before this
     # command, so a crash of the command never makes it a killed `run`'s leftover for gc.
     again: bool = False
+    paused: bool = False  # never stored: `ps` and `inspect` read it from the kernel's freezer
 
     def to_dict(self) -> dict[str, Any]:
         return self._asdict()

@@ -8,5 +8,5 @@ present, the network, the teaching tools) are imported in those verbs: every imp
 the top of these modules is paid by every command, `exec` included.
 """
 
-from minibox.cli import containers, images, manage, network, teach, volumes  # noqa: F401 - registers the verbs
+from minibox.cli import containers, images, manage, network, system, teach, volumes  # noqa: F401 - registers the verbs
 from minibox.cli.app import app  # noqa: F401 - what __main__ runs

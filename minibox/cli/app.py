@@ -22,11 +22,29 @@ app.add_typer(volume_app, name="volume")
 POSITIONAL_TAIL = {"allow_interspersed_args": False}
 
 
+def version_text() -> str:
+    from importlib import metadata
+
+    try:
+        mine = metadata.version("minibox")
+    except metadata.PackageNotFoundError:
+        mine = "unknown"
+    return f"minibox version {mine}"
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        say(version_text())
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     firewall_backend: str = typer.Option("", "--firewall-backend", envvar="MINIBOX_FIREWALL_BACKEND",
                                          help="nftables (default) or iptables, for networks created now; "
                                               "each network keeps the backend it was created with"),
+    version: bool = typer.Option(False, "--version", "-v", is_eager=True, callback=_print_version,
+                                 help="print minibox's version and exit"),
 ) -> None:
     if firewall_backend:
         if firewall_backend not in config.FIREWALL_BACKENDS:

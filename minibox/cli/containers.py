@@ -151,6 +151,7 @@ def ps(
     """List containers. One whose record cannot be read is listed as Dead, the rest as usual."""
     lifecycle.require_root()
     from minibox.cli import present
+    from minibox.runtime import cgroups
 
     shape = present.Output(fmt)
     wanted = present.parse_filters(filters, present.PS_FILTERS)
@@ -170,6 +171,8 @@ def ps(
                 rows.append((cid, rec, None, str(e)))
                 continue
             print(f"minibox: warning: {e}", file=sys.stderr)
+        if state.status == RUNNING and cgroups.frozen(cgroups.existing_dirs(config.cgroup_parent(), rec.id)):
+            state = state.replace(paused=True)  # the kernel's freezer says so (pause)
         if (all_ or state.status == RUNNING or any(k in ("status", "exited") for k, _ in wanted)) \
                 and present.ps_matches(rec, state, wanted):
             rows.append((cid, rec, state, ""))
@@ -229,7 +232,9 @@ def stop(
     lifecycle.require_root()
     if time_ is not None and time_ < 0:
         raise InvalidSpec(f"invalid --time {time_}: give a number of seconds >= 0")
-    _each(containers, lambda rec: lifecycle.stop(rec, time_))
+    from minibox.engine import signals
+
+    _each(containers, lambda rec: signals.stop(rec, time_))
 
 @app.command()
 def kill(
@@ -239,7 +244,9 @@ def kill(
     """Send a signal (default SIGKILL) to containers' PID 1."""
     lifecycle.require_root()
     signum = parse_signal(sig)
-    _each(containers, lambda rec: lifecycle.kill(rec, signum))
+    from minibox.engine import signals
+
+    _each(containers, lambda rec: signals.kill(rec, signum))
 
 def parse_signal(text: str) -> int:
     t = text.upper()
@@ -311,11 +318,13 @@ def inspect_one(ref: str, kind: str) -> dict:
             from minibox.runtime import cgroups
 
             state = lifecycle.refresh(rec.id)
+            dirs = cgroups.existing_dirs(config.cgroup_parent(), rec.id)
+            state = state.replace(paused=state.status == RUNNING and cgroups.frozen(dirs))
             cdir = config.paths().container(rec.id)
             paths = {"log": str(cdir / "container.log"), "upper": str(cdir / "upper"),
                      "work": str(cdir / "work"), "merged": str(cdir / "merged"),
                      "volumes": str(config.paths().volumes)}
-            return present.inspect(rec, state, paths, cgroups.existing_dirs(config.cgroup_parent(), rec.id))
+            return present.inspect(rec, state, paths, dirs)
     if kind in ("", "image"):
         from minibox.image import store as images
 

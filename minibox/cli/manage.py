@@ -128,12 +128,33 @@ def restart(containers: List[str] = typer.Argument(..., help="container names or
                                                                            "or 10)")) -> None:
     """Stop (SIGTERM, then SIGKILL after -t seconds) and start each container again."""
     lifecycle.require_root()
+    from minibox.engine import signals
     from minibox.engine import start as starting
 
     def one(ref: str) -> str:
         rec = store.resolve(ref)
-        lifecycle.stop(rec, time_)
+        signals.stop(rec, time_)
         starting.start(rec.id)
         return ref
 
     for_each(containers, one)
+
+
+@app.command()
+def pause(containers: List[str] = typer.Argument(..., help="container names or ids")) -> None:
+    """Freeze every process of each container (its cgroup's freezer), as Docker's pause."""
+    lifecycle.require_root()
+    from minibox.cli.containers import _each
+    from minibox.engine import signals
+
+    _each(containers, signals.pause)
+
+
+@app.command()
+def unpause(containers: List[str] = typer.Argument(..., help="container names or ids")) -> None:
+    """Thaw what pause froze."""
+    lifecycle.require_root()
+    from minibox.cli.containers import _each
+    from minibox.engine import signals
+
+    _each(containers, signals.unpause)

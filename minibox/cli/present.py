@@ -77,7 +77,7 @@ def human_size(n: int) -> str:
 def status_text(state: ContainerState, now: float | None = None) -> str:
     now = now or time.time()
     if state.status == RUNNING:
-        return f"Up {human_duration(now - state.started_at)}"
+        return f"Up {human_duration(now - state.started_at)}" + (" (Paused)" if state.paused else "")
     if state.status == EXITED:
         return f"Exited ({state.exit_code}) {ago(state.finished_at, now)}"
     if state.status == REMOVING:
@@ -254,8 +254,8 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
         "Path": rec.argv[0] if rec.argv else "",
         "Args": list(rec.argv[1:]),
         "State": {
-            "Status": state.status,
-            "Running": state.status == RUNNING,
+            "Status": "paused" if state.paused else state.status,
+            "Running": state.status == RUNNING, "Paused": state.paused,
             "Pid": state.pid if state.status == RUNNING else 0,
             "ExitCode": state.exit_code,
             "Error": state.error,

@@ -12,7 +12,7 @@ import json
 import os
 
 from minibox import config
-from minibox.errors import NotRunning
+from minibox.errors import Conflict, NotRunning
 from minibox.model import ContainerRecord, ContainerState
 
 SPEC_FILE = "spec.json"  # the container's runtime spec, as planned by `run` (plan.run)
@@ -61,6 +61,8 @@ def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], 
     from minibox.plan.steps import LoadSeccomp, Nsenter
     from minibox.runtime import cgroups, enter, shimbin
 
+    if cgroups.frozen(cgroups.existing_dirs(config.cgroup_parent(), rec.id)):
+        raise Conflict(f"container {rec.name} is paused: `minibox unpause {rec.name}` first")  # as Docker's
     spec, program = container_spec(rec)
     process = dict(spec["process"])
     merged = dict(e.split("=", 1) for e in process.get("env") or () if "=" in e)

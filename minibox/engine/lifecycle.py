@@ -206,70 +206,6 @@ def running(ref: str) -> tuple[ContainerRecord, ContainerState]:
     return rec, state
 
 
-# --- stop, kill ----------------------------------------------------------------------------------
-
-
-def stop(rec: ContainerRecord, timeout: int | None = None) -> None:
-    """SIGTERM, then SIGKILL after `timeout` seconds (None: its --stop-timeout, or 10): a
-    PID 1 without a SIGTERM handler (sh, sleep, busybox httpd) ignores SIGTERM, because the
-    kernel protects init."""
-    if timeout is None:
-        timeout = rec.spec.stop_timeout if rec.spec.stop_timeout >= 0 else config.STOP_TIMEOUT
-    state = refresh(rec.id)
-    if state.status in (RUNNING, EXITED, CREATING):
-        _stopped_by_user(rec.id)  # also cancels a restart its policy has pending
-    deadline = time.monotonic() + 30
-    while state.status == CREATING and time.monotonic() < deadline:
-        time.sleep(0.05)  # being (re)started, by its policy say: stop it once it runs
-        state = refresh(rec.id)
-    if state.status != RUNNING:
-        return
-    _signal(state, stop_signal(rec))
-    if not wait_exit(rec.id, timeout):
-        _signal(state, signal.SIGKILL)
-        wait_exit(rec.id, 10)
-    refresh(rec.id)
-
-
-def stop_signal(rec: ContainerRecord) -> int:
-    """The image's STOPSIGNAL (SIGQUIT for nginx, say), else SIGTERM."""
-    name = rec.stop_signal.upper()
-    if name.isdigit():
-        return int(name)
-    name = name if name.startswith("SIG") else "SIG" + name
-    return int(signal.Signals[name]) if name in signal.Signals.__members__ else signal.SIGTERM
-
-
-def kill(rec: ContainerRecord, sig: int) -> None:
-    state = refresh(rec.id)
-    if state.status != RUNNING:
-        raise NotRunning(f"container {rec.name} is not running")
-    if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, stop_signal(rec)):
-        _stopped_by_user(rec.id)  # a signal that ends it; a reload (HUP, USR1) leaves the policy be
-    _signal(state, sig)
-
-
-def _stopped_by_user(cid: str) -> None:
-    """Before the signal: the restart policy must not start again what the user stopped.
-    On a full disk the mark is skipped: stopping must work there, and a policy would fail
-    to start it again on that disk anyway."""
-    with store.container_lock(cid):
-        state = store.load_state(cid)
-        if not state.stopped_by_user:
-            try:
-                store.save_state(cid, state.replace(stopped_by_user=True))
-            except WriteFailed:
-                pass
-
-
-def _signal(state: ContainerState, sig: int) -> None:
-    if procs.alive(state.pid, state.pid_start):
-        try:
-            os.kill(state.pid, sig)
-        except ProcessLookupError:
-            pass
-
-
 # --- rm ----------------------------------------------------------------------------------------------
 
 
@@ -398,6 +334,8 @@ def kill_all(cid: str, state: ContainerState | None) -> tuple[list, list[str]]:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    if cgroups.frozen(dirs := cgroups.existing_dirs(config.cgroup_parent(), cid)):
+        cgroups.freeze(dirs, False)  # paused: on cgroup v1 a frozen process dies only once thawed
     errors = [f"process {pid} did not die" for pid in pids + shims if not _wait_gone(pid, 10.0)]
     return [], errors
 

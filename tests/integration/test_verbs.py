@@ -289,3 +289,49 @@ def test_attach_carries_the_window_size_and_its_changes():
         assert a.wait() == 0 and state("sized") == "running"
     finally:
         mb("rm", "-f", "sized")
+
+
+def test_pause_freezes_until_unpause_and_survives_the_cli():
+    """Docker's pause: the cgroup's freezer holds every process (the kernel's word, so a
+    killed CLI changes nothing); ps says (Paused), exec is refused, unpause thaws, and stop
+    and rm -f work on a paused container."""
+    mb("run", "-d", "--name", "frozen", "busybox", "sh", "-c", "while true; do date +%s%N > /tick; sleep 0.05; done",
+       check=True)
+    try:
+        assert mb("pause", "frozen", check=True).stdout == "frozen\n"
+        assert "(Paused)" in mb("ps", "--filter", "name=frozen", check=True).stdout
+        st = inspect("frozen")["State"]
+        assert st["Status"] == "paused" and st["Paused"] is True and st["Running"] is True
+        pid = st["Pid"]
+        tick = open(f"/proc/{pid}/root/tick").read()
+        time.sleep(0.3)
+        assert open(f"/proc/{pid}/root/tick").read() == tick  # nothing ran while frozen
+        again = mb("pause", "frozen")
+        assert again.returncode == 1 and "container frozen is already paused" in again.stderr
+        ex = mb("exec", "frozen", "true")
+        assert ex.returncode == 1 and "is paused" in ex.stderr
+        mb("unpause", "frozen", check=True)
+        assert wait_for(lambda: open(f"/proc/{pid}/root/tick").read() != tick)
+        assert mb("unpause", "frozen").returncode == 1  # not paused
+        mb("pause", "frozen", check=True)
+        mb("stop", "-t", "1", "frozen", check=True)  # a paused container stops: thawed for the signal
+        assert state("frozen") == "exited"
+        mb("start", "frozen", check=True)
+        mb("pause", "frozen", check=True)
+    finally:
+        assert mb("rm", "-f", "frozen").returncode == 0  # and rm -f removes a paused one
+    assert mb("ps", "-aq").stdout == ""
+
+
+def test_version_and_info_describe_minibox_and_the_host():
+    assert mb("--version", check=True).stdout.startswith("minibox version ")
+    out = mb("version", check=True).stdout
+    assert out.startswith("minibox version ") and f"Kernel:          {os.uname().release}" in out
+    mb("run", "-d", "--name", "counted", "busybox", "sleep", "1000", check=True)
+    try:
+        info = dict(line.strip().split(": ", 1) for line in mb("info", check=True).stdout.splitlines()
+                    if ": " in line)
+        assert info["Containers"] == "1" and info["Running"] == "1" and info["Paused"] == "0"
+        assert info["Firewall Backend"] in ("nftables", "iptables") and info["Images"] != "0"
+    finally:
+        mb("rm", "-f", "counted")
