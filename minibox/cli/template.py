@@ -18,7 +18,8 @@ from typing import Any
 from minibox.errors import InvalidSpec, MiniboxError
 
 _ACTION = re.compile(r"{{(-?)\s*(.*?)\s*(-?)}}", re.S)
-_WORD = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`|\(|\)|\||:=|,|[^\s|(),]+')
+# `).Field` is one word: the field of what the parentheses gave ({{(index .X 0).HostPort}})
+_WORD = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`|\(|\)(?:\.[A-Za-z0-9_.]+)?|\||:=|,|[^\s|(),]+')
 
 
 class TemplateError(MiniboxError):
@@ -90,28 +91,55 @@ FUNCS = ("json", "index", "join", "len", "upper", "lower", "title", "printf", "p
          "eq", "ne", "and", "or", "truncate", "pad")
 
 
-def _pipeline(words: list[str], text: str) -> list[list[str]]:
+def _pipeline(words: list[str], text: str) -> list[list]:
     if not words:
         raise InvalidSpec(f'invalid --format "{text}": an empty action {{{{}}}}')
-    cmds, cur = [], []
-    for w in words:
+    cmds, _end, _path = _commands(words, 0, text, nested=False)
+    return cmds
+
+
+def _commands(words: list[str], i: int, text: str, nested: bool) -> tuple[list[list], int, str]:
+    """A pipeline from words[i:]: its commands, where it ended, and (nested: it ends at a
+    `)`) the field path after that `)`. A parenthesized pipeline is one argument, kept as
+    ("(", commands, path)."""
+    cmds: list[list] = []
+    cur: list = []
+    while i < len(words):
+        w = words[i]
         if w == "|":
             cmds.append(cur)
             cur = []
-        elif w in ("(", ")"):
-            raise InvalidSpec(f'invalid --format "{text}": parentheses are not supported by minibox\'s templates')
+            i += 1
+        elif w == "(":
+            inner, i, path = _commands(words, i + 1, text, nested=True)
+            cur.append(("(", inner, path))
+        elif w.startswith(")"):
+            if not nested:
+                raise InvalidSpec(f'invalid --format "{text}": unexpected ")"')
+            cmds.append(cur)
+            _check(cmds, text)
+            return cmds, i + 1, w[1:]
         else:
             cur.append(w)
+            i += 1
+    if nested:
+        raise InvalidSpec(f'invalid --format "{text}": unclosed "("')
     cmds.append(cur)
+    _check(cmds, text)
+    return cmds, i, ""
+
+
+def _check(cmds: list[list], text: str) -> None:
     for c in cmds:
         if not c:
             raise InvalidSpec(f'invalid --format "{text}": an empty command in a pipeline')
         first = c[0]
+        if isinstance(first, tuple):
+            continue  # a parenthesized pipeline, checked when it was read
         if not (first.startswith((".", "$", '"', "`")) or first in FUNCS or _is_number(first)
                 or first in ("true", "false")):
             raise InvalidSpec(f'invalid --format "{text}": function "{first}" not defined (use one of '
                               f'{", ".join(FUNCS)})')
-    return cmds
 
 
 def _is_number(w: str) -> bool:
@@ -156,11 +184,13 @@ def _eval(cmds: list[list[str]], dot: Any, var: dict) -> Any:
         if i:
             args.append(result)
         head = cmd[0]
-        result = _call(head, args) if head in FUNCS else _arg(head, dot, var)
+        result = _call(head, args) if isinstance(head, str) and head in FUNCS else _arg(head, dot, var)
     return result
 
 
-def _arg(w: str, dot: Any, var: dict) -> Any:
+def _arg(w, dot: Any, var: dict) -> Any:
+    if isinstance(w, tuple):  # ("(", pipeline, field path)
+        return _field(_eval(w[1], dot, var), w[2], f"({w[2]})")
     if w.startswith('"'):
         return json.loads(w)
     if w.startswith("`"):
