@@ -267,9 +267,11 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
         "RestartCount": state.restart_count,
         "LogPath": paths["log"],
         "HostConfig": {
-            "NetworkMode": rec.spec.network or "bridge",
+            "NetworkMode": rec.spec.network or "default",  # Docker's word when --network was not given
             "AutoRemove": rec.spec.remove,
-            "PortBindings": {k: v for k, v in ports.items()},
+            # as asked: HostIp "" for every address (NetworkSettings.Ports shows 0.0.0.0), as Docker's
+            "PortBindings": {k: [{**b, "HostIp": "" if b["HostIp"] == "0.0.0.0" else b["HostIp"]} for b in v]
+                             for k, v in ports.items()},
             "Memory": rec.spec.memory,
             "PidsLimit": rec.spec.pids_limit,
             "ReadonlyRootfs": rec.spec.read_only,

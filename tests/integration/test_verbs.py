@@ -335,3 +335,22 @@ def test_version_and_info_describe_minibox_and_the_host():
         assert info["Firewall Backend"] in ("nftables", "iptables") and info["Images"] != "0"
     finally:
         mb("rm", "-f", "counted")
+
+
+def test_inspect_keys_scripts_read_are_dockers():
+    """HostConfig.PortBindings as asked (HostIp "" for every address, where
+    NetworkSettings.Ports says 0.0.0.0) and NetworkMode "default" without --network: what
+    scripts written against Docker's inspect read."""
+    mb("run", "-d", "--name", "keys", "-p", "8126:80", "-p", "127.0.0.1:8127:81", "busybox", "sleep", "1000",
+       check=True)
+    try:
+        doc = inspect("keys")
+        assert doc["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "", "HostPort": "8126"}],
+                                                     "81/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8127"}]}
+        assert doc["NetworkSettings"]["Ports"]["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "8126"}]
+        assert doc["HostConfig"]["NetworkMode"] == "default"
+        port = mb("inspect", "-f", '{{(index (index .NetworkSettings.Ports "80/tcp") 0).HostPort}}', "keys",
+                  check=True).stdout
+        assert port == "8126\n"
+    finally:
+        mb("rm", "-f", "keys")
