@@ -8,5 +8,14 @@ present, the network, the teaching tools) are imported in those verbs: every imp
 the top of these modules is paid by every command, `exec` included.
 """
 
-from minibox.cli import containers, images, manage, network, system, teach, volumes  # noqa: F401 - registers the verbs
+from minibox.cli import (  # noqa: F401 - registers the verbs
+    containergroup,
+    containers,
+    images,
+    manage,
+    network,
+    system,
+    teach,
+    volumes,
+)
 from minibox.cli.app import app  # noqa: F401 - what __main__ runs

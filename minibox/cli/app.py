@@ -13,6 +13,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 image_app = typer.Typer(no_args_is_help=True, help="Manage images (layers stored once each, overlaid per container).")
 network_app = typer.Typer(no_args_is_help=True, help="Manage bridge networks (a bridge, a subnet, firewall rules).")
 volume_app = typer.Typer(no_args_is_help=True, help="Manage named volumes (directories that outlive containers).")
+container_app = typer.Typer(no_args_is_help=True, help="Manage containers: every container verb, as `docker "
+                                                          "container ...` names them, and prune.")
+app.add_typer(container_app, name="container")
 app.add_typer(image_app, name="image")
 app.add_typer(network_app, name="network")
 app.add_typer(volume_app, name="volume")

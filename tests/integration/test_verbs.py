@@ -354,3 +354,18 @@ def test_inspect_keys_scripts_read_are_dockers():
         assert port == "8126\n"
     finally:
         mb("rm", "-f", "keys")
+
+
+def test_the_container_group_names_every_verb_and_prunes_the_stopped():
+    mb("container", "run", "-d", "--name", "up", "busybox", "sleep", "1000", check=True)
+    mb("container", "run", "--name", "done", "busybox", "true", check=True)
+    mb("container", "create", "--name", "never", "busybox", "true", check=True)
+    try:
+        assert sorted(mb("container", "ls", "-a", "--format", "{{.Names}}", check=True).stdout.split()) == \
+            ["done", "never", "up"]
+        assert mb("container", "exec", "up", "true").returncode == 0
+        out = mb("container", "prune", "-f", check=True).stdout
+        assert out.startswith("Deleted Containers:\n") and len(out.split()) == 4  # done and never, by id
+        assert mb("ps", "-a", "--format", "{{.Names}}", check=True).stdout == "up\n"
+    finally:
+        mb("rm", "-f", "up", "done", "never")
