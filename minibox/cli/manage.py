@@ -7,7 +7,7 @@ import typer
 
 from minibox import config, store
 from minibox.engine import lifecycle
-from minibox.cli.app import POSITIONAL_TAIL, app, for_each, output
+from minibox.cli.app import POSITIONAL_TAIL, app, for_each, output, say
 from minibox.cli.containers import run
 from minibox.errors import Conflict, InvalidSpec
 from minibox.model import CREATED, CREATING, RUNNING
@@ -158,3 +158,13 @@ def unpause(containers: List[str] = typer.Argument(..., help="container names or
     from minibox.engine import signals
 
     _each(containers, signals.unpause)
+
+
+@app.command()
+def diff(container: str = typer.Argument(..., help="container name or id")) -> None:
+    """What the container changed in its image's files: A added, C changed, D deleted (its overlay's upper layer)."""
+    lifecycle.require_root()
+    from minibox.engine import diffing
+
+    for kind, path in diffing.changes(store.resolve(container)):
+        say(f"{kind} {path}")

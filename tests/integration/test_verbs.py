@@ -369,3 +369,18 @@ def test_the_container_group_names_every_verb_and_prunes_the_stopped():
         assert mb("ps", "-a", "--format", "{{.Names}}", check=True).stdout == "up\n"
     finally:
         mb("rm", "-f", "up", "done", "never")
+
+
+def test_diff_lists_what_the_container_changed_in_its_image():
+    """Docker's diff: A added, C changed (a file, or a directory holding a change), D deleted."""
+    mb("run", "--name", "changed", "busybox", "sh", "-c",
+       "echo new > /etc/added; echo more >> /etc/group; rm /bin/vi; mkdir -p /data/sub; touch /data/sub/f",
+       check=True)
+    try:
+        out = mb("diff", "changed", check=True).stdout.splitlines()
+        for line in ("A /data", "A /data/sub", "A /data/sub/f", "C /etc", "A /etc/added", "C /etc/group", "C /bin",
+                     "D /bin/vi"):
+            assert line in out, (line, out)
+        assert out == sorted(out, key=lambda x: x[2:])
+    finally:
+        mb("rm", "-f", "changed")
