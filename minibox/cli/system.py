@@ -1,12 +1,18 @@
-"""The verbs about minibox and this host rather than one object: version and info."""
+"""The verbs about minibox and this host rather than one object: version, info, and stats of the running containers."""
 
 import os
 import platform
+import sys
+import time
+from typing import List
+
+import typer
 
 
 from minibox import config, store
 from minibox.cli.app import app, say, version_text
 from minibox.engine import lifecycle
+from minibox.errors import NotRunning
 
 
 @app.command()
@@ -60,3 +66,78 @@ def info() -> None:
         f"Minibox Root Dir: {config.paths().root}",
     ]
     say("\n".join(lines))
+
+
+def _iec(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.4g}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1024
+    return f"{n}B"
+
+
+def _si(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1000
+    return f"{n}B"
+
+
+STATS_HEADINGS = {"ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT",
+                  "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
+
+
+def _stats_rows(refs: list[str], interval: float) -> list[dict]:
+    """One row per running container named (all running ones if none is), from two samples
+    `interval` apart; one that stops meanwhile is left out."""
+    from minibox.engine import stats
+    from minibox.model import RUNNING
+
+    recs = [store.resolve(r) for r in refs] if refs else store.all_records()
+    live = []
+    for rec in recs:
+        st = lifecycle.refresh(rec.id)
+        if st.status == RUNNING:
+            live.append((rec, st.pid))
+        elif refs:
+            raise NotRunning(f"container {rec.name} is not running")
+    first = {rec.id: stats.sample(rec.id, pid) for rec, pid in live}
+    time.sleep(interval)
+    rows = []
+    for rec, pid in live:
+        if not os.path.exists(f"/proc/{pid}"):
+            continue  # it stopped meanwhile
+        b = stats.sample(rec.id, pid)
+        a = first[rec.id]
+        rows.append({"ID": rec.id[:12], "Name": rec.name, "Container": rec.name,
+                     "CPUPerc": f"{stats.cpu_percent(a, b):.2f}%",
+                     "MemUsage": f"{_iec(b.mem)} / {_iec(b.mem_limit)}",
+                     "MemPerc": f"{100.0 * b.mem / b.mem_limit if b.mem_limit else 0:.2f}%",
+                     "NetIO": f"{_si(b.net_rx)} / {_si(b.net_tx)}", "BlockIO": f"{_si(b.blk_read)} / {_si(b.blk_write)}",
+                     "PIDs": str(b.pids)})
+    return rows
+
+
+@app.command()
+def stats(containers: List[str] = typer.Argument(None, help="container names or ids (default: every running one)"),
+          no_stream: bool = typer.Option(False, "--no-stream", help="one table, then exit"),
+          fmt: str = typer.Option("", "--format", help="json, a Go template ('{{.Name}} {{.CPUPerc}}'), or "
+                                                       "'table ...'")) -> None:
+    """Live CPU %, memory use and limit, network and block I/O, and PIDs of running containers, from their cgroups."""
+    lifecycle.require_root()
+    from minibox.cli import present
+
+    shape = present.Output(fmt)
+    while True:
+        rows = _stats_rows(list(containers or ()), 0.2 if no_stream else 1.0)
+        if not no_stream:
+            sys.stdout.write("\033[2J\033[H")  # a fresh screen each second, as Docker's
+        if shape.custom:
+            shape.print(rows, STATS_HEADINGS)
+        else:
+            cols = list(STATS_HEADINGS)
+            say(present.table([STATS_HEADINGS[c] for c in cols], [[r[c] for c in cols] for r in rows]))
+        sys.stdout.flush()
+        if no_stream or (containers and not rows):
+            return

@@ -1,6 +1,7 @@
 """Docker's create, start, restart, --restart, wait and rename, on minibox's state machine."""
 
 import fcntl
+import json
 import os
 import pty
 import select
@@ -384,3 +385,22 @@ def test_diff_lists_what_the_container_changed_in_its_image():
         assert out == sorted(out, key=lambda x: x[2:])
     finally:
         mb("rm", "-f", "changed")
+
+
+def test_stats_reads_each_running_containers_cgroups():
+    mb("run", "-d", "--name", "busy", "-m", "64m", "--pids-limit", "10", "busybox", "sh", "-c",
+       "while true; do :; done", check=True)
+    mb("run", "-d", "--name", "idle", "busybox", "sleep", "1000", check=True)
+    mb("run", "--name", "gone", "busybox", "true", check=True)
+    try:
+        rows = [json.loads(x) for x in mb("stats", "--no-stream", "--format", "json", check=True).stdout.splitlines()]
+        by = {r["Name"]: r for r in rows}
+        assert set(by) == {"busy", "idle"}  # running ones only
+        assert by["busy"]["MemUsage"].endswith(" / 64MiB") and by["busy"]["PIDs"] == "1"
+        assert float(by["busy"]["CPUPerc"].rstrip("%")) > 0  # it spins
+        table = mb("stats", "--no-stream", "idle", check=True).stdout.splitlines()
+        assert table[0].split()[:4] == ["CONTAINER", "ID", "NAME", "CPU"] and "idle" in table[1]
+        res = mb("stats", "--no-stream", "gone")
+        assert res.returncode == 1 and "container gone is not running" in res.stderr
+    finally:
+        mb("rm", "-f", "busy", "idle", "gone")
