@@ -107,12 +107,11 @@ class _Verbs(dict):
 # Docker's flags that minibox does not have, and what they do in Docker: a Docker user's
 # habit gets that, rather than click's guess at a similar-looking minibox flag.
 DOCKER_ONLY = {
-    "--cpus": "Docker's flag to limit CPU", "--cpu-shares": "Docker's flag to weight CPU time",
     "--cpuset-cpus": "Docker's flag to pin CPUs", "--gpus": "Docker's flag to pass GPUs",
-    "--platform": "Docker's flag to pick an architecture", "--pid": "Docker's flag to share a PID namespace", "--ipc": "Docker's flag to share an IPC namespace",
+    "--platform": "Docker's flag to pick an architecture", "--pid": "Docker's flag to share a PID namespace",
+    "--ipc": "Docker's flag to share an IPC namespace",
     "--userns": "Docker's flag to choose a user namespace", "--link": "Docker's legacy container links",
     "--health-cmd": "Docker's health check", "--log-driver": "Docker's log driver choice",
-    "--memory-swap": "Docker's flag to limit swap",
     "--cidfile": "Docker's flag to write the container id to a file",
 }
 

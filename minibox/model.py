@@ -178,6 +178,11 @@ class ContainerSpec(Value):
     stop_signal: str = ""  # --stop-signal (the image's, or SIGTERM, otherwise)
     stop_timeout: int = -1  # --stop-timeout in seconds (-1: `stop`'s 10)
     init: bool = False  # --init: tini as PID 1, the command its child
+    cpus: float = 0.0  # --cpus: CPU time per period, as CPUs (a CFS quota)
+    cpu_shares: int = 0  # --cpu-shares: relative weight (Docker's 1024 = one share)
+    memory_swap: int = 0  # --memory-swap: memory plus swap, bytes (-1: unlimited; 0: Docker's 2x memory)
+    memory_reservation: int = 0  # --memory-reservation: a soft limit, bytes
+    oom_kill_disable: bool = False  # --oom-kill-disable
 
     @property
     def mode(self) -> NetworkMode:

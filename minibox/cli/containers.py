@@ -63,6 +63,12 @@ def run(
                                                                 "(default 10)"),
     init: bool = typer.Option(False, "--init", help="run an init (tini) as PID 1: it reaps zombies and "
                                                     "forwards signals to the command"),
+    cpus: str = typer.Option("", "--cpus", help="CPU time it may use, in CPUs (1.5)"),
+    cpu_shares: int = typer.Option(0, "--cpu-shares", "-c", help="its weight against other containers (1024: "
+                                                                 "Docker's default)"),
+    memory_swap: str = typer.Option("", "--memory-swap", help="memory plus swap (with -m; -1: unlimited)"),
+    memory_reservation: str = typer.Option("", "--memory-reservation", help="a soft memory limit"),
+    oom_kill_disable: bool = typer.Option(False, "--oom-kill-disable", help="do not OOM-kill it at its limit"),
     publish_all: bool = typer.Option(False, "-P", "--publish-all", help="publish every port the image exposes "
                                                                         "on a free host port"),
     ip: str = typer.Option("", "--ip", help="ask for this address on the network"),
@@ -100,7 +106,9 @@ def run(
                       dns=dns, dns_search=dns_search, dns_option=dns_option, domainname=domainname,
                       network_alias=network_alias, cap_add=cap_add, cap_drop=cap_drop, privileged=privileged,
                       ulimit=ulimit, sysctl=sysctl, device=device, shm_size=shm_size, stop_signal=stop_signal,
-                      stop_timeout=stop_timeout, init=init)
+                      stop_timeout=stop_timeout, init=init, cpus=cpus, cpu_shares=cpu_shares,
+                      memory_swap=memory_swap, memory_reservation=memory_reservation,
+                      oom_kill_disable=oom_kill_disable)
     if dry_run:
         from minibox.teach import dryrun
 
@@ -324,7 +332,9 @@ def inspect_one(ref: str, kind: str) -> dict:
             paths = {"log": str(cdir / "container.log"), "upper": str(cdir / "upper"),
                      "work": str(cdir / "work"), "merged": str(cdir / "merged"),
                      "volumes": str(config.paths().volumes)}
-            return present.inspect(rec, state, paths, dirs)
+            from minibox.cli import inspectdoc
+
+            return inspectdoc.inspect(rec, state, paths, dirs)
     if kind in ("", "image"):
         from minibox.image import store as images
 

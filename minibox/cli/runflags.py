@@ -18,7 +18,9 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
                dns_search: list[str] = (), dns_option: list[str] = (), domainname: str = "",
                network_alias: list[str] = (), cap_add: list[str] = (), cap_drop: list[str] = (),
                privileged: bool = False, ulimit: list[str] = (), sysctl: list[str] = (), device: list[str] = (),
-               shm_size: str = "", stop_signal: str = "", stop_timeout: int = -1, init: bool = False) -> ContainerSpec:
+               shm_size: str = "", stop_signal: str = "", stop_timeout: int = -1, init: bool = False,
+               cpus: str = "", cpu_shares: int = 0, memory_swap: str = "", memory_reservation: str = "",
+               oom_kill_disable: bool = False) -> ContainerSpec:
     """The command line, validated, as a ContainerSpec (keyword-only: there are many)."""
     from minibox.image import ref as refs
     from minibox.plan import procflags
@@ -102,7 +104,36 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
         devices=tuple(":".join(procflags.device(d)) for d in device),
         shm_size=specs.parse_size(shm_size, "--shm-size") if shm_size else 0,
         stop_signal=procflags.stop_signal(stop_signal) if stop_signal else "", stop_timeout=check_timeout(stop_timeout),
-        init=init)
+        init=init, **resources(memory, cpus, cpu_shares, memory_swap, memory_reservation, oom_kill_disable))
+
+
+def resources(memory: str, cpus: str, shares: int, swap: str, reservation: str, no_oom_kill: bool) -> dict:
+    """--cpus, --cpu-shares, --memory-swap, --memory-reservation, --oom-kill-disable, with
+    Docker's checks."""
+    from minibox.plan import spec as specs
+
+    out: dict = {"cpu_shares": shares, "oom_kill_disable": no_oom_kill}
+    if shares < 0:
+        raise InvalidSpec(f"invalid --cpu-shares {shares}: give a positive weight (Docker's default is 1024)")
+    if cpus:
+        try:
+            n = float(cpus)
+        except ValueError:
+            n = -1.0
+        if not 0.01 <= n <= (os.cpu_count() or 1):
+            raise InvalidSpec(f'invalid --cpus "{cpus}": the range here is 0.01 to {os.cpu_count()} (this host\'s CPUs)')
+        out["cpus"] = n
+    if swap:
+        if not memory:
+            raise InvalidSpec("--memory-swap needs -m: it is memory plus swap, so the memory limit must be set too")
+        total = -1 if swap.strip() == "-1" else specs.parse_size(swap, "--memory-swap")
+        if total != -1 and total < specs.parse_memory(memory):
+            raise InvalidSpec(f"--memory-swap {swap} is less than -m {memory}: it counts memory plus swap, so it must "
+                              "be at least the memory limit")
+        out["memory_swap"] = total
+    if reservation:
+        out["memory_reservation"] = specs.parse_size(reservation, "--memory-reservation")
+    return out
 
 
 def check_timeout(seconds: int) -> int:

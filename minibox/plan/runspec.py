@@ -64,8 +64,13 @@ def runtime_spec(spec: ContainerSpec, rec: ContainerRecord, layout: RootfsLayout
     allow = [{"allow": True, "type": d["type"], "major": d["major"], "minor": d["minor"], "access": d["perms"]}
              for d in devices] if not spec.privileged else [{"allow": True, "access": "rwm"}]
     resources: dict = {"devices": [{"allow": False, "access": "rwm"}] + allow} if cgroups else {}
-    if spec.memory:
-        resources["memory"] = {"limit": spec.memory}
+    if spec.memory or spec.memory_reservation or spec.oom_kill_disable:
+        resources["memory"] = {k: v for k, v in (("limit", spec.memory), ("swap", spec.memory_swap),
+                                                 ("reservation", spec.memory_reservation)) if v} | \
+            ({"disableOOMKiller": True} if spec.oom_kill_disable else {})
+    if spec.cpus or spec.cpu_shares:
+        resources["cpu"] = ({"quota": round(spec.cpus * 100000), "period": 100000} if spec.cpus else {}) | \
+            ({"shares": spec.cpu_shares} if spec.cpu_shares else {})
     if spec.pids_limit:
         resources["pids"] = {"limit": spec.pids_limit}
     return {

@@ -5,7 +5,7 @@ from conftest import mb, wait_for
 
 
 @pytest.mark.parametrize("flag, what", [
-    (["--cpus", "2"], "--cpus is Docker's flag to limit CPU; minibox does not support it"),
+    (["--cpuset-cpus", "0"], "--cpuset-cpus is Docker's flag to pin CPUs; minibox does not support it"),
     (["--gpus", "all"], "--gpus is Docker's flag to pass GPUs; minibox does not support it"),
     (["--pid", "host"], "--pid is Docker's flag to share a PID namespace; minibox does not support it"),
 ])

@@ -86,3 +86,42 @@ def test_stop_uses_the_stop_signal_and_timeout():
         assert wait_for(lambda: "got usr1" in mb("logs", "sig").stdout)
     finally:
         mb("rm", "-f", "sig")
+
+
+def test_resource_flags_write_the_cgroup_files():
+    """--cpus is a CFS quota per 100 ms period, --cpu-shares the weight, --memory-swap and
+    --memory-reservation the memory group's other limits, --oom-kill-disable its OOM
+    control: each read back from the container's own cgroup, as the kernel has it."""
+    mb("run", "-d", "--name", "res", "--cpus", "0.5", "--cpu-shares", "512", "-m", "64m", "--memory-swap", "128m",
+       "--memory-reservation", "32m", "--oom-kill-disable", "busybox", "sleep", "1000", check=True)
+    try:
+        doc = inspect("res")
+        host = doc["HostConfig"]
+        assert (host["NanoCpus"], host["CpuShares"], host["MemorySwap"], host["MemoryReservation"],
+                host["OomKillDisable"]) == (500_000_000, 512, 128 << 20, 32 << 20, True)
+        dirs = doc["Minibox"]["Cgroups"]
+
+        def read(name: str) -> str:
+            for d in dirs:
+                try:
+                    with open(f"{d}/{name}") as f:
+                        return f.read().strip()
+                except OSError:
+                    continue
+            return ""
+
+        if read("cpu.max"):  # cgroup v2
+            assert read("cpu.max") == "50000 100000"
+        else:
+            assert (read("cpu.cfs_quota_us"), read("cpu.cfs_period_us"), read("cpu.shares")) == \
+                ("50000", "100000", "512")
+            assert read("memory.soft_limit_in_bytes") == str(32 << 20)
+            assert "oom_kill_disable 1" in read("memory.oom_control")
+    finally:
+        mb("rm", "-f", "res")
+    for args, message in ((("--cpus", "999"), 'invalid --cpus "999"'),
+                          (("--memory-swap", "1g"), "--memory-swap needs -m"),
+                          (("-m", "64m", "--memory-swap", "32m"), "is less than -m 64m"),
+                          (("--cpu-shares", "-5"), "invalid --cpu-shares -5")):
+        res = mb("run", "--rm", *args, "busybox", "true")
+        assert (res.returncode, res.stderr.count("\n")) == (125, 1) and message in res.stderr, (args, res.stderr)
