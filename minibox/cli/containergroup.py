@@ -13,7 +13,8 @@ for name, verb in (("ls", containers.ps), ("ps", containers.ps), ("logs", contai
                    ("kill", containers.kill), ("rm", containers.rm), ("inspect", containers.inspect),
                    ("cp", containers.cp), ("port", containers.port), ("wait", manage.wait), ("rename", manage.rename),
                    ("start", manage.start), ("attach", manage.attach), ("restart", manage.restart),
-                   ("pause", manage.pause), ("unpause", manage.unpause), ("top", teach.top), ("diff", manage.diff)):
+                   ("pause", manage.pause), ("unpause", manage.unpause), ("top", teach.top), ("diff", manage.diff),
+                   ("update", manage.update)):
     container_app.command(name=name)(verb)
 for name, verb in (("run", containers.run), ("exec", containers.exec_)):
     container_app.command(name=name, context_settings=POSITIONAL_TAIL)(verb)

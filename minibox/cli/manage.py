@@ -168,3 +168,44 @@ def diff(container: str = typer.Argument(..., help="container name or id")) -> N
 
     for kind, path in diffing.changes(store.resolve(container)):
         say(f"{kind} {path}")
+
+
+@app.command()
+def update(containers: List[str] = typer.Argument(..., help="container names or ids"),
+           cpus: str = typer.Option("", "--cpus", help="CPU time it may use, in CPUs"),
+           cpu_shares: Optional[int] = typer.Option(None, "--cpu-shares", "-c", help="its CPU weight"),
+           memory: str = typer.Option("", "--memory", "-m", help="memory limit, e.g. 64m"),
+           memory_swap: str = typer.Option("", "--memory-swap", help="memory plus swap (-1: unlimited)"),
+           memory_reservation: str = typer.Option("", "--memory-reservation", help="a soft memory limit"),
+           pids_limit: Optional[int] = typer.Option(None, "--pids-limit", help="maximum number of processes"),
+           restart: str = typer.Option("", "--restart", help="no, on-failure[:N], always or unless-stopped")) -> None:
+    """Change containers' resource limits (at once, in their cgroups, if they run) or restart policy."""
+    lifecycle.require_root()
+    from minibox.cli.runflags import resources
+    from minibox.engine import update as updating
+    from minibox.plan import restart as policy
+    from minibox.plan import spec as specs
+
+    given = {"cpus": cpus, "cpu_shares": cpu_shares, "memory": memory, "memory_swap": memory_swap,
+             "memory_reservation": memory_reservation, "pids_limit": pids_limit, "restart": restart}
+    if not any(v not in ("", None) for v in given.values()):
+        raise InvalidSpec("nothing to update: give --cpus, --cpu-shares, -m, --memory-swap, --memory-reservation, "
+                          "--pids-limit or --restart")
+
+    def one(ref: str) -> str:
+        rec = store.resolve(ref)
+        mem = memory or (str(rec.spec.memory) if rec.spec.memory else "")
+        checked = resources(mem, cpus, cpu_shares or 0, memory_swap, memory_reservation, False)
+        changes = {k: checked[k] for k in ("cpus", "memory_swap", "memory_reservation") if given[k]}
+        if cpu_shares is not None:
+            changes["cpu_shares"] = checked["cpu_shares"]
+        if memory:
+            changes["memory"] = specs.parse_memory(memory)
+        if pids_limit is not None:
+            changes["pids_limit"] = specs.validate_pids_limit(pids_limit)
+        if restart:
+            changes["restart"] = policy.check(restart, rec.spec.remove, True)
+        updating.update(rec, changes)
+        return ref
+
+    for_each(containers, one)

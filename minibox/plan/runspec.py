@@ -64,15 +64,7 @@ def runtime_spec(spec: ContainerSpec, rec: ContainerRecord, layout: RootfsLayout
     allow = [{"allow": True, "type": d["type"], "major": d["major"], "minor": d["minor"], "access": d["perms"]}
              for d in devices] if not spec.privileged else [{"allow": True, "access": "rwm"}]
     resources: dict = {"devices": [{"allow": False, "access": "rwm"}] + allow} if cgroups else {}
-    if spec.memory or spec.memory_reservation or spec.oom_kill_disable:
-        resources["memory"] = {k: v for k, v in (("limit", spec.memory), ("swap", spec.memory_swap),
-                                                 ("reservation", spec.memory_reservation)) if v} | \
-            ({"disableOOMKiller": True} if spec.oom_kill_disable else {})
-    if spec.cpus or spec.cpu_shares:
-        resources["cpu"] = ({"quota": round(spec.cpus * 100000), "period": 100000} if spec.cpus else {}) | \
-            ({"shares": spec.cpu_shares} if spec.cpu_shares else {})
-    if spec.pids_limit:
-        resources["pids"] = {"limit": spec.pids_limit}
+    resources |= limits(spec)
     return {
         "ociVersion": "1.0.2",
         "process": {"terminal": spec.tty, "args": args, "env": list(rec.env), "cwd": rec.workdir,
@@ -115,4 +107,20 @@ def volume_mounts(rec: ContainerRecord, volume_root: str) -> list[dict]:
                     "options": ["rbind"] + (["ro"] if v.readonly else []) + (["copyup"] if v.copy_up else []),
                     "why": f"{what} {v.host_path} at {v.target}: writes go there, not to the container's layer"
                            + (" (read-only)" if v.readonly else "")})
+    return out
+
+
+def limits(spec: ContainerSpec) -> dict:
+    """-m, --memory-swap, --memory-reservation, --oom-kill-disable, --cpus, --cpu-shares and
+    --pids-limit as linux.resources (`run` plans them, `update` writes them again)."""
+    out: dict = {}
+    if spec.memory or spec.memory_reservation or spec.oom_kill_disable:
+        out["memory"] = {k: v for k, v in (("limit", spec.memory), ("swap", spec.memory_swap),
+                                           ("reservation", spec.memory_reservation)) if v} | \
+            ({"disableOOMKiller": True} if spec.oom_kill_disable else {})
+    if spec.cpus or spec.cpu_shares:
+        out["cpu"] = ({"quota": round(spec.cpus * 100000), "period": 100000} if spec.cpus else {}) | \
+            ({"shares": spec.cpu_shares} if spec.cpu_shares else {})
+    if spec.pids_limit:
+        out["pids"] = {"limit": spec.pids_limit}
     return out

@@ -125,3 +125,33 @@ def test_resource_flags_write_the_cgroup_files():
                           (("--cpu-shares", "-5"), "invalid --cpu-shares -5")):
         res = mb("run", "--rm", *args, "busybox", "true")
         assert (res.returncode, res.stderr.count("\n")) == (125, 1) and message in res.stderr, (args, res.stderr)
+
+
+def test_update_changes_a_running_containers_limits_at_once():
+    mb("run", "-d", "--name", "upd", "-m", "64m", "busybox", "sleep", "1000", check=True)
+    try:
+        assert mb("update", "--cpus", "0.25", "-m", "96m", "--pids-limit", "20", "--restart", "on-failure:3", "upd",
+                  check=True).stdout == "upd\n"
+        doc = inspect("upd")
+        host = doc["HostConfig"]
+        assert (host["NanoCpus"], host["Memory"], host["PidsLimit"]) == (250_000_000, 96 << 20, 20)
+        assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+
+        def read(name: str) -> str:
+            for d in doc["Minibox"]["Cgroups"]:
+                try:
+                    with open(f"{d}/{name}") as f:
+                        return f.read().strip()
+                except OSError:
+                    continue
+            return ""
+
+        assert read("memory.limit_in_bytes") in (str(96 << 20), "") and read("memory.max") in (str(96 << 20), "")
+        assert read("pids.max") == "20"
+        assert read("cpu.cfs_quota_us") in ("25000", "") and read("cpu.max") in ("25000 100000", "")
+        nothing = mb("update", "upd")
+        assert nothing.returncode == 125 and "nothing to update" in nothing.stderr
+        bad = mb("update", "--memory-swap", "1m", "upd")
+        assert bad.returncode == 125 and "is less than -m" in bad.stderr
+    finally:
+        mb("rm", "-f", "upd")
