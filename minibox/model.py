@@ -215,18 +215,22 @@ class Endpoint(Value):
 
     network: str
     bridge: str
-    veth: str  # host end; the container end is always eth0
+    veth: str  # host end
     ip: str
     prefixlen: int
     gateway: str
     mac: str
+    ifname: str = "eth0"  # the container's end: eth0, then eth1, ... for `network connect`
+    aliases: tuple[str, ...] = ()  # `network connect --alias`: more names its DNS answers
 
     def to_dict(self) -> dict[str, Any]:
-        return self._asdict()
+        d = self._asdict()
+        d["aliases"] = list(self.aliases)
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Endpoint:
-        return _from_dict(cls, data)
+        return _from_dict(cls, {**data, "aliases": tuple(data.get("aliases") or ())})
 
 
 class ContainerRecord(Value):
@@ -252,15 +256,21 @@ class ContainerRecord(Value):
     mounts: tuple = ()  # plan.volumes.MountSpec, sources resolved (an anonymous volume named)
     stop_signal: str = ""
     labels: tuple[str, ...] = ()  # KEY=VALUE: the image's, then --label's
+    extra: tuple[Endpoint, ...] = ()  # `network connect`: more networks (eth1, ...), no default route
 
     @property
     def short_id(self) -> str:
         return self.id[:12]
 
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Every network it is on: the one it was run on (with the default route) first."""
+        return ((self.endpoint,) if self.endpoint else ()) + self.extra
+
     def to_dict(self) -> dict[str, Any]:
         d = self._asdict()
         d["spec"] = self.spec.to_dict()
         d["endpoint"] = self.endpoint.to_dict() if self.endpoint else None
+        d["extra"] = [e.to_dict() for e in self.extra]
         d["ports"] = [p.to_dict() for p in self.ports]
         d["mounts"] = [m.to_dict() for m in self.mounts]
         for k in ("image_layers", "env", "caps", "argv", "labels"):
@@ -272,6 +282,7 @@ class ContainerRecord(Value):
         data = dict(data)
         data["spec"] = ContainerSpec.from_dict(data["spec"])
         data["endpoint"] = Endpoint.from_dict(data["endpoint"]) if data.get("endpoint") else None
+        data["extra"] = tuple(Endpoint.from_dict(e) for e in data.get("extra") or ())
         data["ports"] = tuple(PortMapping.from_dict(p) for p in data.get("ports", ()))
         data["mounts"] = tuple(MountSpec.from_dict(m) for m in data.get("mounts", ()))
         for k in ("image_layers", "env", "caps", "argv", "labels"):

@@ -17,13 +17,14 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
         ports.setdefault(f"{p.container_port}/{p.proto}", []).append(
             {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
     networks = {}
-    if ep is not None:
-        from minibox import config
+    from minibox import config
 
-        user = ep.network != config.default_network()  # Docker: no aliases on the default bridge
-        networks[ep.network] = {"IPAddress": ep.ip, "IPPrefixLen": ep.prefixlen, "Gateway": ep.gateway,
-                                "MacAddress": ep.mac, "NetworkID": ep.network,
-                                "Aliases": [*rec.spec.aliases, rec.id[:12]] if user else None}
+    for e in rec.endpoints():
+        user = e.network != config.default_network()  # Docker: no aliases on the default bridge
+        aliases = rec.spec.aliases if e is ep else e.aliases
+        networks[e.network] = {"IPAddress": e.ip, "IPPrefixLen": e.prefixlen, "Gateway": e.gateway,
+                               "MacAddress": e.mac, "NetworkID": e.network,
+                               "Aliases": [*aliases, rec.id[:12]] if user else None}
     return {
         "Id": rec.id,
         "Created": iso(rec.created),

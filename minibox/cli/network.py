@@ -1,4 +1,4 @@
-"""The network verbs: network create|ls|inspect|rm|prune|reconcile."""
+"""The network verbs: network create|ls|inspect|rm|prune|connect|disconnect|reconcile."""
 
 import json
 import sys
@@ -126,6 +126,44 @@ def network_rm(names: List[str] = typer.Argument(..., help="network names")) -> 
         say(name)
     if failed:
         raise typer.Exit(failed)
+
+@network_app.command(name="connect")
+def network_connect(network: str = typer.Argument(..., help="network name"),
+                    container: str = typer.Argument(..., help="container name or id"),
+                    alias: List[str] = typer.Option([], "--alias", help="another name the network's DNS answers"),
+                    ip: str = typer.Option("", "--ip", help="ask for this address on the network"),
+                    explain: bool = typer.Option(False, "--explain", help="print every step as the command that "
+                                                                          "does it by hand")) -> None:
+    """Connect a container to another network: an interface (eth1, ...) with an address there, its names on
+    that network's DNS; the default route stays with the first network."""
+    lifecycle.require_root()
+    from minibox.net import connect, networks
+    from minibox.plan import ipam
+    from minibox.plan.spec import validate_hostname
+
+    net = networks.get(network)
+    for a in alias:
+        validate_hostname(a, "--alias")
+    if ip:
+        ipam.check_requested(ipam.parse_subnet(net.subnet), net.gateway, ip, set())
+    rec = store.resolve(container)
+    state = lifecycle.refresh(rec.id)
+    steps = connect.connect(rec, net, tuple(alias), ip, state.pid if state.status == RUNNING else 0)
+    if explain:
+        explainer(f"minibox network connect {network} {container}", rec.id)(steps, state.pid)
+
+
+@network_app.command(name="disconnect")
+def network_disconnect(network: str = typer.Argument(..., help="network name"),
+                       container: str = typer.Argument(..., help="container name or id"),
+                       force: bool = typer.Option(False, "-f", "--force", help="(accepted for Docker's scripts)")
+                       ) -> None:
+    """Take a container off a network it was connected to: its interface, address and DNS names there go."""
+    lifecycle.require_root()
+    from minibox.net import connect
+
+    connect.disconnect(store.resolve(container), network)
+
 
 @network_app.command(name="prune")
 def network_prune(force: bool = typer.Option(False, "-f", "--force", help="(accepted for Docker's scripts: "

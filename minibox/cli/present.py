@@ -285,11 +285,10 @@ def network_inspect(net, containers: list[tuple[ContainerRecord, ContainerState]
     """A network as `docker network inspect` shapes it, with the containers on it."""
     ctrs = {}
     for rec, state in containers:
-        if state.released or rec.endpoint is None:
-            continue
-        ep = rec.endpoint
-        ctrs[rec.id] = {"Name": rec.name, "IPv4Address": f"{ep.ip}/{ep.prefixlen}", "MacAddress": ep.mac,
-                        "HostVeth": ep.veth, "ContainerVeth": "eth0"}
+        for ep in rec.endpoints() if not state.released else ():
+            if ep.network == net.name:
+                ctrs[rec.id] = {"Name": rec.name, "IPv4Address": f"{ep.ip}/{ep.prefixlen}", "MacAddress": ep.mac,
+                                "HostVeth": ep.veth, "ContainerVeth": ep.ifname}
     return {"Name": net.name, "Id": net.id, "Created": iso(net.created), "Driver": "bridge", "Internal": net.internal,
             "IPAM": {"Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
             "Options": {"bridge.name": net.bridge, "bridge.mac": net.mac, "firewall": net.firewall},

@@ -78,6 +78,11 @@ def run_again(cid: str, restarts: int = 0, quick: int = 0, unless=None) -> Conta
     try:
         basics = facts.read(spec, cid=rec.id, name=rec.name)
         _plan, sp, _steps = launch.plan_and_apply(spec, basics, rec, str(shimbin.ensure_shim()), again=True)
+        if rec.extra:  # the networks `network connect` added, plugged in again
+            from minibox.net import connect
+
+            for problem in connect.attach_all(store.load_record(cid), sp.pid):
+                notes.say(f"warning: {problem}")
     except BaseException as e:
         _give_up(cid, e)
         raise

@@ -198,7 +198,14 @@ def release(rec: ContainerRecord, via=None) -> tuple[list[Step], list[str]]:
 
         errors += dns.remove(ep.network, rec.id)
     s, e = ipam_store.release(ep.network, ep.ip, rec.id)
-    return steps + s, errors + e
+    steps, errors = steps + s, errors + e
+    if rec.extra:
+        from minibox.net import connect
+
+        for other in rec.extra:  # the networks `network connect` added: the record keeps naming them
+            s, e = connect.release(rec, other)
+            steps, errors = steps + s, errors + e
+    return steps, errors
 
 
 def release_orphan(cid: str) -> tuple[list[Step], list[str]]:
@@ -237,7 +244,7 @@ def peers(rec: ContainerRecord) -> tuple[tuple[str, str], ...]:
     out = []
     for other in networks.containers_on(ep.network):
         if other.id != rec.id and not _released(other.id):
-            out.append((other.endpoint.ip, other.name))
+            out += [(e.ip, other.name) for e in other.endpoints() if e.network == ep.network]
     return tuple(out)
 
 

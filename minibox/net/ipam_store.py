@@ -77,8 +77,9 @@ def claimed(network: str) -> dict[str, str]:
     for cid, rec in store.entries().items():
         if isinstance(rec, Damaged):
             continue
-        if rec.endpoint is not None and rec.endpoint.network == network:
-            out[rec.endpoint.ip] = cid
+        for ep in rec.endpoints():
+            if ep.network == network:
+                out[ep.ip] = cid
     return out
 
 

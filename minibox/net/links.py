@@ -123,7 +123,8 @@ def remove_link(name: str, why: str = "") -> tuple[list[Step], list[str]]:
 def add_endpoint(steps: list[Step], pid: int | str) -> None:
     """The veth pair with its peer in the network namespace of process `pid`, or of the
     namespace file at path `pid` (CNI_NETNS)."""
-    veth, master, _hairpin, _up, addr, _eth_up, route = steps
+    veth, master, _hairpin, _up, addr, _eth_up, *rest = steps
+    route = rest[0] if rest else None  # `network connect`: no default route (the first network keeps it)
     ns_fd = os.open(pid, os.O_RDONLY | os.O_CLOEXEC) if isinstance(pid, str) else -1
     where = {"net_ns_fd": ns_fd} if ns_fd >= 0 else {"net_ns_pid": pid}
     try:
@@ -143,4 +144,5 @@ def add_endpoint(steps: list[Step], pid: int | str) -> None:
         eth = _index(ns, veth.peer)
         ns.addr("add", index=eth, address=ip, prefixlen=int(prefixlen))
         ns.link("set", index=eth, state="up")
-        ns.route("add", dst="default", gateway=route.gateway)
+        if route is not None:
+            ns.route("add", dst="default", gateway=route.gateway)

@@ -131,7 +131,7 @@ def default() -> NetworkRecord:
 
 
 def containers_on(name: str) -> list:
-    return [r for r in store.all_records() if r.endpoint is not None and r.endpoint.network == name]
+    return [r for r in store.all_records() if any(e.network == name for e in r.endpoints())]
 
 
 def remove(name: str, busy: Callable[[NetworkRecord], list[str]]) -> tuple[list[Step], list[str]]:

@@ -141,3 +141,47 @@ def test_gc_removes_what_a_killed_container_left_and_stops_the_server():
     finally:
         mb("rm", "-f", "lost")
         mb("network", "rm", "dnse")
+
+
+def test_network_connect_and_disconnect_as_dockers():
+    """Docker's connect: another interface (eth1) with an address on the other network, the
+    default route left with the first, names on both networks' DNS (--alias too), kept
+    across stop and start; network rm refused while connected; disconnect takes it all back."""
+    mb("network", "create", "--subnet", "10.77.20.0/24", "front", check=True)
+    mb("network", "create", "--subnet", "10.77.21.0/24", "back", check=True)
+    try:
+        mb("run", "-d", "--name", "api", "--network", "front", "busybox", "sleep", "1000", check=True)
+        mb("run", "-d", "--name", "db", "--network", "back", "busybox", "httpd", "-f", "-p", "80", check=True)
+        mb("network", "connect", "--alias", "apiback", "back", "api", check=True)
+        addrs = mb("exec", "api", "ip", "-o", "-4", "addr", check=True).stdout
+        assert "eth0    inet 10.77.20.2/24" in addrs and "eth1    inet 10.77.21." in addrs
+        assert mb("exec", "api", "ip", "route", check=True).stdout.startswith("default via 10.77.20.1 dev eth0")
+        page = mb("exec", "api", "timeout", "5", "wget", "-qO-", "http://db/")
+        assert "Hello from minibox" in page.stdout, page.stderr  # db's name, and the way there, through eth1
+        back_ip = inspect("api")["NetworkSettings"]["Networks"]["back"]["IPAddress"]
+        assert lookup("db", "apiback") == back_ip and lookup("db", "api") == back_ip
+        assert inspect("api")["NetworkSettings"]["Networks"]["back"]["Aliases"][0] == "apiback"
+        busy = mb("network", "rm", "back")
+        assert busy.returncode == 1 and "in use" in busy.stderr
+        twice = mb("network", "connect", "back", "api")
+        assert twice.returncode == 1 and "already connected to network back" in twice.stderr
+        mb("stop", "-t", "1", "api", check=True)
+        mb("start", "api", check=True)
+        assert "eth1    inet 10.77.21." in mb("exec", "api", "ip", "-o", "-4", "addr", check=True).stdout
+        mb("network", "disconnect", "back", "api", check=True)
+        assert "eth1" not in mb("exec", "api", "ip", "-o", "-4", "addr", check=True).stdout
+        assert lookup("api", "db") == "" and lookup("db", "apiback") == ""
+        first = mb("network", "disconnect", "front", "api")
+        assert first.returncode == 125 and "was run on network front" in first.stderr
+        # a stopped container is connected at its next start
+        mb("stop", "-t", "1", "api", check=True)
+        mb("network", "connect", "back", "api", check=True)
+        mb("start", "api", check=True)
+        assert "eth1    inet 10.77.21." in mb("exec", "api", "ip", "-o", "-4", "addr", check=True).stdout
+        mb("run", "-d", "--name", "alone", "--network", "none", "busybox", "sleep", "1000", check=True)
+        lonely = mb("network", "connect", "back", "alone")
+        assert lonely.returncode == 1 and "--network none" in lonely.stderr
+    finally:
+        mb("rm", "-f", "api", "db", "alone")
+        mb("network", "rm", "front", "back")
+    assert not any((ROOT / "ipam").glob("*/10.*"))  # every address given back
