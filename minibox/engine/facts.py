@@ -263,8 +263,13 @@ def new_record(spec: ContainerSpec, basics: Basics, cid: str, name: str) -> Cont
     else:
         hostname = spec.hostname or cid[:12]
     user = users.resolve(spec.user or cfg.user, spec.group_add, basics.passwd, basics.group)
+    # The image's VOLUMEs that no -v/--mount/--tmpfs covers: an anonymous volume each, as Docker's.
+    covered = {os.path.normpath(m.target) for m in spec.mounts}
+    from minibox.model import MountSpec
+
+    wanted = spec.mounts + tuple(MountSpec("volume", "", v) for v in cfg.volumes if v not in covered)
     mounts = tuple(m._replace(source=os.urandom(32).hex(), anonymous=True) if m.kind == "volume" and not m.source
-                   else m for m in spec.mounts)
+                   else m for m in wanted)
     return ContainerRecord(
         id=cid, name=name, created=time.time(), spec=spec, image_layers=images.lowerdirs(basics.image),
         image_id=basics.image.id, hostname=hostname,

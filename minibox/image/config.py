@@ -30,6 +30,7 @@ class ImageConfig(Value):
     exposed: tuple[str, ...] = ()  # "80/tcp"
     labels: tuple[tuple[str, str], ...] = ()
     stop_signal: str = ""
+    volumes: tuple[str, ...] = ()  # VOLUME: each run gets an anonymous volume there, as Docker's
 
     @classmethod
     def from_oci(cls, doc: dict[str, Any]) -> ImageConfig:
@@ -49,9 +50,10 @@ class ImageConfig(Value):
         stop = _field(c, "StopSignal", str)
         if stop and not STOP_SIGNAL.match(stop.upper()):
             raise InvalidSpec(f"the image config's StopSignal {shown(stop)} is not a signal (SIGTERM, TERM, 15)")
+        volumes = tuple(sorted(volume_path(v) for v in _field(c, "Volumes", dict)))
         return cls(cmd=_field(c, "Cmd", tuple), entrypoint=_field(c, "Entrypoint", tuple), env=_field(c, "Env", tuple),
                    workdir=_field(c, "WorkingDir", str), user=_field(c, "User", str), exposed=tuple(sorted(exposed)),
-                   labels=tuple(sorted(labels.items())), stop_signal=stop)
+                   labels=tuple(sorted(labels.items())), stop_signal=stop, volumes=volumes)
 
     def to_oci(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -71,6 +73,8 @@ class ImageConfig(Value):
             out["Labels"] = dict(self.labels)
         if self.stop_signal:
             out["StopSignal"] = self.stop_signal
+        if self.volumes:
+            out["Volumes"] = {v: {} for v in self.volumes}
         return out
 
 
@@ -133,6 +137,19 @@ def _pairs(value: str, where: str) -> list[tuple[str, str]]:
     return out
 
 
+def volume_path(path) -> str:
+    """An image's VOLUME: it becomes a mount target in every container, so it must be an
+    absolute path inside the root, not the root itself."""
+    import posixpath
+
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path or len(path) > 4096:
+        raise InvalidSpec(f"the image's VOLUME {shown(str(path))} is not an absolute path")
+    clean = posixpath.normpath(path)
+    if clean in ("/", "//") or ".." in clean.split("/"):
+        raise InvalidSpec(f"the image's VOLUME {shown(path)} is not a directory below the root")
+    return clean
+
+
 def apply_changes(base: ImageConfig, changes: list[str] | tuple[str, ...]) -> ImageConfig:
     """Dockerfile instructions, as `docker import --change` takes them: CMD, ENTRYPOINT, ENV,
     WORKDIR, EXPOSE, USER, LABEL, STOPSIGNAL."""
@@ -168,7 +185,10 @@ def apply_changes(base: ImageConfig, changes: list[str] | tuple[str, ...]) -> Im
             c = c._replace(labels=tuple(sorted(labels.items())))
         elif kind == "STOPSIGNAL":
             c = c._replace(stop_signal=value.strip())
+        elif kind == "VOLUME":
+            paths = _command_form(value, "VOLUME") if value.strip().startswith("[") else tuple(value.split())
+            c = c._replace(volumes=tuple(sorted(set(c.volumes) | {volume_path(p) for p in paths})))
         else:
             raise InvalidSpec(f'unknown --change instruction "{word}": use CMD, ENTRYPOINT, ENV, WORKDIR, EXPOSE, '
-                              "USER, LABEL or STOPSIGNAL")
+                              "USER, LABEL, STOPSIGNAL or VOLUME")
     return c

@@ -385,3 +385,27 @@ def test_bad_mounts_and_users_get_one_line_and_125(flags, message):
     res = mb(*RUN, *flags, "busybox", "true")
     assert res.returncode == 125 and message in res.stderr and res.stderr.count("\n") == 1, res.stderr
     assert mb("ps", "-aq").stdout == "" and mb("volume", "ls", "-q").stdout == ""
+
+
+def test_an_images_volume_gets_an_anonymous_volume_as_dockers():
+    """VOLUME /data in the image: each container gets a fresh anonymous volume there (with
+    the image's content at that path), `rm -v` removes it, and a -v for that path replaces it."""
+    mb("image", "import", "-c", "VOLUME /data", "-c", 'VOLUME ["/cache"]', str(busybox_rootfs()), "withvol",
+       check=True)
+    try:
+        assert inspect("withvol")["Config"]["Volumes"] == {"/cache": {}, "/data": {}}
+        mb("run", "--name", "vol1", "withvol", "sh", "-c", "echo kept > /data/f", check=True)
+        mounts = {m["Destination"]: m for m in inspect("vol1")["Mounts"]}
+        assert set(mounts) == {"/cache", "/data"} and mounts["/data"]["Type"] == "volume"
+        name = mounts["/data"]["Name"]
+        assert len(name) == 64 and name in mb("volume", "ls", "-q", check=True).stdout.split()
+        mb("run", "--rm", "-v", "named:/data", "withvol", "true", check=True)
+        assert "named" in mb("volume", "ls", "-q", check=True).stdout.split()
+        mb("rm", "-v", "vol1", check=True)
+        assert name not in mb("volume", "ls", "-q", check=True).stdout.split()  # rm -v took it
+        bad = mb("image", "import", "-c", "VOLUME data", str(busybox_rootfs()), "badvol")
+        assert bad.returncode == 125 and "is not an absolute path" in bad.stderr
+    finally:
+        mb("rm", "-f", "vol1")
+        mb("volume", "rm", "named")
+        mb("rmi", "withvol")
