@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from minibox.plan import rules
 from minibox.plan.rules import NetFacts, PortFacts
-from minibox.plan.steps import Firewall
+from minibox.plan.steps import Firewall, InPlace, Step
 from minibox.value import Value
 
 Jump = tuple[str, str, str, str]
@@ -101,6 +101,17 @@ def add_network(ff: FirewallFacts, net: NetFacts) -> list[Firewall]:
     return [Firewall("nftables", tuple(rules.nft_apply([net], [])),
                      why="minibox's nft table, its fixed rules, and this network's elements, in one atomic "
                          "transaction")] + _coexist(ff, after)
+
+
+def in_place(ff: FirewallFacts, net: NetFacts) -> list[Step]:
+    """The rules a container on `net` relies on that the network's creation made (MASQUERADE,
+    the forward rules, its set elements): for the lesson, not applied."""
+    if ff.backend == "nftables":
+        lines = [x for x in rules.nft_apply([net], []) if x.startswith(("add rule", "add element"))]
+    else:
+        lines = [r.line() for r in rules.ipt_network_rules(net, True)]
+    return [InPlace(ff.backend, tuple(lines), why=f"network {net.name}'s firewall rules, which this container's "
+                                                  "traffic goes through")]
 
 
 def add(ff: FirewallFacts, net: NetFacts, ports: tuple[PortFacts, ...]) -> list[Firewall]:

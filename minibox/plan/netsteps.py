@@ -124,6 +124,19 @@ class Firewall(Value):
         return f"{tool} <<'EOF'\n" + "\n".join(self.lines) + "\nEOF"
 
 
+class InPlace(Value):
+    """What a step relies on that an earlier command made (a network's firewall rules):
+    shown, so one command's lesson is the whole path, and never applied."""
+
+    backend: str
+    lines: tuple[str, ...]
+    why: str = ""
+
+    def command(self) -> str:
+        return "# already in place (made with the network; minibox checks it is still there):\n" + \
+            "\n".join("#   " + line for line in self.lines)
+
+
 class DnsRecord(Value):
     """A container's names on a user network's DNS server (aardvark-dns, one for all such
     networks): a line in the network's file, then the server told (SIGHUP) or started."""

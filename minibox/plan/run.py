@@ -122,6 +122,8 @@ def plan_network(rec: ContainerRecord, facts: RunFacts) -> list[Step]:
         steps += new
         # what the network's creation leaves, as the next change will find it
         ff = fwplan.FirewallFacts(ff.backend, ff.desired.with_(net_facts(net)), True, (), ff.forward_chain)
+    else:
+        steps += fwplan.in_place(ff, net_facts(net))  # made earlier: shown, so the lesson is the whole path
     return steps + fwplan.add(ff, net_facts(net), port_facts(rec))
 
 

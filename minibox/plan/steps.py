@@ -21,6 +21,7 @@ from minibox.plan.netsteps import (  # noqa: F401 - re-exported: one place to im
     ConntrackFlush,
     DnsRecord,
     Firewall,
+    InPlace,
     Hairpin,
     LinkDel,
     LinkUp,
@@ -361,7 +362,7 @@ Step = Union[
     SetRlimit, OomScoreAdj, WaitStart, RunHook, Symlink, PivotRoot, RemovePath, Kill, Logged, SetHostname,
     DropCapabilities, LoadSeccomp, Exec, CgroupCreate, DeviceFilter, CgroupJoin, Freeze, CopyFiles, BridgeAdd,
     AddrAdd, LinkUp, VethAdd, SetMaster, Hairpin, RouteAdd, LinkDel, Sysctl, Firewall, ConntrackFlush,
-    DnsRecord,
+    DnsRecord, InPlace,
 ]
 
 

@@ -295,3 +295,17 @@ def test_dry_run_carries_every_step_run_applies():
         assert checked > 40
     finally:
         mb("rm", "-f", "same", check=True)
+
+
+def test_explain_on_an_existing_network_shows_what_it_relies_on_as_in_place():
+    """The lesson of one `run` is the whole path: on a network an earlier command made, the
+    MASQUERADE and forward rules it goes through are shown, marked as already in place (and
+    not applied again), on either backend."""
+    mb("run", "--rm", "busybox", "true", check=True)  # the default network exists now
+    out = mb("run", "--rm", "--explain", "busybox", "true", check=True).stderr
+    after = out.split("# already in place", 1)[1].splitlines()[1:]
+    shown = "\n".join(line for line in after[:next((i for i, x in enumerate(after) if not x.startswith("#   ")),
+                                                    len(after))])
+    word = "masquerade" if BACKEND == "nftables" else "-j MASQUERADE"
+    assert word in shown and ("forward" if BACKEND == "nftables" else "MINIBOX-FORWARD") in shown
+    assert all(line.startswith("#") for line in out.splitlines() if word in line)  # shown, not applied again
