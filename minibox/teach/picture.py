@@ -69,7 +69,7 @@ def boxes(t: Topology, shown: list[pathmod.Published]) -> dict[str, Box]:
         add(f"br:{n.bridge}", [f"{n.bridge} (bridge)", f"{n.gateway}  net {n.name}", n.subnet], "br")
     for n in t.nets:
         for c in n.containers:
-            add(f"ctr:{c.short_id}", [f"container {c.name}", f"eth0 {c.ip}/{c.prefixlen}", c.mac], "ctr")
+            add(f"ctr:{c.short_id}", [f"container {c.name}", f"{c.ifname} {c.ip}/{c.prefixlen}", c.mac], "ctr")
     return out
 
 
@@ -84,7 +84,7 @@ def edges(t: Topology, placed: dict[str, Box]) -> list[tuple[str, str, str]]:
     for n in t.nets:
         if not n.internal:
             out += [(f"br:{n.bridge}", f"masq:{n.bridge}", ""), (f"masq:{n.bridge}", up, "")]
-        out += [(f"br:{n.bridge}", f"ctr:{c.short_id}", f"{c.veth} ⇄ eth0") for c in n.containers]
+        out += [(f"br:{n.bridge}", f"ctr:{c.short_id}", f"{c.veth} ⇄ {c.ifname}") for c in n.containers]
     return [e for e in out if e[0] in placed and e[1] in placed]
 
 

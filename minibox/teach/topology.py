@@ -31,6 +31,7 @@ class Ctr(Value):
     ports: list[str]
     up: bool
     counted_since: str = ""  # HH:MM:SS its published ports' DNAT counters count from
+    ifname: str = "eth0"  # its interface on this network (eth1, ... for `network connect`)
 
 
 class Net(Value):
@@ -43,6 +44,7 @@ class Net(Value):
     firewall: str
     present: bool  # the bridge exists in the kernel
     containers: tuple[Ctr, ...] = ()
+    dns: str = ""  # its DNS server, when it answers for this network ("aardvark-dns on GW:53, PID N")
 
 
 class Rule(Value):
@@ -96,19 +98,22 @@ def gather(only: str = "", all_links: bool = False) -> Topology:
             continue
         ctrs = []
         for rec in store.all_records():
-            ep = rec.endpoint
+            ep = next((e for e in rec.endpoints() if e.network == rec_net.name), None)
+            if ep is None:
+                continue
             state = lifecycle.refresh(rec.id)
-            if ep is None or ep.network != rec_net.name or state.released:
+            if state.released:
                 continue
             # nftables: a map element counts from when it was added, unless the table was
             # rebuilt since; iptables rewrites the DNAT rules (and their counters) every time.
             since = max(state.started_at, table_at or 0) if rec_net.firewall == "nftables" else rules_at
+            ports = rec.ports if ep is rec.endpoint else ()  # published through its first network
             ctrs.append(Ctr(rec.name, rec.short_id, ep.veth, ep.ip, ep.prefixlen, ep.mac,
                             [f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}"
-                             for p in rec.ports], ep.veth in names.values(), _hhmmss(since)))
+                             for p in ports], ep.veth in names.values(), _hhmmss(since), ep.ifname))
         ctrs.sort(key=lambda c: ipaddress.IPv4Address(c.ip))
         nets.append(Net(rec_net.name, rec_net.bridge, rec_net.subnet, rec_net.gateway, rec_net.mac, rec_net.internal,
-                        rec_net.firewall, rec_net.bridge in names.values(), tuple(ctrs)))
+                        rec_net.firewall, rec_net.bridge in names.values(), tuple(ctrs), _dns(rec_net)))
     ours = {n.bridge for n in store.all_networks()} | {c.veth for n in nets for c in n.containers}
     host_links = [(name, link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "", addrs.get(name, []))
                   for link in links.values() for name in [link.get("ifname")]
@@ -251,3 +256,13 @@ def _ipt_hooks() -> list[Hook]:
 
 def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _dns(net) -> str:
+    """Its DNS server, if it answers for this network now (net.dns: a file per network)."""
+    from minibox.net import dns
+
+    pid = dns.server_pid()
+    if not pid or not (dns.directory() / net.name).exists():
+        return ""
+    return f"aardvark-dns on {net.gateway}:53 (PID {pid})"

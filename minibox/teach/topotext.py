@@ -28,10 +28,12 @@ def text(t: Topology, port: str = "") -> str:
         out.append(clip(f"  {n.bridge:<16} bridge   {n.gateway}/{n.subnet.split('/')[1]}  network {n.name!r}, "
                          f"{n.subnet}{flags}{state}", WIDTH))
         out.append(f"  {'':<16} mac      {n.mac}")  # a line of its own: never cut mid-address
+        if n.dns:
+            out.append(clip(f"  {'':<16} dns      {n.dns}", WIDTH))
         for i, c in enumerate(n.containers):
             last = i == len(n.containers) - 1
             branch, cont = ("└─", "   ") if last else ("├─", "│  ")
-            out.append(clip(f"    {branch} {c.veth} ══veth══ eth0 {c.ip}/{c.prefixlen} {c.mac}  "
+            out.append(clip(f"    {branch} {c.veth} ══veth══ {c.ifname} {c.ip}/{c.prefixlen} {c.mac}  "
                              f"[{c.name} {c.short_id}]", WIDTH))
             for p in c.ports:
                 out.append(f"    {cont}   publishes {p}")
@@ -83,9 +85,9 @@ def mermaid(t: Topology, port: str = "") -> str:
         for c in n.containers:
             cid = nid("ctr_" + c.short_id)
             out.append(f'  subgraph {cid}["container {c.name}"]')
-            out.append(f'    {cid}_eth0["eth0<br/>{c.ip}/{c.prefixlen}<br/>{c.mac}"]')
+            out.append(f'    {cid}_{c.ifname}["{c.ifname}<br/>{c.ip}/{c.prefixlen}<br/>{c.mac}"]')
             out.append("  end")
-            out.append(f'  {nid("br_" + n.bridge)} ---|"{c.veth} (veth)"| {cid}_eth0')
+            out.append(f'  {nid("br_" + n.bridge)} ---|"{c.veth} (veth)"| {cid}_{c.ifname}')
     return "\n".join(out) + "\n"
 
 

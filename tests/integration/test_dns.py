@@ -11,6 +11,7 @@ resolv.conf names the gateway where Docker's names 127.0.0.11.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -161,6 +162,9 @@ def test_network_connect_and_disconnect_as_dockers():
         back_ip = inspect("api")["NetworkSettings"]["Networks"]["back"]["IPAddress"]
         assert lookup("db", "apiback") == back_ip and lookup("db", "api") == back_ip
         assert inspect("api")["NetworkSettings"]["Networks"]["back"]["Aliases"][0] == "apiback"
+        shown = mb("network", "show", "back", check=True).stdout
+        assert "dns      aardvark-dns on 10.77.21.1:53" in shown  # the server, drawn with its network
+        assert re.search(r"mb1\w+ ══veth══ eth1 10\.77\.21\.\d+/24 .*\[api ", shown), shown
         busy = mb("network", "rm", "back")
         assert busy.returncode == 1 and "in use" in busy.stderr
         twice = mb("network", "connect", "back", "api")
