@@ -69,7 +69,8 @@ def explain_ctr(container: str = typer.Argument(..., help="container name or id"
 @app.command()
 def trace(
     container: str = typer.Argument(..., help="container name or id"),
-    port: int = typer.Option(..., "--port", help="the published host port to probe"),
+    port: int = typer.Option(0, "--port", help="the published host port to probe"),
+    dns_name: str = typer.Option("", "--dns", help="instead: look NAME up from inside the container, step by step"),
     from_: str = typer.Option("host", "--from", help="outside, host, localhost or container"),
     to: str = typer.Option("", "--to", help="the address to probe (default: chosen for the path)"),
 ) -> None:
@@ -80,6 +81,13 @@ def trace(
     from minibox.teach import trace as tr
 
     rec, _state = lifecycle.running(container)
+    if dns_name:
+        from minibox.teach import dnstrace
+
+        sys.stdout.write(dnstrace.run(rec, dns_name))
+        return
+    if not port:
+        raise InvalidSpec("trace needs --port PORT (a published host port) or --dns NAME")
     sys.stdout.write(tr.render(tr.run(rec, port, from_, to)))
 
 @app.command()

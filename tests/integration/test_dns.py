@@ -74,6 +74,21 @@ def test_a_user_network_resolves_names_aliases_and_short_ids_and_nothing_else():
         mb("network", "rm", "dnsa", "dnsb")
 
 
+def test_trace_dns_shows_a_lookup_step_by_step():
+    mb("network", "create", "--subnet", "10.77.22.0/24", "dnst", check=True)
+    try:
+        mb("run", "-d", "--name", "ta", "--network", "dnst", "busybox", "sleep", "1000", check=True)
+        mb("run", "-d", "--name", "tb", "--network", "dnst", "busybox", "sleep", "1000", check=True)
+        out = mb("trace", "ta", "--dns", "tb", check=True).stdout
+        ip = inspect("tb")["NetworkSettings"]["IPAddress"]
+        assert "its /etc/resolv.conf names 10.77.22.1" in out and "aardvark-dns (PID" in out
+        assert f"answer: tb -> {ip}" in out and "dport=53" in out
+        assert "no answer: ** server can't find nosuch" in mb("trace", "ta", "--dns", "nosuch", check=True).stdout
+    finally:
+        mb("rm", "-f", "ta", "tb")
+        mb("network", "rm", "dnst")
+
+
 def test_explain_shows_the_dns_line_and_the_server():
     mb("network", "create", "--subnet", "10.77.7.0/24", "dnsc", check=True)
     try:
