@@ -49,6 +49,9 @@ def rename(container: str = typer.Argument(..., help="container name or id"),
         from minibox.net import dns
 
         dns.rename(rec.endpoint.network, cid, rec.name, new_name)  # answered at once, as Docker's
+    from minibox.engine import events
+
+    events.record(cid, "rename", oldName=rec.name)
 
 
 # `create` is `run` with the same options, leaving the command waiting for `start`.

@@ -141,3 +141,78 @@ def stats(containers: List[str] = typer.Argument(None, help="container names or 
         sys.stdout.flush()
         if no_stream or (containers and not rows):
             return
+
+
+EVENT_FILTERS = ("container", "event", "type", "image")
+
+
+def _when(text: str, flag: str) -> int:
+    """--since/--until as nanoseconds: a Unix time (1700000000[.5]), a duration back from now
+    (10m, 1h30m, 45s), or an RFC 3339 time."""
+    import re
+    from datetime import datetime
+
+    from minibox.errors import InvalidSpec
+
+    t = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return int(float(t) * 1e9)
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", t)
+    if parts and any(parts.groups()):
+        h, m, sec = (int(x or 0) for x in parts.groups())
+        return time.time_ns() - (h * 3600 + m * 60 + sec) * 10 ** 9
+    try:
+        return int(datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() * 1e9)
+    except ValueError:
+        raise InvalidSpec(f'invalid {flag} "{text}": give a Unix time, a duration (10m, 1h) or an RFC 3339 '
+                          "time") from None
+
+
+@app.command()
+def events(since: str = typer.Option("", "--since", help="events from then (Unix time, 10m, or RFC 3339)"),
+           until: str = typer.Option("", "--until", help="stop at then (without it, follow new events)"),
+           filters: List[str] = typer.Option([], "-f", "--filter", help="container=, event=, image=, type=container"),
+           fmt: str = typer.Option("", "--format", help="json, or a Go template ('{{.Action}} {{.Actor.ID}}')")
+           ) -> None:
+    """Container events (create, start, die, destroy, pause, kill, rename, ...), as the commands and shims
+    that caused them wrote them; without --until, new ones as they come."""
+    lifecycle.require_root()
+    from datetime import datetime, timezone
+
+    from minibox.cli import present
+    from minibox.engine import events as journal
+
+    wanted = present.parse_filters(filters, EVENT_FILTERS)
+    by: dict[str, list[str]] = {}
+    for k, v in wanted:
+        by.setdefault(k, []).append(v)
+    start = _when(since, "--since") if since else time.time_ns()
+    end = _when(until, "--until") if until else 0
+    shape = present.Output(fmt, allow_table=False)
+
+    def matches(e: dict) -> bool:
+        a = e["Actor"]["Attributes"]
+        tests = {"container": lambda v: e["id"].startswith(v) or a.get("name") == v,
+                 "event": lambda v: e["Action"] == v, "type": lambda v: e["Type"] == v,
+                 "image": lambda v: a.get("image") == v}
+        return all(any(tests[k](v) for v in vs) for k, vs in by.items())
+
+    def emit(e: dict) -> None:
+        if not matches(e):
+            return
+        if shape.custom:
+            shape.print([e])
+        else:
+            ns = e["timeNano"]
+            stamp = datetime.fromtimestamp(ns // 10 ** 9, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+            attrs = ", ".join(f"{k}={v}" for k, v in sorted(e["Actor"]["Attributes"].items()))
+            say(f"{stamp}.{ns % 10 ** 9:09d}Z {e['Type']} {e['Action']} {e['id']} ({attrs})")
+        sys.stdout.flush()
+
+    if end and end <= time.time_ns():
+        for e in journal.read(start, end):
+            emit(e)
+        return
+    for e in journal.read(start):
+        emit(e)
+    journal.follow(max([start] + [e["timeNano"] for e in journal.read(start)]), end, emit)

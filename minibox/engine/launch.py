@@ -180,14 +180,20 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
     steps = plan.steps()
     if explain is not None:
         explain(steps, sp.pid, rec.id)
+    from minibox.engine import events
+
     if park:
         sp.release()
         sp.wait()  # "created": its root is built, and it waits at WaitStart for `start`
         # No creator to watch any more: the shim holds PID 1, and refresh watches that.
         lifecycle.move(rec.id, CREATED, parked=True, creator_pid=0, creator_start=0)
+        events.record(rec.id, "create")
         return sp, steps
     lifecycle.move(rec.id, CREATED)
     lifecycle.move(rec.id, RUNNING, started_at=time.time())
+    if not again:
+        events.record(rec.id, "create")
+    events.record(rec.id, "start")
     sp.release()
     return sp, steps
 

@@ -128,7 +128,10 @@ def _settle(cid: str, still, **changes) -> ContainerState:
             store.save_state(cid, state)
         except WriteFailed:
             pass
-        return state
+    from minibox.engine import events
+
+    events.record(cid, "die", exitCode=state.exit_code)
+    return state
 
 
 def _parse_ts(ts: str | None) -> float:
@@ -233,6 +236,9 @@ def remove(cid: str, force: bool = False, volumes: bool = False) -> list:
     if state is not None and state.status == EXITED and state.shim_pid and store.load_exit(cid) is None:
         _wait_gone(state.shim_pid, 5.0)  # the shim may still be recording the exit
     done, errors = teardown(cid, rec, state, volumes=volumes)
+    from minibox.engine import events
+
+    events.record(cid, "destroy", **({"name": rec.name, "image": rec.spec.image} if rec is not None else {}))
     if state is not None and state.released:
         done = steps_of(state.release_log) + done
     if errors:

@@ -34,11 +34,16 @@ def stop(rec: ContainerRecord, timeout: int | None = None) -> None:
         state = lifecycle.refresh(rec.id)
     if state.status != RUNNING:
         return
+    from minibox.engine import events
+
+    events.record(rec.id, "kill", signal=stop_signal(rec))
     _signal(rec.id, state, stop_signal(rec))
     if not lifecycle.wait_exit(rec.id, timeout):
+        events.record(rec.id, "kill", signal=int(signal.SIGKILL))
         _signal(rec.id, state, signal.SIGKILL)
         lifecycle.wait_exit(rec.id, 10)
     lifecycle.refresh(rec.id)
+    events.record(rec.id, "stop")
 
 
 def stop_signal(rec: ContainerRecord) -> int:
@@ -56,6 +61,9 @@ def kill(rec: ContainerRecord, sig: int) -> None:
         raise NotRunning(f"container {rec.name} is not running")
     if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, stop_signal(rec)):
         _stopped_by_user(rec.id)  # a signal that ends it; a reload (HUP, USR1) leaves the policy be
+    from minibox.engine import events
+
+    events.record(rec.id, "kill", signal=sig)
     _signal(rec.id, state, sig)
 
 
@@ -98,9 +106,15 @@ def pause(rec: ContainerRecord) -> None:
     if paused(rec.id):
         raise Conflict(f"container {rec.name} is already paused")
     cgroups.freeze(_dirs(rec.id), True)
+    from minibox.engine import events
+
+    events.record(rec.id, "pause")
 
 
 def unpause(rec: ContainerRecord) -> None:
     if not paused(rec.id):
         raise Conflict(f"container {rec.name} is not paused")
     cgroups.freeze(_dirs(rec.id), False)
+    from minibox.engine import events
+
+    events.record(rec.id, "unpause")

@@ -42,6 +42,9 @@ def _unpark(cid: str) -> ContainerState:
     from minibox.runtime import launcher
 
     state = lifecycle.move(cid, RUNNING, started_at=time.time(), parked=False)
+    from minibox.engine import events
+
+    events.record(cid, "start")
     fifo = str(config.paths().container(cid) / launch.START_FIFO)
     why = launcher.let_start(fifo, lambda: not procs.alive(state.pid))
     if why:

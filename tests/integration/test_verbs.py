@@ -6,6 +6,7 @@ import os
 import pty
 import select
 import struct
+import subprocess
 import sys
 import termios
 import time
@@ -404,3 +405,39 @@ def test_stats_reads_each_running_containers_cgroups():
         assert res.returncode == 1 and "container gone is not running" in res.stderr
     finally:
         mb("rm", "-f", "busy", "idle", "gone")
+
+
+def test_events_record_what_each_command_and_shim_did():
+    """Docker's events, in Docker's words: create, start, kill, die, stop, pause, unpause,
+    rename, destroy; written by the command (or the shim's exit command, for a die nobody
+    waited for), read back with --since/--until and filters, and followed as they come."""
+    since = f"{time.time():.3f}"
+    follower = subprocess.Popen([sys.executable, "-m", "minibox", "events", "--filter", "event=die", "--format",
+                                 "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}"],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        cid = mb("run", "-d", "--name", "ev", "busybox", "sleep", "1000", check=True).stdout.strip()
+        mb("pause", "ev", check=True)
+        mb("unpause", "ev", check=True)
+        mb("rename", "ev", "ev2", check=True)
+        mb("stop", "-t", "1", "ev2", check=True)
+        mb("run", "-d", "--name", "quick", "busybox", "sh", "-c", "exit 3", check=True)
+        assert wait_for(lambda: state("quick") == "exited")
+        mb("rm", "ev2", "quick", check=True)
+        until = f"{time.time():.3f}"
+        lines = mb("events", "--since", since, "--until", until, "--filter", f"container={cid[:12]}",
+                   check=True).stdout
+        actions = [line.split()[2] for line in lines.splitlines()]
+        assert actions[:4] == ["create", "start", "pause", "unpause"] and "rename" in actions
+        assert actions[-1] == "destroy" and "die" in actions and "stop" in actions and "kill" in actions
+        died = [json.loads(x) for x in mb("events", "--since", since, "--until", until, "--filter", "event=die",
+                                          "--format", "json", check=True).stdout.splitlines()]
+        assert {(d["Actor"]["Attributes"]["name"], d["Actor"]["Attributes"]["exitCode"]) for d in died} >= \
+            {("quick", "3")}
+        bad = mb("events", "--since", "yesterday")
+        assert bad.returncode == 125 and 'invalid --since "yesterday"' in bad.stderr
+    finally:
+        follower.terminate()
+        seen = follower.communicate(timeout=10)[0]
+        mb("rm", "-f", "ev", "ev2", "quick")
+    assert "die quick 3" in seen  # followed as it happened
