@@ -183,6 +183,12 @@ class ContainerSpec(Value):
     memory_swap: int = 0  # --memory-swap: memory plus swap, bytes (-1: unlimited; 0: Docker's 2x memory)
     memory_reservation: int = 0  # --memory-reservation: a soft limit, bytes
     oom_kill_disable: bool = False  # --oom-kill-disable
+    health_cmd: str = ""  # --health-cmd, run with /bin/sh -c (Docker's CMD-SHELL)
+    health_interval: float = 0.0  # seconds; 0: the image's, or 30
+    health_timeout: float = 0.0
+    health_retries: int = 0
+    health_start_period: float = 0.0
+    no_healthcheck: bool = False  # --no-healthcheck: the image's HEALTHCHECK is not run
 
     @property
     def mode(self) -> NetworkMode:
@@ -257,6 +263,7 @@ class ContainerRecord(Value):
     stop_signal: str = ""
     labels: tuple[str, ...] = ()  # KEY=VALUE: the image's, then --label's
     extra: tuple[Endpoint, ...] = ()  # `network connect`: more networks (eth1, ...), no default route
+    healthcheck: dict | None = None  # Test, Interval, Timeout, Retries, StartPeriod (seconds): flags over image
 
     @property
     def short_id(self) -> str:
@@ -316,6 +323,7 @@ class ContainerState(Value):
     # command, so a crash of the command never makes it a killed `run`'s leftover for gc.
     again: bool = False
     paused: bool = False  # never stored: `ps` and `inspect` read it from the kernel's freezer
+    health: str = ""  # never stored: `ps` reads it from containers/ID/health.json (engine.health)
 
     def to_dict(self) -> dict[str, Any]:
         return self._asdict()

@@ -69,6 +69,14 @@ def run(
     memory_swap: str = typer.Option("", "--memory-swap", help="memory plus swap (with -m; -1: unlimited)"),
     memory_reservation: str = typer.Option("", "--memory-reservation", help="a soft memory limit"),
     oom_kill_disable: bool = typer.Option(False, "--oom-kill-disable", help="do not OOM-kill it at its limit"),
+    health_cmd: str = typer.Option("", "--health-cmd", help="a command (run with sh -c) that says it is healthy"),
+    health_interval: str = typer.Option("", "--health-interval", help="time between checks (default 30s)"),
+    health_timeout: str = typer.Option("", "--health-timeout", help="a check taking longer fails (default 30s)"),
+    health_retries: int = typer.Option(0, "--health-retries", help="failures in a row that make it unhealthy "
+                                                                   "(default 3)"),
+    health_start_period: str = typer.Option("", "--health-start-period", help="failures during this time after "
+                                                                              "start do not count"),
+    no_healthcheck: bool = typer.Option(False, "--no-healthcheck", help="do not run the image's HEALTHCHECK"),
     publish_all: bool = typer.Option(False, "-P", "--publish-all", help="publish every port the image exposes "
                                                                         "on a free host port"),
     ip: str = typer.Option("", "--ip", help="ask for this address on the network"),
@@ -108,7 +116,8 @@ def run(
                       ulimit=ulimit, sysctl=sysctl, device=device, shm_size=shm_size, stop_signal=stop_signal,
                       stop_timeout=stop_timeout, init=init, cpus=cpus, cpu_shares=cpu_shares,
                       memory_swap=memory_swap, memory_reservation=memory_reservation,
-                      oom_kill_disable=oom_kill_disable)
+                      oom_kill_disable=oom_kill_disable, health=(health_cmd, health_interval, health_timeout,
+                                                                 health_retries, health_start_period, no_healthcheck))
     if dry_run:
         from minibox.teach import dryrun
 
@@ -181,6 +190,10 @@ def ps(
             print(f"minibox: warning: {e}", file=sys.stderr)
         if state.status == RUNNING and cgroups.frozen(cgroups.existing_dirs(config.cgroup_parent(), rec.id)):
             state = state.replace(paused=True)  # the kernel's freezer says so (pause)
+        if state.status == RUNNING and rec.healthcheck:
+            from minibox.engine import health
+
+            state = state.replace(health=(health.read(rec.id) or {}).get("Status", "starting"))
         if (all_ or state.status == RUNNING or any(k in ("status", "exited") for k, _ in wanted)) \
                 and present.ps_matches(rec, state, wanted):
             rows.append((cid, rec, state, ""))
@@ -397,20 +410,3 @@ def port(
         raise InvalidSpec(f"no public port '{number}/{proto or 'tcp'}' published for {rec.name}")
     for p in shown:
         say(f"{p.host_ip or '0.0.0.0'}:{p.host_port}" if private else p.docker_str())
-
-@app.command()
-def gc(explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand")) -> None:
-    """Remove what a crash left behind: containers stuck half-way, firewall elements and rules,
-    cgroups, veths, shims, address and name files of containers that no longer exist, found
-    by the id each one carries."""
-    lifecycle.require_root()
-    from minibox.engine import gc as collector
-
-    steps, errors = collector.run()
-    if explain:
-        explainer("minibox gc")(steps)
-    say(f"removed {len(steps)} leftover(s)")
-    for e in errors:
-        print(f"minibox: warning: {e}", file=sys.stderr)
-    if errors:
-        raise typer.Exit(1)

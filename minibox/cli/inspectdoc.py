@@ -38,6 +38,7 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
             "Error": state.error,
             "StartedAt": iso(state.started_at),
             "FinishedAt": iso(state.finished_at),
+            **({"Health": _health(rec)} if rec.healthcheck else {}),
         },
         "Image": rec.image_id,
         "Name": "/" + rec.name,
@@ -92,6 +93,9 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
             "Tty": rec.spec.tty,
             "OpenStdin": rec.spec.interactive,
             "StopSignal": rec.stop_signal or "SIGTERM",
+            **({"Healthcheck": {"Test": rec.healthcheck["Test"], "Retries": rec.healthcheck["Retries"],
+                                **{k: int(rec.healthcheck[k] * 1e9) for k in ("Interval", "Timeout", "StartPeriod")}}}
+               if rec.healthcheck else {}),
             **({"StopTimeout": rec.spec.stop_timeout} if rec.spec.stop_timeout >= 0 else {}),
             "Labels": dict(item.partition("=")[::2] for item in rec.labels),
         },
@@ -132,3 +136,9 @@ def _ulimit(text: str) -> tuple[str, int, int]:
     from minibox.plan import procflags
 
     return procflags.ulimit(text)
+
+
+def _health(rec: ContainerRecord) -> dict:
+    from minibox.engine import health
+
+    return health.read(rec.id) or {"Status": "starting", "FailingStreak": 0, "Log": []}

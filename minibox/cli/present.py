@@ -77,7 +77,8 @@ def human_size(n: int) -> str:
 def status_text(state: ContainerState, now: float | None = None) -> str:
     now = now or time.time()
     if state.status == RUNNING:
-        return f"Up {human_duration(now - state.started_at)}" + (" (Paused)" if state.paused else "")
+        health = {"starting": " (health: starting)", "": ""}.get(state.health, f" ({state.health})")
+        return f"Up {human_duration(now - state.started_at)}" + (" (Paused)" if state.paused else health)
     if state.status == EXITED:
         return f"Exited ({state.exit_code}) {ago(state.finished_at, now)}"
     if state.status == REMOVING:

@@ -20,7 +20,7 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
                privileged: bool = False, ulimit: list[str] = (), sysctl: list[str] = (), device: list[str] = (),
                shm_size: str = "", stop_signal: str = "", stop_timeout: int = -1, init: bool = False,
                cpus: str = "", cpu_shares: int = 0, memory_swap: str = "", memory_reservation: str = "",
-               oom_kill_disable: bool = False) -> ContainerSpec:
+               oom_kill_disable: bool = False, health: tuple = ("", "", "", 0, "", False)) -> ContainerSpec:
     """The command line, validated, as a ContainerSpec (keyword-only: there are many)."""
     from minibox.image import ref as refs
     from minibox.plan import procflags
@@ -104,7 +104,26 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
         devices=tuple(":".join(procflags.device(d)) for d in device),
         shm_size=specs.parse_size(shm_size, "--shm-size") if shm_size else 0,
         stop_signal=procflags.stop_signal(stop_signal) if stop_signal else "", stop_timeout=check_timeout(stop_timeout),
-        init=init, **resources(memory, cpus, cpu_shares, memory_swap, memory_reservation, oom_kill_disable))
+        init=init, **resources(memory, cpus, cpu_shares, memory_swap, memory_reservation, oom_kill_disable),
+        **health_flags(*health))
+
+
+def health_flags(cmd: str, interval: str, timeout: str, retries: int, start_period: str, none: bool) -> dict:
+    from minibox.plan import procflags
+
+    if retries < 0:
+        raise InvalidSpec(f"invalid --health-retries {retries}: give a count (0 or more)")
+    if none and cmd:
+        raise InvalidSpec("conflicting options: --no-healthcheck and --health-cmd")
+    out = {"health_cmd": cmd, "health_retries": retries, "no_healthcheck": none}
+    for key, text, flag in (("health_interval", interval, "--health-interval"),
+                            ("health_timeout", timeout, "--health-timeout"),
+                            ("health_start_period", start_period, "--health-start-period")):
+        if text:
+            out[key] = procflags.duration(text, flag)
+            if key != "health_start_period" and out[key] < 0.001:
+                raise InvalidSpec(f'invalid {flag} "{text}": it must be at least 1ms')
+    return out
 
 
 def resources(memory: str, cpus: str, shares: int, swap: str, reservation: str, no_oom_kill: bool) -> dict:

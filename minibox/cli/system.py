@@ -10,7 +10,7 @@ import typer
 
 
 from minibox import config, store
-from minibox.cli.app import app, say, version_text
+from minibox.cli.app import app, explainer, say, version_text
 from minibox.engine import lifecycle
 from minibox.errors import NotRunning
 
@@ -216,3 +216,21 @@ def events(since: str = typer.Option("", "--since", help="events from then (Unix
     for e in journal.read(start):
         emit(e)
     journal.follow(max([start] + [e["timeNano"] for e in journal.read(start)]), end, emit)
+
+
+@app.command()
+def gc(explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand")) -> None:
+    """Remove what a crash left behind: containers stuck half-way, firewall elements and rules,
+    cgroups, veths, shims, address and name files of containers that no longer exist, found
+    by the id each one carries."""
+    lifecycle.require_root()
+    from minibox.engine import gc as collector
+
+    steps, errors = collector.run()
+    if explain:
+        explainer("minibox gc")(steps)
+    say(f"removed {len(steps)} leftover(s)")
+    for e in errors:
+        print(f"minibox: warning: {e}", file=sys.stderr)
+    if errors:
+        raise typer.Exit(1)

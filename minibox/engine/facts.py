@@ -276,7 +276,22 @@ def new_record(spec: ContainerSpec, basics: Basics, cid: str, name: str) -> Cont
         env=specs.container_env(spec.env, hostname, spec.tty, image_env=cfg.env, home=user.home),
         caps=basics.caps, argv=command(cfg, spec.cmd, spec.entrypoint), workdir=spec.workdir or cfg.workdir or "/",
         user=user._asdict(), mounts=mounts, stop_signal=spec.stop_signal or cfg.stop_signal,
-        labels=tuple(f"{k}={v}" for k, v in cfg.labels) + spec.labels)
+        labels=tuple(f"{k}={v}" for k, v in cfg.labels) + spec.labels, healthcheck=healthcheck(spec, cfg.healthcheck))
+
+
+def healthcheck(spec: ContainerSpec, image: dict | None) -> dict | None:
+    """The check a container runs: --health-* over the image's HEALTHCHECK, Docker's
+    defaults (30 s interval and timeout, 3 retries) for what neither says."""
+    if spec.no_healthcheck:
+        return None
+    base = image or {}
+    test = ["CMD-SHELL", spec.health_cmd] if spec.health_cmd else base.get("Test")
+    if not test or test[0] == "NONE":
+        return None
+    return {"Test": list(test), "Interval": spec.health_interval or base.get("Interval") or 30.0,
+            "Timeout": spec.health_timeout or base.get("Timeout") or 30.0,
+            "Retries": spec.health_retries or base.get("Retries") or 3,
+            "StartPeriod": spec.health_start_period or base.get("StartPeriod") or 0.0}
 
 
 def for_run(spec: ContainerSpec, basics: Basics, rec: ContainerRecord, ff=None) -> RunFacts:

@@ -195,6 +195,10 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
         events.record(rec.id, "create")
     events.record(rec.id, "start")
     sp.release()
+    if rec.healthcheck:
+        from minibox.engine import health
+
+        health.spawn(rec.id)  # detached: it outlives this command, and ends with the container
     return sp, steps
 
 

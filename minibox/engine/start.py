@@ -47,6 +47,10 @@ def _unpark(cid: str) -> ContainerState:
     events.record(cid, "start")
     fifo = str(config.paths().container(cid) / launch.START_FIFO)
     why = launcher.let_start(fifo, lambda: not procs.alive(state.pid))
+    if not why and store.load_record(cid).healthcheck:
+        from minibox.engine import health
+
+        health.spawn(cid)
     if why:
         name = store.load_record(cid).name
         lifecycle.refresh(cid)  # its end, recorded

@@ -31,6 +31,7 @@ class ImageConfig(Value):
     labels: tuple[tuple[str, str], ...] = ()
     stop_signal: str = ""
     volumes: tuple[str, ...] = ()  # VOLUME: each run gets an anonymous volume there, as Docker's
+    healthcheck: dict | None = None  # HEALTHCHECK: Test, and Interval, Timeout, StartPeriod (s), Retries
 
     @classmethod
     def from_oci(cls, doc: dict[str, Any]) -> ImageConfig:
@@ -53,7 +54,8 @@ class ImageConfig(Value):
         volumes = tuple(sorted(volume_path(v) for v in _field(c, "Volumes", dict)))
         return cls(cmd=_field(c, "Cmd", tuple), entrypoint=_field(c, "Entrypoint", tuple), env=_field(c, "Env", tuple),
                    workdir=_field(c, "WorkingDir", str), user=_field(c, "User", str), exposed=tuple(sorted(exposed)),
-                   labels=tuple(sorted(labels.items())), stop_signal=stop, volumes=volumes)
+                   labels=tuple(sorted(labels.items())), stop_signal=stop, volumes=volumes,
+                   healthcheck=_healthcheck(c.get("Healthcheck")))
 
     def to_oci(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -75,6 +77,10 @@ class ImageConfig(Value):
             out["StopSignal"] = self.stop_signal
         if self.volumes:
             out["Volumes"] = {v: {} for v in self.volumes}
+        if self.healthcheck:
+            out["Healthcheck"] = {"Test": self.healthcheck["Test"], "Retries": self.healthcheck.get("Retries", 0),
+                                  **{k: int(self.healthcheck.get(k, 0) * 1e9) for k in ("Interval", "Timeout",
+                                                                                        "StartPeriod")}}
         return out
 
 
@@ -134,6 +140,27 @@ def _pairs(value: str, where: str) -> list[tuple[str, str]]:
         if not eq or not k:
             raise InvalidSpec(f'invalid {where} "{value}": use KEY=VALUE')
         out.append((k, v))
+    return out
+
+
+def _healthcheck(hc) -> dict | None:
+    """The image's Healthcheck, checked: it becomes argv in every container."""
+    if hc is None:
+        return None
+    test = hc.get("Test") if isinstance(hc, dict) else None
+    if not isinstance(test, list) or not test or not all(isinstance(t, str) and "\0" not in t for t in test) \
+            or test[0] not in ("NONE", "CMD", "CMD-SHELL") or (test[0] != "NONE" and len(test) < 2):
+        raise InvalidSpec("the image config's Healthcheck.Test is not [\"CMD\"|\"CMD-SHELL\"|\"NONE\", ...]")
+    out = {"Test": test}
+    for key in ("Interval", "Timeout", "StartPeriod"):
+        v = hc.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 86400 * 10 ** 9):
+            raise InvalidSpec(f"the image config's Healthcheck.{key} is not a duration in nanoseconds")
+        out[key] = (v or 0) / 1e9
+    retries = hc.get("Retries")
+    if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 1000):
+        raise InvalidSpec("the image config's Healthcheck.Retries is not a count")
+    out["Retries"] = retries or 0
     return out
 
 

@@ -95,3 +95,12 @@ def stop_signal(text: str) -> str:
         if name in signal.Signals.__members__:
             return name
     raise InvalidSpec(f'invalid --stop-signal "{text}": expected a signal name (SIGTERM, QUIT) or number')
+
+
+def duration(text: str, flag: str) -> float:
+    """A Go duration, as Docker's --health-* take them (30s, 1m30s, 500ms), in seconds."""
+    t = text.strip()
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|s|m|h)", t)
+    if not t or "".join(n + u for n, u in parts) != t:
+        raise InvalidSpec(f'invalid {flag} "{text}": give a duration like 30s, 1m30s or 500ms')
+    return sum(float(n) * {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}[u] for n, u in parts)

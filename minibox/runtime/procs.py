@@ -123,10 +123,12 @@ def find_shims(container_dir: str) -> list[int]:
 
 
 def find_cleanups(cid: str) -> list[int]:
-    """PIDs of the shim's exit command (`python -m minibox.engine.cleanup ID`) for container `cid`,
-    but this process: one may be waiting out a restart policy's backoff."""
+    """PIDs of the shim's exit command (`python -m minibox.engine.cleanup ID`) and of the health
+    monitor (`minibox.engine.health ID`) for container `cid`, but this process: one may be
+    waiting out a restart policy's backoff."""
     return [pid for pid, argv in _command_lines()
-            if pid != os.getpid() and b"minibox.engine.cleanup" in argv and cid.encode() in argv]
+            if pid != os.getpid() and (b"minibox.engine.cleanup" in argv or b"minibox.engine.health" in argv)
+            and cid.encode() in argv]
 
 
 def all_shims() -> dict[int, str]:

@@ -155,3 +155,51 @@ def test_update_changes_a_running_containers_limits_at_once():
         assert bad.returncode == 125 and "is less than -m" in bad.stderr
     finally:
         mb("rm", "-f", "upd")
+
+
+def _monitors(cid: str) -> list[int]:
+    from pathlib import Path
+
+    out = []
+    for p in Path("/proc").iterdir():
+        try:
+            if p.name.isdigit() and b"minibox.engine.health" in (p / "cmdline").read_bytes() and \
+                    cid.encode() in (p / "cmdline").read_bytes():
+                out.append(int(p.name))
+        except OSError:
+            continue
+    return out
+
+
+def test_health_checks_as_dockers():
+    """starting until the first success, healthy, unhealthy after --health-retries failures
+    in a row, a check past its timeout fails; ps says so, inspect keeps the last 5 results;
+    the monitor is a process of its own that ends with the container."""
+    cid = mb("run", "-d", "--name", "hc", "--health-cmd", "test -f /tmp/ok", "--health-interval", "200ms",
+             "--health-retries", "2", "busybox", "sh", "-c", "sleep 0.7; touch /tmp/ok; exec sleep 1000",
+             check=True).stdout.strip()
+    try:
+        assert "(health: starting)" in mb("ps", "--filter", "name=hc", check=True).stdout
+        assert wait_for(lambda: "(healthy)" in mb("ps", "--filter", "name=hc").stdout, timeout=20)
+        mb("exec", "hc", "rm", "/tmp/ok", check=True)
+        assert wait_for(lambda: inspect("hc")["State"]["Health"]["Status"] == "unhealthy", timeout=20)
+        health = inspect("hc")["State"]["Health"]
+        assert health["FailingStreak"] >= 2 and 1 <= len(health["Log"]) <= 5 and health["Log"][-1]["ExitCode"] == 1
+        assert inspect("hc")["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", "test -f /tmp/ok"]
+        assert "(unhealthy)" in mb("ps", "--filter", "name=hc", check=True).stdout
+        assert len(_monitors(cid)) == 1
+    finally:
+        mb("rm", "-f", "hc")
+    assert wait_for(lambda: not _monitors(cid))  # it went with the container
+    mb("run", "-d", "--name", "slow", "--health-cmd", "sleep 5", "--health-interval", "100ms", "--health-timeout",
+       "300ms", "--health-retries", "1", "busybox", "sleep", "1000", check=True)
+    try:
+        assert wait_for(lambda: inspect("slow")["State"]["Health"]["Status"] == "unhealthy", timeout=20)
+        assert "exceeded timeout" in inspect("slow")["State"]["Health"]["Log"][-1]["Output"]
+    finally:
+        mb("rm", "-f", "slow")
+    for args, message in ((("--health-interval", "soon"), 'invalid --health-interval "soon"'),
+                          (("--health-retries", "-1"), "invalid --health-retries -1"),
+                          (("--no-healthcheck", "--health-cmd", "true"), "conflicting options: --no-healthcheck")):
+        res = mb("run", "--rm", *args, "busybox", "true")
+        assert (res.returncode, res.stderr.count("\n")) == (125, 1) and message in res.stderr, (args, res.stderr)
