@@ -12,6 +12,7 @@ from minibox.cli import (  # noqa: F401 - registers the verbs
     containergroup,
     containers,
     images,
+    listing,
     manage,
     network,
     system,

@@ -5,11 +5,11 @@ from typing import List
 import typer
 
 from minibox import store
-from minibox.cli import containers, manage, teach
+from minibox.cli import containers, listing, manage, teach
 from minibox.cli.app import POSITIONAL_TAIL, container_app, say
 from minibox.engine import lifecycle
 
-for name, verb in (("ls", containers.ps), ("ps", containers.ps), ("logs", containers.logs), ("stop", containers.stop),
+for name, verb in (("ls", listing.ps), ("ps", listing.ps), ("logs", containers.logs), ("stop", containers.stop),
                    ("kill", containers.kill), ("rm", containers.rm), ("inspect", containers.inspect),
                    ("cp", containers.cp), ("port", containers.port), ("wait", manage.wait), ("rename", manage.rename),
                    ("start", manage.start), ("attach", manage.attach), ("restart", manage.restart),

@@ -159,58 +159,6 @@ def exec_(
     raise typer.Exit(code)
 
 @app.command()
-def ps(
-    all_: bool = typer.Option(False, "-a", "--all", help="show stopped containers too"),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="only ids"),
-    fmt: str = typer.Option("", "--format", help="json, a Go template ('{{.Names}} {{.Status}}'), or 'table ...'"),
-    filters: List[str] = typer.Option([], "-f", "--filter", help="name=, status=, ancestor=, label=KEY[=VALUE], id="),
-) -> None:
-    """List containers. One whose record cannot be read is listed as Dead, the rest as usual."""
-    lifecycle.require_root()
-    from minibox.cli import present
-    from minibox.runtime import cgroups
-
-    shape = present.Output(fmt)
-    wanted = present.parse_filters(filters, present.PS_FILTERS)
-    rows = []
-    for cid, rec in store.entries().items():
-        if isinstance(rec, MiniboxError):
-            rows.append((cid, None, None, str(rec)))
-            continue
-        try:
-            state = lifecycle.refresh(rec.id)
-        except FileNotFoundError:
-            continue  # removed while we looked
-        except MiniboxError as e:
-            try:
-                state = store.load_state(rec.id)
-            except MiniboxError:
-                rows.append((cid, rec, None, str(e)))
-                continue
-            print(f"minibox: warning: {e}", file=sys.stderr)
-        if state.status == RUNNING and cgroups.frozen(cgroups.existing_dirs(config.cgroup_parent(), rec.id)):
-            state = state.replace(paused=True)  # the kernel's freezer says so (pause)
-        if state.status == RUNNING and rec.healthcheck:
-            from minibox.engine import health
-
-            state = state.replace(health=(health.read(rec.id) or {}).get("Status", "starting"))
-        if (all_ or state.status == RUNNING or any(k in ("status", "exited") for k, _ in wanted)) \
-                and present.ps_matches(rec, state, wanted):
-            rows.append((cid, rec, state, ""))
-    rows.sort(key=lambda r: r[1].created if r[1] else 0, reverse=True)
-    if quiet:
-        for cid, *_ in rows:
-            say(cid[:12])
-        return
-    why = lambda text: "cannot read " + text.split(" is damaged")[0].rsplit("/", 1)[-1]  # noqa: E731
-    docs = [present.ps_json(r, s) if s else present.dead_json(c, why(e)) for c, r, s, e in rows]
-    if shape.custom:
-        shape.print(docs, present.PS_HEADINGS)
-        return
-    say(present.table(present.PS_HEADERS, [present.ps_row(r, s) if s else present.dead_row(c, why(e))
-                                            for c, r, s, e in rows]))
-
-@app.command()
 def logs(
     container: str = typer.Argument(..., help="container name or id"),
     follow: bool = typer.Option(False, "-f", "--follow", help="keep printing new output"),

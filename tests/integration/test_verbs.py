@@ -441,3 +441,20 @@ def test_events_record_what_each_command_and_shim_did():
         seen = follower.communicate(timeout=10)[0]
         mb("rm", "-f", "ev", "ev2", "quick")
     assert "die quick 3" in seen  # followed as it happened
+
+
+def test_ps_last_latest_no_trunc_and_size():
+    first = mb("run", "--name", "older", "busybox", "true", check=True)
+    assert first.returncode == 0
+    cid = mb("run", "-d", "--name", "newer", "busybox", "sh", "-c", "head -c 3000 /dev/zero > /blob; sleep 1000",
+             check=True).stdout.strip()
+    try:
+        assert mb("ps", "-q", "-l", check=True).stdout == cid[:12] + "\n"
+        assert mb("ps", "-q", "-n", "2", check=True).stdout.split()[1] == \
+            inspect("older")["Id"][:12]  # in any state, newest first
+        full = mb("ps", "--no-trunc", "--filter", "name=newer", check=True).stdout
+        assert cid in full and '"sh -c head -c 3000 /dev/zero > /blob; sleep 1000"' in full
+        assert wait_for(lambda: mb("ps", "-s", "--filter", "name=newer").stdout.split()[-1] in ("3kB", "3.01kB"))
+        assert mb("ps", "-s", check=True).stdout.splitlines()[0].split()[-1] == "SIZE"
+    finally:
+        mb("rm", "-f", "older", "newer")

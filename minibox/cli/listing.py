@@ -1,0 +1,95 @@
+"""`ps`: the containers, as Docker lists them (a record that cannot be read is listed as Dead)."""
+
+import sys
+from typing import List
+
+import typer
+
+from minibox import config, store
+from minibox.cli.app import app, say
+from minibox.engine import lifecycle
+from minibox.errors import MiniboxError
+from minibox.model import RUNNING
+
+
+@app.command()
+def ps(
+    all_: bool = typer.Option(False, "-a", "--all", help="show stopped containers too"),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="only ids"),
+    fmt: str = typer.Option("", "--format", help="json, a Go template ('{{.Names}} {{.Status}}'), or 'table ...'"),
+    filters: List[str] = typer.Option([], "-f", "--filter", help="name=, status=, ancestor=, label=KEY[=VALUE], id="),
+    last: int = typer.Option(-1, "-n", "--last", help="the N last created (in any state)"),
+    latest: bool = typer.Option(False, "-l", "--latest", help="the last created (in any state)"),
+    no_trunc: bool = typer.Option(False, "--no-trunc", help="full ids and commands"),
+    size: bool = typer.Option(False, "-s", "--size", help="the size of what each wrote (its upper layer)"),
+) -> None:
+    """List containers. One whose record cannot be read is listed as Dead, the rest as usual."""
+    lifecycle.require_root()
+    from minibox.cli import present
+    from minibox.runtime import cgroups
+
+    shape = present.Output(fmt)
+    wanted = present.parse_filters(filters, present.PS_FILTERS)
+    rows = []
+    for cid, rec in store.entries().items():
+        if isinstance(rec, MiniboxError):
+            rows.append((cid, None, None, str(rec)))
+            continue
+        try:
+            state = lifecycle.refresh(rec.id)
+        except FileNotFoundError:
+            continue  # removed while we looked
+        except MiniboxError as e:
+            try:
+                state = store.load_state(rec.id)
+            except MiniboxError:
+                rows.append((cid, rec, None, str(e)))
+                continue
+            print(f"minibox: warning: {e}", file=sys.stderr)
+        if state.status == RUNNING and cgroups.frozen(cgroups.existing_dirs(config.cgroup_parent(), rec.id)):
+            state = state.replace(paused=True)  # the kernel's freezer says so (pause)
+        if state.status == RUNNING and rec.healthcheck:
+            from minibox.engine import health
+
+            state = state.replace(health=(health.read(rec.id) or {}).get("Status", "starting"))
+        if (all_ or last >= 0 or latest or state.status == RUNNING or any(k in ("status", "exited") for k, _ in wanted)) \
+                and present.ps_matches(rec, state, wanted):
+            rows.append((cid, rec, state, ""))
+    rows.sort(key=lambda r: r[1].created if r[1] else 0, reverse=True)
+    if latest or last >= 0:
+        rows = rows[:1 if latest else last]
+    if quiet:
+        for cid, *_ in rows:
+            say(cid if no_trunc else cid[:12])
+        return
+    why = lambda text: "cannot read " + text.split(" is damaged")[0].rsplit("/", 1)[-1]  # noqa: E731
+    docs = [present.ps_json(r, s) if s else present.dead_json(c, why(e)) for c, r, s, e in rows]
+    if shape.custom:
+        shape.print(docs, present.PS_HEADINGS)
+        return
+    table = [present.ps_row(r, s) if s else present.dead_row(c, why(e)) for c, r, s, e in rows]
+    if no_trunc:
+        for row, (c, r, s, _e) in zip(table, rows):
+            row[0] = c
+            if r is not None:
+                row[2] = '"' + " ".join(r.argv) + '"'
+    headers = list(present.PS_HEADERS)
+    if size:
+        headers.append("SIZE")
+        for row, (c, *_rest) in zip(table, rows):
+            row.append(present.human_size(_du(config.paths().container(c) / "upper")))
+    say(present.table(headers, table))
+
+
+def _du(path) -> int:
+    """Bytes under `path`, not following symlinks (what the container wrote)."""
+    import os
+
+    total = 0
+    for top, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(top, f)).st_size
+            except OSError:
+                continue
+    return total
