@@ -222,3 +222,29 @@ def logout(server: Optional[str] = typer.Argument(None, help="registry HOST[:POR
         say(f"Removing login credentials for {host}")
     else:
         say(f"Not logged in to {host}")
+
+
+@app.command()
+def history(image: str = typer.Argument(..., help="image name or id"),
+            no_trunc: bool = typer.Option(False, "--no-trunc", help="whole commands"),
+            quiet: bool = typer.Option(False, "-q", "--quiet", help="only the image id")) -> None:
+    """How an image was made: each step of its config's history, newest first, with the size of the layer it
+    added."""
+    lifecycle.require_root()
+    from minibox.cli import present
+    from minibox.image import store as images
+
+    img = images.get(image)
+    steps = images.history(img)
+    if quiet:
+        say(img.short_id)
+        return
+    rows = []
+    for i, h in enumerate(steps):
+        by = h["created_by"] if no_trunc or len(h["created_by"]) <= 45 else h["created_by"][:44] + "…"
+        rows.append([img.short_id if i == 0 else "<missing>", h["created"][:19] or "?", by,
+                     present.human_size(h["size"]), h["comment"]])
+    say(present.table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows))
+
+
+image_app.command(name="history")(history)  # `image history`, as Docker names it too

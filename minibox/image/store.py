@@ -258,6 +258,29 @@ def _load(image_id: str, names: list[str] | None = None) -> Image:
                  os=doc.get("os") or "linux")
 
 
+def history(img: Image) -> list[dict]:
+    """The config's history, newest first, each entry with the size of the layer it made
+    (0 for an empty_layer entry), as `docker history` lists it."""
+    from minibox.errors import shown
+
+    path = _root() / "configs" / f"{_hex(img.id, 'image id')}.json"
+    doc = checked.parse_json(path.read_bytes(), str(path))
+    entries = doc.get("history") if isinstance(doc.get("history"), list) else []
+    layers = list(img.layers)
+    out = []
+    for h in entries[:1000]:
+        if not isinstance(h, dict):
+            continue
+        empty = bool(h.get("empty_layer"))
+        diff = "" if empty or not layers else layers.pop(0)
+        # from the image's author: shown escaped, as any text from outside (no terminal control)
+        out.append({"created": shown(str(h.get("created") or ""), 40)[1:-1],
+                    "created_by": shown(str(h.get("created_by") or ""), 4096)[1:-1],
+                    "comment": shown(str(h.get("comment") or ""), 200)[1:-1], "size": _layer_size(diff) if diff else 0,
+                    "layer": diff})
+    return out[::-1]
+
+
 def find(text: str) -> Image | None:
     """The image `text` names (a reference, an id or id prefix), or None."""
     by_id = _refs_of()

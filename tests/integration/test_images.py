@@ -665,3 +665,17 @@ def test_gc_and_the_next_pull_remove_what_a_killed_pull_left(registry):
     mb("pull", ref, check=True)
     assert not half.exists()
     rmi(ref)
+
+
+def test_history_lists_how_an_image_was_made():
+    mb("image", "import", "-c", 'CMD ["true"]', str(busybox_rootfs()), "hist:1", check=True)
+    try:
+        lines = mb("history", "hist:1", check=True).stdout.splitlines()
+        assert lines[0].split()[:3] == ["IMAGE", "CREATED", "CREATED"]
+        assert lines[1].startswith(inspect("hist:1")["Id"].removeprefix("sha256:")[:12])
+        assert "minibox image import" in lines[1] and "MB" in lines[1]  # the step and its layer's size
+        assert mb("history", "-q", "hist:1", check=True).stdout.strip() == inspect("hist:1")["Id"][7:19]
+        missing = mb("history", "nosuch:1")
+        assert missing.returncode == 1 and "nosuch" in missing.stderr
+    finally:
+        rmi("hist:1")
