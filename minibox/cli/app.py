@@ -16,6 +16,8 @@ volume_app = typer.Typer(no_args_is_help=True, help="Manage named volumes (direc
 container_app = typer.Typer(no_args_is_help=True, help="Manage containers: every container verb, as `docker "
                                                           "container ...` names them, and prune.")
 app.add_typer(container_app, name="container")
+system_app = typer.Typer(no_args_is_help=True, help="Disk use and clean-up over everything minibox keeps.")
+app.add_typer(system_app, name="system")
 app.add_typer(image_app, name="image")
 app.add_typer(network_app, name="network")
 app.add_typer(volume_app, name="volume")

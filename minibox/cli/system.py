@@ -10,7 +10,7 @@ import typer
 
 
 from minibox import config, store
-from minibox.cli.app import app, explainer, say, version_text
+from minibox.cli.app import app, explainer, say, system_app, version_text
 from minibox.engine import lifecycle
 from minibox.errors import NotRunning
 
@@ -234,3 +234,56 @@ def gc(explain: bool = typer.Option(False, "--explain", help="print every step a
         print(f"minibox: warning: {e}", file=sys.stderr)
     if errors:
         raise typer.Exit(1)
+
+
+@system_app.command(name="df")
+def system_df() -> None:
+    """Disk use: images (their layers, each counted once), containers (what each wrote) and volumes, and what
+    a prune could give back."""
+    lifecycle.require_root()
+    from minibox.cli import present
+    from minibox.cli.listing import _du
+    from minibox.engine import volumes
+    from minibox.image import store as images
+    from minibox.model import RUNNING
+
+    recs = store.all_records()
+    used_images = {r.image_id for r in recs}
+    imgs = images.all_images()
+    layer_size = {d: images.layer_size(d) for i in imgs for d in i.layers}
+    used_layers = {d for i in imgs if i.id in used_images for d in i.layers}
+    running = {r.id for r in recs if lifecycle.refresh(r.id).status == RUNNING}
+    sizes = {r.id: _du(config.paths().container(r.id) / "upper") for r in recs}
+    vols = volumes.all_volumes()
+    vol_users = {v.name: volumes.users(v.name) for v in vols}
+    vol_size = {v.name: volumes.size(v) for v in vols}
+    rows = [
+        ["Images", str(len(imgs)), str(len([i for i in imgs if i.id in used_images])),
+         present.human_size(sum(layer_size.values())),
+         present.human_size(sum(s for d, s in layer_size.items() if d not in used_layers))],
+        ["Containers", str(len(recs)), str(len(running)), present.human_size(sum(sizes.values())),
+         present.human_size(sum(s for c, s in sizes.items() if c not in running))],
+        ["Local Volumes", str(len(vols)), str(len([v for v in vols if vol_users[v.name]])),
+         present.human_size(sum(vol_size.values())),
+         present.human_size(sum(s for n, s in vol_size.items() if not vol_users[n]))],
+    ]
+    say(present.table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], rows))
+
+
+@system_app.command(name="prune")
+def system_prune(all_: bool = typer.Option(False, "-a", "--all", help="every image no container uses, not only "
+                                                                       "unnamed ones"),
+                 with_volumes: bool = typer.Option(False, "--volumes", help="anonymous volumes no container uses "
+                                                                            "too"),
+                 force: bool = typer.Option(False, "-f", "--force", help="(accepted: minibox does not ask)")) -> None:
+    """Remove stopped containers, networks no container is on, unnamed images (-a: unused ones), and with
+    --volumes unused volumes: container prune, network prune, image prune and volume prune in turn."""
+    lifecycle.require_root()
+    from minibox.cli import containergroup, images, network
+    from minibox.cli import volumes as volume_verbs
+
+    containergroup.container_prune(force=True, filters=[])
+    network.network_prune(force=True)
+    images.image_prune(all_=all_, force=True)
+    if with_volumes:
+        volume_verbs.volume_prune(all_=False, force=True)

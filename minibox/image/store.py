@@ -197,7 +197,7 @@ def _add_image(config_bytes: bytes, names: list[str], repo_digest: str) -> Image
     digests = set(meta.get("repo_digests", []))
     if repo_digest:
         digests.add(repo_digest)
-    size = sum(_layer_size(x) for x in diff_ids)
+    size = sum(layer_size(x) for x in diff_ids)
     store.write_json(path.with_suffix(".meta"), {"created": meta.get("created", time.time()), "size": size,
                                                  "repo_digests": sorted(digests)})
     for name in names:
@@ -212,7 +212,8 @@ def _meta(image_id: str) -> dict:
         return {}
 
 
-def _layer_size(diff_id: str) -> int:
+def layer_size(diff_id: str) -> int:
+    """The unpacked layer's size, as recorded when it was stored (0 if unknown)."""
     try:
         return json.loads(layer_dir(diff_id).with_suffix(".json").read_text())["size"]
     except (OSError, ValueError, KeyError):
@@ -276,7 +277,7 @@ def history(img: Image) -> list[dict]:
         # from the image's author: shown escaped, as any text from outside (no terminal control)
         out.append({"created": shown(str(h.get("created") or ""), 40)[1:-1],
                     "created_by": shown(str(h.get("created_by") or ""), 4096)[1:-1],
-                    "comment": shown(str(h.get("comment") or ""), 200)[1:-1], "size": _layer_size(diff) if diff else 0,
+                    "comment": shown(str(h.get("comment") or ""), 200)[1:-1], "size": layer_size(diff) if diff else 0,
                     "layer": diff})
     return out[::-1]
 

@@ -458,3 +458,18 @@ def test_ps_last_latest_no_trunc_and_size():
         assert mb("ps", "-s", check=True).stdout.splitlines()[0].split()[-1] == "SIZE"
     finally:
         mb("rm", "-f", "older", "newer")
+
+
+def test_system_df_and_prune():
+    mb("run", "-d", "--name", "keepme", "busybox", "sleep", "1000", check=True)
+    mb("run", "--name", "wrote", "busybox", "sh", "-c", "head -c 5000 /dev/zero > /x", check=True)
+    mb("network", "create", "--subnet", "10.77.30.0/24", "unused", check=True)
+    try:
+        df = {line.split()[0]: line.split() for line in mb("system", "df", check=True).stdout.splitlines()[1:]}
+        assert df["Containers"][1:3] == ["2", "1"] and df["Containers"][-1] == "5kB"  # what the stopped one wrote
+        out = mb("system", "prune", "-f", check=True).stdout
+        assert "Deleted Containers:" in out and "Deleted Networks:\nunused" in out
+        assert mb("ps", "-a", "--format", "{{.Names}}", check=True).stdout == "keepme\n"
+    finally:
+        mb("rm", "-f", "keepme", "wrote")
+        mb("network", "rm", "unused")
