@@ -39,6 +39,7 @@ class Attachment(Value):
     ifname: str = ""
     netns: str = ""
     ipam_type: str = ""
+    extra: tuple = ()  # always none: an engine gives each attachment one endpoint (a record's `network connect`)
 
     def to_dict(self) -> dict:
         d = self._asdict()
