@@ -75,21 +75,9 @@ def ps(
                 row[2] = '"' + " ".join(r.argv) + '"'
     headers = list(present.PS_HEADERS)
     if size:
+        from minibox.engine.volumes import bytes_under
+
         headers.append("SIZE")
         for row, (c, *_rest) in zip(table, rows):
-            row.append(present.human_size(_du(config.paths().container(c) / "upper")))
+            row.append(present.human_size(bytes_under(config.paths().container(c) / "upper")))
     say(present.table(headers, table))
-
-
-def _du(path) -> int:
-    """Bytes under `path`, not following symlinks (what the container wrote)."""
-    import os
-
-    total = 0
-    for top, _dirs, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(top, f)).st_size
-            except OSError:
-                continue
-    return total

@@ -76,14 +76,6 @@ def _iec(n: float) -> str:
     return f"{n}B"
 
 
-def _si(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
-        n /= 1000
-    return f"{n}B"
-
-
 STATS_HEADINGS = {"ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT",
                   "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
 
@@ -91,6 +83,7 @@ STATS_HEADINGS = {"ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %", "Mem
 def _stats_rows(refs: list[str], interval: float) -> list[dict]:
     """One row per running container named (all running ones if none is), from two samples
     `interval` apart; one that stops meanwhile is left out."""
+    from minibox.cli.present import human_size as si  # kB, MB: Docker's units for I/O
     from minibox.engine import stats
     from minibox.model import RUNNING
 
@@ -114,7 +107,7 @@ def _stats_rows(refs: list[str], interval: float) -> list[dict]:
                      "CPUPerc": f"{stats.cpu_percent(a, b):.2f}%",
                      "MemUsage": f"{_iec(b.mem)} / {_iec(b.mem_limit)}",
                      "MemPerc": f"{100.0 * b.mem / b.mem_limit if b.mem_limit else 0:.2f}%",
-                     "NetIO": f"{_si(b.net_rx)} / {_si(b.net_tx)}", "BlockIO": f"{_si(b.blk_read)} / {_si(b.blk_write)}",
+                     "NetIO": f"{si(b.net_rx)} / {si(b.net_tx)}", "BlockIO": f"{si(b.blk_read)} / {si(b.blk_write)}",
                      "PIDs": str(b.pids)})
     return rows
 
@@ -242,7 +235,6 @@ def system_df() -> None:
     a prune could give back."""
     lifecycle.require_root()
     from minibox.cli import present
-    from minibox.cli.listing import _du
     from minibox.engine import volumes
     from minibox.image import store as images
     from minibox.model import RUNNING
@@ -253,7 +245,7 @@ def system_df() -> None:
     layer_size = {d: images.layer_size(d) for i in imgs for d in i.layers}
     used_layers = {d for i in imgs if i.id in used_images for d in i.layers}
     running = {r.id for r in recs if lifecycle.refresh(r.id).status == RUNNING}
-    sizes = {r.id: _du(config.paths().container(r.id) / "upper") for r in recs}
+    sizes = {r.id: volumes.bytes_under(config.paths().container(r.id) / "upper") for r in recs}
     vols = volumes.all_volumes()
     vol_users = {v.name: volumes.users(v.name) for v in vols}
     vol_size = {v.name: volumes.size(v) for v in vols}

@@ -110,8 +110,13 @@ def prune(all_: bool = False) -> list[str]:
 
 
 def size(v: Volume) -> int:
+    return bytes_under(v.path)
+
+
+def bytes_under(path) -> int:
+    """Bytes of the files under `path`, not following symlinks (a volume, a container's upper layer)."""
     total = 0
-    for dirpath, _dirs, files in os.walk(v.path):
+    for dirpath, _dirs, files in os.walk(path):
         for f in files:
             try:
                 total += os.lstat(os.path.join(dirpath, f)).st_size

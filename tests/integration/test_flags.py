@@ -13,6 +13,17 @@ from __future__ import annotations
 from conftest import inspect, mb, wait_for
 
 
+def cgroup_file(dirs: list[str], name: str) -> str:
+    """A file of the container's cgroup, from whichever of its groups has it ("" if none)."""
+    for d in dirs:
+        try:
+            with open(f"{d}/{name}") as f:
+                return f.read().strip()
+        except OSError:
+            continue
+    return ""
+
+
 def status(*args: str) -> dict:
     out = mb("run", "--rm", "--network", "none", *args, "busybox", "cat", "/proc/self/status", check=True).stdout
     return dict(line.split(":\t", 1) for line in out.splitlines() if ":\t" in line)
@@ -99,16 +110,8 @@ def test_resource_flags_write_the_cgroup_files():
         host = doc["HostConfig"]
         assert (host["NanoCpus"], host["CpuShares"], host["MemorySwap"], host["MemoryReservation"],
                 host["OomKillDisable"]) == (500_000_000, 512, 128 << 20, 32 << 20, True)
-        dirs = doc["Minibox"]["Cgroups"]
-
         def read(name: str) -> str:
-            for d in dirs:
-                try:
-                    with open(f"{d}/{name}") as f:
-                        return f.read().strip()
-                except OSError:
-                    continue
-            return ""
+            return cgroup_file(doc["Minibox"]["Cgroups"], name)
 
         if read("cpu.max"):  # cgroup v2
             assert read("cpu.max") == "50000 100000"
@@ -138,13 +141,7 @@ def test_update_changes_a_running_containers_limits_at_once():
         assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
 
         def read(name: str) -> str:
-            for d in doc["Minibox"]["Cgroups"]:
-                try:
-                    with open(f"{d}/{name}") as f:
-                        return f.read().strip()
-                except OSError:
-                    continue
-            return ""
+            return cgroup_file(doc["Minibox"]["Cgroups"], name)
 
         assert read("memory.limit_in_bytes") in (str(96 << 20), "") and read("memory.max") in (str(96 << 20), "")
         assert read("pids.max") == "20"
