@@ -99,8 +99,8 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
         domainname=domainname, aliases=tuple(network_alias),
         cap_add=tuple(procflags.capability(c, "--cap-add") for c in cap_add),
         cap_drop=tuple(procflags.capability(c, "--cap-drop") for c in cap_drop), privileged=privileged,
-        no_new_privs=nnp, ulimits=tuple(ulimit) if all(procflags.ulimit(u) for u in ulimit) else (),
-        sysctls=tuple(sysctl) if all(procflags.sysctl(x, mode.own_netns) for x in sysctl) else (),
+        no_new_privs=nnp, ulimits=checked(ulimit, procflags.ulimit),
+        sysctls=checked(sysctl, lambda x: procflags.sysctl(x, mode.own_netns)),
         devices=tuple(":".join(procflags.device(d)) for d in device),
         shm_size=specs.parse_size(shm_size, "--shm-size") if shm_size else 0,
         stop_signal=procflags.stop_signal(stop_signal) if stop_signal else "", stop_timeout=check_timeout(stop_timeout),
@@ -153,6 +153,13 @@ def resources(memory: str, cpus: str, shares: int, swap: str, reservation: str, 
     if reservation:
         out["memory_reservation"] = specs.parse_size(reservation, "--memory-reservation")
     return out
+
+
+def checked(values, check) -> tuple[str, ...]:
+    """Values kept as typed once `check` (which raises on a bad one) has read each."""
+    for v in values:
+        check(v)
+    return tuple(values)
 
 
 def check_timeout(seconds: int) -> int:

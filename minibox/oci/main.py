@@ -99,6 +99,7 @@ def run(cid: str = typer.Argument(..., metavar="ID"),
     import prctl
 
     from minibox.oci import create as oc
+    from minibox.runtime import procs
 
     if not detach:
         prctl.set_child_subreaper(1)  # the container's process becomes our child: its status is ours to read
@@ -106,7 +107,7 @@ def run(cid: str = typer.Argument(..., metavar="ID"),
     ops.start(G.root, cid)
     if detach:
         return
-    code = ops.wait_child(pid)
+    code = procs.wait_child(pid)
     ops.delete(G.root, cid, force=True)
     raise typer.Exit(code)
 

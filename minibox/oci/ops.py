@@ -153,20 +153,6 @@ def wait_gone(st: dict, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def wait_child(pid: int) -> int:
-    """The exit status of our child `pid` (the container's process, under `run`), as a
-    shell reports it: its code, or 128+N when signal N ended it."""
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return 0  # reaped by someone else: its status is gone
-        code = os.waitstatus_to_exitcode(status)
-        return 128 - code if code < 0 else code
-
-
 def update_resources(path: str, memory: str, pids_limit: int | None) -> dict:
     """runc update's input as linux.resources: a JSON file (or - for stdin), then the flags."""
     from minibox.errors import InvalidSpec

@@ -37,7 +37,7 @@ import prctl
 from minibox import linux
 from minibox.errors import EXIT_MINIBOX, ExecFailed, MiniboxError
 from minibox.plan.steps import Step
-from minibox.runtime import cgroups, command, init, sealed, tty
+from minibox.runtime import cgroups, command, init, procs, sealed, tty
 from minibox.runtime.applier import Applier
 from minibox.value import Value
 
@@ -128,7 +128,7 @@ def enter(cfg: EnterConfig, on_pid=None) -> int:
                 os.close(master)
         elif pipes is not None:
             pipes.relay()
-        return _wait(pid)
+        return procs.wait_child(pid)
     finally:
         signal.signal(signal.SIGINT, old_int)
         if con_parent is not None:
@@ -152,18 +152,6 @@ def _started(said_r: int, e1: int, pipes: Pipes | None) -> int:
         raise Stopped()
     raise ExecFailed(text or "exec: the helper ended before starting the process",
                      int(code) if code.isdigit() else EXIT_MINIBOX)
-
-
-def _wait(pid: int) -> int:
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return 0  # reaped by someone else: its status is gone
-        code = os.waitstatus_to_exitcode(status)
-        return code if code >= 0 else 128 - code
 
 
 class Pipes(Value):

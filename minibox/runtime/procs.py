@@ -135,3 +135,17 @@ def all_shims() -> dict[int, str]:
     """PID -> the container directory of every live minibox-shim (for gc)."""
     return {pid: os.path.dirname(argv[2].decode(errors="replace")) for pid, argv in _command_lines()
             if _is_shim(argv) and alive(pid)}
+
+
+def wait_child(pid: int) -> int:
+    """The exit status of our child `pid`, as a shell reports it: its code, or 128+N when
+    signal N ended it (0 if someone else reaped it: its status is gone)."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return 0
+        code = os.waitstatus_to_exitcode(status)
+        return 128 - code if code < 0 else code
