@@ -15,28 +15,54 @@ A helper leaves with os._exit: nothing of the parent's (buffers, atexit handlers
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """SIGINT blocked for the block's length; a Ctrl-C that came meanwhile is raised at its end.
+
+    The mask is read first, unchanged: pthread_sigmask raises a Ctrl-C that came before it
+    only *after* it changed the mask, so the block may raise with SIGINT blocked, and only
+    a mask known beforehand can be put back (else every later Ctrl-C would be lost)."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def fork() -> int:
-    """fork(), as above: the child's PID in the parent; 0 in the child, set up already."""
+    """fork(), as above: the child's PID in the parent; 0 in the child, set up already.
+
+    A caller that records the PID holds Ctrl-C (ctrl_c_held) across this call and the
+    record: a Ctrl-C in between would leave a helper nobody ends."""
     sys.stdout.flush()  # the child must not inherit half-written output
     sys.stderr.flush()
     parent = os.getpid()
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    pid = -1
     try:
-        pid = os.fork()
+        with ctrl_c_held():
+            pid = os.fork()
+            if pid == 0:
+                _become_helper(parent)
     except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if pid > 0:
+            _end(pid)  # the caller never learns the PID: the child is ended here
         raise
-    if pid:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a Ctrl-C that came meanwhile is raised here
-        return pid
+    return pid
+
+
+def _become_helper(parent: int) -> None:
+    """In the child, with SIGINT still blocked: ignore it (a Ctrl-C pending is dropped as
+    the mask is put back), take /dev/null as stdio, die with the parent."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # ...and dropped here
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
@@ -47,4 +73,12 @@ def fork() -> int:
             os._exit(1)  # it died before the signal was armed
     except BaseException:  # noqa: BLE001 - a forked child must never return into the command
         os._exit(1)
-    return 0
+
+
+def _end(pid: int) -> None:
+    """Kill and reap a helper whose parent is leaving before it could name it."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)

@@ -72,9 +72,10 @@ def run(jobs: list[Callable[[Progress], str]], bars: list[Progress], parallel: i
     try:
         while waiting or running:
             while waiting and len(running) < parallel:
-                i = waiting.pop(0)
-                w = _Worker(i, jobs[i], bars[i])
-                running[w.fd] = w
+                with helper.ctrl_c_held():  # no Ctrl-C between the fork and the record
+                    w = _Worker(waiting[0], jobs[waiting[0]], bars[waiting[0]])
+                    running[w.fd] = w
+                    waiting.pop(0)
             ready, _, _ = select.select(list(running), [], [])
             for fd in ready:
                 w = running[fd]

@@ -623,6 +623,12 @@ for _ in range(int(sys.argv[1])):
     os.waitpid(terminal, 0)
     for fd in (go_r, go_w):
         os.close(fd)
+    if signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, ()):
+        outcomes.append("SIGINT-left-blocked")  # every later Ctrl-C would be lost
+    try:
+        outcomes.append(f"worker-left:{os.waitpid(-1, os.WNOHANG)}")  # one nobody killed
+    except ChildProcessError:
+        pass  # none: as it must be
 print(" ".join(sorted(set(outcomes))))
 """
 
