@@ -146,6 +146,7 @@ class ContainerSpec(Value):
     network: str = ""
     ports: tuple[PortMapping, ...] = ()
     ip: str = ""
+    ip6: str = ""  # --ip6, on a network created with --ipv6
     memory: int = 0
     pids_limit: int = 0
     seccomp: str = ""  # "" Docker's default, "unconfined", or a profile's path (--security-opt)
@@ -228,6 +229,9 @@ class Endpoint(Value):
     mac: str
     ifname: str = "eth0"  # the container's end: eth0, then eth1, ... for `network connect`
     aliases: tuple[str, ...] = ()  # `network connect --alias`: more names its DNS answers
+    ip6: str = ""  # on a network created with --ipv6: its IPv6 address, prefix and gateway too
+    prefixlen6: int = 0
+    gateway6: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = self._asdict()
@@ -350,10 +354,16 @@ class NetworkRecord(Value):
     firewall: str = "nftables"
     created: float = 0.0
     labels: tuple[tuple[str, str], ...] = ()  # (key, value) pairs; stored as a JSON object
+    subnet6: str = ""  # `network create --ipv6`: dual stack; "" = IPv4 only
+    gateway6: str = ""
 
     @property
     def prefixlen(self) -> int:
         return int(self.subnet.split("/")[1])
+
+    @property
+    def prefixlen6(self) -> int:
+        return int(self.subnet6.split("/")[1]) if self.subnet6 else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {**self._asdict(), "labels": dict(self.labels)}

@@ -80,6 +80,7 @@ def run(
     publish_all: bool = typer.Option(False, "-P", "--publish-all", help="publish every port the image exposes "
                                                                         "on a free host port"),
     ip: str = typer.Option("", "--ip", help="ask for this address on the network"),
+    ip6: str = typer.Option("", "--ip6", help="ask for this IPv6 address (on a network made with --ipv6)"),
     volume: List[str] = typer.Option([], "-v", "--volume", help="/HOST/PATH:/CTR/PATH[:ro], NAME:/CTR/PATH[:ro] "
                                                                 "or /CTR/PATH (an anonymous volume)"),
     mount: List[str] = typer.Option([], "--mount", help="type=bind|volume|tmpfs,source=...,target=...[,readonly]"),
@@ -107,7 +108,7 @@ def run(
 
     spec = build_spec(image=image, command=command or [], detach=detach, rm=rm, name=name, env=env,
                       workdir=workdir, hostname=hostname, interactive=interactive, tty=tty, network=network,
-                      publish=publish, ip=ip, memory=memory, pids_limit=pids_limit, security_opt=security_opt,
+                      publish=publish, ip=ip, ip6=ip6, memory=memory, pids_limit=pids_limit, security_opt=security_opt,
                       log_opt=log_opt, env_file=env_file, user=user, group_add=group_add, entrypoint=entrypoint,
                       publish_all=publish_all, volume=volume, mount=mount, tmpfs=tmpfs, read_only=read_only,
                       label=label, pull=pull, restart=restart, create=creating, expose=expose, add_host=add_host,

@@ -16,6 +16,8 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
     for p in rec.ports:
         ports.setdefault(f"{p.container_port}/{p.proto}", []).append(
             {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
+        if not p.host_ip and ep and ep.ip6:  # published on IPv6 too, as Docker lists it
+            ports[f"{p.container_port}/{p.proto}"].append({"HostIp": "::", "HostPort": str(p.host_port)})
     networks = {}
     from minibox import config
 
@@ -23,7 +25,8 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
         user = e.network != config.default_network()  # Docker: no aliases on the default bridge
         aliases = rec.spec.aliases if e is ep else e.aliases
         networks[e.network] = {"IPAddress": e.ip, "IPPrefixLen": e.prefixlen, "Gateway": e.gateway,
-                               "MacAddress": e.mac, "NetworkID": e.network,
+                               "GlobalIPv6Address": e.ip6, "GlobalIPv6PrefixLen": e.prefixlen6,
+                               "IPv6Gateway": e.gateway6, "MacAddress": e.mac, "NetworkID": e.network,
                                "Aliases": [*aliases, rec.id[:12]] if user else None}
     return {
         "Id": rec.id,
@@ -103,6 +106,9 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
             "IPAddress": ep.ip if ep else "",
             "IPPrefixLen": ep.prefixlen if ep else 0,
             "Gateway": ep.gateway if ep else "",
+            "GlobalIPv6Address": ep.ip6 if ep else "",
+            "GlobalIPv6PrefixLen": ep.prefixlen6 if ep else 0,
+            "IPv6Gateway": ep.gateway6 if ep else "",
             "MacAddress": ep.mac if ep else "",
             "Ports": ports,
             "Networks": networks,

@@ -16,8 +16,12 @@ from minibox.model import RUNNING
 @network_app.command(name="create")
 def network_create(
     name: str = typer.Argument(..., help="network name"),
-    subnet: str = typer.Option("", "--subnet", help="IPv4 CIDR (default: a free /24 of 10.222.0.0/16)"),
-    gateway: str = typer.Option("", "--gateway", help="the bridge's address (default: first host of the subnet)"),
+    subnet: List[str] = typer.Option([], "--subnet", help="a CIDR, once per family (default: a free /24 of "
+                                                          "10.222.0.0/16; with --ipv6, a unique local /64)"),
+    gateway: List[str] = typer.Option([], "--gateway", help="the bridge's address in a --subnet (default: its "
+                                                            "first host)"),
+    ipv6: bool = typer.Option(False, "--ipv6", help="dual stack: an IPv6 subnet too, for addresses, routes, "
+                                                    "egress and published ports"),
     internal: bool = typer.Option(False, "--internal", help="no egress, no published ports"),
     explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand"),
 ) -> None:
@@ -28,7 +32,8 @@ def network_create(
     lifecycle.require_root()
     from minibox.net import networks
 
-    net, steps = networks.create(name, subnet, gateway, internal)
+    sub, gw, sub6, gw6 = networks.split_families(subnet, gateway, ipv6)
+    net, steps = networks.create(name, sub, gw, internal, ipv6=ipv6, subnet6=sub6, gateway6=gw6)
     if explain:
         explainer(f"minibox network create {name}")(steps)
     say(net.id)
@@ -39,7 +44,8 @@ NETWORK_FILTERS = ("name", "id", "driver", "type")
 def _ls_doc(n) -> dict:
     from minibox import config
 
-    return {"ID": n.id[:12], "Name": n.name, "Driver": "bridge", "Scope": "local", "IPv6": "false",
+    return {"ID": n.id[:12], "Name": n.name, "Driver": "bridge", "Scope": "local",
+            "IPv6": "true" if n.subnet6 else "false",
             "Internal": "true" if n.internal else "false", "Subnet": n.subnet, "Gateway": n.gateway,
             "Bridge": n.bridge, "Type": "builtin" if n.name == config.default_network() else "custom"}
 

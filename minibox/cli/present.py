@@ -289,8 +289,11 @@ def network_inspect(net, containers: list[tuple[ContainerRecord, ContainerState]
         for ep in rec.endpoints() if not state.released else ():
             if ep.network == net.name:
                 ctrs[rec.id] = {"Name": rec.name, "IPv4Address": f"{ep.ip}/{ep.prefixlen}", "MacAddress": ep.mac,
+                                "IPv6Address": f"{ep.ip6}/{ep.prefixlen6}" if ep.ip6 else "",
                                 "HostVeth": ep.veth, "ContainerVeth": ep.ifname}
+    config = [{"Subnet": net.subnet, "Gateway": net.gateway}]
+    config += [{"Subnet": net.subnet6, "Gateway": net.gateway6}] if net.subnet6 else []
     return {"Name": net.name, "Id": net.id, "Created": iso(net.created), "Driver": "bridge", "Internal": net.internal,
-            "IPAM": {"Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
+            "EnableIPv6": bool(net.subnet6), "IPAM": {"Config": config},
             "Options": {"bridge.name": net.bridge, "bridge.mac": net.mac, "firewall": net.firewall},
             "Containers": ctrs}

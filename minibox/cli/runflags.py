@@ -20,7 +20,8 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
                privileged: bool = False, ulimit: list[str] = (), sysctl: list[str] = (), device: list[str] = (),
                shm_size: str = "", stop_signal: str = "", stop_timeout: int = -1, init: bool = False,
                cpus: str = "", cpu_shares: int = 0, memory_swap: str = "", memory_reservation: str = "",
-               oom_kill_disable: bool = False, health: tuple = ("", "", "", 0, "", False)) -> ContainerSpec:
+               oom_kill_disable: bool = False, health: tuple = ("", "", "", 0, "", False),
+               ip6: str = "") -> ContainerSpec:
     """The command line, validated, as a ContainerSpec (keyword-only: there are many)."""
     from minibox.image import ref as refs
     from minibox.plan import procflags
@@ -69,6 +70,8 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
             raise InvalidSpec(f"-p has no effect with --network {network}: use the default bridge network")
     if ip and not mode.bridged:
         raise InvalidSpec(f"--ip needs a bridge network, not --network {network}")
+    if ip6 and mode.kind != "named":
+        raise InvalidSpec(f"--ip6 needs a network created with --ipv6, not --network {network or 'bridge'}")
     mounts = ()
     if volume or mount or tmpfs:
         from minibox.plan import volumes
@@ -87,7 +90,7 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
         image=image, cmd=tuple(command), name=name,
         env=specs.parse_env(env_items, dict(os.environ)), workdir=specs.validate_workdir(workdir) if workdir else "",
         hostname=hostname, interactive=interactive, tty=tty, detach=detach, remove=rm,
-        network=network, ports=ports, ip=ip, memory=specs.parse_memory(memory) if memory else 0,
+        network=network, ports=ports, ip=ip, ip6=ip6, memory=specs.parse_memory(memory) if memory else 0,
         pids_limit=specs.validate_pids_limit(pids_limit), seccomp=profile, log_max_size=max_size,
         log_max_files=max_files, entrypoint=((entrypoint,) if entrypoint else ()) if entrypoint is not None else None,
         user=user,

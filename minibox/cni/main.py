@@ -157,7 +157,7 @@ def add(req: plugin.Request, explain: bool = False) -> dict:
             save(a)
             done.append(a)
         else:
-            def before_create(ip: str) -> None:
+            def before_create(ip: str, _ip6: str) -> None:
                 ep = Endpoint(net.name, net.bridge, veth, ip, net.prefixlen, net.gateway, ipam.container_mac(ip))
                 done.append(a._replace(endpoint=ep))
                 save(done[0])  # the record names the address before its file exists

@@ -109,7 +109,8 @@ def plan_and_apply(spec: ContainerSpec, basics: facts.Basics, rec: ContainerReco
         else:
             from minibox.net import endpoint, firewall, networks
 
-            rec, sockets = endpoint.reserve(rec, spec.ports, basics.network, spec.ip, record=store.save_record)
+            rec, sockets = endpoint.reserve(rec, spec.ports, basics.network, spec.ip, spec.ip6,
+                                            record=store.save_record)
             networks.ensure_up(basics.network)  # converge: the bridge and its sysctls, as the plan has them
             endpoint.index_ports(rec)
             # Plan once: the firewall transaction from facts read under the lock, and that very

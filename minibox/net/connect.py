@@ -17,6 +17,7 @@ from minibox.net import conntrack, dns, firewall, ipam_store, links, networks
 from minibox.plan import firewall as fwplan
 from minibox.plan import ipam
 from minibox.plan import network as netplan
+from minibox.plan import run as runplan
 from minibox.plan.netsteps import ConntrackFlush, DnsRecord, RouteAdd
 from minibox.plan.steps import PID, Step
 
@@ -57,28 +58,29 @@ def connect(rec: ContainerRecord, net: NetworkRecord, aliases: tuple[str, ...], 
 def _attach(rec: ContainerRecord, net: NetworkRecord, aliases: tuple[str, ...], ip: str, pid: int,
             n: int) -> list[Step]:
     steps: list[Step] = networks.ensure_up(net)
-    steps += firewall.change(net.firewall, lambda ff: fwplan.add(ff, firewall.net_facts(net), ()))
+    steps += firewall.change(net.firewall, lambda ff: fwplan.add(ff, runplan.net_facts(net), ()))
     chosen: list[Endpoint] = []
 
-    def before_create(addr: str) -> None:
+    def before_create(addr: str, ip6: str) -> None:
         ep = Endpoint(network=net.name, bridge=net.bridge, veth=f"mb{n}{rec.id[:12]}", ip=addr,
                       prefixlen=net.prefixlen, gateway=net.gateway, mac=ipam.container_mac(addr),
-                      ifname=f"eth{n}", aliases=aliases)
+                      ifname=f"eth{n}", aliases=aliases, ip6=ip6, prefixlen6=net.prefixlen6, gateway6=net.gateway6)
         chosen.append(ep)
         with store.container_lock(rec.id):
             now = store.load_record(rec.id)
             store.save_record(now._replace(extra=tuple(e for e in now.extra if e.network != net.name) + (ep,)))
 
-    ipam_store.allocate(net.name, net.subnet, net.gateway, rec.id, ip, before_create)
+    ipam_store.allocate(net.name, net.subnet, net.gateway, rec.id, ip, before_create, net.subnet6, net.gateway6)
     ep = chosen[0]
     link_steps = [s for s in netplan.plan_endpoint(ep.veth, net.bridge, ep.mac, ep.ip, net.prefixlen, net.gateway,
-                                                   PID, ep.ifname) if not isinstance(s, RouteAdd)]
+                                                   PID, ep.ifname, ep.ip6, ep.prefixlen6, ep.gateway6)
+                  if not isinstance(s, RouteAdd)]  # the default routes stay with the first network
     try:
         links.add_endpoint(link_steps, pid)
         if net.name != config.default_network():
             names = tuple(dict.fromkeys((rec.name, *aliases, rec.id[:12])))
             step = DnsRecord(str(config.paths().dns), net.name, net.gateway, rec.id, ep.ip, names, rec.spec.dns,
-                             why=f"its names on the DNS server of {net.name}")
+                             why=f"its names on the DNS server of {net.name}", ip6=ep.ip6)
             dns.apply(step)
             link_steps.append(step)
     except BaseException:
@@ -109,14 +111,17 @@ def release(rec: ContainerRecord, ep: Endpoint) -> tuple[list[Step], list[str]]:
     keeps naming the network). Idempotent; errors returned, not raised."""
     if not ep.mac:
         return [], []  # connected while stopped, and not started since: nothing was made
-    flush = [ConntrackFlush("", addr=ep.ip, why="forget the flows of its address on " + ep.network)]
+    flush = [ConntrackFlush("", addr=a, why="forget the flows of its address on " + ep.network)
+             for a in (ep.ip, ep.ip6) if a]
     errors = conntrack.flush(flush)
     steps, e = links.remove_link(ep.veth, why=f"the host end of its veth on {ep.network}")
     errors += e
     if ep.network != config.default_network():
         errors += dns.remove(ep.network, rec.id)
-    s, e = ipam_store.release(ep.network, ep.ip, rec.id)
-    return flush + steps + s, errors + e
+    for a in [a for a in (ep.ip, ep.ip6) if a]:
+        s, e = ipam_store.release(ep.network, a, rec.id)
+        steps, errors = steps + s, errors + e
+    return flush + steps, errors
 
 
 def disconnect(rec: ContainerRecord, name: str) -> list[Step]:

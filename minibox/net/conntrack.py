@@ -31,7 +31,8 @@ def flush(steps: list[ConntrackFlush]) -> list[str]:
                 nfnetlink.conntrack_delete(src=step.addr)
                 nfnetlink.conntrack_delete(src=step.addr, reply=True)
             else:
-                nfnetlink.conntrack_delete(proto=PROTO[step.proto], dport=step.port)
+                nfnetlink.conntrack_delete(proto=PROTO[step.proto], dport=step.port,
+                                           family=socket.AF_INET6 if step.ipv6 else socket.AF_INET)
         except OSError as e:
             errors.append(f"conntrack ({step.command().split(' ||')[0]}): {e.strerror or e}")
     return errors

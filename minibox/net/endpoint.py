@@ -20,6 +20,7 @@ from minibox.net import conntrack, firewall, ipam_store, links, networks, portin
 from minibox.plan import firewall as fwplan
 from minibox.plan import ipam
 from minibox.plan import ports as portplan
+from minibox.plan import run as runplan
 from minibox.plan.rules import PortFacts
 from minibox.plan.steps import ConntrackFlush, DnsRecord, Step
 
@@ -43,10 +44,7 @@ def resolve_network(mode: NetworkMode, spec_ports: tuple, create: bool = True) -
 
 
 def port_facts(rec: ContainerRecord) -> list[PortFacts]:
-    if rec.endpoint is None:
-        return []
-    return [PortFacts(owner=rec.id, owner_name=rec.name, host_ip=p.host_ip, host_port=p.host_port,
-                      proto=p.proto, ctr_ip=rec.endpoint.ip, ctr_port=p.container_port) for p in rec.ports]
+    return list(runplan.port_facts(rec))
 
 
 def hold_port(p: PortMapping) -> tuple[socket.socket, PortMapping]:
@@ -57,7 +55,7 @@ def hold_port(p: PortMapping) -> tuple[socket.socket, PortMapping]:
     bound still lets another server bind the port with SO_REUSEADDR and listen, and
     `ss -ltnp` would then name that server while our DNAT silently takes its traffic."""
     kind = socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM
-    s = socket.socket(socket.AF_INET, kind)
+    s = socket.socket(socket.AF_INET6 if ":" in p.host_ip else socket.AF_INET, kind)
     if p.proto == "tcp":
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
     try:
@@ -96,28 +94,39 @@ def hold_ports(wanted: tuple[PortMapping, ...]) -> tuple[list[socket.socket], tu
 
 
 def reserve(rec: ContainerRecord, wanted: tuple[PortMapping, ...], net: NetworkRecord, requested: str,
-            record: Callable[[ContainerRecord], None] | None) -> tuple[ContainerRecord, list[socket.socket]]:
+            requested6: str, record: Callable[[ContainerRecord], None] | None
+            ) -> tuple[ContainerRecord, list[socket.socket]]:
     """rec's host ports held and its address chosen: the record naming them, and the
     sockets holding the ports (the caller hands them to the shim, or closes them). `record`
     saves the record before the address file exists, so a crash in between leaves an
     intent, never an orphan file. Without `record` (run --dry-run) nothing is held or
     written: ephemeral ports are those a bind gets now, the address the lowest free now."""
+    v6_only = next((p for p in wanted if ":" in p.host_ip), None)
+    if v6_only and not net.subnet6:
+        raise InvalidSpec(f"-p [{v6_only.host_ip}]:{v6_only.host_port}: network {net.name} has no IPv6 subnet, so the "
+                          "container has no IPv6 address to publish (create a network with --ipv6)")
+    if requested6 and not net.subnet6:
+        raise InvalidSpec(f"--ip6 {requested6}: network {net.name} has no IPv6 subnet (create one with "
+                          "`network create --ipv6`)")
     if record is None:
         ports = tuple(p if p.host_port else p._replace(host_port=free_port(p)) for p in wanted)
-        sub = ipam.parse_subnet(net.subnet)
         used = set(ipam_store.taken(net.name))
-        ip = ipam.check_requested(sub, net.gateway, requested, used) if requested else \
-            ipam.lowest_free(sub, net.gateway, used)
-        return _placed(rec._replace(ports=ports), net, ip), []
+
+        def pick(subnet: str, gateway: str, want: str) -> str:
+            sub = ipam.parse_any(subnet)
+            return ipam.check_requested(sub, gateway, want, used) if want else ipam.lowest_free(sub, gateway, used)
+        ip6 = pick(net.subnet6, net.gateway6, requested6) if net.subnet6 else ""
+        return _placed(rec._replace(ports=ports), net, pick(net.subnet, net.gateway, requested), ip6), []
     sockets, ports = hold_ports(wanted)
     try:
         chosen: list[ContainerRecord] = []
 
-        def before_create(ip: str) -> None:
-            chosen.append(_placed(rec._replace(ports=ports), net, ip))
+        def before_create(ip: str, ip6: str) -> None:
+            chosen.append(_placed(rec._replace(ports=ports), net, ip, ip6))
             record(chosen[0])
 
-        ipam_store.allocate(net.name, net.subnet, net.gateway, rec.id, requested, before_create)
+        ipam_store.allocate(net.name, net.subnet, net.gateway, rec.id, requested, before_create,
+                            net.subnet6, net.gateway6, requested6)
     except BaseException:
         for s in sockets:
             s.close()
@@ -125,15 +134,17 @@ def reserve(rec: ContainerRecord, wanted: tuple[PortMapping, ...], net: NetworkR
     return chosen[0], sockets
 
 
-def _placed(rec: ContainerRecord, net: NetworkRecord, ip: str) -> ContainerRecord:
+def _placed(rec: ContainerRecord, net: NetworkRecord, ip: str, ip6: str = "") -> ContainerRecord:
     ep = Endpoint(network=net.name, bridge=net.bridge, veth=veth_name(rec.id), ip=ip, prefixlen=net.prefixlen,
-                  gateway=net.gateway, mac=ipam.container_mac(ip))
+                  gateway=net.gateway, mac=ipam.container_mac(ip), ip6=ip6, prefixlen6=net.prefixlen6,
+                  gateway6=net.gateway6)
     return rec._replace(endpoint=ep, firewall=net.firewall)
 
 
 def free_port(p: PortMapping) -> int:
     """An ephemeral port a bind gets now (a dry run's stand-in for the one run will hold)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM) as s:
+    family = socket.AF_INET6 if ":" in p.host_ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM) as s:
         s.bind((p.host_ip or "0.0.0.0", 0))
         return s.getsockname()[1]
 
@@ -149,7 +160,7 @@ def publish(rec: ContainerRecord) -> list[Step]:
     """The port index and the firewall elements of rec's ports; the firewall steps applied."""
     pf = index_ports(rec)
     net = store.load_network(rec.endpoint.network)
-    return firewall.change(rec.firewall, lambda ff: fwplan.add(ff, firewall.net_facts(net), tuple(pf)))
+    return firewall.change(rec.firewall, lambda ff: fwplan.add(ff, runplan.net_facts(net), tuple(pf)))
 
 
 def attach(rec: ContainerRecord, link_steps: list[Step], flush: list[ConntrackFlush], pid: int,
@@ -185,8 +196,9 @@ def release(rec: ContainerRecord, via=None) -> tuple[list[Step], list[str]]:
             errors.append(str(e))
     portindex.remove(rec.id, rec.ports)
     # Flows to its published ports were answered by its address: the address covers them.
-    flush = [ConntrackFlush("", addr=ep.ip, why="forget the flows it started or answered (through its published "
-                                                 "ports too): its address may be reused at once")]
+    flush = [ConntrackFlush("", addr=a, why="forget the flows it started or answered (through its published "
+                                             "ports too): its address may be reused at once")
+             for a in (ep.ip, ep.ip6) if a]
     errors += conntrack.flush(flush)
     steps += flush
     s, e = (via or links).remove_link(ep.veth, why="the host end of its veth pair (the kernel removes the "
@@ -197,8 +209,9 @@ def release(rec: ContainerRecord, via=None) -> tuple[list[Step], list[str]]:
         from minibox.net import dns
 
         errors += dns.remove(ep.network, rec.id)
-    s, e = ipam_store.release(ep.network, ep.ip, rec.id)
-    steps, errors = steps + s, errors + e
+    for a in [a for a in (ep.ip, ep.ip6) if a]:
+        s, e = ipam_store.release(ep.network, a, rec.id)
+        steps, errors = steps + s, errors + e
     if rec.extra:
         from minibox.net import connect
 

@@ -50,24 +50,40 @@ def _used(d: Path) -> set[str]:
 
 
 def allocate(network: str, subnet: str, gateway: str, owner: str, requested: str = "",
-             before_create: Callable[[str], None] = lambda ip: None) -> str:
+             before_create: Callable[[str, str], None] = lambda ip, ip6: None, subnet6: str = "",
+             gateway6: str = "", requested6: str = "") -> str:
+    """The lowest free address of `subnet` (or `requested`), and of `subnet6` too on a
+    dual-stack network: both chosen under the network's lock, `before_create(ip, ip6)`
+    told (it records them), then their files made."""
     d = _dir(network)
     store.make_dirs(d)
     net = ipam.parse_subnet(subnet)
+    net6 = ipam.parse_subnet6(subnet6) if subnet6 else None
 
-    def choose(used: set[str]) -> str:
-        return ipam.check_requested(net, gateway, requested, used) if requested else ipam.lowest_free(net, gateway, used)
+    def choose(used: set[str]) -> tuple[str, str]:
+        ip = ipam.check_requested(net, gateway, requested, used) if requested else \
+            ipam.lowest_free(net, gateway, used)
+        if net6 is None:
+            return ip, ""
+        return ip, (ipam.check_requested(net6, gateway6, requested6, used) if requested6 else
+                    ipam.lowest_free(net6, gateway6, used))
 
     with store.locked(d / ".lock"):
         try:
-            ip = choose(_used(d))
+            ip, ip6 = choose(_used(d))
         except Conflict:
             # Before refusing, free addresses whose holder is provably gone (a crash).
             if not drop_stale(network):
                 raise
-            ip = choose(_used(d))
-        before_create(ip)
+            ip, ip6 = choose(_used(d))
+        before_create(ip, ip6)
         store.create_exclusive(d / ip, owner + "\n")  # a full disk leaves no empty address file
+        if ip6:
+            try:
+                store.create_exclusive(d / ip6, owner + "\n")
+            except BaseException:
+                (d / ip).unlink(missing_ok=True)
+                raise
         return ip
 
 
@@ -80,6 +96,8 @@ def claimed(network: str) -> dict[str, str]:
         for ep in rec.endpoints():
             if ep.network == network:
                 out[ep.ip] = cid
+                if ep.ip6:
+                    out[ep.ip6] = cid
     return out
 
 

@@ -18,7 +18,7 @@ import struct
 
 from minibox.net import netlink
 from minibox.plan.ipam import Route
-from minibox.plan.steps import LinkDel, Step
+from minibox.plan.steps import AddrAdd, LinkDel, RouteAdd, Step
 
 
 def _index(ipr, name: str) -> int | None:
@@ -63,6 +63,26 @@ def host_routes() -> list[Route]:
     return out
 
 
+def host_routes6() -> list[Route]:
+    """IPv6 routes a new network's subnet must not overlap, from /proc/net/ipv6_route: the
+    default, link-local, multicast, single addresses and loopback's left out."""
+    out = []
+    try:
+        with open("/proc/net/ipv6_route") as f:
+            lines = f.readlines()
+    except FileNotFoundError:  # IPv6 is off in this kernel
+        return []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 10 or fields[9] == "lo":
+            continue
+        net = ipaddress.IPv6Network((int(fields[0], 16), int(fields[1], 16)), strict=False)
+        if net.prefixlen in (0, 128) or net.is_link_local or net.is_multicast:
+            continue
+        out.append(Route(dst=str(net), dev=fields[9]))
+    return out
+
+
 SIOCGIFFLAGS, SIOCGIFADDR, IFF_UP = 0x8913, 0x8915, 0x1
 
 
@@ -77,10 +97,40 @@ def _is_ready(name: str, ip: str) -> bool:
     return bool(flags & IFF_UP) and socket.inet_ntoa(addr[20:24]) == ip
 
 
+def _has_addr6(name: str, ip: str) -> bool:
+    """Does link `name` hold IPv6 address `ip`? /proc/net/if_inet6, no netlink."""
+    want = ipaddress.IPv6Address(ip).packed.hex()
+    try:
+        with open("/proc/net/if_inet6") as f:
+            return any(line.split()[0] == want and line.split()[5] == name for line in f)
+    except FileNotFoundError:
+        return False
+
+
+def _add_addr(ipr, idx: int, cidr: str) -> None:
+    """Add an address unless it is there. IPv6 ones without duplicate address detection
+    (nodad): the subnet is ours alone, and DAD would leave the address unusable ~1 s."""
+    ip, prefixlen = cidr.split("/")
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    if any(ipaddress.ip_address(a.get("address")) == ipaddress.ip_address(ip)
+           for a in ipr.get_addr(index=idx, family=family)):
+        return
+    extra = {"flags": IFA_F_NODAD} if family == socket.AF_INET6 else {}
+    try:
+        ipr.addr("add", index=idx, address=ip, prefixlen=int(prefixlen), **extra)
+    except netlink.netlink_error() as e:
+        if e.code != errno.EEXIST:
+            raise
+
+
+IFA_F_NODAD = 0x02
+
+
 def ensure_bridge(steps: list[Step]) -> bool:
-    """Create the bridge of `plan_bridge` if missing, fix its address and state. True if created."""
-    br, addr, up = steps
-    if _is_ready(br.name, addr.cidr.split("/")[0]):
+    """Create the bridge of `plan_bridge` if missing, fix its addresses and state. True if created."""
+    br, addr, up, *addrs6 = steps
+    if _is_ready(br.name, addr.cidr.split("/")[0]) and all(_has_addr6(br.name, a.cidr.split("/")[0])
+                                                           for a in addrs6):
         return False
     with _host() as ipr:
         idx = _index(ipr, br.name)
@@ -92,13 +142,8 @@ def ensure_bridge(steps: list[Step]) -> bool:
                 if e.code != errno.EEXIST:  # a parallel run made it first
                     raise
             idx = _index(ipr, br.name)
-        ip, prefixlen = addr.cidr.split("/")
-        if not any(a.get("address") == ip for a in ipr.get_addr(index=idx, family=socket.AF_INET)):
-            try:
-                ipr.addr("add", index=idx, address=ip, prefixlen=int(prefixlen))
-            except netlink.netlink_error() as e:
-                if e.code != errno.EEXIST:
-                    raise
+        for a in [addr, *addrs6]:
+            _add_addr(ipr, idx, a.cidr)
         ipr.link("set", index=idx, state="up")
         return created
 
@@ -123,8 +168,9 @@ def remove_link(name: str, why: str = "") -> tuple[list[Step], list[str]]:
 def add_endpoint(steps: list[Step], pid: int | str) -> None:
     """The veth pair with its peer in the network namespace of process `pid`, or of the
     namespace file at path `pid` (CNI_NETNS)."""
-    veth, master, _hairpin, _up, addr, _eth_up, *rest = steps
-    route = rest[0] if rest else None  # `network connect`: no default route (the first network keeps it)
+    veth, master = steps[0], steps[1]
+    addrs = [s for s in steps if isinstance(s, AddrAdd)]
+    routes = [s for s in steps if isinstance(s, RouteAdd)]  # none on `network connect`: the first keeps them
     ns_fd = os.open(pid, os.O_RDONLY | os.O_CLOEXEC) if isinstance(pid, str) else -1
     where = {"net_ns_fd": ns_fd} if ns_fd >= 0 else {"net_ns_pid": pid}
     try:
@@ -139,10 +185,15 @@ def add_endpoint(steps: list[Step], pid: int | str) -> None:
         ipr.link("set", index=idx, master=br)
         ipr.brport("set", index=idx, mode=1)  # IFLA_BRPORT_MODE 1 = hairpin
         ipr.link("set", index=idx, state="up")
-    ip, prefixlen = addr.cidr.split("/")
     with netlink.iproute_in(pid) as ns:
         eth = _index(ns, veth.peer)
-        ns.addr("add", index=eth, address=ip, prefixlen=int(prefixlen))
+        for a in addrs:
+            ip, prefixlen = a.cidr.split("/")
+            extra = {"flags": IFA_F_NODAD} if ":" in ip else {}
+            ns.addr("add", index=eth, address=ip, prefixlen=int(prefixlen), **extra)
         ns.link("set", index=eth, state="up")
-        if route is not None:
-            ns.route("add", dst="default", gateway=route.gateway)
+        for r in routes:
+            if ":" in r.gateway:
+                ns.route("add", dst="::/0", gateway=r.gateway, family=socket.AF_INET6)
+            else:
+                ns.route("add", dst="default", gateway=r.gateway)

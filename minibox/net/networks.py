@@ -22,10 +22,12 @@ from minibox.net import firewall, ipam_store, links, sysctl
 from minibox.plan import firewall as fwplan
 from minibox.plan import ipam
 from minibox.plan import network as netplan
-from minibox.plan.steps import Step
+from minibox.plan import run as runplan
+from minibox.plan.steps import Step, Sysctl
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 RESERVED = ("bridge", "none", "host", "default")
+FORWARDING = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
 
 
 def validate_name(name: str) -> str:
@@ -39,10 +41,10 @@ def validate_name(name: str) -> str:
 def ensure_up(net: NetworkRecord) -> list[Step]:
     """Bridge and sysctls for `net`: converge (no netlink when already right); the steps."""
     steps = netplan.plan_up(net)
-    links.ensure_bridge(steps[:3])
-    for s in steps[3:]:
-        if sysctl.apply(s) and s.key == "net.ipv4.ip_forward":
-            notes.say("note: enabled net.ipv4.ip_forward (it was 0) so containers can reach the outside and be "
+    links.ensure_bridge([s for s in steps if not isinstance(s, Sysctl)])
+    for s in steps:
+        if isinstance(s, Sysctl) and sysctl.apply(s) and s.key in FORWARDING:
+            notes.say(f"note: enabled {s.key} (it was 0) so containers can reach the outside and be "
                       "reached through published ports")
     return steps
 
@@ -56,8 +58,44 @@ def check_routes(net: NetworkRecord) -> None:
                        "with another --subnet")
 
 
+def split_families(subnets: list[str], gateways: list[str], ipv6: bool) -> tuple[str, str, str, str]:
+    """(subnet, gateway, subnet6, gateway6) from `--subnet`/`--gateway` given once per family, as
+    Docker takes them; an IPv6 one needs --ipv6."""
+    by: dict[int, list[str]] = {4: [], 6: []}
+    for s in subnets:
+        by[6 if ":" in s else 4].append(s)
+    gw: dict[int, list[str]] = {4: [], 6: []}
+    for g in gateways:
+        gw[6 if ":" in g else 4].append(g)
+    for fam in (4, 6):
+        if len(by[fam]) > 1 or len(gw[fam]) > 1:
+            raise InvalidSpec(f"more than one IPv{fam} --subnet or --gateway: give one of each family")
+        if gw[fam] and not by[fam]:
+            raise InvalidSpec(f"--gateway {gw[fam][0]} needs an IPv{fam} --subnet too")
+    if by[6] and not ipv6:
+        raise InvalidSpec(f"--subnet {by[6][0]} is IPv6: add --ipv6 to make a dual-stack network")
+    one = lambda xs: xs[0] if xs else ""  # noqa: E731
+    return one(by[4]), one(gw[4]), one(by[6]), one(gw[6])
+
+
+def _plan6(nid: str, subnet6: str, gateway6: str, others: list[NetworkRecord]) -> tuple[str, str]:
+    """The IPv6 subnet and gateway of a new --ipv6 network, checked as the IPv4 one is."""
+    taken = [o.subnet6 for o in others if o.subnet6]
+    if subnet6:
+        sub = ipam.parse_subnet6(subnet6)
+        for o in others:
+            if o.subnet6 and sub.overlaps(ipam.parse_subnet6(o.subnet6)):
+                raise Conflict(f"subnet {sub} overlaps network {o.name} ({o.subnet6}): pick another --subnet")
+    else:
+        sub = ipam.pick_subnet6(nid, taken + [r.dst for r in links.host_routes6()])
+    clash = next((r for r in links.host_routes6() if sub.overlaps(ipaddress.IPv6Network(r.dst))), None)
+    if clash:
+        raise Conflict(f"subnet {sub} overlaps the host route {clash.dst} dev {clash.dev}: pick another --subnet")
+    return str(sub), ipam.gateway_for(sub, gateway6)
+
+
 def plan(name: str, subnet: str = "", gateway: str = "", internal: bool = False,
-         firewall_backend: str = "") -> NetworkRecord:
+         firewall_backend: str = "", ipv6: bool = False, subnet6: str = "", gateway6: str = "") -> NetworkRecord:
     """The record of a new network, checked against host routes and the other networks;
     reads only (`create` saves and applies it, `run --dry-run` shows it)."""
     others = store.all_networks()
@@ -85,23 +123,26 @@ def plan(name: str, subnet: str = "", gateway: str = "", internal: bool = False,
             taken.append(str(next(ipaddress.IPv4Network(config.DEFAULT_POOL).subnets(
                 new_prefix=config.DEFAULT_POOL_PREFIX))))
         sub = ipam.pick_subnet(config.DEFAULT_POOL, config.DEFAULT_POOL_PREFIX, routes, taken)
+    sub6, gw6 = _plan6(nid, subnet6, gateway6, others) if ipv6 else ("", "")
     return NetworkRecord(name=name, id=nid, bridge=bridge, subnet=str(sub), gateway=ipam.gateway_for(sub, gateway),
                          mac=ipam.bridge_mac(nid), internal=internal,
-                         firewall=firewall_backend or config.firewall_backend(), created=time.time())
+                         firewall=firewall_backend or config.firewall_backend(), created=time.time(),
+                         subnet6=sub6, gateway6=gw6)
 
 
 def create(name: str, subnet: str = "", gateway: str = "", internal: bool = False,
-           firewall_backend: str = "") -> tuple[NetworkRecord, list[Step]]:
+           firewall_backend: str = "", ipv6: bool = False, subnet6: str = "",
+           gateway6: str = "") -> tuple[NetworkRecord, list[Step]]:
     name = validate_name(name) if name != config.default_network() else name
     fw = firewall_backend or config.firewall_backend()
     firewall.backend(fw)  # validates the name
     with store.network_lock():
         if store.load_network(name):
             raise Conflict(f'network "{name}" already exists (see `minibox network ls`)')
-        net = plan(name, subnet, gateway, internal, fw)
+        net = plan(name, subnet, gateway, internal, fw, ipv6, subnet6, gateway6)
         try:
             steps = ensure_up(net)
-            steps += firewall.change(fw, lambda ff: fwplan.add_network(ff, firewall.net_facts(net)),
+            steps += firewall.change(fw, lambda ff: fwplan.add_network(ff, runplan.net_facts(net)),
                                      networks_change=True)
             store.save_network(net)
         except BaseException:
@@ -154,7 +195,7 @@ def _teardown(net: NetworkRecord) -> tuple[list[Step], list[str]]:
     steps: list[Step] = []
     errors: list[str] = []
     try:
-        steps += firewall.change(net.firewall, lambda ff: fwplan.remove_network(ff, firewall.net_facts(net)),
+        steps += firewall.change(net.firewall, lambda ff: fwplan.remove_network(ff, runplan.net_facts(net)),
                                  networks_change=True)
     except firewall.FirewallError as e:
         errors.append(str(e))
@@ -168,6 +209,11 @@ def _teardown(net: NetworkRecord) -> tuple[list[Step], list[str]]:
         from minibox.net.firewall import iptables
 
         errors += iptables.teardown()
+    if net.firewall == "iptables" and net.subnet6 and not any(n.firewall == "iptables" and n.subnet6 and
+                                                              n.name != net.name for n in store.all_networks()):
+        from minibox.net.firewall import iptables
+
+        errors += iptables.teardown(v6=True)
     s, e = links.remove_link(net.bridge, why="delete the bridge; nothing is plugged into it any more")
     return steps + s, errors + e
 

@@ -129,15 +129,22 @@ def nft_generation() -> int | None:
     return None
 
 
+def _addr(ip: str, v4_kind: int) -> tuple[int, bytes]:
+    """(attribute, bytes) of an address: CTA_IP_V6_* are the CTA_IP_V4_* ones plus 2."""
+    if ":" in ip:
+        return v4_kind + 2, socket.inet_pton(socket.AF_INET6, ip)
+    return v4_kind, socket.inet_aton(ip)
+
+
 def _tuple(src: str = "", dst: str = "", proto: int = 0, dport: int = 0,
            kind: int = CTA_TUPLE_ORIG) -> tuple[bytes, int]:
     """A partial tuple (original or reply direction) and the CTA_FILTER flags naming its parts."""
     ip, flags = b"", 0
     if src:
-        ip += attr(CTA_IP_V4_SRC, socket.inet_aton(src))
+        ip += attr(*_addr(src, CTA_IP_V4_SRC))
         flags |= FILTER_IP_SRC
     if dst:
-        ip += attr(CTA_IP_V4_DST, socket.inet_aton(dst))
+        ip += attr(*_addr(dst, CTA_IP_V4_DST))
         flags |= FILTER_IP_DST
     l4 = b""
     if proto:
@@ -150,8 +157,10 @@ def _tuple(src: str = "", dst: str = "", proto: int = 0, dport: int = 0,
     return attr(kind, body, nested=True), flags
 
 
-def conntrack_delete(src: str = "", dst: str = "", proto: int = 0, dport: int = 0, reply: bool = False) -> int:
-    """Delete every IPv4 conntrack entry whose original (or, `reply`, reply) tuple matches:
+def conntrack_delete(src: str = "", dst: str = "", proto: int = 0, dport: int = 0, reply: bool = False,
+                     family: int = socket.AF_INET) -> int:
+    """Delete every conntrack entry of `family` (that of `src`/`dst` if given) whose original
+    (or, `reply`, reply) tuple matches:
     the kernel filters the dump, each match is deleted by its exact original tuple.
     Returns how many went. Each dump walks the kernel's whole hash table (262,144 buckets
     here: ~11 ms, whatever the table holds), so callers ask for as few as they can."""
@@ -159,13 +168,15 @@ def conntrack_delete(src: str = "", dst: str = "", proto: int = 0, dport: int = 
     which = CTA_FILTER_REPLY_FLAGS if reply else CTA_FILTER_ORIG_FLAGS
     body = tup + attr(CTA_FILTER, attr(which, struct.pack("=I", flags)), nested=True)
     deleted = 0
+    if ":" in src + dst:
+        family = socket.AF_INET6
     with Socket() as s:
-        for payload in s.request(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET, NLM_F_DUMP, socket.AF_INET, body):
+        for payload in s.request(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET, NLM_F_DUMP, family, body):
             exact = raw_attr(payload, CTA_TUPLE_ORIG, 4)
             if not exact:
                 continue
             try:
-                s.request(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, socket.AF_INET, exact)
+                s.request(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, family, exact)
                 deleted += 1
             except OSError as e:
                 if e.errno != errno.ENOENT:  # expired meanwhile: fine

@@ -1,6 +1,6 @@
 """Published host ports, one file each: ports/PROTO-PORT-ADDRESS, naming the owner and where the port leads.
 
-    ports/tcp-8080-any   ->   <container id> <name> <network> <container address> <container port>
+    ports/tcp-8080-any   ->   <container id> <name> <network> <container address> <container port> [<its IPv6 address>]
 
 Two readers: a new `-p` checks only the files of its own port for conflicts, however many
 containers run; and the firewall's desired state (every published port of every live
@@ -54,7 +54,8 @@ def add(facts: list[PortFacts], network: str) -> None:
         f = _path(PortMapping(p.host_ip, p.host_port, p.ctr_port, p.proto))
         tmp = f.with_name(f".{f.name}.{os.getpid()}")
         tmp.unlink(missing_ok=True)
-        store.create_exclusive(tmp, f"{p.owner} {p.owner_name} {network} {p.ctr_ip} {p.ctr_port}\n")
+        ip6 = f" {p.ctr_ip6}" if p.ctr_ip6 else ""
+        store.create_exclusive(tmp, f"{p.owner} {p.owner_name} {network} {p.ctr_ip} {p.ctr_port}{ip6}\n")
         tmp.replace(f)
 
 
@@ -76,10 +77,13 @@ def all_facts(networks: set[str]) -> list[PortFacts]:
         if f.name.startswith("."):
             continue
         try:
-            owner, name, network, ctr_ip, ctr_port = f.read_text().split()
+            owner, name, network, ctr_ip, ctr_port, *ip6 = f.read_text().split()
             proto, port, addr = f.name.split("-", 2)
+            if len(ip6) > 1:
+                continue
         except (OSError, ValueError, UnicodeDecodeError):
             continue  # unreadable: gc decides about it from evidence, not here
         if network in networks and _alive(owner):
-            out.append(PortFacts(owner, name, "" if addr == "any" else addr, int(port), proto, ctr_ip, int(ctr_port)))
+            out.append(PortFacts(owner, name, "" if addr == "any" else addr, int(port), proto, ctr_ip, int(ctr_port),
+                                 ip6[0] if ip6 else ""))
     return sorted(out, key=lambda p: (p.proto, p.host_port, p.host_ip))

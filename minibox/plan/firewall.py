@@ -20,7 +20,7 @@ Pure: facts in, Firewall steps out (rendered by plan.rules).
 
 from __future__ import annotations
 
-from minibox.plan import rules
+from minibox.plan import iptrules, rules
 from minibox.plan.rules import NetFacts, PortFacts
 from minibox.plan.steps import Firewall, InPlace, Step
 from minibox.value import Value
@@ -50,6 +50,7 @@ class FirewallFacts(Value):
     missing_jumps: tuple[Jump, ...] = ()  # iptables: jumps from built-in chains not there now
     forward_chain: bool = False  # iptables' filter FORWARD chain exists (nftables backend)
     coexist_missing_jumps: tuple[Jump, ...] = ()  # ...and lacks our jump
+    missing_jumps6: tuple[Jump, ...] = ()  # iptables: ip6tables' missing jumps (when an --ipv6 network exists)
 
 
 WHY_FULL = ("re-assert all of minibox's rules and elements: the ruleset changed since minibox last wrote it "
@@ -70,7 +71,7 @@ def resets(backend: str, steps: list[Firewall]) -> tuple[bool, bool]:
 def _coexist(ff: FirewallFacts, desired: Desired) -> list[Firewall]:
     if ff.backend != "nftables" or not ff.forward_chain or not desired.nets:
         return []
-    text = rules.ipt_restore(rules.ipt_desired(list(desired.nets), [], full=False), list(ff.coexist_missing_jumps),
+    text = iptrules.ipt_restore(iptrules.ipt_desired(list(desired.nets), [], full=False), list(ff.coexist_missing_jumps),
                              full=False)
     return [Firewall("iptables", tuple(text.rstrip("\n").splitlines()),
                      why="iptables' filter FORWARD chain exists (Docker's, perhaps): an nft accept cannot overrule "
@@ -82,11 +83,17 @@ def full(ff: FirewallFacts, desired: Desired) -> list[Firewall]:
     if ff.backend == "iptables":
         if not desired.nets:
             return []
-        text = rules.ipt_restore(rules.ipt_desired(list(desired.nets), list(desired.ports)), list(ff.missing_jumps))
-        return [Firewall("iptables", tuple(text.rstrip("\n").splitlines()),
-                         why="rewrite minibox's iptables chains from its state (iptables-restore --noflush)")]
+        nets, ports = list(desired.nets), list(desired.ports)
+        text = iptrules.ipt_restore(iptrules.ipt_desired(nets, ports), list(ff.missing_jumps))
+        out = [Firewall("iptables", tuple(text.rstrip("\n").splitlines()),
+                        why="rewrite minibox's iptables chains from its state (iptables-restore --noflush)")]
+        if any(n.subnet6 for n in nets):
+            text = iptrules.ipt_restore(iptrules.ipt_desired(nets, ports, v6=True), list(ff.missing_jumps6), v6=True)
+            out.append(Firewall("ip6tables", tuple(text.rstrip("\n").splitlines()),
+                                why="...and the same for IPv6 (--ipv6 networks), in ip6tables"))
+        return out
     if not desired.nets:
-        return [Firewall("nftables", (f"add table ip {rules.TABLE}", f"delete table ip {rules.TABLE}"),
+        return [Firewall("nftables", tuple(rules.nft_drop()),
                          why="no minibox network is left: delete minibox's table")]
     lines = rules.nft_rebuild(list(desired.nets), list(desired.ports))
     return [Firewall("nftables", tuple(lines), why=WHY_FULL)] + _coexist(ff, desired)
@@ -109,7 +116,8 @@ def in_place(ff: FirewallFacts, net: NetFacts) -> list[Step]:
     if ff.backend == "nftables":
         lines = [x for x in rules.nft_apply([net], []) if x.startswith(("add rule", "add element"))]
     else:
-        lines = [r.line() for r in rules.ipt_network_rules(net, True)]
+        lines = [r.line() for r in iptrules.ipt_network_rules(net, True)]
+        lines += [r.line() for r in iptrules.ipt_network_rules(net, True, v6=True)] if net.subnet6 else []
     return [InPlace(ff.backend, tuple(lines), why=f"network {net.name}'s firewall rules, which this container's "
                                                   "traffic goes through")]
 
@@ -122,7 +130,7 @@ def add(ff: FirewallFacts, net: NetFacts, ports: tuple[PortFacts, ...]) -> list[
         return []  # nothing changes: no tool is spawned
     if ff.backend == "iptables":
         return full(ff, ff.desired.with_(net, ports))
-    elements = rules.nft_add_elements([rules.nft_port_element(p) for p in ports])
+    elements = rules.nft_add_elements([e for p in ports for e in rules.nft_port_elements(p)])
     return [Firewall("nftables", tuple(elements), why="this container's published ports: elements of the DNAT maps")]
 
 
@@ -141,7 +149,7 @@ def remove_ports(ff: FirewallFacts, ports: tuple[PortFacts, ...]) -> list[Firewa
         return []
     if ff.backend == "iptables":
         return full(ff, after)
-    keys = [rules.nft_port_key(p) for p in ports]
+    keys = [(m, key) for p in ports for m, key, _ in rules.nft_port_keys(p)]
     return [Firewall("nftables", tuple(rules.nft_delete_elements(keys)),
                      why="delete this container's published-port elements")]
 

@@ -40,14 +40,51 @@ def parse_subnet(cidr: str) -> IPv4Net:
     return net
 
 
+def parse_subnet6(cidr: str) -> ipaddress.IPv6Network:
+    """An IPv6 subnet for `network create --ipv6 --subnet`: a /48 to /120 of unicast space."""
+    try:
+        iface = ipaddress.IPv6Interface(cidr.strip())
+    except ValueError:
+        raise InvalidSpec(f'invalid subnet "{cidr}": expected a CIDR such as 192.168.15.0/24 or '
+                          'fd42:10:20::/64') from None
+    net = iface.network
+    if "/" not in cidr:
+        raise InvalidSpec(f'invalid subnet "{cidr}": give the prefix length too, e.g. {net.network_address}/64')
+    if iface.ip != net.network_address:
+        raise InvalidSpec(f'invalid subnet "{cidr}": host bits are set; did you mean {net}?')
+    if not 48 <= net.prefixlen <= 120:
+        raise InvalidSpec(f'IPv6 subnet "{cidr}": use a prefix between /48 and /120 (/64 is usual)')
+    if net.is_loopback or net.is_multicast or net.is_link_local or net.is_unspecified:
+        raise InvalidSpec(f'IPv6 subnet "{cidr}" is loopback, link-local or multicast: use a unique local '
+                          'range (fd00::/8) or one routed to this host')
+    return net
+
+
+def parse_any(cidr: str) -> IPv4Net | ipaddress.IPv6Network:
+    """A stored subnet of either family (validated already at `network create`)."""
+    return parse_subnet6(cidr) if ":" in cidr else parse_subnet(cidr)
+
+
+def pick_subnet6(network_id: str, taken: list[str]) -> ipaddress.IPv6Network:
+    """A /64 for `--ipv6` without a v6 --subnet: from a unique local /48 of minibox's (the
+    RFC 4193 way: fd, then 40 bits of a hash, here of the network's id, not of a clock)."""
+    used = [ipaddress.IPv6Network(t) for t in taken]
+    h = hashlib.sha256(network_id.encode()).digest()
+    for i in range(256):
+        cand = ipaddress.IPv6Network((bytes([0xfd]) + h[:5] + bytes([0, i]) + bytes(8), 64))
+        if not any(cand.overlaps(u) for u in used):
+            return cand
+    raise Conflict("no free IPv6 /64 found: give one with --subnet")
+
+
 def gateway_for(net: IPv4Net, gateway: str = "") -> str:
     if not gateway:
         return str(net.network_address + 1)
     try:
-        gw = ipaddress.IPv4Address(gateway)
+        gw = ipaddress.ip_address(gateway)
     except ValueError:
-        raise InvalidSpec(f'invalid gateway "{gateway}": expected an IPv4 address inside {net}') from None
-    if gw not in net or gw in (net.network_address, net.broadcast_address):
+        raise InvalidSpec(f'invalid gateway "{gateway}": expected an address inside {net}') from None
+    if gw.version != net.version or gw not in net or gw in (net.network_address, net.broadcast_address):
         raise InvalidSpec(f"gateway {gateway} is not a usable address of subnet {net}: pick one between "
                           f"{net.network_address + 1} and {net.broadcast_address - 1}")
     return str(gw)
@@ -72,32 +109,34 @@ def pick_subnet(pool: str, prefix: int, routes: list[Route], taken: list[str]) -
     raise Conflict(f"every /{prefix} of {pool} overlaps a host route or a network: give one with --subnet")
 
 
-def lowest_free(net: IPv4Net, gateway: str, taken: set[str]) -> str:
+def lowest_free(net: IPv4Net | ipaddress.IPv6Network, gateway: str, taken: set[str]) -> str:
     skip = taken | {gateway}
-    for host in net.hosts():
+    for host in net.hosts():  # lazy: a free one comes within len(skip) + 1, even in a /64
         if str(host) not in skip:
             return str(host)
     raise Conflict(f"no free address left in {net} ({len(taken)} in use): remove a container or use a bigger subnet")
 
 
-def check_requested(net: IPv4Net, gateway: str, ip: str, taken: set[str]) -> str:
+def check_requested(net: IPv4Net | ipaddress.IPv6Network, gateway: str, ip: str, taken: set[str]) -> str:
+    flag = "--ip6" if net.version == 6 else "--ip"
     try:
-        addr = ipaddress.IPv4Address(ip)
+        addr = ipaddress.ip_address(ip)
     except ValueError:
-        raise InvalidSpec(f'invalid --ip "{ip}": expected an IPv4 address inside {net}') from None
-    if addr not in net or addr in (net.network_address, net.broadcast_address):
-        raise InvalidSpec(f"--ip {ip} is not a usable address of {net}")
+        raise InvalidSpec(f'invalid {flag} "{ip}": expected an IPv{net.version} address inside {net}') from None
+    if addr.version != net.version or addr not in net or addr in (net.network_address, net.broadcast_address):
+        raise InvalidSpec(f"{flag} {ip} is not a usable address of {net}")
+    ip = str(addr)  # one spelling per address: its file's name
     if ip == gateway:
-        raise Conflict(f"--ip {ip} is the network's gateway (the bridge's own address): pick another")
+        raise Conflict(f"{flag} {ip} is the network's gateway (the bridge's own address): pick another")
     if ip in taken:
-        raise Conflict(f"--ip {ip} is already in use on this network: pick another")
+        raise Conflict(f"{flag} {ip} is already in use on this network: pick another")
     return ip
 
 
 def contains(subnet: str, ip: str) -> bool:
     """Is `ip` an address of `subnet` (an address an ipam plugin gave, say)?"""
     try:
-        return ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(subnet, strict=False)
+        return ipaddress.ip_address(ip) in ipaddress.ip_network(subnet, strict=False)
     except ValueError:
         return False
 

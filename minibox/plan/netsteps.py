@@ -40,7 +40,8 @@ class AddrAdd(Value):
     why: str = ""
 
     def command(self) -> str:
-        return f"{in_netns(self.netns)}ip addr add {self.cidr} dev {self.dev}"
+        nodad = " nodad" if ":" in self.cidr else ""
+        return f"{in_netns(self.netns)}ip addr add {self.cidr} dev {self.dev}{nodad}"
 
 
 class LinkUp(Value):
@@ -88,7 +89,8 @@ class RouteAdd(Value):
     why: str = ""
 
     def command(self) -> str:
-        return f"{in_netns(self.netns)}ip route add {self.dst} via {self.gateway}"
+        six = "-6 " if ":" in self.gateway else ""
+        return f"{in_netns(self.netns)}ip {six}route add {self.dst} via {self.gateway}"
 
 
 class LinkDel(Value):
@@ -115,12 +117,12 @@ class Sysctl(Value):
 class Firewall(Value):
     """A batch of firewall commands in the syntax of the backend that applies them."""
 
-    backend: str  # "nftables" | "iptables"
+    backend: str  # "nftables" | "iptables" | "ip6tables" (the iptables backend's IPv6 half)
     lines: tuple[str, ...]
     why: str = ""
 
     def command(self) -> str:
-        tool = "nft -f -" if self.backend == "nftables" else "iptables-restore --noflush"
+        tool = "nft -f -" if self.backend == "nftables" else f"{self.backend}-restore --noflush"
         return f"{tool} <<'EOF'\n" + "\n".join(self.lines) + "\nEOF"
 
 
@@ -149,11 +151,12 @@ class DnsRecord(Value):
     names: tuple[str, ...]
     servers: tuple[str, ...] = ()  # --dns: where it forwards this container's other questions
     why: str = ""
+    ip6: str = ""  # on an --ipv6 network: answered for AAAA
 
     def line(self) -> str:
         """aardvark-dns's entry: ID IPV4S IPV6S NAMES[ SERVERS] (its config.md)."""
-        return " ".join([self.cid, self.ip, "", ",".join(self.names)] + ([",".join(self.servers)] if self.servers
-                                                                          else []))
+        return " ".join([self.cid, self.ip, self.ip6, ",".join(self.names)] + ([",".join(self.servers)]
+                                                                               if self.servers else []))
 
     def command(self) -> str:
         f = q(f"{self.directory}/{self.network}")
@@ -168,10 +171,12 @@ class ConntrackFlush(Value):
     port: int = 0
     addr: str = ""
     why: str = ""
+    ipv6: bool = False  # a port's IPv6 flows (an address names its family itself)
 
     def command(self) -> str:
         # `|| true`: conntrack exits 1 when there was nothing to delete, which is fine.
         # An address: the flows it started, and those it answered (DNAT'd to it included).
+        f = "-f ipv6 " if self.ipv6 or ":" in self.addr else ""
         if self.addr:
-            return f"conntrack -D --orig-src {self.addr} || true; conntrack -D --reply-src {self.addr} || true"
-        return f"conntrack -D -p {self.proto} --orig-port-dst {self.port} || true"
+            return f"conntrack -D {f}--orig-src {self.addr} || true; conntrack -D {f}--reply-src {self.addr} || true"
+        return f"conntrack -D {f}-p {self.proto} --orig-port-dst {self.port} || true"

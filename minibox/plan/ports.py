@@ -40,6 +40,21 @@ def _range(text: str, spec: str, what: str, allow_zero: bool = False) -> tuple[i
     return lo, hi
 
 
+def _host_address(text: str, spec: str) -> str:
+    """-p's host address: "" for 0.0.0.0 (every address), "::" for [::] (every IPv6 one)."""
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidSpec(f'invalid host address "{text}" in -p "{spec}": expected an IPv4 address or an IPv6 one '
+                          f"in brackets ({FORMS})") from None
+    if addr.version == 6 and addr.is_loopback:
+        # DNAT cannot send a packet from ::1 out of the host (IPv6 has no route_localnet,
+        # measured); Docker answers [::1] with a userspace proxy, which minibox has not.
+        raise InvalidSpec(f'-p "{spec}": minibox cannot publish on [::1] (the kernel drops loopback IPv6 '
+                          "packets that leave the host); publish on [::] or a host IPv6 address")
+    return "" if str(addr) == "0.0.0.0" else str(addr)
+
+
 def parse_publish(spec: str) -> tuple[PortMapping, ...]:
     """One -p as its mappings, a port each: a range ("8000-8002:80-82") pairs its ports in
     order, and a container range alone ("80-82") gets an ephemeral host port each."""
@@ -47,23 +62,20 @@ def parse_publish(spec: str) -> tuple[PortMapping, ...]:
     proto = proto.lower() if slash else "tcp"
     if proto not in PROTOS:
         raise InvalidSpec(f'invalid protocol "{proto}" in -p "{spec}": use tcp or udp')
-    host_ip = ""
-    if body.startswith("["):
-        raise InvalidSpec(f'IPv6 host addresses are not supported in -p "{spec}": minibox publishes on IPv4')
+    host_ip, v6 = "", ""
+    if body.startswith("["):  # [IPV6]:HOST_PORT:CONTAINER_PORT
+        v6, close, body = body[1:].partition("]")
+        if not close or body.count(":") != 2 or not body.startswith(":"):
+            raise InvalidSpec(f'malformed -p "{spec}": expected [IPV6]:HOST_PORT:CONTAINER_PORT')
     parts = body.split(":")
     if len(parts) == 1:
         host_port, ctr = "0", parts[0]
     elif len(parts) == 2:
         host_port, ctr = parts
     elif len(parts) == 3:
-        host_ip, host_port, ctr = parts
+        addr, host_port, ctr = parts
         host_port = host_port or "0"
-        try:
-            addr = ipaddress.IPv4Address(host_ip)
-        except ValueError:
-            raise InvalidSpec(f'invalid host address "{host_ip}" in -p "{spec}": expected an IPv4 address '
-                              f"({FORMS})") from None
-        host_ip = "" if addr == ipaddress.IPv4Address("0.0.0.0") else str(addr)
+        host_ip = _host_address(v6 or addr, spec)
     else:
         raise InvalidSpec(f'malformed -p "{spec}": expected {FORMS}')
     if not ctr:

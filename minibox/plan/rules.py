@@ -3,13 +3,12 @@
 The model is two kinds of plain facts: a bridge network (NetFacts) and a published port
 (PortFacts). The renderers turn them into the exact text the backends apply:
 
-- nftables: one table, `ip minibox`, whose rules never change; networks and ports are
-  elements of its sets and maps. Publishing a port adds one map element, so the rule path
+- nftables: one table, `inet minibox` (IPv4 and IPv6 alike), whose rules never change;
+  networks and ports are elements of its sets and maps. Publishing a port adds one map element, so the rule path
   a packet walks does not grow with the number of containers, and each element keeps its
   own packet counter.
-- iptables: chains of our own named like Docker's (MINIBOX, MINIBOX-POSTROUTING,
-  MINIBOX-FORWARD, MINIBOX-ISOLATION-1/2), jumped to from the built-in chains, one rule
-  per network fact and per port, so `iptables -t nat -S` reads like Docker's.
+- iptables: chains of our own named like Docker's, one rule per network fact and per
+  port (plan.iptrules renders them).
 
 Every rule and element carries a comment naming its owner ("minibox net NAME" or
 "minibox ctr ID12 NAME"), so teardown can find exactly what a container or network
@@ -30,6 +29,7 @@ class NetFacts(Value):
     bridge: str
     subnet: str
     internal: bool = False
+    subnet6: str = ""  # an --ipv6 network's
 
     @property
     def tag(self) -> str:
@@ -44,6 +44,7 @@ class PortFacts(Value):
     proto: str
     ctr_ip: str
     ctr_port: int
+    ctr_ip6: str = ""  # a dual-stack container's: a port on every address is published on IPv6 too
 
     @property
     def tag(self) -> str:
@@ -62,6 +63,11 @@ NFT_SETS = (
      "published ports on every host address: proto . port -> container . port"),
     ("map", "hostport-addr", "ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service", "counter;",
      "published ports on one host address: address . proto . port -> container . port"),
+    ("set", "subnets6", "ipv6_addr", "flags interval;", "every minibox IPv6 subnet (--ipv6 networks)"),
+    ("map", "hostport-any6", "inet_proto . inet_service : ipv6_addr . inet_service", "counter;",
+     "published ports on every host IPv6 address: proto . port -> container . port"),
+    ("map", "hostport-addr6", "ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service", "counter;",
+     "published ports on one host IPv6 address: address . proto . port -> container . port"),
 )
 
 NFT_CHAINS = (
@@ -83,10 +89,16 @@ def nft_rules() -> list[tuple[str, str]]:
     # host reach a port published on 127.0.0.1 with a crafted packet (moby#45610).
     r.append(("prerouting", 'ip daddr != 127.0.0.0/8 fib daddr type local counter jump hostports '
                             'comment "published ports, reached from outside"'))
+    r.append(("prerouting", 'ip6 daddr != ::1 fib daddr type local counter jump hostports '
+                            'comment "published ports, reached from outside over IPv6"'))
     # "A packet from a process on this host for one of its own addresses, 127.0.0.1
     # included, goes to the published-port lookup." (Docker leaves 127/8 to its proxy.)
-    r.append(("output", 'fib daddr type local counter jump hostports '
+    r.append(("output", 'meta nfproto ipv4 fib daddr type local counter jump hostports '
                         'comment "published ports, reached from this host"'))
+    # "...and over IPv6, but not to ::1": a packet from ::1 cannot leave the host (IPv6
+    # has no route_localnet), so [::1] is left to the host's own listeners.
+    r.append(("output", 'ip6 daddr != ::1 fib daddr type local counter jump hostports '
+                        'comment "published ports, reached from this host over IPv6"'))
     # "Destination address . protocol . port found in hostport-addr: rewrite the destination
     # to the container address and port it maps to." (-p 127.0.0.1:8080:80)
     r.append(("hostports", 'dnat ip to ip daddr . meta l4proto . th dport map @hostport-addr '
@@ -94,10 +106,18 @@ def nft_rules() -> list[tuple[str, str]]:
     # "Protocol . port found in hostport-any: the same, whatever host address was asked."
     r.append(("hostports", 'dnat ip to meta l4proto . th dport map @hostport-any '
                            'comment "DNAT: -p HOST:CTR"'))
+    # The same two lookups for IPv6 destinations, to the container's IPv6 address.
+    r.append(("hostports", 'dnat ip6 to ip6 daddr . meta l4proto . th dport map @hostport-addr6 '
+                           'comment "DNAT: -p [IPV6]:HOST:CTR"'))
+    r.append(("hostports", 'dnat ip6 to meta l4proto . th dport map @hostport-any6 '
+                           'comment "DNAT: -p HOST:CTR, over IPv6"'))
     # "From a container, leaving through anything but a minibox bridge: replace the source
     # with the outgoing interface's address." (egress MASQUERADE)
     r.append(("postrouting", 'iifname @bridges ip saddr @subnets oifname != @bridges counter masquerade '
                              'comment "egress: containers leave with the host\'s address"'))
+    # The same for IPv6 (NAT66, as Docker's default gateway mode: the subnet is private).
+    r.append(("postrouting", 'iifname @bridges ip6 saddr @subnets6 oifname != @bridges counter masquerade '
+                             'comment "IPv6 egress: containers leave with the host\'s address"'))
     # "From 127.0.0.0/8 into a bridge: masquerade", so a container can answer a
     # `curl 127.0.0.1:8080` on the host (with route_localnet=1 on the bridge).
     r.append(("postrouting", 'oifname @bridges ip saddr 127.0.0.0/8 counter masquerade '
@@ -106,6 +126,8 @@ def nft_rules() -> list[tuple[str, str]]:
     # come back through the host, which undoes the DNAT, not straight from the server.
     r.append(("postrouting", 'oifname @bridges ip saddr @subnets ct status dnat counter masquerade '
                              'comment "hairpin: a container reaching a published port"'))
+    r.append(("postrouting", 'oifname @bridges ip6 saddr @subnets6 ct status dnat counter masquerade '
+                             'comment "hairpin over IPv6"'))
     # "Replies into a bridge are let through."
     r.append(("forward", 'oifname @bridges ct state established,related counter accept comment "replies"'))
     # "Container to container on the same bridge: accept."
@@ -136,52 +158,53 @@ def nft_base() -> list[str]:
     `add` of an existing table/set/chain is a no-op and elements survive; each chain is
     flushed and refilled in the same transaction, so no packet ever sees it half-built.
     """
-    out = [f"add table ip {TABLE}"]
+    out = [f"add table inet {TABLE}"]
     for kind, name, typ, extra, comment in NFT_SETS:
-        out.append(f'add {kind} ip {TABLE} {name} {{ type {typ}; {extra + " " if extra else ""}comment "{comment}"; }}')
+        out.append(f'add {kind} inet {TABLE} {name} {{ type {typ}; {extra + " " if extra else ""}comment "{comment}"; }}')
     for name, hook in NFT_CHAINS:
-        out.append(f"add chain ip {TABLE} {name}" + (f" {{ {hook} }}" if hook else ""))
+        out.append(f"add chain inet {TABLE} {name}" + (f" {{ {hook} }}" if hook else ""))
     for name, _ in NFT_CHAINS:
-        out.append(f"flush chain ip {TABLE} {name}")
+        out.append(f"flush chain inet {TABLE} {name}")
     for chain, rule in nft_rules():
-        out.append(f"add rule ip {TABLE} {chain} {rule}")
+        out.append(f"add rule inet {TABLE} {chain} {rule}")
     return out
 
 
 def nft_network_elements(net: NetFacts) -> list[tuple[str, str]]:
     """(set, element) pairs that make `net` known to the fixed rules."""
-    br = f'"{net.bridge}"'
-    els = [("bridges", f'{br} comment "{net.tag}"'),
-           ("subnets", f'{net.subnet} comment "{net.tag}"'),
-           ("icc", f'{br} . {br} comment "{net.tag}"')]
-    if net.internal:
-        els.append(("internal", f'{br} comment "{net.tag}"'))
-    return els
+    return [(s, f'{k} comment "{net.tag}"') for s, k in nft_network_keys(net)]
 
 
-def nft_port_key(p: PortFacts) -> tuple[str, str]:
-    """(map, key) of a published port."""
+def nft_port_keys(p: PortFacts) -> list[tuple[str, str, str]]:
+    """(map, key, container address) of each element a published port needs: on every
+    address, an IPv4 one and (dual stack) an IPv6 one; on [::], the IPv6 one alone."""
+    if p.host_ip == "::":
+        return [("hostport-any6", f"{p.proto} . {p.host_port}", p.ctr_ip6)]
+    if ":" in p.host_ip:
+        return [("hostport-addr6", f"{p.host_ip} . {p.proto} . {p.host_port}", p.ctr_ip6)]
     if p.host_ip:
-        return "hostport-addr", f"{p.host_ip} . {p.proto} . {p.host_port}"
-    return "hostport-any", f"{p.proto} . {p.host_port}"
+        return [("hostport-addr", f"{p.host_ip} . {p.proto} . {p.host_port}", p.ctr_ip)]
+    both = [("hostport-any", f"{p.proto} . {p.host_port}", p.ctr_ip)]
+    return both + ([("hostport-any6", f"{p.proto} . {p.host_port}", p.ctr_ip6)] if p.ctr_ip6 else [])
 
 
-def nft_port_element(p: PortFacts) -> tuple[str, str]:
-    m, key = nft_port_key(p)
-    return m, f'{key} comment "{p.tag}" : {p.ctr_ip} . {p.ctr_port}'
+def nft_port_elements(p: PortFacts) -> list[tuple[str, str]]:
+    return [(m, f'{key} comment "{p.tag}" : {ip} . {p.ctr_port}') for m, key, ip in nft_port_keys(p)]
 
 
 def nft_add_elements(elements: list[tuple[str, str]]) -> list[str]:
-    return [f"add element ip {TABLE} {s} {{ {e} }}" for s, e in elements]
+    return [f"add element inet {TABLE} {s} {{ {e} }}" for s, e in elements]
 
 
 def nft_delete_elements(keys: list[tuple[str, str]]) -> list[str]:
-    return [f"delete element ip {TABLE} {s} {{ {k} }}" for s, k in keys]
+    return [f"delete element inet {TABLE} {s} {{ {k} }}" for s, k in keys]
 
 
 def nft_network_keys(net: NetFacts) -> list[tuple[str, str]]:
     br = f'"{net.bridge}"'
     keys = [("bridges", br), ("subnets", net.subnet), ("icc", f"{br} . {br}")]
+    if net.subnet6:
+        keys.append(("subnets6", net.subnet6))
     if net.internal:
         keys.append(("internal", br))
     return keys
@@ -192,152 +215,17 @@ def nft_apply(nets: list[NetFacts], ports: list[PortFacts]) -> list[str]:
     els: list[tuple[str, str]] = []
     for n in nets:
         els += nft_network_elements(n)
-    els += [nft_port_element(p) for p in ports]
+    els += [e for p in ports for e in nft_port_elements(p)]
     return nft_base() + nft_add_elements(els)
 
 
 def nft_rebuild(nets: list[NetFacts], ports: list[PortFacts]) -> list[str]:
     """Everything from scratch (reconcile): delete our table and build it again, atomically."""
-    return [f"add table ip {TABLE}", f"delete table ip {TABLE}"] + nft_apply(nets, ports)
+    return nft_drop() + nft_apply(nets, ports)
 
 
-# --- iptables -------------------------------------------------------------------------------
-
-
-class IptRule(Value):
-    table: str  # "nat" | "filter"
-    chain: str
-    match: str  # e.g. "-o minibox0 -m conntrack --ctstate DNAT"
-    target: str  # e.g. "ACCEPT", "DNAT --to-destination 10.222.0.2:80"
-    comment: str
-
-    def line(self, op: str = "-A", position: int = 0) -> str:
-        where = f"{op} {self.chain}" + (f" {position}" if position else "")
-        match = f"{self.match} " if self.match else ""
-        return f'{where} {match}-m comment --comment "{self.comment}" -j {self.target}'
-
-
-IPT_CHAINS = {"nat": ("MINIBOX", "MINIBOX-POSTROUTING"),
-              "filter": ("MINIBOX-FORWARD", "MINIBOX-ISOLATION-1", "MINIBOX-ISOLATION-2", "MINIBOX-INPUT")}
-
-# Jumps from the built-in chains into ours, inserted first so no other tool's rule (or a
-# FORWARD policy of DROP, as Docker leaves it) decides before we do: (table, chain, spec).
-IPT_JUMPS = (
-    # "Packets from outside for a local address (not 127/8, see nft_rules): published ports."
-    ("nat", "PREROUTING", "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL", "MINIBOX"),
-    # "Packets from this host for a local address, 127.0.0.1 included: published ports."
-    ("nat", "OUTPUT", "-m addrtype --dst-type LOCAL", "MINIBOX"),
-    # "Every packet about to leave: our masquerade rules."
-    ("nat", "POSTROUTING", "", "MINIBOX-POSTROUTING"),
-    # "Every forwarded packet: our accepts and drops, before anyone's policy."
-    ("filter", "FORWARD", "", "MINIBOX-FORWARD"),
-    # "Every packet for this host: the 127.0.0.0/8 guard."
-    ("filter", "INPUT", "", "MINIBOX-INPUT"),
-)
-JUMP_COMMENT = "minibox"
-
-
-def jump_rule(jump: tuple[str, str, str, str]) -> IptRule:
-    table, chain, match, target = jump
-    return IptRule(table, chain, match, target, JUMP_COMMENT)
-
-
-def ipt_base_rules() -> list[IptRule]:
-    # "Before anything else: is this packet crossing between two minibox networks?"
-    return [IptRule("filter", "MINIBOX-FORWARD", "", "MINIBOX-ISOLATION-1", "minibox base")]
-
-
-def ipt_network_rules(net: NetFacts, full: bool = True) -> list[IptRule]:
-    """Rules of one network. full=False gives only the accepts, which is what the nftables
-    backend needs in iptables' FORWARD when its policy is DROP (an nft accept cannot
-    overrule a drop in another table's base chain)."""
-    br, sub, tag = net.bridge, net.subnet, net.tag
-    r: list[IptRule] = []
-    if full:
-        # "Leaving this bridge for another interface: on to stage 2" / "stage 2: into this
-        # bridge from another minibox bridge: drop" (Docker's two-stage isolation).
-        r.append(IptRule("filter", "MINIBOX-ISOLATION-1", f"-i {br} ! -o {br}", "MINIBOX-ISOLATION-2", tag))
-        r.append(IptRule("filter", "MINIBOX-ISOLATION-2", f"-o {br}", "DROP", tag))
-    # "Replies into the bridge: accept."
-    r.append(IptRule("filter", "MINIBOX-FORWARD", f"-o {br} -m conntrack --ctstate RELATED,ESTABLISHED", "ACCEPT", tag))
-    # "Container to container on the same bridge: accept."
-    r.append(IptRule("filter", "MINIBOX-FORWARD", f"-i {br} -o {br}", "ACCEPT", tag))
-    if net.internal:
-        if full:
-            # "Internal network: nothing in, nothing out."
-            r.append(IptRule("filter", "MINIBOX-FORWARD", f"-i {br}", "DROP", tag))
-            r.append(IptRule("filter", "MINIBOX-FORWARD", f"-o {br}", "DROP", tag))
-    else:
-        # "New connections into the bridge that DNAT made (published ports): accept."
-        r.append(IptRule("filter", "MINIBOX-FORWARD", f"-o {br} -m conntrack --ctstate DNAT", "ACCEPT", tag))
-        # "Out of the bridge to the world: accept."
-        r.append(IptRule("filter", "MINIBOX-FORWARD", f"-i {br}", "ACCEPT", tag))
-        if full:
-            # "Anything else into the bridge: drop (no direct access to containers)."
-            r.append(IptRule("filter", "MINIBOX-FORWARD", f"-o {br}", "DROP", tag))
-    if full:
-        # "From this bridge to 127.0.0.0/8, unless conntrack DNAT'd it: drop" (see nft_rules).
-        r.append(IptRule("filter", "MINIBOX-INPUT", f"-i {br} -d 127.0.0.0/8 -m conntrack ! --ctstate DNAT",
-                         "DROP", tag))
-    if full and not net.internal:
-        # "From this subnet, leaving through another interface: MASQUERADE (egress)."
-        r.append(IptRule("nat", "MINIBOX-POSTROUTING", f"-s {sub} ! -o {br}", "MASQUERADE", tag))
-        # "From 127.0.0.0/8 into the bridge: MASQUERADE (curl 127.0.0.1:PORT on the host)."
-        r.append(IptRule("nat", "MINIBOX-POSTROUTING", f"-s 127.0.0.0/8 -o {br}", "MASQUERADE", tag))
-        # "From this subnet, DNAT'd back into the bridge: MASQUERADE (hairpin)."
-        r.append(IptRule("nat", "MINIBOX-POSTROUTING", f"-s {sub} -o {br} -m conntrack --ctstate DNAT",
-                         "MASQUERADE", tag))
-    return r
-
-
-def ipt_port_rules(p: PortFacts) -> list[IptRule]:
-    # "To HOST_IP (or any local address), proto, port HOST_PORT: DNAT to CONTAINER:PORT."
-    dst = f"-d {p.host_ip}/32 " if p.host_ip else ""
-    return [IptRule("nat", "MINIBOX", f"{dst}-p {p.proto} -m {p.proto} --dport {p.host_port}",
-                    f"DNAT --to-destination {p.ctr_ip}:{p.ctr_port}", p.tag)]
-
-
-def ipt_desired(nets: list[NetFacts], ports: list[PortFacts], full: bool = True) -> list[IptRule]:
-    rules = ipt_base_rules() if full else []
-    for n in nets:
-        rules += ipt_network_rules(n, full)
-    if full:
-        for p in ports:
-            rules += ipt_port_rules(p)
-    return rules
-
-
-def ipt_restore(rules: list[IptRule], missing_jumps: list[tuple[str, str, str, str]], full: bool = True) -> str:
-    """iptables-restore --noflush input: declaring our chains (`:NAME - [0:0]`) empties
-    them, so they are rewritten whole from the model; the built-in chains are only touched
-    to insert a jump that is missing."""
-    out = []
-    for table in ("nat", "filter"):
-        chains = IPT_CHAINS[table] if full else (("MINIBOX-FORWARD",) if table == "filter" else ())
-        jumps = [j for j in missing_jumps if j[0] == table]
-        body = [r.line() for r in rules if r.table == table]
-        if not chains and not jumps:
-            continue
-        out.append(f"*{table}")
-        out += [f":{c} - [0:0]" for c in chains]
-        out += [jump_rule(j).line("-I", 1) for j in jumps]
-        out += body
-        out.append("COMMIT")
-    return "\n".join(out) + "\n"
-
-
-def ipt_teardown(saved_jump_lines: dict[str, list[str]], chains: dict[str, tuple[str, ...]]) -> str:
-    """Remove everything of ours: the jumps (as iptables-save printed them, -A turned into
-    -D), then our chains, emptied first."""
-    out = []
-    for table in ("nat", "filter"):
-        ours = chains.get(table, ())
-        jumps = saved_jump_lines.get(table, [])
-        if not ours and not jumps:
-            continue
-        out.append(f"*{table}")
-        out += ["-D" + line[2:] for line in jumps]
-        out += [f"-F {c}" for c in ours]
-        out += [f"-X {c}" for c in ours]
-        out.append("COMMIT")
-    return "\n".join(out) + "\n"
+def nft_drop() -> list[str]:
+    """Delete minibox's table, and the `ip minibox` one of versions before IPv6 came
+    (`add` first: nft 1.0.6 has no `destroy`, and deleting a missing table fails)."""
+    return [f"add table ip {TABLE}", f"delete table ip {TABLE}", f"add table inet {TABLE}",
+            f"delete table inet {TABLE}"]

@@ -66,12 +66,14 @@ class RunFacts(Value):
 def port_facts(rec: ContainerRecord) -> tuple[PortFacts, ...]:
     if rec.endpoint is None:
         return ()
+    ep = rec.endpoint
     return tuple(PortFacts(owner=rec.id, owner_name=rec.name, host_ip=p.host_ip, host_port=p.host_port,
-                           proto=p.proto, ctr_ip=rec.endpoint.ip, ctr_port=p.container_port) for p in rec.ports)
+                           proto=p.proto, ctr_ip=ep.ip, ctr_port=p.container_port, ctr_ip6=ep.ip6) for p in rec.ports)
 
 
 def net_facts(net: NetworkRecord) -> NetFacts:
-    return NetFacts(name=net.name, bridge=net.bridge, subnet=net.subnet, internal=net.internal)
+    return NetFacts(name=net.name, bridge=net.bridge, subnet=net.subnet, internal=net.internal,
+                    subnet6=net.subnet6)
 
 
 def plan_files(rec: ContainerRecord, layout: RootfsLayout, facts: RunFacts) -> list[Step]:
@@ -90,7 +92,7 @@ def plan_files(rec: ContainerRecord, layout: RootfsLayout, facts: RunFacts) -> l
     if facts.host_hosts:  # --network host: the host's own file, and what --add-host adds
         hosts = facts.host_hosts.rstrip("\n") + "\n" + "".join(f"{a}\t{n}\n" for n, a in extra)
     else:
-        hosts = specs.hosts_file(rec.hostname, ip, facts.peers, extra)
+        hosts = specs.hosts_file(rec.hostname, ip, facts.peers, extra, rec.endpoint.ip6 if rec.endpoint else "")
     return steps + [
         WriteFile(f"{cdir}/hostname", rec.hostname + "\n", why="per-container /etc files, bind-mounted over the "
                                                                 "image's"),
@@ -131,13 +133,17 @@ def plan_endpoint(rec: ContainerRecord, dns_dir: str = "") -> list[Step]:
     ep = rec.endpoint
     if ep is None:
         return []
-    steps: list[Step] = netplan.plan_endpoint(ep.veth, ep.bridge, ep.mac, ep.ip, ep.prefixlen, ep.gateway, PID)
+    steps: list[Step] = netplan.plan_endpoint(ep.veth, ep.bridge, ep.mac, ep.ip, ep.prefixlen, ep.gateway, PID,
+                                              ip6=ep.ip6, prefixlen6=ep.prefixlen6, gateway6=ep.gateway6)
     steps += [ConntrackFlush(p.proto, p.host_port, why="forget flows to this port that predate its DNAT rule")
-              for p in rec.ports]
+              for p in rec.ports if ":" not in p.host_ip]
+    steps += [ConntrackFlush(p.proto, p.host_port, ipv6=True, why="forget IPv6 flows to this port that predate "
+                                                                  "its DNAT rule")
+              for p in rec.ports if ep.ip6 and (not p.host_ip or ":" in p.host_ip)]
     if dns_dir:
         steps.append(DnsRecord(dns_dir, ep.network, ep.gateway, rec.id, ep.ip, dns_names(rec), rec.spec.dns,
                                why=f"its names on the DNS server of {ep.network} (aardvark-dns, on {ep.gateway}:53), "
-                                   "which its resolv.conf names"))
+                                   "which its resolv.conf names", ip6=ep.ip6))
     return steps
 
 

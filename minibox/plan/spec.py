@@ -205,7 +205,7 @@ def parse_env_file(path: str) -> list[str]:
 
 
 def hosts_file(hostname: str, ip: str = "", peers: tuple[tuple[str, str], ...] = (),
-               extra: tuple[tuple[str, str], ...] = ()) -> str:
+               extra: tuple[tuple[str, str], ...] = (), ip6: str = "") -> str:
     """/etc/hosts as Docker writes it: localhost, --add-host's (name, address) lines, the
     container's own name, and one line per peer on a user network."""
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
@@ -214,6 +214,8 @@ def hosts_file(hostname: str, ip: str = "", peers: tuple[tuple[str, str], ...] =
     lines += [f"{addr}\t{name}" for name, addr in extra]
     if ip:
         lines.append(f"{ip}\t{hostname}")
+        if ip6:
+            lines.append(f"{ip6}\t{hostname}")
     else:
         lines[0] += f" {hostname}"
     for peer_ip, peer_name in peers:

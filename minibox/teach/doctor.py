@@ -180,7 +180,7 @@ def check_networks() -> list[Finding]:
 
     out = []
     routes = links.host_routes()
-    have_nft = subprocess.run(["nft", "list", "table", "ip", rules.TABLE], capture_output=True).returncode == 0
+    have_nft = subprocess.run(["nft", "list", "table", "inet", rules.TABLE], capture_output=True).returncode == 0
     for net in store.all_networks():
         clash = ipam.conflicting_route(ipaddress.IPv4Network(net.subnet), routes, own_dev=net.bridge)
         if clash:

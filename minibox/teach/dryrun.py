@@ -54,7 +54,8 @@ def plan(spec: ContainerSpec) -> Plan:
     if basics.network is not None:
         from minibox.net import endpoint
 
-        rec, _ = endpoint.reserve(rec, spec.ports, basics.network, spec.ip, record=None)  # what run would hold
+        # what run would hold
+        rec, _ = endpoint.reserve(rec, spec.ports, basics.network, spec.ip, spec.ip6, record=None)
     return plan_run(spec, facts.for_run(spec, basics, rec))
 
 

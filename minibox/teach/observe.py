@@ -72,7 +72,7 @@ def probes(rec: ContainerRecord, state: ContainerState) -> list[Probe]:
                                  f"iptables -t nat -L MINIBOX -v -n | grep -e pkts -e {rec.short_id}"))
             else:
                 out.append(Probe("its published ports: elements of minibox's DNAT maps, with packet counters",
-                                 "nft list map ip minibox hostport-any; nft list map ip minibox hostport-addr"))
+                                 "nft list map inet minibox hostport-any; nft list map inet minibox hostport-addr"))
         out.append(Probe("connections conntrack tracks to or from its address (DNAT/SNAT in the reply tuple)",
                          f"conntrack -L -d {ep.ip} 2>/dev/null; conntrack -L -s {ep.ip} 2>/dev/null"))
     elif rec.spec.mode.kind == "host":
@@ -187,7 +187,7 @@ def _guard_listing(backend: str) -> str:
     if backend == "iptables":
         text = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True).stdout
         return "ct status ! dnat" if "MINIBOX-INPUT" in text and "! --ctstate DNAT" in text else ""
-    return subprocess.run(["nft", "list", "chain", "ip", "minibox", "input"], capture_output=True, text=True).stdout
+    return subprocess.run(["nft", "list", "chain", "inet", "minibox", "input"], capture_output=True, text=True).stdout
 
 
 def cgroup_mounts(mountinfo: str) -> dict[str, str]:

@@ -164,7 +164,7 @@ def as_json(t: Topology) -> str:
 
 
 def _nft_hooks() -> list[Hook]:
-    res = subprocess.run(["nft", "-j", "list", "table", "ip", rules.TABLE], capture_output=True, text=True)
+    res = subprocess.run(["nft", "-j", "list", "table", "inet", rules.TABLE], capture_output=True, text=True)
     if res.returncode != 0:
         return []
     objs = json.loads(res.stdout)["nftables"]
@@ -219,7 +219,7 @@ def _nft_operand(x) -> str:
 
 
 def _nft_text(expr: list) -> str:
-    """A short, readable form of an nft JSON rule (the full one: `nft list table ip minibox`)."""
+    """A short, readable form of an nft JSON rule (the full one: `nft list table inet minibox`)."""
     parts = []
     for e in expr:
         if "match" in e:

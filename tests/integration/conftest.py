@@ -78,10 +78,10 @@ def ctr_links() -> set[str]:
 def ctr_rules() -> list[str]:
     """Per-container firewall objects of either backend (network base rules may stay)."""
     found = []
-    nft = sh("nft list table ip minibox", check=False).stdout
+    nft = sh("nft list table inet minibox", check=False).stdout
     found += [line.strip() for line in nft.splitlines() if "minibox ctr" in line]
-    ipt = sh("iptables-save", check=False).stdout
-    found += [line for line in ipt.splitlines() if "minibox ctr" in line]
+    for tool in ("iptables-save", "ip6tables-save"):
+        found += [line for line in sh(tool, check=False).stdout.splitlines() if "minibox ctr" in line]
     return found
 
 
@@ -256,7 +256,20 @@ class Outside:
         sh(f"ip link add uplink0 type veth peer name eth0 netns /proc/{self.pid}/ns/net")
         sh(f"ip addr add {self.host_addr}/24 dev uplink0 && ip link set uplink0 up")
         self.run(f"ip link set lo up && ip addr add {self.addr}/24 dev eth0 && ip link set eth0 up")
+        # ...and on IPv6, a unique local /64 nothing routes to yet (nodad: usable at once)
+        self.subnet6 = self._free_subnet6()
+        self.host_addr6, self.addr6 = str(self.subnet6[1]), str(self.subnet6[2])
+        sh(f"ip -6 addr add {self.host_addr6}/64 dev uplink0 nodad")
+        self.run(f"ip -6 addr add {self.addr6}/64 dev eth0 nodad")
         self.server = None
+
+    @staticmethod
+    def _free_subnet6() -> ipaddress.IPv6Network:
+        for cand in ("fd5e:18:213::/64", "fd5e:18:214::/64", "fd5e:77:1::/64"):
+            net = ipaddress.IPv6Network(cand)
+            if sh(f"ip -6 route get {net[2]}", check=False).returncode != 0:
+                return net
+        raise RuntimeError("no free unique local range for the outside host")
 
     @staticmethod
     def _free_subnet() -> ipaddress.IPv4Network:

@@ -111,7 +111,7 @@ def test_a_port_range_publishes_each_port_as_one_element(outside):
     on iptables one DNAT rule each, as Docker's. A range's conflict names its first taken port."""
     def rules() -> list[str]:
         if BACKEND == "nftables":
-            return [x for x in sh("nft -a list chain ip minibox hostports", check=False).stdout.splitlines()
+            return [x for x in sh("nft -a list chain inet minibox hostports", check=False).stdout.splitlines()
                     if "dnat" in x]
         return []
 
@@ -126,7 +126,7 @@ def test_a_port_range_publishes_each_port_as_one_element(outside):
             assert page in outside.run(f"curl -s -m 5 http://{outside.host_addr}:{host_port}/", check=False).stdout
         if BACKEND == "nftables":
             assert rules() == before  # no rule of its own: three elements
-            elements = sh("nft list map ip minibox hostport-any", check=True).stdout
+            elements = sh("nft list map inet minibox hostport-any", check=True).stdout
             assert all(f"tcp . {p}" in elements for p in (8100, 8101, 8102))
         else:
             nat = sh("iptables -t nat -S MINIBOX", check=True).stdout
@@ -443,7 +443,7 @@ def test_a_network_made_first_leaves_the_default_its_subnet():
 def test_reconcile_restores_rules_another_tool_removed(outside):
     web("rec", "8098:80")
     if BACKEND == "nftables":
-        sh("nft delete table ip minibox")
+        sh("nft delete table inet minibox")
     else:
         sh("iptables -t nat -D PREROUTING $(iptables -t nat -S PREROUTING | grep MINIBOX | head -1 | cut -d' ' -f3-)")
         sh("iptables -t nat -F MINIBOX")
@@ -491,7 +491,7 @@ def test_gc_removes_what_a_crash_left(outside):
     # its DNAT element, its cgroups, its address, name and port files (its veth died with its
     # network namespace): 7 at least, each shown as the command that removed it
     assert int(re.search(r"removed (\d+) leftover", res.stdout).group(1)) >= 7, res.stdout
-    assert 'delete element ip minibox hostport-any { tcp . 8085 }' in res.stderr or BACKEND == "iptables"
+    assert 'delete element inet minibox hostport-any { tcp . 8085 }' in res.stderr or BACKEND == "iptables"
     assert "/ipam/minibox/" in res.stderr and "/names/crashed" in res.stderr and cid in res.stderr
     assert not any(cid[:12] in r for r in sh("nft list ruleset; iptables-save", check=False).stdout.splitlines())
     assert not (ROOT / "names/crashed").exists() and not (ROOT / "ports/tcp-8085-any").exists()

@@ -105,7 +105,7 @@ def test_run_explain_lists_every_kind_of_step():
     pid = str(inspect("web")["State"]["Pid"])
     assert f"netns /proc/{pid}/ns/net" in out  # the real PID, not a placeholder
     if BACKEND == "nftables":
-        assert "add element ip minibox hostport-any { tcp . 8080" in out
+        assert "add element inet minibox hostport-any { tcp . 8080" in out
     else:
         assert "-A MINIBOX -p tcp -m tcp --dport 8080" in out
     assert res.stdout.strip() == inspect("web")["Id"]  # stdout stays just the id
@@ -120,7 +120,7 @@ def test_rm_exec_and_network_create_explain():
     assert "exec env -i" in ex and "cgroup.procs" in ex
     rm = mb("rm", "-f", "--explain", "web", check=True).stderr
     assert f"kill -KILL {pid}" in rm and "rm -rf $C" in rm and "rm -f " in rm and "/ipam/minibox/10.222.0.2" in rm
-    assert ("delete element ip minibox hostport-any { tcp . 8080 }" in rm) if BACKEND == "nftables" \
+    assert ("delete element inet minibox hostport-any { tcp . 8080 }" in rm) if BACKEND == "nftables" \
         else ("iptables-restore --noflush" in rm)
     net = mb("network", "create", "--explain", "--subnet", "192.168.15.0/24", "--gateway", "192.168.15.5",
              "v-net-0", check=True).stderr

@@ -119,12 +119,12 @@ def test_port_picks_its_paths_and_nothing_else():
 TRACE = """\
 trace id 2a6b4c1d ip minibox-trace-ab pre packet: iif "uplink0" ether saddr 02:00:00:00:00:02 ip saddr 198.18.213.2 ip daddr 198.18.213.1 ip protocol tcp tcp sport 40000 tcp dport 8080 tcp flags == syn
 trace id 2a6b4c1d ip minibox-trace-ab pre rule meta nftrace set 1 (verdict continue)
-trace id 2a6b4c1d ip minibox prerouting rule ip daddr != 127.0.0.0/8 fib daddr type local counter packets 1 bytes 60 jump hostports (verdict jump hostports)
-trace id 2a6b4c1d ip minibox hostports rule dnat ip to meta l4proto . th dport map @hostport-any (verdict accept)
-trace id 2a6b4c1d ip minibox forward packet: iif "uplink0" oif "minibox0" ip saddr 198.18.213.2 ip daddr 10.222.0.2 tcp sport 40000 tcp dport 80 tcp flags == syn
-trace id 2a6b4c1d ip minibox forward rule oifname @bridges ct status dnat counter packets 1 bytes 60 accept (verdict accept)
+trace id 2a6b4c1d inet minibox prerouting rule ip daddr != 127.0.0.0/8 fib daddr type local counter packets 1 bytes 60 jump hostports (verdict jump hostports)
+trace id 2a6b4c1d inet minibox hostports rule dnat ip to meta l4proto . th dport map @hostport-any (verdict accept)
+trace id 2a6b4c1d inet minibox forward packet: iif "uplink0" oif "minibox0" ip saddr 198.18.213.2 ip daddr 10.222.0.2 tcp sport 40000 tcp dport 80 tcp flags == syn
+trace id 2a6b4c1d inet minibox forward rule oifname @bridges ct status dnat counter packets 1 bytes 60 accept (verdict accept)
 trace id 77aa0000 ip minibox-trace-ab pre packet: iif "minibox0" ip saddr 10.222.0.2 ip daddr 198.18.213.2 tcp sport 80 tcp dport 40000 tcp flags == 0x12
-trace id 77aa0000 ip minibox forward rule oifname @bridges ct state established,related counter packets 9 bytes 9 accept (verdict accept)
+trace id 77aa0000 inet minibox forward rule oifname @bridges ct state established,related counter packets 9 bytes 9 accept (verdict accept)
 """
 
 
@@ -150,7 +150,7 @@ def test_steps_render_as_a_commented_script():
     steps = netplan.plan_endpoint("mbx4f1c00000000", "minibox0", "02:42:0a:de:00:02", "10.222.0.2", 24, "10.222.0.1",
                                   PID)
     steps += [ConntrackFlush("", addr="10.222.0.2", why="forget its flows"),
-              Firewall("nftables", ("add element ip minibox hostport-any { tcp . 8080 : 10.222.0.2 . 80 }",),
+              Firewall("nftables", ("add element inet minibox hostport-any { tcp . 8080 : 10.222.0.2 . 80 }",),
                        why="its published port"),
               Mount("proc", "/c/merged/proc", "proc", 14, why="a /proc of its own"),
               LoadSeccomp("/p.json", 433, b"\0" * 16, why="seccomp")]

@@ -18,7 +18,6 @@ from minibox.errors import MiniboxError
 from minibox.net.firewall import generation
 from minibox.net.firewall.base import Backend, FirewallError  # noqa: F401 - part of this package's interface
 from minibox.plan.firewall import Desired, FirewallFacts, resets
-from minibox.plan.rules import NetFacts
 from minibox.plan.steps import Firewall
 
 BACKENDS = ("nftables", "iptables")
@@ -37,13 +36,13 @@ def backend(name: str) -> Backend:
     raise MiniboxError(f'unknown firewall backend "{name}": use nftables or iptables')
 
 
-def net_facts(net) -> NetFacts:
-    return NetFacts(name=net.name, bridge=net.bridge, subnet=net.subnet, internal=net.internal)
 
 
 def desired(name: str, with_ports: bool = True) -> Desired:
     """What minibox's state says backend `name` should hold."""
     from minibox.net import portindex
+
+    from minibox.plan.run import net_facts
 
     nets = tuple(net_facts(n) for n in store.all_networks() if n.firewall == name)
     ports = tuple(portindex.all_facts({n.name for n in nets})) if with_ports else ()
@@ -57,16 +56,20 @@ def facts(name: str, force_full: bool = False, networks_change: bool = False) ->
     full = not in_sync or name == "iptables"
     want = desired(name, with_ports=full)
     missing: tuple = ()
+    missing6: tuple = ()
     forward, coexist_missing = False, ()
     if full and name == "iptables":
         from minibox.net.firewall import iptables
 
         missing = tuple(iptables.missing_jumps({t: iptables.saved(t) for t in ("nat", "filter")}))
+        if any(n.subnet6 for n in want.nets):
+            missing6 = tuple(iptables.missing_jumps({t: iptables.saved(t, v6=True) for t in ("nat", "filter")},
+                                                    v6=True))
     if name == "nftables" and (not in_sync or networks_change):
         from minibox.net.firewall import coexist
 
         forward, coexist_missing = coexist.facts()
-    return FirewallFacts(name, want, in_sync, missing, forward, coexist_missing)
+    return FirewallFacts(name, want, in_sync, missing, forward, coexist_missing, missing6)
 
 
 @contextlib.contextmanager

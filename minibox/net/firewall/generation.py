@@ -24,7 +24,9 @@ def current() -> int | None:
 
 
 def _path():
-    return config.paths().networks / ".firewall-generation"
+    # "-2": the table became `inet minibox` (IPv6); a host that ran an older minibox
+    # re-asserts once, which also deletes the old `ip minibox` table.
+    return config.paths().networks / ".firewall-generation-2"
 
 
 def stored() -> int | None:

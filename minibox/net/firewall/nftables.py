@@ -1,4 +1,4 @@
-"""The nftables backend (default): table `ip minibox`, fixed rules, networks and ports as set elements.
+"""The nftables backend (default): table `inet minibox`, fixed rules, networks and ports as set elements.
 
 Every Firewall step is one `nft -f -` transaction, applied atomically. A step written for
 iptables (the accept path in iptables' FORWARD, see net.firewall.coexist) goes to
@@ -36,7 +36,7 @@ def apply(steps: Sequence[Firewall]) -> None:
 
 
 def _key(line: str) -> tuple[str, str]:
-    """(set, key) of a `delete element ip TABLE SET { KEY }` line."""
+    """(set, key) of a `delete element inet TABLE SET { KEY }` line."""
     head, _, rest = line.partition(" { ")
     return head.split()[-1], rest.rstrip(" }")
 
@@ -56,13 +56,13 @@ def delete_present(keys: list[tuple[str, str]]) -> list[str]:
 def owned_elements(tag: str) -> list[tuple[str, str]]:
     """(map, key) of every published-port element whose comment names `tag`'s owner:
     teardown that works when minibox's own state is lost."""
-    res = run_tool(["nft", "-j", "list", "table", "ip", rules.TABLE], check=False)
+    res = run_tool(["nft", "-j", "list", "table", "inet", rules.TABLE], check=False)
     if res.returncode != 0:
         return []
     found = []
     for obj in json.loads(res.stdout).get("nftables", []):
         m = obj.get("map")
-        if not m or m.get("name") not in ("hostport-any", "hostport-addr"):
+        if not m or m.get("name") not in ("hostport-any", "hostport-addr", "hostport-any6", "hostport-addr6"):
             continue
         for key, _value in m.get("elem", []):
             elem = key.get("elem", {})
@@ -73,4 +73,4 @@ def owned_elements(tag: str) -> list[tuple[str, str]]:
 
 
 def listing() -> str:
-    return run_tool(["nft", "list", "table", "ip", rules.TABLE], check=False).stdout
+    return run_tool(["nft", "list", "table", "inet", rules.TABLE], check=False).stdout

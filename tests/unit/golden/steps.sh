@@ -14,7 +14,7 @@ nsenter --net=/proc/4242/ns/net ip route add default via 10.222.0.1
 conntrack -D --orig-src 10.222.0.2 || true; conntrack -D --reply-src 10.222.0.2 || true
 # its published port
 nft -f - <<'EOF'
-add element ip minibox hostport-any { tcp . 8080 : 10.222.0.2 . 80 }
+add element inet minibox hostport-any { tcp . 8080 : 10.222.0.2 . 80 }
 EOF
 # a /proc of its own
 mount -t proc -o nosuid,nodev,noexec proc /c/merged/proc
