@@ -10,6 +10,7 @@ the others still run.
   shims              minibox-shim processes of containers that no longer exist
   firewall           elements and rules tagged with an unknown owner
   cgroups, veths     named after an unknown id
+  networks           bridges and firewall elements of a network without a record
   addresses          free only on evidence their holder is gone (not from what the file says)
   names, ports       files naming an unknown id
 """
@@ -136,6 +137,37 @@ def sweep_links() -> tuple[list[Step], list[str]]:
     return c.result
 
 
+NET_TAG = re.compile(r"minibox net ([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
+
+
+def sweep_networks() -> tuple[list[Step], list[str]]:
+    """Bridges and firewall elements of networks whose record is gone: a `network create`
+    killed after it made the bridge (named after the network's id) and before it saved the
+    record. Under the network lock, so a create in progress is never mistaken for one."""
+    from minibox.net import firewall, links
+    from minibox.plan import firewall as fwplan
+
+    c = lifecycle.Collector()
+    with store.network_lock():
+        nets = store.all_networks()
+        bridges, names = {n.bridge for n in nets}, {n.name for n in nets}
+        for _index, name in socket.if_nameindex():
+            if (re.fullmatch(r"mbx-[0-9a-f]{11}", name) or name == config.DEFAULT_BRIDGE) and name not in bridges:
+                c.attempt(f"bridge {name}", links.remove_link, name, "the bridge of a network whose record is gone")
+        for fw in firewall.BACKENDS:
+            if not set(NET_TAG.findall(firewall.backend(fw).listing())) - names:
+                continue
+            if any(n.firewall == fw for n in nets) or fw == "nftables":  # rewritten from the records
+                c.attempt(f"{fw} rules of removed networks", lambda f=fw: (firewall.change(
+                    f, fwplan.reassert, force_full=True, networks_change=True), []))
+            else:  # no iptables network is left: minibox's chains go, as `network rm` of the last does
+                from minibox.net.firewall import iptables
+
+                c.attempt("iptables chains of removed networks", lambda: ([], iptables.teardown() +
+                                                                           iptables.teardown(v6=True)))
+    return c.result
+
+
 def sweep_addresses() -> tuple[list[Step], list[str]]:
     from minibox.net import ipam_store
 
@@ -198,7 +230,7 @@ def sweep_dns() -> tuple[list[Step], list[str]]:
 
 
 SWEEPS = (("stuck containers", sweep_stuck), ("orphan containers", sweep_orphan_dirs), ("shims", sweep_shims),
-          ("firewall", sweep_firewall), ("cgroups", sweep_cgroups), ("veths", sweep_links),
+          ("firewall", sweep_firewall), ("cgroups", sweep_cgroups), ("veths", sweep_links), ("networks", sweep_networks),
           ("addresses", sweep_addresses), ("names and ports", sweep_index_files), ("image downloads", sweep_image_tmp),
           ("dns", sweep_dns))
 
