@@ -220,6 +220,10 @@ def resolve(ref: str) -> ContainerRecord:
     matches = [cid for cid in container_ids() if cid.startswith(ref.lower())]
     if len(matches) == 1:
         return load_record(matches[0])
+    if not matches:
+        holder = named_by_record(ref)  # the index said nothing: the records have the last word
+        if holder:
+            return load_record(holder)
     if len(matches) > 1:
         raise Conflict(f'container id prefix "{ref}" is ambiguous: it matches {", ".join(c[:12] for c in matches)}; '
                        "give more of the id")
@@ -239,6 +243,8 @@ def resolve_id(ref: str) -> str:
     matches = [cid for cid in ids if cid.startswith(ref.lower()) and ID_RE.fullmatch(cid)]
     if len(matches) == 1:
         return matches[0]
+    if not matches and named_by_record(ref):
+        return named_by_record(ref)
     if len(matches) > 1:
         raise Conflict(f'container id prefix "{ref}" is ambiguous: it matches {", ".join(c[:12] for c in matches)}; '
                        "give more of the id")
@@ -267,13 +273,33 @@ def owner_of_name(name: str) -> str | None:
     return owner if ID_RE.fullmatch(owner) else None
 
 
+def named_by_record(name: str) -> str | None:
+    """The id of the container whose record has `name`, found by reading the records, and
+    its names/ file written again: for when that file is missing, emptied or garbled
+    (names/ is an index of the records, never trusted over them). Costs a read of every
+    record, so it is asked only when the index had no answer."""
+    if not _NAME_RE.fullmatch(name):
+        return None
+    for cid, rec in entries().items():
+        if not isinstance(rec, Damaged) and rec.name == name:
+            with contextlib.suppress(OSError):
+                make_dirs(_name_path(name).parent)
+                tmp = _name_path(name).with_name(f".{name}.{os.getpid()}")
+                tmp.write_text(cid + "\n")
+                tmp.replace(_name_path(name))
+            return cid
+    return None
+
+
 def name_taken(name: str) -> bool:
     owner = owner_of_name(name)
     return bool(owner) and (config.paths().container(owner) / "config.json").exists()
 
 
 def reserve_name(name: str, cid: str) -> None:
-    """Take `name` for container `cid`, atomically (O_EXCL), or raise Conflict."""
+    """Take `name` for container `cid`, atomically (O_EXCL), or raise Conflict. A file that
+    names no live container is a crash's leftover, unless a record has the name (the file
+    was emptied or garbled): then the record wins and the file is written again."""
     path = _name_path(name)
     make_dirs(path.parent)
     for _ in range(2):
@@ -281,13 +307,30 @@ def reserve_name(name: str, cid: str) -> None:
             create_exclusive(path, cid + "\n")
         except FileExistsError:
             owner = owner_of_name(name)
-            if owner and (config.paths().container(owner)).exists():
+            if (owner and (config.paths().container(owner)).exists()) or named_by_record(name):
                 raise Conflict(f'container name "{name}" is already in use; pick another with --name '
                                f'or remove it with `minibox rm {name}`') from None
             path.unlink(missing_ok=True)  # its container is gone: a leftover of a crash
             continue
+        holder = named_by_record(name) if _index_was_lost(path) else None
+        if holder and holder != cid:
+            path.unlink(missing_ok=True)
+            named_by_record(name)  # put the holder's file back
+            raise Conflict(f'container name "{name}" is already in use; pick another with --name '
+                           f'or remove it with `minibox rm {name}`')
         return
     raise Conflict(f'container name "{name}" is being taken by another run right now; pick another')
+
+
+def _index_was_lost(path: Path) -> bool:
+    """Was names/ itself deleted (or emptied), so that a name held by a record had no file?
+    A marker file made with the directory says: it goes with the directory."""
+    marker = path.parent / ".index"
+    if marker.exists():
+        return False
+    with contextlib.suppress(OSError):
+        marker.touch()
+    return True
 
 
 def release_name(name: str, cid: str) -> None:

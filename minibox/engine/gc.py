@@ -12,7 +12,7 @@ the others still run.
   cgroups, veths     named after an unknown id
   networks           bridges and firewall elements of a network without a record
   addresses          free only on evidence their holder is gone (not from what the file says)
-  names, ports       files naming an unknown id
+  names, ports       files naming an unknown id; a name file a record needs is written again
 """
 
 from __future__ import annotations
@@ -200,6 +200,13 @@ def sweep_index_files() -> tuple[list[Step], list[str]]:
             if not claimed:
                 f.unlink(missing_ok=True)
                 steps.append(RemovePath(str(f), why=f"{what} held by a container that no longer exists"))
+    # names/ is an index of the records: a name file missing, emptied or garbled is written
+    # again from the record that has the name
+    for name, cid in names.items():
+        if store.owner_of_name(name) != cid:
+            store.named_by_record(name)
+            steps.append(Logged(f"echo {cid} > {config.paths().root}/names/{name}",
+                                why=f"the name {name} is {cid[:12]}'s (its record says so): its index file again"))
     return steps, []
 
 

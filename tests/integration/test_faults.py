@@ -187,6 +187,28 @@ def test_a_default_bridge_left_by_a_killed_first_run_is_taken_back():
     assert "10.222.1." not in sh("ip -4 addr show minibox0").stdout
 
 
+def test_the_names_index_is_never_trusted_over_the_records():
+    """names/NAME is an index of the records. Emptied, garbled, or names/ deleted whole: a
+    second `run --name NAME` is refused, every verb still finds NAME, and gc writes the
+    index again (#24: each of these let two containers share a name, or lost the name)."""
+    mb("run", "-d", "--name", "held", "busybox", "sleep", "60", check=True)
+    cid = mb("inspect", "-f", "{{.Id}}", "held", check=True).stdout.strip()
+    try:
+        for damage in ("truncate -s 0 {f}", "echo garbage > {f}", "rm -rf {d}"):
+            sh(damage.format(f=ROOT / "names/held", d=ROOT / "names"))
+            again = mb("run", "-d", "--name", "held", "busybox", "sleep", "60")
+            assert again.returncode == 125 and 'name "held" is already in use' in again.stderr, (damage, again)
+            assert mb("inspect", "-f", "{{.Id}}", "held", check=True).stdout.strip() == cid
+            sh(damage.format(f=ROOT / "names/held", d=ROOT / "names"))
+            assert mb("exec", "held", "true").returncode == 0  # found through the records
+            sh(damage.format(f=ROOT / "names/held", d=ROOT / "names"))
+            out = mb("gc", "--explain", check=True)
+            assert (ROOT / "names/held").read_text().strip() == cid, (damage, out.stderr)
+        assert mb("ps", "-aq", "--filter", "name=held").stdout.split() == [cid[:12]]
+    finally:
+        mb("rm", "-f", "held")
+
+
 # --- races -------------------------------------------------------------------------------------------------
 
 
