@@ -178,6 +178,12 @@ def sweep_addresses() -> tuple[list[Step], list[str]]:
             for ip in ipam_store.drop_stale(d.name):
                 steps.append(RemovePath(str(d / ip), why="an address no container holds (no record names it, "
                                                         "and its holder's directory is gone)"))
+    for net in store.all_networks():  # and the files the records need, written again
+        store.make_dirs(root / net.name)
+        with store.locked(root / net.name / ".lock"):
+            for ip, cid in ipam_store.restore(net.name):
+                steps.append(Logged(f"echo {cid} > {root / net.name / ip}",
+                                    why=f"{ip} is held by {cid[:12]}, whose record names it: its file again"))
     return steps, []
 
 

@@ -13,6 +13,7 @@ hand its address to the next container.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -69,6 +70,8 @@ def allocate(network: str, subnet: str, gateway: str, owner: str, requested: str
                     ipam.lowest_free(net6, gateway6, used))
 
     with store.locked(d / ".lock"):
+        if not (d / INDEX).exists():  # the directory is new, or was deleted: the records first
+            restore(network)
         try:
             ip, ip6 = choose(_used(d))
         except Conflict:
@@ -85,6 +88,27 @@ def allocate(network: str, subnet: str, gateway: str, owner: str, requested: str
                 (d / ip).unlink(missing_ok=True)
                 raise
         return ip
+
+
+INDEX = ".index"  # made with the directory, gone with it: an address file may be missing
+
+
+def restore(network: str) -> list[tuple[str, str]]:
+    """Write the file of every address a record claims on `network` that has none (its
+    directory or file was deleted): the files are an index of the records, and a missing
+    one must not hand a running container's address to the next. (address, holder) of each
+    file written."""
+    d = _dir(network)
+    store.make_dirs(d)
+    have = _used(d)
+    out = []
+    for ip, cid in claimed(network).items():
+        if ip not in have:
+            with contextlib.suppress(FileExistsError):
+                store.create_exclusive(d / ip, cid + "\n")
+                out.append((ip, cid))
+    (d / INDEX).touch()
+    return out
 
 
 def claimed(network: str) -> dict[str, str]:

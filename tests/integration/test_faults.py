@@ -209,6 +209,24 @@ def test_the_names_index_is_never_trusted_over_the_records():
         mb("rm", "-f", "held")
 
 
+def test_a_deleted_address_index_never_hands_out_a_running_containers_address():
+    """ipam/NET is an index of the records: with the network's directory deleted, the next
+    run must not get the running container's address (#24: it did); gc writes the files
+    the records need again."""
+    mb("run", "-d", "--name", "addr1", "busybox", "sleep", "60", check=True)
+    try:
+        ip = mb("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "addr1", check=True).stdout.strip()
+        sh(f"rm -rf {ROOT}/ipam/minibox")
+        mb("run", "-d", "--name", "addr2", "busybox", "sleep", "60", check=True)
+        assert mb("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "addr2", check=True).stdout.strip() != ip
+        (ROOT / "ipam/minibox" / ip).unlink()
+        out = mb("gc", "--explain", check=True)
+        assert (ROOT / "ipam/minibox" / ip).read_text().split()[0].startswith(
+            mb("inspect", "-f", "{{.Id}}", "addr1", check=True).stdout.strip()), out.stderr
+    finally:
+        mb("rm", "-f", "addr1", "addr2")
+
+
 # --- races -------------------------------------------------------------------------------------------------
 
 
