@@ -64,9 +64,9 @@ class ExecFailed(MiniboxError):
 class Damaged(MiniboxError):
     """A state file minibox cannot read (truncated, garbage): names the file."""
 
-    def __init__(self, path, detail: str):
+    def __init__(self, path, detail: str, remedy: str = "`minibox rm -f` removes what it belongs to"):
         self.path = str(path)
-        super().__init__(f"{path} is damaged ({detail}): `minibox rm -f` removes what it belongs to")
+        super().__init__(f"{path} is damaged ({detail}): {remedy}")
 
 
 class WriteFailed(MiniboxError):

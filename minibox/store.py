@@ -112,6 +112,8 @@ def read_json(path: Path) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise Damaged(path, type(e).__name__ if not str(e) else str(e).split(":")[0]) from None
+    except IsADirectoryError:
+        raise Damaged(path, "a directory where a file belongs") from None
 
 
 @contextlib.contextmanager
@@ -145,15 +147,22 @@ def owner_exists(owner: str) -> bool:
 
 
 def container_ids() -> list[str]:
+    """Containers with a record, or with a state but no record (damage: a record is
+    written first, and a removal renames the directory away before it deletes anything)."""
     d = config.paths().containers
     if not d.is_dir():
         return []
-    return sorted(p.name for p in d.iterdir() if (p / "config.json").exists())
+    return sorted(p.name for p in d.iterdir() if (p / "config.json").exists() or (p / "state.json").exists())
 
 
 def load_record(cid: str) -> ContainerRecord:
     path = config.paths().container(cid) / "config.json"
-    data = read_json(path)
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        if (path.parent / "state.json").exists():
+            raise Damaged(path, "missing") from None
+        raise
     try:
         return ContainerRecord.from_dict(data)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -357,10 +366,31 @@ def network_path(name: str) -> Path:
 
 
 def load_network(name: str) -> NetworkRecord | None:
+    """The network's record; None if there is none; Damaged (one line, naming the file and
+    `network rm`) if it cannot be read or its fields have the wrong types."""
+    path = network_path(name)
     try:
-        return NetworkRecord.from_dict(read_json(network_path(name)))
+        return _network_from(read_json(path), path)
     except FileNotFoundError:
         return None
+    except Damaged as e:
+        raise Damaged(path, str(e).split("(", 1)[1].split(")")[0], f"`minibox network rm {name}` removes it") \
+            from None
+
+
+def _network_from(data: Any, path: Path) -> NetworkRecord:
+    """A NetworkRecord from JSON that must be an object with fields of the right types."""
+    if not isinstance(data, dict):
+        raise Damaged(path, f"a JSON {type(data).__name__}, not an object")
+    try:
+        net = NetworkRecord.from_dict(data)
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        raise Damaged(path, f"missing or bad field {e}") from None
+    for field, want in (("name", str), ("id", str), ("bridge", str), ("subnet", str), ("gateway", str),
+                        ("mac", str), ("firewall", str), ("subnet6", str), ("gateway6", str), ("internal", bool)):
+        if not isinstance(getattr(net, field), want):
+            raise Damaged(path, f"{field} is not a {want.__name__}")
+    return net
 
 
 def save_network(net: NetworkRecord) -> None:
@@ -375,8 +405,25 @@ def all_networks() -> list[NetworkRecord]:
     out = []
     for p in sorted(d.glob("*.json")):
         try:
-            out.append(NetworkRecord.from_dict(read_json(p)))
-        except (FileNotFoundError, json.JSONDecodeError):
+            out.append(_network_from(read_json(p), p))
+        except (FileNotFoundError, Damaged):
+            continue  # a damaged one harms only itself: `network ls` shows it, `network rm` removes it
+    return out
+
+
+def damaged_networks() -> dict[str, str]:
+    """name -> the one line about it, for each network record that cannot be read."""
+    d = config.paths().networks
+    out = {}
+    for p in sorted(d.glob("*.json")) if d.is_dir() else ():
+        try:
+            _network_from(read_json(p), p)
+        except Damaged:
+            try:
+                load_network(p.stem)
+            except Damaged as e:
+                out[p.stem] = str(e)
+        except FileNotFoundError:
             continue
     return out
 

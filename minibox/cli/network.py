@@ -82,7 +82,11 @@ def network_ls(quiet: bool = typer.Option(False, "-q", "--quiet", help="only the
         return
     rows = [[n.id[:12], n.name, n.bridge, n.subnet, n.gateway, "yes" if n.internal else "no", n.firewall]
             for n in nets]
+    rows += [["-", name, "-", "DAMAGED", "-", "-", "-"] for name in store.damaged_networks()
+             if not wanted]  # one line each; `network rm NAME` removes it
     say(present.table(["NETWORK ID", "NAME", "BRIDGE", "SUBNET", "GATEWAY", "INTERNAL", "FIREWALL"], rows))
+    for line in store.damaged_networks().values():
+        print(f"minibox: warning: {line}", file=sys.stderr)
 
 @network_app.command(name="inspect")
 def network_inspect(names: List[str] = typer.Argument(..., help="network names"),
@@ -122,7 +126,12 @@ def network_rm(names: List[str] = typer.Argument(..., help="network names")) -> 
     failed = 0
     for name in names:
         try:
+            damaged = name in store.damaged_networks()
             _steps, errors = networks.remove(name, network_users)
+            if damaged:  # what its record named (the bridge, rules) no record names now
+                from minibox.engine import gc
+
+                errors += gc.sweep_networks()[1]
         except MiniboxError as e:
             print(f"minibox: {e}", file=sys.stderr)
             failed = e.code

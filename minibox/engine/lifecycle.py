@@ -276,7 +276,11 @@ def teardown(cid: str, rec: ContainerRecord | None = None, state: ContainerState
                       config.cgroup_parent())
         if cdir.exists():
             try:
-                shutil.rmtree(cdir)
+                # renamed away first: no reader ever sees a half-deleted container (gc
+                # removes a `.ID.removing` left by a kill)
+                gone = cdir.with_name(f".{cid}.removing")
+                os.rename(cdir, gone)
+                shutil.rmtree(gone)
                 c.steps.append(RemovePath(str(cdir), "tree", why="its state, logs and upper layer: the image "
                                                                   "below is untouched"))
             except OSError as e:

@@ -152,6 +152,10 @@ def show(cdir: Path, running: Callable[[], bool], emit: Emit, opts: Options = Op
         f = open(current, "rb")
     except FileNotFoundError:
         f = None
+    except IsADirectoryError:
+        from minibox.errors import Damaged
+
+        raise Damaged(current, "a directory where a file belongs") from None
     pending = b""
     if f is not None:
         complete, _, pending = f.read().rpartition(b"\n")

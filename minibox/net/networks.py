@@ -16,14 +16,14 @@ from typing import Callable
 
 from minibox import notes
 from minibox import config, store
-from minibox.errors import Conflict, InvalidSpec, NotFound
+from minibox.errors import Conflict, Damaged, InvalidSpec, NotFound
 from minibox.model import NetworkRecord
 from minibox.net import firewall, ipam_store, links, sysctl
 from minibox.plan import firewall as fwplan
 from minibox.plan import ipam
 from minibox.plan import network as netplan
 from minibox.plan import run as runplan
-from minibox.plan.steps import Step, Sysctl
+from minibox.plan.steps import RemovePath, Step, Sysctl
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 RESERVED = ("bridge", "none", "host", "default")
@@ -179,7 +179,10 @@ def remove(name: str, busy: Callable[[NetworkRecord], list[str]]) -> tuple[list[
     """Remove network `name` unless `busy(net)` names containers still using it. Of parallel
     removals exactly one succeeds: the record is read again under the lock."""
     with store.network_lock():
-        net = get(name)
+        try:
+            net = get(name)
+        except Damaged:
+            return _remove_damaged(name, busy)
         users = busy(net)
         if users:
             raise Conflict(f"network {name} is in use by running container(s) {', '.join(users)}: "
@@ -188,6 +191,19 @@ def remove(name: str, busy: Callable[[NetworkRecord], list[str]]) -> tuple[list[
         ipam_store.release_network(name)
         store.network_path(name).unlink(missing_ok=True)
     return steps, errors
+
+
+def _remove_damaged(name: str, busy: Callable[[NetworkRecord], list[str]]) -> tuple[list[Step], list[str]]:
+    """`network rm` of a network whose record cannot be read: the record and its address
+    files go; its bridge and rules, which no record names now, are gc's (the caller runs it)."""
+    users = busy(NetworkRecord(name=name, id="", bridge="", subnet="", gateway="", mac=""))
+    if users:
+        raise Conflict(f"network {name} is in use by running container(s) {', '.join(users)}: "
+                       "stop or remove them first")
+    path = store.network_path(name)
+    path.unlink(missing_ok=True)
+    ipam_store.release_network(name)
+    return [RemovePath(str(path), why="its record, which cannot be read")], []
 
 
 def _teardown(net: NetworkRecord) -> tuple[list[Step], list[str]]:

@@ -158,6 +158,51 @@ def test_a_damaged_record_harms_only_its_container():
     mb("rm", "-f", "good", check=True)
 
 
+def test_damage_of_other_kinds_stays_with_its_object():
+    """A directory where a state file belongs, a record gone, a network record of garbage
+    or wrong types: ps -a, rm -f, logs and every run on other networks go on; the damaged
+    object is one line, listed, and removable (#24 item 4: IsADirectoryError, internal
+    errors, every run failing)."""
+    ids = {n: mb("run", "-d", "--network", "none", "--name", n, "busybox", "sleep", "1000", check=True).stdout.strip()
+           for n in ("good", "dirstate", "dirlog", "norecord")}
+    for name, file in (("dirstate", "state.json"), ("dirlog", "container.log")):
+        path = ROOT / "containers" / ids[name] / file
+        path.unlink()
+        path.mkdir()
+    (ROOT / "containers" / ids["norecord"] / "config.json").unlink()
+    listed = mb("ps", "-a")
+    assert listed.returncode == 0 and "error" not in listed.stderr, listed.stderr
+    assert {ids[n][:12] for n in ids} <= {line.split()[0] for line in listed.stdout.splitlines()[1:]}
+    assert "Dead (cannot read config.json)" in listed.stdout
+    logs = mb("logs", "dirlog")
+    assert logs.returncode != 0 and "container.log is damaged (a directory" in logs.stderr \
+        and logs.stderr.count("\n") == 1, logs.stderr
+    for ref in ("dirstate", "dirlog", ids["norecord"][:12]):
+        res = mb("rm", "-f", ref)
+        assert res.returncode == 0 and "error" not in res.stderr, (ref, res.stderr)
+    assert mb("ps", "-aq").stdout.split() == [ids["good"][:12]]
+    mb("rm", "-f", "good", check=True)
+    mb("network", "create", "--subnet", "10.90.0.0/24", "fine", check=True)
+    try:
+        for garbage in ("", "garbage", "[1,2]", '{"name": 5, "id": [], "bridge": 1, "subnet": 7}'):
+            mb("network", "create", "--subnet", "10.91.0.0/24", "dmg", check=True)
+            (ROOT / "networks/dmg.json").write_text(garbage)
+            for net in ("fine", "minibox"):
+                res = mb("run", "--rm", "--network", net, "busybox", "true")
+                assert res.returncode == 0 and "error" not in res.stderr, (garbage, net, res.stderr)
+            ls = mb("network", "ls")
+            assert ls.returncode == 0 and "DAMAGED" in ls.stdout and "fine" in ls.stdout, (garbage, ls)
+            assert "dmg.json is damaged" in ls.stderr and "network rm dmg" in ls.stderr
+            inspected = mb("network", "inspect", "dmg")
+            assert inspected.returncode != 0 and inspected.stderr.count("\n") == 1, inspected.stderr
+            assert mb("network", "rm", "dmg").returncode == 0
+            assert not (ROOT / "networks/dmg.json").exists()
+            assert [x for x in sh("ip -o link show").stdout.split() if x.startswith("mbx-")] == \
+                [json.loads(mb("network", "inspect", "fine", check=True).stdout)[0]["Options"]["bridge.name"] + ":"]
+    finally:
+        mb("network", "rm", "fine")
+
+
 def test_gc_frees_an_address_only_on_evidence():
     cid = mb("run", "-d", "--name", "holder", "busybox", "sleep", "1000", check=True).stdout.strip()
     ip = json.loads(mb("inspect", "holder", check=True).stdout)[0]["NetworkSettings"]["IPAddress"]
