@@ -369,6 +369,19 @@ class NetworkRecord(Value):
         return {**self._asdict(), "labels": dict(self.labels)}
 
     @classmethod
+    def checked(cls, data: Any) -> NetworkRecord:
+        """from_dict of JSON read from disk, its shape checked: TypeError names what is wrong."""
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
+        net = cls.from_dict(data)
+        for field in ("name", "id", "bridge", "subnet", "gateway", "mac", "firewall", "subnet6", "gateway6"):
+            if not isinstance(getattr(net, field), str):
+                raise TypeError(f"{field} is not a string")
+        if not isinstance(net.internal, bool):
+            raise TypeError("internal is not true or false")
+        return net
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NetworkRecord:
         net = _from_dict(cls, data)
         return net._replace(labels=tuple(sorted(dict(net.labels or {}).items())))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from minibox import config
-from minibox.errors import Conflict, Damaged, InvalidSpec, NotFound, WriteFailed
+from minibox.errors import Conflict, Damaged, InvalidSpec, MiniboxError, NotFound, WriteFailed
 from minibox.model import ContainerRecord, ContainerState, NetworkRecord
 
 
@@ -282,20 +282,16 @@ def owner_of_name(name: str) -> str | None:
     return owner if ID_RE.fullmatch(owner) else None
 
 
-def named_by_record(name: str) -> str | None:
+def named_by_record(name: str, other_than: str = "") -> str | None:
     """The id of the container whose record has `name`, found by reading the records, and
     its names/ file written again: for when that file is missing, emptied or garbled
     (names/ is an index of the records, never trusted over them). Costs a read of every
     record, so it is asked only when the index had no answer."""
-    if not _NAME_RE.fullmatch(name):
-        return None
-    for cid, rec in entries().items():
-        if not isinstance(rec, Damaged) and rec.name == name:
-            with contextlib.suppress(OSError):
+    for cid, rec in entries().items() if _NAME_RE.fullmatch(name) else ():
+        if not isinstance(rec, Damaged) and rec.name == name and cid != other_than:
+            with contextlib.suppress(MiniboxError, OSError):
                 make_dirs(_name_path(name).parent)
-                tmp = _name_path(name).with_name(f".{name}.{os.getpid()}")
-                tmp.write_text(cid + "\n")
-                tmp.replace(_name_path(name))
+                replace_file(_name_path(name), cid + "\n")
             return cid
     return None
 
@@ -308,38 +304,27 @@ def name_taken(name: str) -> bool:
 def reserve_name(name: str, cid: str) -> None:
     """Take `name` for container `cid`, atomically (O_EXCL), or raise Conflict. A file that
     names no live container is a crash's leftover, unless a record has the name (the file
-    was emptied or garbled): then the record wins and the file is written again."""
+    was emptied or garbled, or names/ deleted: its marker file went with it): then the
+    record wins and the file is written again."""
     path = _name_path(name)
     make_dirs(path.parent)
+    in_use = Conflict(f'container name "{name}" is already in use; pick another with --name '
+                      f'or remove it with `minibox rm {name}`')
     for _ in range(2):
         try:
             create_exclusive(path, cid + "\n")
         except FileExistsError:
             owner = owner_of_name(name)
             if (owner and (config.paths().container(owner)).exists()) or named_by_record(name):
-                raise Conflict(f'container name "{name}" is already in use; pick another with --name '
-                               f'or remove it with `minibox rm {name}`') from None
+                raise in_use from None
             path.unlink(missing_ok=True)  # its container is gone: a leftover of a crash
             continue
-        holder = named_by_record(name) if _index_was_lost(path) else None
-        if holder and holder != cid:
-            path.unlink(missing_ok=True)
-            named_by_record(name)  # put the holder's file back
-            raise Conflict(f'container name "{name}" is already in use; pick another with --name '
-                           f'or remove it with `minibox rm {name}`')
+        if not (path.parent / ".index").exists():
+            (path.parent / ".index").touch()
+            if named_by_record(name, other_than=cid):  # ...which also puts the holder's file back
+                raise in_use
         return
     raise Conflict(f'container name "{name}" is being taken by another run right now; pick another')
-
-
-def _index_was_lost(path: Path) -> bool:
-    """Was names/ itself deleted (or emptied), so that a name held by a record had no file?
-    A marker file made with the directory says: it goes with the directory."""
-    marker = path.parent / ".index"
-    if marker.exists():
-        return False
-    with contextlib.suppress(OSError):
-        marker.touch()
-    return True
 
 
 def release_name(name: str, cid: str) -> None:
@@ -380,17 +365,10 @@ def load_network(name: str) -> NetworkRecord | None:
 
 def _network_from(data: Any, path: Path) -> NetworkRecord:
     """A NetworkRecord from JSON that must be an object with fields of the right types."""
-    if not isinstance(data, dict):
-        raise Damaged(path, f"a JSON {type(data).__name__}, not an object")
     try:
-        net = NetworkRecord.from_dict(data)
+        return NetworkRecord.checked(data)
     except (TypeError, ValueError, AttributeError, KeyError) as e:
-        raise Damaged(path, f"missing or bad field {e}") from None
-    for field, want in (("name", str), ("id", str), ("bridge", str), ("subnet", str), ("gateway", str),
-                        ("mac", str), ("firewall", str), ("subnet6", str), ("gateway6", str), ("internal", bool)):
-        if not isinstance(getattr(net, field), want):
-            raise Damaged(path, f"{field} is not a {want.__name__}")
-    return net
+        raise Damaged(path, str(e)) from None
 
 
 def save_network(net: NetworkRecord) -> None:
@@ -416,15 +394,11 @@ def damaged_networks() -> dict[str, str]:
     d = config.paths().networks
     out = {}
     for p in sorted(d.glob("*.json")) if d.is_dir() else ():
-        try:
-            _network_from(read_json(p), p)
-        except Damaged:
+        with contextlib.suppress(FileNotFoundError):
             try:
                 load_network(p.stem)
             except Damaged as e:
                 out[p.stem] = str(e)
-        except FileNotFoundError:
-            continue
     return out
 
 

@@ -21,6 +21,7 @@ from typing import Callable
 
 from minibox import config, store
 from minibox.errors import Conflict, Damaged
+from minibox.model import EXITED
 from minibox.plan import ipam
 from minibox.plan.steps import RemovePath, Step
 
@@ -103,12 +104,21 @@ def restore(network: str) -> list[tuple[str, str]]:
     have = _used(d)
     out = []
     for ip, cid in claimed(network).items():
-        if ip not in have:
+        if ip not in have and _holds(cid):
             with contextlib.suppress(FileExistsError):
                 store.create_exclusive(d / ip, cid + "\n")
                 out.append((ip, cid))
     (d / INDEX).touch()
     return out
+
+
+def _holds(cid: str) -> bool:
+    """Does the container hold its addresses now (not exited with them given back)?"""
+    try:
+        state = store.load_state(cid)
+    except (Damaged, OSError):
+        return True  # no evidence it let go
+    return not state.released and state.status != EXITED
 
 
 def claimed(network: str) -> dict[str, str]:
