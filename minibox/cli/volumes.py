@@ -38,7 +38,11 @@ def volume_ls(quiet: bool = typer.Option(False, "-q", "--quiet", help="only name
         present.Output(fmt).print([{"Driver": "local", "Name": v.name, "Mountpoint": v.path, "Scope": "local"}
                                    for v in vols], {"Name": "VOLUME NAME"})
         return
-    say(present.table(["DRIVER", "VOLUME NAME"], [["local", v.name] for v in vols]))
+    bad = volumes.damaged()
+    say(present.table(["DRIVER", "VOLUME NAME"], [["local", v.name] for v in vols] +
+                      [["DAMAGED", name] for name in bad]))
+    for line in bad.values():
+        print(f"minibox: warning: {line}", file=sys.stderr)
 
 @volume_app.command(name="inspect")
 def volume_inspect(names: List[str] = typer.Argument(...),

@@ -15,7 +15,7 @@ import shutil
 import time
 
 from minibox import config, store
-from minibox.errors import Conflict, InvalidSpec, NotFound
+from minibox.errors import Conflict, Damaged, InvalidSpec, NotFound
 from minibox.plan.volumes import VOLUME_NAME
 from minibox.value import Value
 
@@ -37,20 +37,37 @@ def _dir(name: str):
 
 
 def get(name: str) -> Volume:
+    """The volume; NotFound if there is none; Damaged (one line, `volume rm` removes it) if
+    its directory is there and its meta.json is missing or not what minibox wrote."""
+    path = _dir(name) / "meta.json"
+    remedy = f"`minibox volume rm {name}` removes it"
     try:
-        meta = json.loads((_dir(name) / "meta.json").read_text())
-    except (FileNotFoundError, ValueError):
+        meta = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        if _dir(name).is_dir():
+            raise Damaged(path, "missing", remedy) from None
         raise NotFound(f'no such volume: "{name}" (see `minibox volume ls`)') from None
-    return Volume(name, meta.get("created", 0.0), meta.get("anonymous", False))
+    except (ValueError, OSError) as e:
+        raise Damaged(path, type(e).__name__, remedy) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("created", 0.0), (int, float)):
+        raise Damaged(path, "not minibox's volume metadata", remedy)
+    return Volume(name, meta.get("created", 0.0), bool(meta.get("anonymous", False)))
 
 
 def ensure(name: str, anonymous: bool = False) -> tuple[Volume, bool]:
-    """The volume, made now if it does not exist; (volume, whether it was made)."""
+    """The volume, made now if it does not exist; (volume, whether it was made). A failed
+    creation (a full disk) takes back the directory it made."""
     d = _dir(name)
     if (d / "meta.json").exists():
         return get(name), False
-    store.make_dirs(d / "_data", 0o755)
-    store.write_json(d / "meta.json", {"created": time.time(), "anonymous": anonymous})
+    made = not d.exists()
+    try:
+        store.make_dirs(d / "_data", 0o755)
+        store.write_json(d / "meta.json", {"created": time.time(), "anonymous": anonymous})
+    except BaseException:
+        if made:
+            shutil.rmtree(d, ignore_errors=True)
+        raise
     return get(name), True
 
 
@@ -66,6 +83,20 @@ def all_volumes() -> list[Volume]:
     for p in sorted(d.iterdir()) if d.is_dir() else ():
         try:
             out.append(get(p.name))
+        except (NotFound, InvalidSpec, Damaged):
+            continue  # `volume ls` lists the damaged ones apart (damaged())
+    return out
+
+
+def damaged() -> dict[str, str]:
+    """name -> the one line about it, for each volume directory whose metadata cannot be read."""
+    d = config.paths().volumes
+    out = {}
+    for p in sorted(d.iterdir()) if d.is_dir() else ():
+        try:
+            get(p.name)
+        except Damaged as e:
+            out[p.name] = str(e)
         except (NotFound, InvalidSpec):
             continue
     return out
@@ -78,7 +109,10 @@ def users(name: str) -> list[str]:
 
 
 def remove(name: str) -> None:
-    get(name)
+    try:
+        get(name)
+    except Damaged:
+        pass  # removable all the same: its directory goes, if no container names it
     # A run that names it after this check makes it again, empty: it is never half-removed under one.
     with store.global_lock():
         busy = users(name)

@@ -134,6 +134,34 @@ def test_a_full_disk_keeps_the_runtime_operable(small_root):
     mb("rm", "-f", "bystander", env=env, check=True)
 
 
+def test_a_failed_volume_create_and_a_killed_pull_leave_nothing_hidden(small_root):
+    """#24 item 6: a volume create that fails on a full disk left a directory `volume ls`
+    hid and `volume rm` refused; a damaged meta.json did the same; a pull killed while it
+    wrote a layer's metadata left images/layers/.DIGEST.json.PID.tmp, which gc kept."""
+    root, env = small_root
+    mb("volume", "create", "dmgvol", env=env, check=True)
+    (root / "volumes/dmgvol/meta.json").write_text("[1, 2")
+    ls = mb("volume", "ls", env=env)
+    assert ls.returncode == 0 and "dmgvol" in ls.stdout and "DAMAGED" in ls.stdout
+    assert "meta.json is damaged" in ls.stderr and "volume rm dmgvol" in ls.stderr
+    assert mb("volume", "rm", "dmgvol", env=env).returncode == 0 and not (root / "volumes/dmgvol").exists()
+    mb("run", "-d", "--name", "filler", "busybox", "sleep", "1000", env=env, check=True)
+    try:
+        mb("exec", "filler", "sh", "-c", "dd if=/dev/zero of=/big bs=1M 2>/dev/null; sync", env=env)
+        assert os.statvfs(root).f_bavail == 0
+        res = mb("volume", "create", "nospace", env=env)
+        assert res.returncode != 0 and res.stderr.count("\n") == 1 and "No space left" in res.stderr, res.stderr
+        assert not (root / "volumes/nospace").exists()  # taken back, not hidden
+    finally:
+        mb("rm", "-f", "filler", env=env)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    half = root / "images/layers" / f".sha256:{'ab' * 32}.json.{dead.pid}.tmp"
+    half.write_text('{"half": ')
+    out = mb("gc", "--explain", env=env, check=True)
+    assert not half.exists() and str(half) in out.stderr
+
+
 # --- damaged state ----------------------------------------------------------------------------------------
 
 
