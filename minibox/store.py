@@ -118,9 +118,21 @@ def read_json(path: Path) -> Any:
 
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created if missing) for the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """Hold an exclusive flock on `path` (created if missing) for the block. On a state
+    root that cannot be written (read-only, out of inodes) an existing lock file is locked
+    read-only, so what needs no write still happens; a missing one is one line."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # flock needs no write access
+        except OSError:
+            if e.errno == errno.EROFS:  # nobody can change the state a lock guards: go on without
+                yield
+                return
+            raise MiniboxError(f"cannot lock {path}: {e.strerror}: minibox's state in {config.paths().root} "
+                               "cannot be written (a file system out of space or inodes)") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -129,8 +141,7 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def global_lock() -> contextlib.AbstractContextManager:
-    """Serialises what must be unique across containers: names, creation, removal."""
-    return locked(config.paths().lock)
+    return locked(config.paths().lock)  # what must be unique across containers: names, creation, removal
 
 
 def container_lock(cid: str) -> contextlib.AbstractContextManager:
@@ -297,8 +308,7 @@ def named_by_record(name: str, other_than: str = "") -> str | None:
 
 
 def name_taken(name: str) -> bool:
-    owner = owner_of_name(name)
-    return bool(owner) and (config.paths().container(owner) / "config.json").exists()
+    return bool(owner := owner_of_name(name)) and (config.paths().container(owner) / "config.json").exists()
 
 
 def reserve_name(name: str, cid: str) -> None:
@@ -358,9 +368,8 @@ def load_network(name: str) -> NetworkRecord | None:
         return _network_from(read_json(path), path)
     except FileNotFoundError:
         return None
-    except Damaged as e:
-        raise Damaged(path, str(e).split("(", 1)[1].split(")")[0], f"`minibox network rm {name}` removes it") \
-            from None
+    except Damaged as e:  # said again, with the verb that removes it
+        raise Damaged(path, str(e).split("(", 1)[1].split(")")[0], f"`minibox network rm {name}` removes it") from None
 
 
 def _network_from(data: Any, path: Path) -> NetworkRecord:
@@ -378,10 +387,8 @@ def save_network(net: NetworkRecord) -> None:
 
 def all_networks() -> list[NetworkRecord]:
     d = config.paths().networks
-    if not d.is_dir():
-        return []
     out = []
-    for p in sorted(d.glob("*.json")):
+    for p in sorted(d.glob("*.json")) if d.is_dir() else ():
         try:
             out.append(_network_from(read_json(p), p))
         except (FileNotFoundError, Damaged):

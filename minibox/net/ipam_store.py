@@ -108,7 +108,8 @@ def restore(network: str) -> list[tuple[str, str]]:
             with contextlib.suppress(FileExistsError):
                 store.create_exclusive(d / ip, cid + "\n")
                 out.append((ip, cid))
-    (d / INDEX).touch()
+    with contextlib.suppress(OSError):  # a read-only root: nothing could take an address anyway
+        (d / INDEX).touch()
     return out
 
 

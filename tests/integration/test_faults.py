@@ -162,6 +162,34 @@ def test_a_failed_volume_create_and_a_killed_pull_leave_nothing_hidden(small_roo
     assert not half.exists() and str(half) in out.stderr
 
 
+def test_a_read_only_state_root_is_one_line_and_rm_f_still_kills(small_root, tmp_path):
+    """#24 item 5: on a read-only root, taking a lock file gave `internal error: OSError` in
+    stop, kill, rm -f, gc and network create. Each now says in one line what is wrong, and
+    does what needs no write: kill and rm -f end the container, then say what they could
+    not record. (The root is seen read-only through a bind mount, as the shims, which
+    write the exits, keep the writable one.)"""
+    root, env = small_root
+    for n in ("ro1", "ro2"):
+        mb("run", "-d", "--name", n, "busybox", "sleep", "1000", env=env, check=True)
+    pids = [int(mb("inspect", "-f", "{{.State.Pid}}", n, env=env, check=True).stdout) for n in ("ro1", "ro2")]
+    view = tmp_path / "view"
+    view.mkdir()
+    sh(f"mount --bind {root} {view} && mount -o remount,bind,ro {view}")
+    ro = dict(env, MINIBOX_ROOT=str(view))
+    try:
+        for args in (["kill", "ro1"], ["rm", "-f", "ro2"], ["gc"], ["network", "create", "rox"], ["ps", "-a"],
+                     ["run", "--rm", "busybox", "true"]):
+            res = mb(*args, env=ro)
+            assert "internal error" not in res.stderr and res.stderr.count("\n") <= 2, (args, res.stderr)
+            if res.returncode:
+                assert "Read-only file system" in res.stderr, (args, res.stderr)
+        assert wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids))  # both ended
+    finally:
+        sh(f"umount {view}")
+    assert "rox" not in mb("network", "ls", env=env, check=True).stdout
+    mb("rm", "-f", "ro1", "ro2", env=env, check=True)
+
+
 # --- damaged state ----------------------------------------------------------------------------------------
 
 
