@@ -93,7 +93,7 @@ def trace(
 @app.command()
 def doctor(fmt: str = typer.Option("", "--format", help="json")) -> None:
     """Check this host for what breaks container networking: ip_forward, the FORWARD policy,
-    iptables' variant and legacy tables, other runtimes' rules, route_localnet, br_netfilter,
+    drops above minibox's rules (iptables' or another nftables table's), iptables' variant and legacy tables, other runtimes' rules, route_localnet, br_netfilter,
     subnets against routes, host ports shadowed by DNAT, loopback nameservers, and whether
     another tool changed minibox's rules. For each finding: what it means and the command
     that fixes it. Exits 1 if `run -p` would break."""

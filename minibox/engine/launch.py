@@ -117,7 +117,8 @@ def plan_and_apply(spec: ContainerSpec, basics: facts.Basics, rec: ContainerReco
             # transaction applied (a parallel run may have changed the ruleset meanwhile).
             with firewall.locked(rec.firewall) as ff:
                 plan = plan_run(spec, facts.for_run(spec, basics, rec, ff), park)
-                firewall.apply(rec.firewall, [s for s in plan.network if isinstance(s, Firewall)])
+                firewall.apply(rec.firewall, [s for s in plan.network if isinstance(s, Firewall)],
+                               resync=not ff.in_sync)
         sp, steps = apply(plan, spec, basics, shim, sockets, explain, park, again, worker)
     except BaseException:
         for s in sockets:

@@ -90,6 +90,21 @@ def check_forward_policy() -> list[Finding]:
                     "minibox network reconcile")]
 
 
+def check_forward_blockers() -> list[Finding]:
+    """Drops outside minibox's rules that its accepts cannot overrule (net.firewall.blockers)."""
+    from minibox.net.firewall import blockers
+
+    nets = store.all_networks()
+    if not nets:
+        return []
+    found = blockers.find([n.bridge for n in nets])
+    return [Finding(ERROR, "forward blocker", f"{b.where}: {b.what}",
+                    "it drops forwarded packets before or beside minibox's accepts: containers' egress, published "
+                    "ports from the LAN, and traffic between networks are cut, while minibox's own rules look fine",
+                    "; ".join(b.fix)) for b in found] or \
+        [Finding(OK, "forward blockers", "no DROP above minibox's jump, no other forward chain with policy drop")]
+
+
 def check_ruleset() -> list[Finding]:
     """Did another tool change the ruleset since minibox wrote its rules, and did that break them?"""
     from minibox.net import firewall
@@ -263,7 +278,8 @@ def check_resolv() -> list[Finding]:
                     + ("" if rest else ", which leaves none, so containers use 8.8.8.8"), fix)]
 
 
-CHECKS = (check_tools, check_forwarding, check_forward_policy, check_iptables_variant, check_other_runtimes,
+CHECKS = (check_tools, check_forwarding, check_forward_policy, check_forward_blockers, check_iptables_variant,
+          check_other_runtimes,
           check_route_localnet, check_br_netfilter, check_networks, check_ruleset, check_ports, check_resolv)
 
 

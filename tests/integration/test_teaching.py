@@ -241,6 +241,38 @@ def test_doctor_passes_then_names_a_missing_jump():
         mb("rm", "-f", "web", check=True)
 
 
+@pytest.mark.parametrize("blocker", ["iptables", "nftables"])
+def test_doctor_names_a_forward_blocker_and_the_fix_it_prints_works(blocker, outside):
+    """#24 item 8: a DROP above minibox's jump in iptables' FORWARD, or another nftables table
+    whose forward chain has policy drop (firewalld's and ufw's shape), cut a published port
+    off from the LAN while doctor said every line was ok. doctor names it and prints the
+    commands that let minibox's traffic through; run after it warns."""
+    mb("run", *SPEC, check=True)
+    url = f"http://{outside.host_addr}:8080/"
+    try:
+        assert outside.run(f"curl -s -m 3 -o /dev/null -w %{{http_code}} {url}", check=False).stdout == "200"
+        if blocker == "iptables":
+            sh("iptables -I FORWARD 1 -j DROP")
+        else:
+            sh("printf 'table inet blocker {\\n chain forward_drop {\\n type filter hook forward priority 0; "
+               "policy drop;\\n }\\n}\\n' | nft -f -")
+        assert outside.run(f"curl -s -m 2 {url}", check=False).returncode != 0  # cut off
+        doc = mb("doctor")
+        assert doc.returncode == 1
+        line = next(x for x in doc.stdout.splitlines() if x.startswith("[ERROR] forward blocker"))
+        assert ("-A FORWARD -j DROP" if blocker == "iptables" else "inet blocker forward_drop") in line
+        (found,) = [f for f in json.loads(mb("doctor", "--format", "json").stdout) if f["check"] == "forward blocker"]
+        fix = found["fix"]
+        other = mb("run", "-d", "--name", "other", "busybox", "sleep", "60")  # the ruleset changed: run warns
+        assert "drops containers' forwarded traffic" in other.stderr, other.stderr
+        for cmd in fix.split(";"):
+            sh(cmd.strip())
+        assert outside.run(f"curl -s -m 3 -o /dev/null -w %{{http_code}} {url}", check=False).stdout == "200"
+    finally:
+        sh("iptables -D FORWARD -j DROP; nft delete table inet blocker", check=False)
+        mb("rm", "-f", "web", "other")
+
+
 @pytest.mark.parametrize("path", ["localhost", "outside", "container", "host"])
 def test_trace_shows_the_dnat_on_each_path(path, outside):
     mb("run", *SPEC, check=True)

@@ -80,12 +80,16 @@ def locked(name: str, force_full: bool = False, networks_change: bool = False):
         yield facts(name, force_full, networks_change)
 
 
-def apply(name: str, steps: list[Firewall]) -> None:
-    """Apply a transaction planned from `locked` facts (under that lock)."""
+def apply(name: str, steps: list[Firewall], resync: bool = False) -> None:
+    """Apply a transaction planned from `locked` facts (under that lock). `resync`: the
+    facts said another tool changed the ruleset, so say what outside minibox now drops
+    its traffic (once, here, not on every run)."""
     if steps:
         backend(name).apply(steps)
         generation.record()
         generation.record_reset(*resets(name, steps))
+        if resync:
+            _warn_blockers()
 
 
 def change(name: str, plan: Callable[[FirewallFacts], list[Firewall]], force_full: bool = False,
@@ -93,5 +97,19 @@ def change(name: str, plan: Callable[[FirewallFacts], list[Firewall]], force_ful
     """Plan and apply one change to backend `name` under the firewall lock; the steps applied."""
     with locked(name, force_full, networks_change) as ff:
         steps = plan(ff)
-        apply(name, steps)
+        apply(name, steps, resync=not ff.in_sync)
         return steps
+
+
+def _warn_blockers() -> None:
+    """Say once, when minibox re-asserts its rules, what outside them drops its traffic."""
+    from minibox import notes
+    from minibox.net.firewall import blockers
+
+    try:
+        found = blockers.find([n.bridge for n in store.all_networks()])
+    except (OSError, ValueError, MiniboxError):
+        return  # a warning only: never a reason for the change to fail
+    for b in found:
+        notes.say(f"warning: {b.where} ({b.what}) drops containers' forwarded traffic; `minibox doctor` says "
+                  "how to let it through")
