@@ -9,6 +9,7 @@ through net.firewall's generation check; `minibox network reconcile` re-asserts 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import secrets
 import time
@@ -139,6 +140,7 @@ def create(name: str, subnet: str = "", gateway: str = "", internal: bool = Fals
     with store.network_lock():
         if store.load_network(name):
             raise Conflict(f'network "{name}" already exists (see `minibox network ls`)')
+        fw = _one_backend(fw, explicit=bool(firewall_backend or os.environ.get("MINIBOX_FIREWALL_BACKEND")))
         net = plan(name, subnet, gateway, internal, fw, ipv6, subnet6, gateway6)
         try:
             steps = ensure_up(net)
@@ -149,6 +151,21 @@ def create(name: str, subnet: str = "", gateway: str = "", internal: bool = Fals
             _teardown(net)
             raise
     return net, steps
+
+
+def _one_backend(fw: str, explicit: bool) -> str:
+    """The backend of a new network: the one this host's networks use. Two at once share
+    iptables' FORWARD chain (the nftables backend's accept path is there too), and each
+    rewrite of it by one backend cut the other's networks off (#24): like Docker, one host,
+    one backend. Asked for explicitly, another one is refused."""
+    others = [n for n in store.all_networks() if n.firewall != fw]
+    if not others:
+        return fw
+    if explicit:
+        names = ", ".join(n.name for n in others[:3]) + (" ..." if len(others) > 3 else "")
+        raise Conflict(f"this host's minibox networks use {others[0].firewall} ({names}): minibox keeps one firewall "
+                       f"backend per host; remove those networks before creating one on {fw}")
+    return others[0].firewall
 
 
 def get(name: str) -> NetworkRecord:
