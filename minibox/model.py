@@ -184,6 +184,9 @@ class ContainerSpec(Value):
     memory_swap: int = 0  # --memory-swap: memory plus swap, bytes (-1: unlimited; 0: Docker's 2x memory)
     memory_reservation: int = 0  # --memory-reservation: a soft limit, bytes
     oom_kill_disable: bool = False  # --oom-kill-disable
+    cpuset_cpus: str = ""  # --cpuset-cpus: the CPUs it may run on ("0-1,3")
+    cpuset_mems: str = ""  # --cpuset-mems: the memory nodes it may use
+    blkio_weight: int = 0  # --blkio-weight: 10..1000, where the kernel has a weight (BFQ)
     health_cmd: str = ""  # --health-cmd, run with /bin/sh -c (Docker's CMD-SHELL)
     health_interval: float = 0.0  # seconds; 0: the image's, or 30
     health_timeout: float = 0.0

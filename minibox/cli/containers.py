@@ -69,6 +69,9 @@ def run(
     memory_swap: str = typer.Option("", "--memory-swap", help="memory plus swap (with -m; -1: unlimited)"),
     memory_reservation: str = typer.Option("", "--memory-reservation", help="a soft memory limit"),
     oom_kill_disable: bool = typer.Option(False, "--oom-kill-disable", help="do not OOM-kill it at its limit"),
+    cpuset_cpus: str = typer.Option("", "--cpuset-cpus", help="the CPUs it may run on (0-1,3)"),
+    cpuset_mems: str = typer.Option("", "--cpuset-mems", help="the memory nodes it may use (0)"),
+    blkio_weight: int = typer.Option(0, "--blkio-weight", help="its block I/O weight, 10 to 1000 (needs BFQ)"),
     health_cmd: str = typer.Option("", "--health-cmd", help="a command (run with sh -c) that says it is healthy"),
     health_interval: str = typer.Option("", "--health-interval", help="time between checks (default 30s)"),
     health_timeout: str = typer.Option("", "--health-timeout", help="a check taking longer fails (default 30s)"),
@@ -117,7 +120,8 @@ def run(
                       ulimit=ulimit, sysctl=sysctl, device=device, shm_size=shm_size, stop_signal=stop_signal,
                       stop_timeout=stop_timeout, init=init, cpus=cpus, cpu_shares=cpu_shares,
                       memory_swap=memory_swap, memory_reservation=memory_reservation,
-                      oom_kill_disable=oom_kill_disable, health=(health_cmd, health_interval, health_timeout,
+                      oom_kill_disable=oom_kill_disable, cpuset_cpus=cpuset_cpus, cpuset_mems=cpuset_mems,
+                      blkio_weight=blkio_weight, health=(health_cmd, health_interval, health_timeout,
                                                                  health_retries, health_start_period, no_healthcheck))
     if dry_run:
         from minibox.teach import dryrun

@@ -57,6 +57,8 @@ def inspect(rec: ContainerRecord, state: ContainerState, paths: dict, cgroup_dir
             "MemorySwap": rec.spec.memory_swap, "MemoryReservation": rec.spec.memory_reservation,
             "NanoCpus": round(rec.spec.cpus * 1e9), "CpuShares": rec.spec.cpu_shares,
             "OomKillDisable": rec.spec.oom_kill_disable,
+            "CpusetCpus": rec.spec.cpuset_cpus, "CpusetMems": rec.spec.cpuset_mems,
+            "BlkioWeight": rec.spec.blkio_weight,
             "PidsLimit": rec.spec.pids_limit,
             "ReadonlyRootfs": rec.spec.read_only,
             "Binds": [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in rec.mounts

@@ -181,6 +181,8 @@ def update(containers: List[str] = typer.Argument(..., help="container names or 
            memory_swap: str = typer.Option("", "--memory-swap", help="memory plus swap (-1: unlimited)"),
            memory_reservation: str = typer.Option("", "--memory-reservation", help="a soft memory limit"),
            pids_limit: Optional[int] = typer.Option(None, "--pids-limit", help="maximum number of processes"),
+           cpuset_cpus: str = typer.Option("", "--cpuset-cpus", help="the CPUs it may run on (0-1,3)"),
+           cpuset_mems: str = typer.Option("", "--cpuset-mems", help="the memory nodes it may use"),
            restart: str = typer.Option("", "--restart", help="no, on-failure[:N], always or unless-stopped")) -> None:
     """Change containers' resource limits (at once, in their cgroups, if they run) or restart policy."""
     lifecycle.require_root()
@@ -190,16 +192,19 @@ def update(containers: List[str] = typer.Argument(..., help="container names or 
     from minibox.plan import spec as specs
 
     given = {"cpus": cpus, "cpu_shares": cpu_shares, "memory": memory, "memory_swap": memory_swap,
-             "memory_reservation": memory_reservation, "pids_limit": pids_limit, "restart": restart}
+             "memory_reservation": memory_reservation, "pids_limit": pids_limit, "restart": restart,
+             "cpuset_cpus": cpuset_cpus, "cpuset_mems": cpuset_mems}
     if not any(v not in ("", None) for v in given.values()):
-        raise InvalidSpec("nothing to update: give --cpus, --cpu-shares, -m, --memory-swap, --memory-reservation, "
-                          "--pids-limit or --restart")
+        raise InvalidSpec("nothing to update: give --cpus, --cpu-shares, --cpuset-cpus, --cpuset-mems, -m, "
+                          "--memory-swap, --memory-reservation, --pids-limit or --restart")
 
     def one(ref: str) -> str:
         rec = store.resolve(ref)
         mem = memory or (str(rec.spec.memory) if rec.spec.memory else "")
-        checked = resources(mem, cpus, cpu_shares or 0, memory_swap, memory_reservation, False)
-        changes = {k: checked[k] for k in ("cpus", "memory_swap", "memory_reservation") if given[k]}
+        checked = resources(mem, cpus, cpu_shares or 0, memory_swap, memory_reservation, False, cpuset_cpus,
+                            cpuset_mems)
+        changes = {k: checked[k] for k in ("cpus", "memory_swap", "memory_reservation", "cpuset_cpus", "cpuset_mems")
+                   if given[k]}
         if cpu_shares is not None:
             changes["cpu_shares"] = checked["cpu_shares"]
         if memory:

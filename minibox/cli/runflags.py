@@ -21,7 +21,7 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
                shm_size: str = "", stop_signal: str = "", stop_timeout: int = -1, init: bool = False,
                cpus: str = "", cpu_shares: int = 0, memory_swap: str = "", memory_reservation: str = "",
                oom_kill_disable: bool = False, health: tuple = ("", "", "", 0, "", False),
-               ip6: str = "") -> ContainerSpec:
+               ip6: str = "", cpuset_cpus: str = "", cpuset_mems: str = "", blkio_weight: int = 0) -> ContainerSpec:
     """The command line, validated, as a ContainerSpec (keyword-only: there are many)."""
     from minibox.image import ref as refs
     from minibox.plan import procflags
@@ -107,7 +107,8 @@ def build_spec(*, image: str, command: list[str], detach: bool, rm: bool, name: 
         devices=tuple(":".join(procflags.device(d)) for d in device),
         shm_size=specs.parse_size(shm_size, "--shm-size") if shm_size else 0,
         stop_signal=procflags.stop_signal(stop_signal) if stop_signal else "", stop_timeout=check_timeout(stop_timeout),
-        init=init, **resources(memory, cpus, cpu_shares, memory_swap, memory_reservation, oom_kill_disable),
+        init=init, **resources(memory, cpus, cpu_shares, memory_swap, memory_reservation, oom_kill_disable,
+                               cpuset_cpus, cpuset_mems, blkio_weight),
         **health_flags(*health))
 
 
@@ -129,12 +130,26 @@ def health_flags(cmd: str, interval: str, timeout: str, retries: int, start_peri
     return out
 
 
-def resources(memory: str, cpus: str, shares: int, swap: str, reservation: str, no_oom_kill: bool) -> dict:
-    """--cpus, --cpu-shares, --memory-swap, --memory-reservation, --oom-kill-disable, with
-    Docker's checks."""
+def resources(memory: str, cpus: str, shares: int, swap: str, reservation: str, no_oom_kill: bool,
+              cpuset_cpus: str = "", cpuset_mems: str = "", blkio_weight: int = 0) -> dict:
+    """--cpus, --cpu-shares, --memory-swap, --memory-reservation, --oom-kill-disable,
+    --cpuset-cpus, --cpuset-mems, --blkio-weight, with Docker's checks."""
     from minibox.plan import spec as specs
+    from minibox.runtime import cgroups
 
     out: dict = {"cpu_shares": shares, "oom_kill_disable": no_oom_kill}
+    for flag, value, kind in (("--cpuset-cpus", cpuset_cpus, "cpus"), ("--cpuset-mems", cpuset_mems, "mems")):
+        if value:
+            out[f"cpuset_{kind}"] = specs.cpu_list(value, flag, cgroups.available(kind))
+    if blkio_weight and not 10 <= blkio_weight <= 1000:
+        raise InvalidSpec(f"invalid --blkio-weight {blkio_weight}: the range is 10 to 1000")
+    if blkio_weight and not cgroups.has_io_weight():
+        from minibox import notes
+
+        notes.say("warning: this kernel does not support Block I/O weight (no BFQ scheduler) or the cgroup is not "
+                  "mounted: --blkio-weight discarded")  # Docker's warning, and Docker's choice
+    elif blkio_weight:
+        out["blkio_weight"] = blkio_weight
     if shares < 0:
         raise InvalidSpec(f"invalid --cpu-shares {shares}: give a positive weight (Docker's default is 1024)")
     if cpus:

@@ -305,7 +305,8 @@ def for_run(spec: ContainerSpec, basics: Basics, rec: ContainerRecord, ff=None) 
         if ff is None:
             ff = firewall.facts(basics.network.firewall, networks_change=basics.network_is_new)
         peers = endpoint.peers(rec)
-    dirs = tuple(cgroups.group_dirs(config.cgroup_parent(), rec.id, basics.cgroups))
+    extra = (("cpuset",) if spec.cpuset_cpus or spec.cpuset_mems else ()) + (("blkio",) if spec.blkio_weight else ())
+    dirs = tuple(cgroups.group_dirs(config.cgroup_parent(), rec.id, basics.cgroups, extra))
     present = tuple(m.source for m in rec.mounts if m.kind == "bind" and os.path.exists(m.source))
     return RunFacts(record=rec, container_dir=str(config.paths().container(rec.id)), host_resolv=basics.host_resolv,
                     seccomp=basics.seccomp, cgroup_dirs=dirs, cgroup_v2=basics.cgroups.version == "v2",

@@ -18,6 +18,8 @@ def update(rec: ContainerRecord, changes: dict) -> None:
     state = lifecycle.refresh(rec.id)
     if state.status in (RUNNING, CREATED):
         dirs = tuple(cgroups.existing_dirs(config.cgroup_parent(), rec.id))
+        if {"cpuset_cpus", "cpuset_mems"} & set(changes) and dirs:
+            dirs += _cpuset_group(rec.id, dirs)
         res = {k: v for k, v in limits(spec).items() if k in _touched(changes)}
         if res and dirs:
             try:
@@ -35,5 +37,21 @@ def _touched(changes: dict) -> set[str]:
     out = set()
     for field in changes:
         out.add({"memory": "memory", "memory_swap": "memory", "memory_reservation": "memory", "cpus": "cpu",
-                 "cpu_shares": "cpu", "pids_limit": "pids"}.get(field, ""))
+                 "cpu_shares": "cpu", "pids_limit": "pids", "cpuset_cpus": "cpu", "cpuset_mems": "cpu"}.get(field, ""))
     return out - {""}
+
+
+def _cpuset_group(cid: str, dirs: tuple[str, ...]) -> tuple[str, ...]:
+    """On v1, a container run without --cpuset-* has no cpuset group: make it (as run
+    would have) and move its processes in, so `update --cpuset-cpus` works as Docker's."""
+    from minibox.plan.steps import CgroupCreate
+    from minibox.runtime import cgroups
+
+    lay = cgroups.layout()
+    want = cgroups.group_dirs(config.cgroup_parent(), cid, lay, ("cpuset",))
+    new = tuple(d for d in want if "/cpuset/" in d and d not in dirs)
+    if new:
+        cgroups.create([CgroupCreate(d, ()) for d in new])
+        for pid in sorted(cgroups.procs(dirs)):
+            cgroups.join(new, pid)
+    return new

@@ -118,9 +118,12 @@ def limits(spec: ContainerSpec) -> dict:
         out["memory"] = {k: v for k, v in (("limit", spec.memory), ("swap", spec.memory_swap),
                                            ("reservation", spec.memory_reservation)) if v} | \
             ({"disableOOMKiller": True} if spec.oom_kill_disable else {})
-    if spec.cpus or spec.cpu_shares:
+    if spec.cpus or spec.cpu_shares or spec.cpuset_cpus or spec.cpuset_mems:
         out["cpu"] = ({"quota": round(spec.cpus * 100000), "period": 100000} if spec.cpus else {}) | \
-            ({"shares": spec.cpu_shares} if spec.cpu_shares else {})
+            ({"shares": spec.cpu_shares} if spec.cpu_shares else {}) | \
+            {k: v for k, v in (("cpus", spec.cpuset_cpus), ("mems", spec.cpuset_mems)) if v}
+    if spec.blkio_weight:
+        out["blockIO"] = {"weight": spec.blkio_weight}
     if spec.pids_limit:
         out["pids"] = {"limit": spec.pids_limit}
     return out

@@ -140,6 +140,27 @@ def validate_add_host(text: str) -> str:
     return f"{name}:{addr}"
 
 
+def cpu_list(text: str, flag: str, available: str) -> str:
+    """A cpuset list ("0-2,4") whose every member is in `available` (the host's, in the same
+    syntax), as Docker checks --cpuset-cpus and --cpuset-mems."""
+    def members(spec: str) -> set[int]:
+        out: set[int] = set()
+        for part in spec.split(","):
+            lo, dash, hi = part.strip().partition("-")
+            if not lo.isdigit() or (dash and not hi.isdigit()) or (dash and int(hi) < int(lo)):
+                raise ValueError(part)
+            out |= set(range(int(lo), int(hi if dash else lo) + 1))
+        return out
+    try:
+        want = members(text)
+    except ValueError:
+        raise InvalidSpec(f'invalid {flag} "{text}": expected a list such as 0-2,4') from None
+    if available and not want <= members(available):
+        what = "CPUs" if flag.endswith("cpus") else "memory nodes"
+        raise InvalidSpec(f"invalid {flag} {text}: requested {what} are not available here (available: {available})")
+    return text
+
+
 def validate_dns(text: str) -> str:
     try:
         return str(ipaddress.ip_address(text))

@@ -34,6 +34,7 @@ CGROUP2_SUPER_MAGIC = 0x63677270
 # freezer: `cp` freezes a running container while it copies (v2 has a freezer in every group)
 V1_CONTROLLERS = ("memory", "pids", "cpu", "devices", "freezer")
 MODES = ("auto", "v1", "v2", "none")
+EXTRA_V1 = ("cpuset", "blkio")  # joined only by containers run with --cpuset-* or --blkio-weight
 
 
 class Layout(Value):
@@ -65,14 +66,43 @@ def layout(root: str = ROOT) -> Layout:
     return Layout("none", "")
 
 
+def available(kind: str) -> str:
+    """The host's CPUs or memory nodes ("cpus", "mems") as a cpuset list ("0-1"): what a
+    container's cpuset may name."""
+    path = "/sys/devices/system/cpu/online" if kind == "cpus" else "/sys/devices/system/node/online"
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return "0" if kind == "mems" else ""  # no NUMA nodes listed: one node
+
+
+def has_io_weight(lay: Layout | None = None) -> bool:
+    """Can a group's I/O weight be set here? It needs the BFQ scheduler (or CFQ's v1
+    blkio.weight); without it Docker warns and discards --blkio-weight."""
+    import glob
+
+    lay = lay or layout()
+    if lay.version == "v1" and os.path.exists(f"{lay.root}/blkio/blkio.weight"):
+        return True
+    if lay.version == "none" or (lay.version == "v1" and not os.path.isdir(f"{lay.root}/blkio")):
+        return False
+    for path in glob.glob("/sys/block/*/queue/scheduler"):
+        with contextlib.suppress(OSError), open(path) as f:
+            if "[bfq]" in f.read():
+                return True
+    return False
+
+
 def all_roots(root: str = ROOT) -> list[str]:
     """Every directory that may hold minibox's parent group, whatever the mode: for gc and leak checks."""
-    return [root, f"{root}/unified"] + [f"{root}/{c}" for c in V1_CONTROLLERS]
+    return [root, f"{root}/unified"] + [f"{root}/{c}" for c in V1_CONTROLLERS + EXTRA_V1]
 
 
-def group_dirs(parent: str, cid: str, lay: Layout | None = None) -> list[str]:
-    """Every directory that makes up container `cid`'s cgroup (existing controllers only)."""
-    return dirs_of(f"/{parent}/{cid}", lay)
+def group_dirs(parent: str, cid: str, lay: Layout | None = None, extra: tuple[str, ...] = ()) -> list[str]:
+    """Every directory that makes up container `cid`'s cgroup (existing controllers only;
+    `extra`: v1 controllers it needs beyond the usual ones)."""
+    return dirs_of(f"/{parent}/{cid}", lay, V1_CONTROLLERS + extra)
 
 
 def dirs_of(path: str, lay: Layout | None = None, controllers: tuple[str, ...] = V1_CONTROLLERS) -> list[str]:
@@ -115,6 +145,8 @@ def create(steps: list[Step]) -> None:
         os.makedirs(step.path, exist_ok=True)
         _fill_cpuset(step.path)
         for name, value in step.limits:
+            if name == "blkio.bfq.weight" and not os.path.exists(f"{step.path}/{name}"):
+                name = "blkio.weight"  # CFQ's, on kernels that still have it
             try:
                 with open(f"{step.path}/{name}", "w") as f:
                     f.write(value)
@@ -152,7 +184,7 @@ def _make_parents(path: str) -> None:
     try:
         with open(f"{os.path.dirname(parent)}/cgroup.controllers") as f:
             available = set(f.read().split())
-        wanted = " ".join(f"+{c}" for c in ("memory", "pids", "cpu") if c in available)
+        wanted = " ".join(f"+{c}" for c in ("memory", "pids", "cpu", "cpuset", "io") if c in available)
         if wanted:
             with open(f"{os.path.dirname(parent)}/cgroup.subtree_control", "w") as f:
                 f.write(wanted)

@@ -154,6 +154,47 @@ def test_update_changes_a_running_containers_limits_at_once():
         mb("rm", "-f", "upd")
 
 
+def _allowed(ctr: str) -> str:
+    out = mb("exec", ctr, "grep", "Cpus_allowed_list", "/proc/self/status", check=True).stdout
+    return out.split(":", 1)[1].strip()
+
+
+def test_cpuset_pins_a_container_and_update_moves_it():
+    """--cpuset-cpus/--cpuset-mems as Docker's: the kernel's own view (Cpus_allowed_list)
+    inside says where it may run; `update --cpuset-cpus` moves it at once, a container run
+    without the flag included (minibox makes its cpuset group then); CPUs the host lacks,
+    and bad lists, are refused in one line. --blkio-weight: checked, and where the kernel
+    has no I/O weight (no BFQ, as here) discarded with Docker's warning."""
+    import os
+
+    last = str((os.cpu_count() or 1) - 1)
+    mb("run", "-d", "--name", "pin", "--cpuset-cpus", "0", "--cpuset-mems", "0", "busybox", "sleep", "1000",
+       check=True)
+    mb("run", "-d", "--name", "free", "busybox", "sleep", "1000", check=True)
+    try:
+        assert _allowed("pin") == "0"
+        host = inspect("pin")["HostConfig"]
+        assert (host["CpusetCpus"], host["CpusetMems"]) == ("0", "0")
+        mb("update", "--cpuset-cpus", last, "pin", check=True)
+        assert _allowed("pin") == last and inspect("pin")["HostConfig"]["CpusetCpus"] == last
+        mb("update", "--cpuset-cpus", "0", "free", check=True)
+        assert _allowed("free") == "0"
+    finally:
+        mb("rm", "-f", "pin", "free")
+    for args, message in ((("--cpuset-cpus", "99"), "requested CPUs are not available here"),
+                          (("--cpuset-cpus", "1-x"), 'invalid --cpuset-cpus "1-x"'),
+                          (("--cpuset-mems", "7"), "requested memory nodes are not available here"),
+                          (("--blkio-weight", "5"), "invalid --blkio-weight 5: the range is 10 to 1000")):
+        res = mb("run", "--rm", *args, "busybox", "true")
+        assert (res.returncode, res.stderr.count("\n")) == (125, 1) and message in res.stderr, (args, res.stderr)
+    weighted = mb("run", "--rm", "--network", "none", "--blkio-weight", "300", "busybox", "true")
+    assert weighted.returncode == 0
+    from minibox.runtime import cgroups
+
+    if not cgroups.has_io_weight():
+        assert "--blkio-weight discarded" in weighted.stderr
+
+
 def _monitors(cid: str) -> list[int]:
     from pathlib import Path
 
