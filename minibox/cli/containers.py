@@ -147,6 +147,9 @@ def exec_(
     env: List[str] = typer.Option([], "-e", "--env", help="set an environment variable, KEY=VALUE"),
     workdir: str = typer.Option("", "-w", "--workdir", help="working directory inside (absolute)"),
     user: str = typer.Option("", "-u", "--user", help="UID[:GID] or NAME[:GROUP] (default: the container's user)"),
+    detach: bool = typer.Option(False, "-d", "--detach", help="start it in the background, its output discarded"),
+    privileged: bool = typer.Option(False, "--privileged", help="every capability this runtime holds, for this "
+                                                                "command only"),
     explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand"),
 ) -> None:
     """Run a command in a running container: joins its namespaces and cgroup, same privileges.
@@ -159,8 +162,11 @@ def exec_(
     execute.validate_exec_args(workdir)
     extra = specs.parse_env(env, dict(os.environ))
     rec, state = lifecycle.running(container)
+    if detach and (tty or interactive):
+        raise InvalidSpec("exec -d runs the command in the background: -i and -t need it in the foreground")
     code = execute.exec_in(rec, state, tuple(command), extra, workdir, tty, interactive,
-                             explain=explainer(f"minibox exec {rec.name}", rec.id) if explain else None, user=user)
+                           explain=explainer(f"minibox exec {rec.name}", rec.id) if explain else None, user=user,
+                           detach=detach, privileged=privileged)
     raise typer.Exit(code)
 
 @app.command()

@@ -8,6 +8,7 @@ container from before minibox kept its spec has its process planned from its rec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -55,7 +56,11 @@ def container_spec(rec: ContainerRecord) -> tuple[dict, bytes]:
 
 
 def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], env: tuple[str, ...],
-            workdir: str, tty: bool, interactive: bool, explain=None, user: str = "") -> int:
+            workdir: str, tty: bool, interactive: bool, explain=None, user: str = "", detach: bool = False,
+            privileged: bool = False) -> int:
+    """Run `argv` in the container; its exit status, or (`detach`) 0 once it runs, its
+    output discarded. `privileged`: every capability this runtime holds (Docker's exec
+    --privileged), its seccomp filter and no_new_privs unchanged."""
     from minibox.plan import oci as ociplan
     from minibox.plan import ociresources
     from minibox.plan.steps import LoadSeccomp, Nsenter
@@ -77,6 +82,12 @@ def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], 
         merged.setdefault("TERM", "xterm")
     process.update(args=list(argv), env=[f"{k}={v}" for k, v in merged.items()], cwd=workdir or process["cwd"],
                    terminal=tty)
+    if privileged:
+        from minibox.engine.facts import granted_caps
+
+        held = ["CAP_" + c.upper() for c in granted_caps(rec.spec._replace(privileged=True), ())]
+        process["capabilities"] = {"bounding": held, "effective": held, "permitted": held, "inheritable": [],
+                                   "ambient": []}
     notes = spec.get("annotations") or {}
     seccomp = LoadSeccomp(notes.get("minibox/seccomp", "the container's own"),
                           int(notes.get("minibox/seccomp.rules", "0")), program,
@@ -94,12 +105,32 @@ def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], 
                                                             "its root (/proc/PID/ns/*, /proc/PID/root)"),
                  *ociresources.plan_join(dirs, "$$"), *steps], state.pid)
     cfg = enter.EnterConfig(pid=state.pid, cgroup_dirs=tuple(dirs), steps=tuple(steps),
-                            execer=str(shimbin.ensure_execer()), stdio="pty" if tty else "pipes",
-                            interactive=interactive)
+                            execer=str(shimbin.ensure_execer()),
+                            stdio="inherit" if detach else "pty" if tty else "pipes", interactive=interactive,
+                            detach=detach)
     try:
-        return enter.enter(cfg)
+        if not detach:
+            return enter.enter(cfg)
+        with _quiet_stdio():  # the command inherits /dev/null; ours come back for any error
+            return enter.enter(cfg)
     except enter.Stopped:
         raise NotRunning(f"container {rec.name} stopped while exec was starting") from None
+
+
+@contextlib.contextmanager
+def _quiet_stdio():
+    """fds 0-2 on /dev/null for the block (what `exec -d`'s command inherits), then back."""
+    saved = [os.dup(fd) for fd in (0, 1, 2)]
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        yield
+    finally:
+        for fd, old in zip((0, 1, 2), saved):
+            os.dup2(old, fd)
+            os.close(old)
+        os.close(null)
 
 
 def exec_user(rec: ContainerRecord, state: ContainerState, user: str) -> dict:

@@ -195,6 +195,27 @@ def test_cpuset_pins_a_container_and_update_moves_it():
         assert "--blkio-weight discarded" in weighted.stderr
 
 
+def test_exec_detached_and_privileged():
+    """exec -d returns at once, the command running on in the container, its output
+    discarded; exec --privileged gives that one command every capability, as Docker's."""
+    mb("run", "-d", "--name", "ex", "busybox", "sleep", "1000", check=True)
+    try:
+        res = mb("exec", "-d", "ex", "sh", "-c", "echo said; sleep 1; touch /done")
+        assert (res.returncode, res.stdout) == (0, "")  # back before the command is done
+        assert mb("exec", "ex", "test", "-e", "/done").returncode == 1
+        assert wait_for(lambda: mb("exec", "ex", "test", "-e", "/done").returncode == 0, timeout=10)
+        caps = {n: int(mb("exec", *flags, "ex", "grep", "CapEff", "/proc/self/status", check=True)
+                       .stdout.split()[1], 16) for n, flags in (("plain", ()), ("privileged", ("--privileged",)))}
+        assert caps["plain"] & ~caps["privileged"] == 0 and caps["privileged"] > caps["plain"]
+        assert caps["privileged"] & (1 << 21)  # CAP_SYS_ADMIN, which Docker's defaults leave out
+        missing = mb("exec", "-d", "ex", "nosuch")
+        assert missing.returncode == 127 and missing.stderr.count("\n") == 1
+        both = mb("exec", "-d", "-t", "ex", "true")
+        assert both.returncode == 125 and "exec -d" in both.stderr
+    finally:
+        mb("rm", "-f", "ex")
+
+
 def _monitors(cid: str) -> list[int]:
     from pathlib import Path
 
