@@ -35,7 +35,7 @@ def image_pull(name: str = typer.Argument(..., help="NAME[:TAG|@DIGEST]"),
 
 @app.command(name="images")
 def images_(
-    repository: str = typer.Argument("", help="only this repository (e.g. busybox)"),
+    repository: str = typer.Argument("", help="only this repository, or REPOSITORY:TAG (busybox, busybox:latest)"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="only image ids"),
     fmt: str = typer.Option("", "--format", help="json, a Go template ('{{.Repository}}:{{.Tag}}'), or 'table ...'"),
 ) -> None:
@@ -45,18 +45,26 @@ def images_(
     from minibox.image import store
 
     imgs = store.all_images()
+    # REPO or REPO:TAG, as Docker's: the rows of the names that match (a ':' after the last
+    # '/' is a tag; one before it is a registry's port)
+    repo, colon, tag = repository.rpartition(":") if ":" in repository.rsplit("/", 1)[-1] else (repository, "", "")
+
+    def wanted(name: tuple[str, str]) -> bool:
+        return name[0] == repo and (not colon or name[1] == tag)
     if repository:
-        imgs = [i for i in imgs if any(repo == repository for repo, _ in present.image_names(i))]
+        imgs = [i for i in imgs if any(wanted(n) for n in present.image_names(i))]
     if quiet:
         for img in sorted(imgs, key=lambda i: -present.built(i)):
             say(img.short_id)
         return
     if fmt:
         present.Output(fmt).print([row for img in sorted(imgs, key=lambda i: -present.built(i))
-                                   for row in present.image_json_rows(img)],
+                                   for row in present.image_json_rows(img)
+                                   if not repository or wanted((row["Repository"], row["Tag"]))],
                                   {"ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT"})
         return
-    say(present.table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], present.image_rows(imgs)))
+    rows = [r for r in present.image_rows(imgs) if not repository or wanted((r[0], r[1]))]
+    say(present.table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows))
 
 @image_app.command(name="ls")
 def image_ls(

@@ -449,3 +449,21 @@ def test_a_pid_1_that_ends_during_setup_is_reported_with_its_own_reason():
     assert alive.early_end() == ""  # a PID 1 that still runs: the failure was not its own
     alive.close()
     theirs.close()
+
+
+def test_images_lists_one_repository_or_one_tag_as_dockers():
+    """`images REPO` lists every tag of it, `images REPO:TAG` that one only, in the table,
+    with -q and with --format, as Docker's."""
+    mb("tag", "busybox", "busybox:second", check=True)
+    try:
+        rows = [line.split()[:2] for line in mb("images", "busybox", check=True).stdout.splitlines()[1:]]
+        assert ["busybox", "latest"] in rows and ["busybox", "second"] in rows
+        rows = [line.split()[:2] for line in mb("images", "busybox:second", check=True).stdout.splitlines()[1:]]
+        assert rows == [["busybox", "second"]]
+        assert mb("images", "--format", "{{.Repository}}:{{.Tag}}", "busybox:second", check=True).stdout == \
+            "busybox:second\n"
+        assert mb("images", "busybox:nosuch", check=True).stdout.splitlines()[1:] == []
+        assert mb("images", "-q", "busybox:second", check=True).stdout.strip() == \
+            mb("images", "-q", "busybox:latest", check=True).stdout.strip()
+    finally:
+        mb("rmi", "busybox:second")
