@@ -5,22 +5,27 @@ import os
 import re
 import sys
 
+from typing import List, Optional
+
 import typer
 
 from minibox.engine import lifecycle
-from minibox.cli.app import app, check_format, network_app, say
+from minibox.cli.app import POSITIONAL_TAIL, app, check_format, network_app, say
 from minibox.errors import InvalidSpec, NotFound
 
 
-@app.command()
+@app.command(context_settings=POSITIONAL_TAIL)
 def top(
     container: str = typer.Argument(..., help="container name or id"),
+    ps_options: Optional[List[str]] = typer.Argument(None, help="ps options (aux, -o pid,comm): Docker's table, "
+                                                                "from the host's ps"),
     fmt: str = typer.Option("", "--format", help="json"),
 ) -> None:
     """Every process of a container: its PID inside, the same process's PID on the host.
 
     Teaches "same process, other PID": the kernel's NSpid line, namespace by namespace,
-    and which namespaces and cgroup the container has of its own."""
+    and which namespaces and cgroup the container has of its own. With ps options, as
+    `docker top CTR aux`: the host's ps, its rows of the container's processes."""
     lifecycle.require_root()
     from minibox.cli import present
     from minibox.runtime import procs
@@ -29,6 +34,9 @@ def top(
     check_format(fmt, "json")
     rec, state = lifecycle.running(container)
     plist = procs.processes_in(state.pid)
+    if ps_options:
+        say(observe.ps_rows(list(ps_options), {p.host_pid for p in plist}))
+        return
     ns = observe.ns_table(state.pid)
     if fmt == "json":
         say(json.dumps({"processes": [p._asdict() for p in plist],

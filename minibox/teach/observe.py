@@ -221,3 +221,22 @@ def cgroup_table(pid: int) -> list[list[str]]:
         mnt = next((mounts[c] for c in (k.split(",") if k else [""]) if c in mounts), "")
         rows.append([k or "(v2)", group, f"{mnt.rstrip('/')}{group}" if mnt else "(not mounted here)"])
     return rows
+
+
+def ps_rows(options: list[str], pids: set[int]) -> str:
+    """`docker top CTR OPTIONS`: the host's `ps OPTIONS`, its header and the rows whose PID
+    column names one of `pids` (the container's processes, as the host numbers them)."""
+    from minibox.errors import InvalidSpec
+
+    res = subprocess.run(["ps", *options], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise InvalidSpec(f"ps {' '.join(options)}: {(res.stderr or res.stdout).strip().splitlines()[0]}")
+    lines = res.stdout.splitlines()
+    header = lines[0].split() if lines else []
+    if "PID" not in header:
+        raise InvalidSpec(f"ps {' '.join(options)} prints no PID column, so its rows cannot be matched to the "
+                          "container's processes: add pid (-o pid,...)")
+    col = header.index("PID")
+    keep = [line for line in lines[1:] if len(line.split()) > col and line.split()[col].isdigit()
+            and int(line.split()[col]) in pids]
+    return "\n".join([lines[0], *keep])

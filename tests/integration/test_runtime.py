@@ -467,3 +467,23 @@ def test_images_lists_one_repository_or_one_tag_as_dockers():
             mb("images", "-q", "busybox:latest", check=True).stdout.strip()
     finally:
         mb("rmi", "busybox:second")
+
+
+def test_top_with_ps_options_is_dockers_table():
+    """`top CTR aux` (any ps options) prints the host's ps header and the rows of the
+    container's processes, as `docker top`; without options, minibox's PID lens."""
+    mb("run", "-d", "--name", "tp", "busybox", "sh", "-c", "sleep 1001 & sleep 1002", check=True)
+    try:
+        assert wait_for(lambda: "sleep 1001" in mb("top", "tp", "aux").stdout)
+        out = mb("top", "tp", "aux", check=True).stdout.splitlines()
+        assert out[0].split()[:2] == ["USER", "PID"] and len(out) == 3  # the two sleeps (sh exec'd the last)
+        assert all("sleep 100" in line for line in out[1:])
+        pids = {int(line.split()[1]) for line in out[1:]}
+        assert inspect("tp")["State"]["Pid"] in pids  # the host's PIDs, as Docker shows them
+        two = mb("top", "tp", "-o", "pid,comm", check=True).stdout.splitlines()
+        assert two[0].split() == ["PID", "COMMAND"] and [x.split()[1] for x in two[1:]] == ["sleep", "sleep"]
+        bad = mb("top", "tp", "-o", "comm")
+        assert bad.returncode == 125 and "no PID column" in bad.stderr and bad.stderr.count("\n") == 1
+        assert "PID (container)" in mb("top", "tp", check=True).stdout  # the lens stays the default
+    finally:
+        mb("rm", "-f", "tp")
