@@ -66,10 +66,13 @@ def boxes(t: Topology, shown: list[pathmod.Published]) -> dict[str, Box]:
             add(f"masq:{n.bridge}", ["MASQUERADE (postrouting)", f"{n.subnet} → {up}",
                                      f"{pathmod.pkts(pk)} out{since}"], "nat")
     for n in t.nets:
-        add(f"br:{n.bridge}", [f"{n.bridge} (bridge)", f"{n.gateway}  net {n.name}", n.subnet], "br")
+        add(f"br:{n.bridge}", [f"{n.bridge} (bridge)", f"{n.gateway}  net {n.name}",
+                               f"{n.subnet}  {n.ipv6}" if n.ipv6 else n.subnet], "br")
     for n in t.nets:
         for c in n.containers:
-            add(f"ctr:{c.short_id}", [f"container {c.name}", f"{c.ifname} {c.ip}/{c.prefixlen}", c.mac], "ctr")
+            # three lines to a box: a dual-stack container's IPv6 address takes the MAC's place
+            add(f"ctr:{c.short_id}", [f"container {c.name}", f"{c.ifname} {c.ip}/{c.prefixlen}", c.ip6 or c.mac],
+                "ctr")
     return out
 
 

@@ -32,6 +32,7 @@ class Ctr(Value):
     up: bool
     counted_since: str = ""  # HH:MM:SS its published ports' DNAT counters count from
     ifname: str = "eth0"  # its interface on this network (eth1, ... for `network connect`)
+    ip6: str = ""  # on an --ipv6 network: its IPv6 address, with the prefix
 
 
 class Net(Value):
@@ -45,6 +46,7 @@ class Net(Value):
     present: bool  # the bridge exists in the kernel
     containers: tuple[Ctr, ...] = ()
     dns: str = ""  # its DNS server, when it answers for this network ("aardvark-dns on GW:53, PID N")
+    ipv6: str = ""  # --ipv6: the bridge's IPv6 address, with the prefix
 
 
 class Rule(Value):
@@ -110,10 +112,12 @@ def gather(only: str = "", all_links: bool = False) -> Topology:
             ports = rec.ports if ep is rec.endpoint else ()  # published through its first network
             ctrs.append(Ctr(rec.name, rec.short_id, ep.veth, ep.ip, ep.prefixlen, ep.mac,
                             [f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}"
-                             for p in ports], ep.veth in names.values(), _hhmmss(since), ep.ifname))
+                             for p in ports], ep.veth in names.values(), _hhmmss(since), ep.ifname,
+                            f"{ep.ip6}/{ep.prefixlen6}" if ep.ip6 else ""))
         ctrs.sort(key=lambda c: ipaddress.IPv4Address(c.ip))
         nets.append(Net(rec_net.name, rec_net.bridge, rec_net.subnet, rec_net.gateway, rec_net.mac, rec_net.internal,
-                        rec_net.firewall, rec_net.bridge in names.values(), tuple(ctrs), _dns(rec_net)))
+                        rec_net.firewall, rec_net.bridge in names.values(), tuple(ctrs), _dns(rec_net),
+                        f"{rec_net.gateway6}/{rec_net.prefixlen6}" if rec_net.subnet6 else ""))
     ours = {n.bridge for n in store.all_networks()} | {c.veth for n in nets for c in n.containers}
     host_links = [(name, link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "", addrs.get(name, []))
                   for link in links.values() for name in [link.get("ifname")]

@@ -28,6 +28,8 @@ def text(t: Topology, port: str = "") -> str:
         out.append(clip(f"  {n.bridge:<16} bridge   {n.gateway}/{n.subnet.split('/')[1]}  network {n.name!r}, "
                          f"{n.subnet}{flags}{state}", WIDTH))
         out.append(f"  {'':<16} mac      {n.mac}")  # a line of its own: never cut mid-address
+        if n.ipv6:
+            out.append(f"  {'':<16} ipv6     {n.ipv6}")
         if n.dns:
             out.append(clip(f"  {'':<16} dns      {n.dns}", WIDTH))
         for i, c in enumerate(n.containers):
@@ -35,6 +37,8 @@ def text(t: Topology, port: str = "") -> str:
             branch, cont = ("└─", "   ") if last else ("├─", "│  ")
             out.append(clip(f"    {branch} {c.veth} ══veth══ {c.ifname} {c.ip}/{c.prefixlen} {c.mac}  "
                              f"[{c.name} {c.short_id}]", WIDTH))
+            if c.ip6:
+                out.append(f"    {cont}   ipv6 {c.ip6}")
             for p in c.ports:
                 out.append(f"    {cont}   publishes {p}")
         if not n.containers:

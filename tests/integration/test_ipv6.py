@@ -47,6 +47,10 @@ def test_dual_stack_containers_talk_over_ipv6_and_resolve_each_other():
         doc = json.loads(mb("network", "inspect", "six", check=True).stdout)[0]
         assert doc["EnableIPv6"] is True and [c["Subnet"] for c in doc["IPAM"]["Config"]][1] == SUBNET6
         assert mb("network", "ls", "--filter", "name=six", "--format", "{{.IPv6}}", check=True).stdout.strip() == "true"
+        # `network show` draws the IPv6 addresses too, in text and in the SVG
+        shown = mb("network", "show", "six", check=True).stdout
+        assert "ipv6     fd42:10:20::1/64" in shown and "ipv6 fd42:10:20::3/64" in shown
+        assert "fd42:10:20::2/64" in mb("network", "show", "six", "--format", "svg", check=True).stdout
         # the bridge holds the gateway, without duplicate address detection's delay
         bridge = doc["Options"]["bridge.name"]
         assert "fd42:10:20::1/64" in sh(f"ip -6 addr show dev {bridge}").stdout
