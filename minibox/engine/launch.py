@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -276,9 +277,15 @@ def _wait_attached(record: ContainerRecord, sp) -> int | None:
 
 
 def finish(cid: str) -> ContainerState:
-    """After PID 1 exited: record it, give back what it held, and remove it if --rm."""
+    """After PID 1 exited: record it, give back what it held, and remove it if --rm. With a
+    restart policy (`run --restart` in the foreground, as Docker allows), the policy goes on
+    in the background, as the shim's exit command applies it to a detached container: this
+    command returns the first exit's status."""
     state = lifecycle.refresh(cid)
     rec = store.load_record(cid)
     if rec.spec.remove:
         lifecycle.remove(cid)
+    elif rec.spec.restart not in ("", "no"):
+        subprocess.Popen([sys.executable, "-m", "minibox.engine.cleanup", cid], start_new_session=True,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return state

@@ -66,6 +66,4 @@ def check(text: str, remove: bool, detach: bool) -> str:
     if pol.name != "no" and remove:
         raise InvalidSpec(f'conflicting options: --restart {text} and --rm (a container removed when it exits '
                           "cannot be restarted)")
-    if pol.name != "no" and not detach:
-        raise InvalidSpec(f"--restart {text} needs -d: a restarted container runs in the background")
-    return str(pol)
+    return str(pol)  # in the foreground too, as Docker: the run returns at the first exit, restarts go on detached

@@ -85,12 +85,25 @@ def test_create_of_a_missing_command_succeeds_and_start_records_127():
         mb("rm", "-f", "nocmd")
 
 
+def test_restart_in_the_foreground_returns_the_first_exit_and_goes_on_detached():
+    """Docker takes `run --restart on-failure:2` without -d: the run returns the first exit's
+    status, and the policy restarts the container in the background."""
+    res = mb("run", "--name", "fg", "--restart", "on-failure:2", "busybox", "sh", "-c",
+             "echo ran >> /count; exit 3")
+    try:
+        assert res.returncode == 3
+        assert wait_for(lambda: mb("inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "fg").stdout.split()
+                        == ["2", "exited"], timeout=20)
+        assert mb("inspect", "-f", "{{.State.ExitCode}}", "fg").stdout.strip() == "3"
+    finally:
+        mb("rm", "-f", "fg")
+
+
 def test_create_refuses_what_it_cannot_honour_and_makes_nothing():
     for args, code, message in (
             (("attach", "ghost"), 1, 'no such container: "ghost"'),
             (("create", "--restart", "sometimes", "busybox"), 125, 'invalid --restart "sometimes"'),
             (("run", "--rm", "-d", "--restart", "always", "busybox"), 125, "conflicting options: --restart always"),
-            (("run", "--restart", "always", "busybox", "true"), 125, "--restart always needs -d"),
             (("start", "ghost"), 1, 'no such container: "ghost"'),
             (("restart", "ghost"), 1, 'no such container: "ghost"')):
         res = mb(*args)

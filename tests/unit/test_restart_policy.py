@@ -27,12 +27,11 @@ def test_parse_refuses_what_docker_refuses(text, message):
         policy.parse(text)
 
 
-def test_check_refuses_rm_and_the_foreground():
+def test_check_refuses_rm_but_takes_the_foreground_as_docker():
     assert policy.check("always", remove=False, detach=True) == "always"
     with pytest.raises(InvalidSpec, match="conflicting options: --restart always and --rm"):
         policy.check("always", remove=True, detach=True)
-    with pytest.raises(InvalidSpec, match="needs -d"):
-        policy.check("on-failure", remove=False, detach=False)
+    assert policy.check("on-failure", remove=False, detach=False) == "on-failure"
     assert policy.check("no", remove=True, detach=False) == "no"
 
 
