@@ -329,6 +329,9 @@ class ContainerState(Value):
     # Being started again (`start`, `restart`, a restart policy): it existed before this
     # command, so a crash of the command never makes it a killed `run`'s leftover for gc.
     again: bool = False
+    # Its shim died before PID 1 (kill -9): PID 1 was killed with it (its parent-death
+    # signal), and nothing applied its restart policy; `start` or `gc --restart` re-arm it.
+    supervisor_died: bool = False
     paused: bool = False  # never stored: `ps` and `inspect` read it from the kernel's freezer
     health: str = ""  # never stored: `ps` reads it from containers/ID/health.json (engine.health)
 

@@ -80,7 +80,8 @@ def status_text(state: ContainerState, now: float | None = None) -> str:
         health = {"starting": " (health: starting)", "": ""}.get(state.health, f" ({state.health})")
         return f"Up {human_duration(now - state.started_at)}" + (" (Paused)" if state.paused else health)
     if state.status == EXITED:
-        return f"Exited ({state.exit_code}) {ago(state.finished_at, now)}"
+        return f"Exited ({state.exit_code}) {ago(state.finished_at, now)}" + \
+            (" (supervisor died)" if state.supervisor_died else "")
     if state.status == REMOVING:
         return "Removal In Progress"
     if state.status == CREATING:

@@ -213,14 +213,20 @@ def events(since: str = typer.Option("", "--since", help="events from then (Unix
 
 
 @app.command()
-def gc(explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand")) -> None:
+def gc(explain: bool = typer.Option(False, "--explain", help="print every step as the command that does it by hand"),
+       restart: bool = typer.Option(False, "--restart", help="also start the containers whose restart policy did "
+                                                             "not run because their supervisor died")) -> None:
     """Remove what a crash left behind: containers stuck half-way, firewall elements and rules,
     cgroups, veths, shims, address and name files of containers that no longer exist, found
-    by the id each one carries."""
+    by the id each one carries. With --restart (for a systemd timer or cron), start again
+    the containers a dead supervisor left exited against their restart policy."""
     lifecycle.require_root()
     from minibox.engine import gc as collector
 
     steps, errors = collector.run()
+    if restart:
+        more, errs = collector.restart_orphans()
+        steps, errors = steps + more, errors + errs
     if explain:
         explainer("minibox gc")(steps)
     say(f"removed {len(steps)} leftover(s)")

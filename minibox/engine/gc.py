@@ -248,6 +248,31 @@ SWEEPS = (("stuck containers", sweep_stuck), ("orphan containers", sweep_orphan_
           ("dns", sweep_dns))
 
 
+def restart_orphans() -> tuple[list[Step], list[str]]:
+    """`gc --restart`: start again the containers whose restart policy would have, had their
+    supervisor (the shim) not died with them. What a systemd timer or cron calls to keep
+    `--restart always` containers up without a daemon."""
+    from minibox.engine import start
+    from minibox.plan import restart as policy
+
+    c = lifecycle.Collector()
+    for cid, rec in store.entries().items():
+        if isinstance(rec, Damaged):
+            continue
+        try:
+            state = lifecycle.refresh(cid)
+        except Exception:  # noqa: BLE001 - one container's trouble must not stop the others
+            continue
+        pol = policy.parse(rec.spec.restart or "no")
+        if state.status == EXITED and state.supervisor_died and \
+                policy.should_restart(pol, state.exit_code, state.restart_count, state.stopped_by_user):
+            c.attempt(f"restarting {rec.name}", lambda i=cid, n=state.restart_count: (
+                [Logged(f"minibox start {i[:12]}", why=f"{rec.name}'s restart policy ({rec.spec.restart}), which "
+                                                       "its dead supervisor could not carry out")]
+                if start.run_again(i, n + 1).status == RUNNING else [], []))
+    return c.result
+
+
 def run() -> tuple[list[Step], list[str]]:
     c = lifecycle.Collector()
     with store.global_lock():

@@ -94,6 +94,10 @@ def _creator_gone(state: ContainerState) -> bool:
     return bool(state.creator_pid) and not procs.alive(state.creator_pid, state.creator_start)
 
 
+SUPERVISOR_DIED = ("its supervisor (minibox-shim, PID {}) died, and PID 1 was killed with it: no restart policy "
+                   "ran (`minibox start` or `minibox gc --restart` starts it again)")
+
+
 def refresh(cid: str, done: list | None = None) -> ContainerState:
     """Bring state.json up to date with the kernel, releasing resources of a stopped container."""
     state = store.load_state(cid)
@@ -106,10 +110,16 @@ def refresh(cid: str, done: list | None = None) -> ContainerState:
         exit_info = store.load_exit(cid)
         if exit_info is None and not procs.alive(state.pid, state.pid_start):
             # PID 1 is gone; its shim writes exit.json right after draining the logs.
-            exit_info = wait_exit(cid, 2.0, state.shim_pid) or {"exit_code": 255, "finished_at": None}
+            exit_info = wait_exit(cid, 2.0, state.shim_pid)
+            if exit_info is None and state.shim_pid and not procs.alive(state.shim_pid, state.shim_start):
+                # The shim died first: PID 1 got SIGKILL with it (its parent-death signal).
+                exit_info = {"exit_code": 128 + 9, "finished_at": None, "supervisor_died": True}
+            exit_info = exit_info or {"exit_code": 255, "finished_at": None}
         if exit_info is not None:
+            died = {"supervisor_died": True, "error": SUPERVISOR_DIED.format(state.shim_pid)} \
+                if exit_info.get("supervisor_died") else {}
             state = _settle(cid, _has_pid1, exit_code=exit_info["exit_code"],
-                            finished_at=_parse_ts(exit_info.get("finished_at")))
+                            finished_at=_parse_ts(exit_info.get("finished_at")), **died)
     if state.status == EXITED and not state.released:
         state = release(cid, done)
     return state

@@ -76,7 +76,8 @@ def run_again(cid: str, restarts: int = 0, quick: int = 0, unless=None) -> Conta
         store.save_state(cid, state.replace(
             status=CREATING, creator_pid=me, creator_start=procs.start_time(me), pid=0, pid_start=0, shim_pid=0,
             shim_start=0, exit_code=0, error="", released=False, release_log=(), started_at=0.0, finished_at=0.0,
-            stopped_by_user=False, parked=False, restart_count=restarts, quick_restarts=quick, again=True))
+            stopped_by_user=False, parked=False, restart_count=restarts, quick_restarts=quick, again=True,
+            supervisor_died=False))
     with contextlib.suppress(FileNotFoundError):
         (config.paths().container(cid) / "exit.json").unlink()  # the last run's end
     # Its own image (by id: a tag may have moved), its resolved host ports, in the background.

@@ -81,6 +81,37 @@ def test_a_start_killed_mid_way_never_lets_gc_remove_the_container():
         mb("rm", "-f", "keep")
 
 
+def test_a_dead_supervisor_is_said_and_gc_restart_takes_over_its_policy():
+    """#24 item 9: a shim killed -9 ended an `always` container for good, recorded as
+    Exited (255) with RestartCount 0. Now the exit is the one PID 1 really had (SIGKILL,
+    its parent-death signal: 137), ps and inspect say its supervisor died, `gc --restart`
+    (for a timer or cron) starts it as its policy would have, and `start` re-arms it too."""
+    import signal as sig
+
+    mb("run", "-d", "--name", "sup", "--restart", "always", "busybox", "sleep", "1000", check=True)
+    try:
+        for way in ("gc", "start"):
+            doc = mb("inspect", "sup", check=True)
+            pid, shim = (json.loads(doc.stdout)[0][k] for k in ("State", "Minibox"))
+            os.kill(shim["ShimPid"], sig.SIGKILL)
+            assert wait_for(lambda: not os.path.exists(f"/proc/{pid['Pid']}"))
+            row = next(x for x in mb("ps", "-a", check=True).stdout.splitlines() if x.endswith(" sup"))
+            assert "Exited (137)" in row and "(supervisor died)" in row, row
+            assert "supervisor (minibox-shim" in mb("inspect", "-f", "{{.State.Error}}", "sup").stdout
+            if way == "gc":
+                out = mb("gc", "--restart", "--explain", check=True)
+                assert "minibox start" in out.stderr
+                assert mb("inspect", "-f", "{{.RestartCount}}", "sup").stdout.strip() == "1"
+            else:
+                mb("start", "sup", check=True)
+            assert mb("inspect", "-f", "{{.State.Status}}", "sup").stdout.strip() == "running"
+            assert "supervisor died" not in mb("ps", check=True).stdout
+        quiet = mb("gc", "--restart", check=True)  # nothing more to start: a running one is left alone
+        assert "removed 0" in quiet.stdout
+    finally:
+        mb("rm", "-f", "sup")
+
+
 # --- the disk ------------------------------------------------------------------------------------------
 
 
