@@ -31,6 +31,11 @@ def top(
     from minibox.runtime import procs
     from minibox.teach import observe
 
+    ps_options = list(ps_options or ())
+    if ps_options[:1] == ["--format"] or (ps_options and ps_options[0].startswith("--format=")):
+        # after the container, --format is still ours (ps has no such option), as before
+        fmt = ps_options[0].partition("=")[2] or (ps_options[1] if len(ps_options) > 1 else "")
+        ps_options = ps_options[1 if "=" in ps_options[0] else 2:]
     check_format(fmt, "json")
     rec, state = lifecycle.running(container)
     plist = procs.processes_in(state.pid)

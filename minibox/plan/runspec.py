@@ -21,7 +21,7 @@ INIT = "/sbin/docker-init"  # where Docker puts its init (tini) in the container
 
 
 def runtime_spec(spec: ContainerSpec, rec: ContainerRecord, layout: RootfsLayout, volume_root: str,
-                 cgroups: bool, netns: str = "", devices: tuple = (), init: str = "") -> dict:
+                 cgroups: bool, netns: str = "", devices: tuple = (), init: str = "", cgroup_v1: bool = False) -> dict:
     """The container's OCI runtime spec, as Docker's client would hand it to runc (moby's
     daemon/oci_linux.go defaults), with a `why` on each mount for the lesson. `devices`:
     linux.devices entries for --device (all the host's with --privileged), read by the
@@ -47,6 +47,13 @@ def runtime_spec(spec: ContainerSpec, rec: ContainerRecord, layout: RootfsLayout
          "options": NOSUID_NOEXEC_NODEV + ["mode=1777", shm],
          "why": "POSIX shared memory of the container's own IPC namespace" + (" (--shm-size)" if spec.shm_size else "")},
     ]
+    if cgroup_v1:
+        # As Docker on a cgroup v1 host: /sys/fs/cgroup shows the container's own groups
+        # (read-only), so a program sees its -m, --cpus and --pids-limit. (On v2 that takes
+        # a cgroup namespace, which minibox does not make yet.)
+        mounts.append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                       "options": NOSUID_NOEXEC_NODEV + (["relatime"] if spec.privileged else ["relatime", "ro"]),
+                       "why": "the container's own cgroups, read-only: its limits, as programs look for them"})
     for name in ETC_FILES:
         mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": f"{layout.etc_dir}/{name}",
                        "options": ["bind"], "why": f"per-container /etc/{name}, kept out of the image and the "
