@@ -159,6 +159,20 @@ def _allowed(ctr: str) -> str:
     return out.split(":", 1)[1].strip()
 
 
+def test_a_container_reads_its_own_limits_in_sys_fs_cgroup():
+    """As Docker on a cgroup v1 host: /sys/fs/cgroup inside shows the container's own groups,
+    read-only, so a program finds its -m and --pids-limit there."""
+    from minibox.runtime import cgroups
+
+    if cgroups.layout().version != "v1":  # a v2 host needs a cgroup namespace, which run does not make yet
+        assert mb("run", "--rm", "busybox", "ls", "/sys/fs/cgroup", check=True).stdout == ""
+        return
+    out = mb("run", "--rm", "--network", "none", "-m", "64m", "--pids-limit", "33", "busybox", "sh", "-c",
+             "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; "
+             "touch /sys/fs/cgroup/memory/x 2>&1; true", check=True).stdout.splitlines()
+    assert out[:2] == [str(64 << 20), "33"] and "Read-only file system" in out[2]
+
+
 def test_cpuset_pins_a_container_and_update_moves_it():
     """--cpuset-cpus/--cpuset-mems as Docker's: the kernel's own view (Cpus_allowed_list)
     inside says where it may run; `update --cpuset-cpus` moves it at once, a container run
