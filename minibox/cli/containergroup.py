@@ -13,10 +13,10 @@ for name, verb in (("ls", listing.ps), ("ps", listing.ps), ("logs", containers.l
                    ("kill", containers.kill), ("rm", containers.rm), ("inspect", containers.inspect),
                    ("cp", containers.cp), ("port", containers.port), ("wait", manage.wait), ("rename", manage.rename),
                    ("start", manage.start), ("attach", manage.attach), ("restart", manage.restart),
-                   ("pause", manage.pause), ("unpause", manage.unpause), ("top", teach.top), ("diff", manage.diff),
-                   ("update", manage.update)):
+                   ("pause", manage.pause), ("unpause", manage.unpause), ("diff", manage.diff),
+                   ("update", manage.update), ("export", manage.export)):
     container_app.command(name=name)(verb)
-for name, verb in (("run", containers.run), ("exec", containers.exec_)):
+for name, verb in (("run", containers.run), ("exec", containers.exec_), ("top", teach.top)):
     container_app.command(name=name, context_settings=POSITIONAL_TAIL)(verb)
 container_app.command(name="create", context_settings=POSITIONAL_TAIL,
                       help="Create a container without starting its command (as `minibox create`).")(containers.run)

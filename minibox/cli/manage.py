@@ -1,5 +1,7 @@
 """The verbs of a container's life after `run`: create, start, attach, restart, wait, rename."""
 
+import os
+import sys
 import time
 from typing import List, Optional
 
@@ -171,6 +173,32 @@ def diff(container: str = typer.Argument(..., help="container name or id")) -> N
 
     for kind, path in diffing.changes(store.resolve(container)):
         say(f"{kind} {path}")
+
+
+@app.command()
+def export(container: str = typer.Argument(..., help="container name or id"),
+           output: str = typer.Option("", "-o", "--output", help="write to this file (default: standard output)")
+           ) -> None:
+    """A container's filesystem as a tar archive: its image's layers and its own changes, not its volumes."""
+    lifecycle.require_root()
+    from minibox.engine import exporting
+
+    rec = store.resolve(container)
+    if not output and os.isatty(1):
+        raise InvalidSpec("cowardly refusing to write a tar archive to a terminal: use -o FILE, or redirect")
+    if not output:
+        exporting.export(rec, sys.stdout.buffer)
+        return
+    tmp = f"{output}.{os.getpid()}.part"
+    try:
+        with open(tmp, "wb") as f:
+            exporting.export(rec, f)
+        os.replace(tmp, output)
+    except OSError as e:
+        raise InvalidSpec(f"cannot write {output}: {e.strerror}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 @app.command()

@@ -6,6 +6,8 @@ import concurrent.futures
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -487,3 +489,35 @@ def test_top_with_ps_options_is_dockers_table():
         assert "PID (container)" in mb("top", "tp", check=True).stdout  # the lens stays the default
     finally:
         mb("rm", "-f", "tp")
+
+
+def test_export_is_the_containers_filesystem_without_its_volumes(tmp_path):
+    """`export` (as Docker's): the image's files and the container's own changes, its
+    deletions applied, its volumes left out; running or stopped; and what it writes
+    imports as an image that runs."""
+    import tarfile
+
+    mb("run", "-d", "--name", "exp", "-v", "expvol:/data", "busybox", "sh", "-c",
+       "echo made > /made; rm /bin/vi; echo vol > /data/in-volume; sleep 1000", check=True)
+    try:
+        assert wait_for(lambda: mb("exec", "exp", "test", "-e", "/made").returncode == 0)
+        for when in ("running", "stopped"):
+            if when == "stopped":
+                mb("stop", "-t", "1", "exp", check=True)
+            out = tmp_path / f"{when}.tar"
+            mb("export", "-o", str(out), "exp", check=True)
+            with tarfile.open(out) as tar:
+                names = set(tar.getnames())
+                assert tar.extractfile("made").read() == b"made\n"
+            assert {"bin/sh", "etc/passwd", "made", "data"} <= names
+            assert "bin/vi" not in names and "data/in-volume" not in names
+        streamed = subprocess.run([sys.executable, "-m", "minibox", "export", "exp"], capture_output=True, timeout=60)
+        assert streamed.returncode == 0 and streamed.stdout[257:262] == b"ustar"  # a tar, on standard output
+        mb("image", "import", str(tmp_path / "stopped.tar"), "exported:1", check=True)
+        assert mb("run", "--rm", "--network", "none", "exported:1", "cat", "/made", check=True).stdout == "made\n"
+        missing = mb("export", "-o", str(tmp_path / "x.tar"), "nosuch")
+        assert missing.returncode == 1 and not (tmp_path / "x.tar").exists()
+    finally:
+        mb("rm", "-f", "exp")
+        mb("rmi", "exported:1")
+        mb("volume", "rm", "expvol")
