@@ -120,6 +120,7 @@ def image_load(
     """Load images from a `docker save` archive, an OCI archive or an OCI layout."""
     load(input_, quiet)
 
+@app.command(name="import")  # as docker import: `export | import` round-trips a container's files
 @image_app.command(name="import")
 def image_import(
     source: str = typer.Argument(..., help="a rootfs directory, a tar archive (`docker export` output), or - for "

@@ -513,7 +513,7 @@ def test_export_is_the_containers_filesystem_without_its_volumes(tmp_path):
             assert "bin/vi" not in names and "data/in-volume" not in names
         streamed = subprocess.run([sys.executable, "-m", "minibox", "export", "exp"], capture_output=True, timeout=60)
         assert streamed.returncode == 0 and streamed.stdout[257:262] == b"ustar"  # a tar, on standard output
-        mb("image", "import", str(tmp_path / "stopped.tar"), "exported:1", check=True)
+        mb("import", str(tmp_path / "stopped.tar"), "exported:1", check=True)  # top-level, as docker import
         assert mb("run", "--rm", "--network", "none", "exported:1", "cat", "/made", check=True).stdout == "made\n"
         missing = mb("export", "-o", str(tmp_path / "x.tar"), "nosuch")
         assert missing.returncode == 1 and not (tmp_path / "x.tar").exists()
