@@ -176,6 +176,24 @@ def diff(container: str = typer.Argument(..., help="container name or id")) -> N
 
 
 @app.command()
+def commit(container: str = typer.Argument(..., help="container name or id"),
+           name: str = typer.Argument("", help="REPOSITORY[:TAG] for the new image"),
+           change: List[str] = typer.Option([], "-c", "--change", help="a Dockerfile instruction: CMD, ENTRYPOINT, "
+                                                                       "ENV, WORKDIR, EXPOSE, USER, LABEL, STOPSIGNAL"),
+           message: str = typer.Option("", "-m", "--message", help="a commit message (in `history`)"),
+           author: str = typer.Option("", "-a", "--author", help="the author"),
+           pause: bool = typer.Option(True, "-p/--pause", help="freeze it while its changes are read (default)")
+           ) -> None:
+    """A new image from a container's changes: its image's layers, and one more of what it wrote and deleted."""
+    lifecycle.require_root()
+    from minibox.engine import committing
+
+    rec = store.resolve(container)
+    img = committing.commit(rec, lifecycle.refresh(rec.id), name, list(change), message, author, pause)
+    say(img.id)
+
+
+@app.command()
 def export(container: str = typer.Argument(..., help="container name or id"),
            output: str = typer.Option("", "-o", "--output", help="write to this file (default: standard output)")
            ) -> None:

@@ -521,3 +521,29 @@ def test_export_is_the_containers_filesystem_without_its_volumes(tmp_path):
         mb("rm", "-f", "exp")
         mb("rmi", "exported:1")
         mb("volume", "rm", "expvol")
+
+
+def test_commit_makes_an_image_of_what_the_container_changed():
+    """`commit` as Docker's: the image's layers and one more of the container's changes,
+    its deletions as whiteouts (a removed file, a directory replaced whole), taken while it
+    runs (frozen meanwhile), with -c and -m; the image runs with them."""
+    mb("run", "-d", "--name", "cm", "busybox", "sh", "-c",
+       "echo new > /new; rm /bin/vi; rm -rf /etc/network && mkdir /etc/network && touch /etc/network/only; "
+       "sleep 1000", check=True)
+    try:
+        assert wait_for(lambda: mb("exec", "cm", "test", "-e", "/etc/network/only").returncode == 0)
+        out = mb("commit", "-c", 'CMD ["cat", "/new"]', "-m", "a test", "cm", "committed:1", check=True).stdout
+        assert out.startswith("sha256:") and mb("inspect", "-f", "{{.State.Status}}", "cm").stdout.strip() == "running"
+        assert mb("run", "--rm", "--network", "none", "committed:1", check=True).stdout == "new\n"
+        gone = mb("run", "--rm", "--network", "none", "committed:1", "sh", "-c",
+                  "test -e /bin/vi; echo $?; ls -a /etc/network", check=True).stdout.split()
+        assert gone == ["1", ".", "..", "only"]
+        layers = [json.loads(mb("image", "inspect", ref, check=True).stdout)[0]["RootFS"]["Layers"]
+                  for ref in ("busybox", "committed:1")]
+        assert layers[1][:-1] == layers[0] and len(layers[1]) == len(layers[0]) + 1
+        assert "a test" in mb("history", "committed:1", "--no-trunc", check=True).stdout
+        bad = mb("commit", "-c", "FROB x", "cm", "committed:2")
+        assert bad.returncode != 0 and bad.stderr.count("\n") == 1
+    finally:
+        mb("rm", "-f", "cm")
+        mb("rmi", "committed:1")
