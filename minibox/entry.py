@@ -107,11 +107,11 @@ class _Verbs(dict):
 # Docker's flags that minibox does not have, and what they do in Docker: a Docker user's
 # habit gets that, rather than click's guess at a similar-looking minibox flag.
 DOCKER_ONLY = {
-    "--cpuset-cpus": "Docker's flag to pin CPUs", "--gpus": "Docker's flag to pass GPUs",
+    "--gpus": "Docker's flag to pass GPUs", "--device-read-bps": "Docker's flag to throttle a device's reads",
     "--platform": "Docker's flag to pick an architecture", "--pid": "Docker's flag to share a PID namespace",
     "--ipc": "Docker's flag to share an IPC namespace",
     "--userns": "Docker's flag to choose a user namespace", "--link": "Docker's legacy container links",
-    "--health-cmd": "Docker's health check", "--log-driver": "Docker's log driver choice",
+    "--log-driver": "Docker's log driver choice",
     "--cidfile": "Docker's flag to write the container id to a file",
 }
 

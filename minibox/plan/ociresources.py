@@ -85,7 +85,7 @@ def _resource_files(res: dict, ctl: str, v2: bool) -> list[tuple[str, str]]:
         files.append(("cpu.max", f"{cpu.get('quota') or 'max'} {cpu.get('period') or 100000}"))
     # The weight is BFQ's (blkio.bfq.weight, io.bfq.weight: 1..1000, as --blkio-weight);
     # runtime.cgroups falls back to blkio.weight where only that exists (CFQ's).
-    put("blkio", "blkio.bfq.weight", "io.bfq.weight", (res.get("blockIO") or {}).get("weight"))
+    put("blkio", "blkio.bfq.weight", "io.bfq.weight", (res.get("blockIO") or {}).get("weight") or None)  # 0: unset
     put("cpuset", "cpuset.cpus", "cpuset.cpus", cpu.get("cpus"))
     put("cpuset", "cpuset.mems", "cpuset.mems", cpu.get("mems"))
     if "limit" in pids:

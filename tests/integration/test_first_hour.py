@@ -5,7 +5,8 @@ from conftest import mb, wait_for
 
 
 @pytest.mark.parametrize("flag, what", [
-    (["--cpuset-cpus", "0"], "--cpuset-cpus is Docker's flag to pin CPUs; minibox does not support it"),
+    (["--device-read-bps", "/dev/sda:1mb"], "--device-read-bps is Docker's flag to throttle a device's reads; "
+                                            "minibox does not support it"),
     (["--gpus", "all"], "--gpus is Docker's flag to pass GPUs; minibox does not support it"),
     (["--pid", "host"], "--pid is Docker's flag to share a PID namespace; minibox does not support it"),
 ])
