@@ -56,6 +56,8 @@ def hold_port(p: PortMapping) -> tuple[socket.socket, PortMapping]:
     `ss -ltnp` would then name that server while our DNAT silently takes its traffic."""
     kind = socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM
     s = socket.socket(socket.AF_INET6 if ":" in p.host_ip else socket.AF_INET, kind)
+    if ":" in p.host_ip:  # [::] holds IPv6 only: 0.0.0.0 is held apart (or not at all)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     if p.proto == "tcp":
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
     try:
@@ -74,9 +76,11 @@ def hold_port(p: PortMapping) -> tuple[socket.socket, PortMapping]:
     return s, p._replace(host_port=s.getsockname()[1])
 
 
-def hold_ports(wanted: tuple[PortMapping, ...]) -> tuple[list[socket.socket], tuple[PortMapping, ...]]:
+def hold_ports(wanted: tuple[PortMapping, ...], dual: bool = False) -> tuple[list[socket.socket],
+                                                                          tuple[PortMapping, ...]]:
     """Sockets holding every wanted port (ephemeral ones resolved). Sockets die with the
-    process, so a crash here leaves nothing behind."""
+    process, so a crash here leaves nothing behind. `dual`: a dual-stack container's port on
+    every address is published on IPv6 too, so [::] is held as well (as Docker does)."""
     sockets, resolved = [], []
     try:
         with store.locked(portindex.directory() / ".lock"):
@@ -86,6 +90,8 @@ def hold_ports(wanted: tuple[PortMapping, ...]) -> tuple[list[socket.socket], tu
                 s, p2 = hold_port(p)
                 sockets.append(s)
                 resolved.append(p2)
+                if dual and not p.host_ip and socket.has_ipv6:
+                    sockets.append(hold_port(p2._replace(host_ip="::"))[0])
     except BaseException:
         for s in sockets:
             s.close()
@@ -117,7 +123,7 @@ def reserve(rec: ContainerRecord, wanted: tuple[PortMapping, ...], net: NetworkR
             return ipam.check_requested(sub, gateway, want, used) if want else ipam.lowest_free(sub, gateway, used)
         ip6 = pick(net.subnet6, net.gateway6, requested6) if net.subnet6 else ""
         return _placed(rec._replace(ports=ports), net, pick(net.subnet, net.gateway, requested), ip6), []
-    sockets, ports = hold_ports(wanted)
+    sockets, ports = hold_ports(wanted, dual=bool(net.subnet6))
     try:
         chosen: list[ContainerRecord] = []
 

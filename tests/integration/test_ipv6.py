@@ -80,6 +80,16 @@ def test_ipv6_egress_and_published_ports_from_the_lan_and_the_host(outside):
         _web("web", "-p", "8080:80", "-p", "[::]:8081:80", "-p", "127.0.0.1:8082:80")
         ports = inspect("web")["NetworkSettings"]["Ports"]["80/tcp"]
         assert {"HostIp": "::", "HostPort": "8080"} in ports  # -p 8080:80 is published on IPv6 too
+        held = sh("ss -Hltn 'sport = :8080'").stdout
+        assert "0.0.0.0:8080" in held and "[::]:8080" in held  # ...and held on both, as Docker holds it
+        import socket
+
+        with socket.socket(socket.AF_INET6) as taken:  # a host service on [::]:8093 only
+            taken.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            taken.bind(("::", 8093))
+            taken.listen(1)
+            res = mb("run", "-d", "--network", "six", "-p", "8093:80", "busybox", "true")
+            assert res.returncode == 125 and "8093" in res.stderr and "already in use" in res.stderr
         host6 = f"[{outside.host_addr6}]"
         # a machine on the LAN, and a process on the host, reach it over IPv6 and over IPv4
         for where in (outside.run, lambda c, check: sh(c, check=check)):
