@@ -5,7 +5,7 @@ throwaway network namespace on a TEST-NET range, linked to the host), `host` (a 
 process to a host address), `localhost` (to 127.0.0.1), `container` (another container,
 to the host's address on its bridge: the hairpin).
 
-How: a table of our own, `ip minibox-trace-PID`, sets `meta nftrace` on the probe's packets
+How: a table of our own, `inet minibox-trace-PID`, sets `meta nftrace` on the probe's packets
 only (they come from a source port chosen for the probe), `nft monitor trace` reports every
 rule each packet meets in every table (iptables-nft's included), and conntrack tells how the
 flow was rewritten (DNAT, SNAT). The table, the namespace and the helper are removed after.
@@ -28,7 +28,7 @@ from minibox.value import Value
 PATHS = ("outside", "host", "localhost", "container")
 PROBE = """
 import socket, sys
-s = socket.socket()
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("", int(sys.argv[3])))
 s.settimeout(3)
@@ -89,13 +89,13 @@ def run(rec: ContainerRecord, port: int, path: str, to: str = "") -> Result:
         raise InvalidSpec(f"container {rec.name} does not publish tcp port {port} (it publishes: {published})")
     sport = random.randint(40000, 59999)
     tag = f"minibox-trace-{os.getpid()}"
-    cleanup: list[str] = [f"nft delete table ip {tag}"]
+    cleanup: list[str] = [f"nft delete table inet {tag}"]
     prefix = ""
     try:
         if path == "localhost":
             dst = "127.0.0.1"
         elif path == "host":
-            dst = to or mapping.host_ip or _host_address()
+            dst = to.strip("[]") or mapping.host_ip or _host_address()
             if not dst:
                 raise MiniboxError("trace: this host has no address but loopback and minibox's bridges; "
                                    "use --from localhost, or give one with --to")
@@ -120,21 +120,23 @@ def run(rec: ContainerRecord, port: int, path: str, to: str = "") -> Result:
                 f"{prefix}ip link set eth0 up")
             dst = to or host_side
         # Trace only this probe's packets: the ones from, or back to, its source port.
-        _sh(f"nft -f - <<'EOF'\nadd table ip {tag}\n"
-            f"add chain ip {tag} pre {{ type filter hook prerouting priority -350; }}\n"
-            f"add chain ip {tag} out {{ type filter hook output priority -350; }}\n"
-            f"add rule ip {tag} pre tcp sport {sport} meta nftrace set 1\n"
-            f"add rule ip {tag} pre tcp dport {sport} meta nftrace set 1\n"
-            f"add rule ip {tag} out tcp sport {sport} meta nftrace set 1\n"
-            f"add rule ip {tag} out tcp dport {sport} meta nftrace set 1\nEOF")
+        # (inet: an IPv6 probe, `--to [V6]` on a dual-stack container, is traced as well)
+        _sh(f"nft -f - <<'EOF'\nadd table inet {tag}\n"
+            f"add chain inet {tag} pre {{ type filter hook prerouting priority -350; }}\n"
+            f"add chain inet {tag} out {{ type filter hook output priority -350; }}\n"
+            f"add rule inet {tag} pre tcp sport {sport} meta nftrace set 1\n"
+            f"add rule inet {tag} pre tcp dport {sport} meta nftrace set 1\n"
+            f"add rule inet {tag} out tcp sport {sport} meta nftrace set 1\n"
+            f"add rule inet {tag} out tcp dport {sport} meta nftrace set 1\nEOF")
         monitor = subprocess.Popen(["nft", "monitor", "trace"], stdout=subprocess.PIPE, text=True)
         time.sleep(0.3)
         answer = _sh(f"{prefix}{sys.executable} -c '{PROBE}' {dst} {port} {sport}", check=False).stdout.strip()
         time.sleep(0.5)
         monitor.terminate()
         trace_out = monitor.communicate(timeout=5)[0]
-        ct = _sh(f"conntrack -L -p tcp --sport {sport} 2>/dev/null; conntrack -L -p tcp --dport {sport} 2>/dev/null",
-                 check=False).stdout
+        fam = "-f ipv6 " if ":" in dst else ""
+        ct = _sh(f"conntrack -L {fam}-p tcp --sport {sport} 2>/dev/null; "
+                 f"conntrack -L {fam}-p tcp --dport {sport} 2>/dev/null", check=False).stdout
         return Result(path, f"{dst}:{port}", answer or "no answer", _hops(trace_out),
                       [line for line in ct.splitlines() if line.strip()])
     finally:
@@ -150,7 +152,7 @@ def _packet(text: str) -> str:
         m = re.search(pattern, text)
         if m:
             want.append(m.group(0).replace('"', ""))
-    a = re.search(r"ip saddr (\S+) ip daddr (\S+)", text)
+    a = re.search(r"ip6? saddr (\S+) ip6? daddr (\S+)", text)
     p = re.search(r"tcp sport (\d+) tcp dport (\d+)", text)
     f = re.search(r"tcp flags == (\S+)", text)
     if a and p:

@@ -99,6 +99,9 @@ def test_ipv6_egress_and_published_ports_from_the_lan_and_the_host(outside):
         # [::] is IPv6 alone, 127.0.0.1 IPv4 alone
         assert outside.run(f"curl -s -m 3 http://{outside.host_addr}:8081/", check=False).returncode != 0
         assert sh(f"curl -s -m 3 -g http://{host6}:8082/", check=False).returncode != 0
+        # trace follows an IPv6 probe too: the DNAT to the container's IPv6 address
+        traced = mb("trace", "web", "--port", "8080", "--from", "host", "--to", host6, check=True).stdout
+        assert "200 OK" in traced and "dnat" in traced and "-> fd42:10:20::2:80" in traced, traced
         # egress: the LAN sees the host's IPv6 address, not the container's (MASQUERADE)
         mb("run", "-d", "--name", "cli", "--network", "six", "busybox", "sleep", "60", check=True)
         assert "200 OK" in _nc("cli", outside.addr6, 8000)
