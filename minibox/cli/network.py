@@ -82,10 +82,11 @@ def network_ls(quiet: bool = typer.Option(False, "-q", "--quiet", help="only the
         return
     rows = [[n.id[:12], n.name, n.bridge, n.subnet, n.gateway, "yes" if n.internal else "no", n.firewall]
             for n in nets]
-    rows += [["-", name, "-", "DAMAGED", "-", "-", "-"] for name in store.damaged_networks()
+    damaged = store.damaged_networks()
+    rows += [["-", name, "-", "DAMAGED", "-", "-", "-"] for name in damaged
              if not wanted]  # one line each; `network rm NAME` removes it
     say(present.table(["NETWORK ID", "NAME", "BRIDGE", "SUBNET", "GATEWAY", "INTERNAL", "FIREWALL"], rows))
-    for line in store.damaged_networks().values():
+    for line in damaged.values():
         print(f"minibox: warning: {line}", file=sys.stderr)
 
 @network_app.command(name="inspect")

@@ -149,7 +149,7 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
     # Detached, the shim's exit command records the end; attached with a pty, it does so
     # only if Ctrl-P Ctrl-Q detached the caller (else the caller does, in finish()).
     detachable = spec.tty and spec.interactive and not spec.detach
-    exit_cmd = [sys.executable, "-m", "minibox.engine.cleanup", rec.id] if spec.detach or detachable else []
+    exit_cmd = exit_command(rec.id) if spec.detach or detachable else []
     if park:
         fifo = str(cdir / START_FIFO)
         with contextlib.suppress(FileNotFoundError):
@@ -286,6 +286,13 @@ def finish(cid: str) -> ContainerState:
     if rec.spec.remove:
         lifecycle.remove(cid)
     elif rec.spec.restart not in ("", "no"):
-        subprocess.Popen([sys.executable, "-m", "minibox.engine.cleanup", cid], start_new_session=True,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(exit_command(cid), start_new_session=True, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return state
+
+
+def exit_command(cid: str) -> list[str]:
+    """What runs after PID 1 exits (engine.cleanup): records the exit, applies --rm or the
+    restart policy. The shim runs it for a detached container; finish() for an attached
+    one with a restart policy."""
+    return [sys.executable, "-m", "minibox.engine.cleanup", cid]

@@ -84,6 +84,7 @@ def host_routes6() -> list[Route]:
 
 
 SIOCGIFFLAGS, SIOCGIFADDR, IFF_UP = 0x8913, 0x8915, 0x1
+IFA_F_NODAD = 0x02  # an IPv6 address without duplicate address detection
 
 
 def _is_ready(name: str, ip: str) -> bool:
@@ -121,9 +122,6 @@ def _add_addr(ipr, idx: int, cidr: str) -> None:
     except netlink.netlink_error() as e:
         if e.code != errno.EEXIST:
             raise
-
-
-IFA_F_NODAD = 0x02
 
 
 def ensure_bridge(steps: list[Step]) -> bool:
