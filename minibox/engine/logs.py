@@ -109,19 +109,43 @@ class Options(Value):
     timestamps: bool = False
 
 
-def files(cdir: Path) -> list[Path]:
-    """The log files of a container, oldest first."""
+def files(cdir: Path, current=None) -> list[Path]:
+    """The rotated log files of a container, oldest first, each file once; `current`: the
+    open LOG, whose inode is not listed again if a rotation has just renamed it."""
     rotated = []
     for p in cdir.glob(LOG + ".*"):
         suffix = p.name[len(LOG) + 1:]
         if suffix.isdigit():
             rotated.append((int(suffix), p))
-    return [p for _, p in sorted(rotated, reverse=True)] + [cdir / LOG]
+    # while the shim rotates, LOG.1 is for a moment a second name of LOG: read that inode once
+    seen = {_inode(cdir / LOG)}
+    if current is not None:
+        seen.add(_fd_inode(current))
+    older = []
+    for _, p in sorted(rotated):
+        inode = _inode(p)
+        if inode is None or inode not in seen:
+            seen.add(inode)
+            older.append(p)
+    return older[::-1]
+
+
+def _fd_inode(f) -> tuple[int, int]:
+    st = os.fstat(f.fileno())
+    return st.st_dev, st.st_ino
+
+
+def _inode(p: Path):
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def drop(cdir: Path) -> None:
     """Delete a container's logs (to make room on a full disk: they go with it anyway)."""
-    for p in files(cdir):
+    for p in cdir.glob(LOG + "*"):
         try:
             p.unlink()
         except OSError:
@@ -142,13 +166,8 @@ def show(cdir: Path, running: Callable[[], bool], emit: Emit, opts: Options = Op
     follow, keep doing so until the container has stopped."""
     joined = Lines()
     backlog: list[tuple[str, str, bytes]] = []
-    for path in files(cdir)[:-1]:
-        try:
-            backlog += joined.feed(path.read_bytes())
-        except OSError:
-            continue
     current = cdir / LOG
-    try:
+    try:  # opened first: a rotation from here on renames what we read, and files() skips it
         f = open(current, "rb")
     except FileNotFoundError:
         f = None
@@ -156,6 +175,16 @@ def show(cdir: Path, running: Callable[[], bool], emit: Emit, opts: Options = Op
         from minibox.errors import Damaged
 
         raise Damaged(current, "a directory where a file belongs") from None
+    seen = {_fd_inode(f)} if f is not None else set()
+    for path in files(cdir, f):
+        try:
+            with open(path, "rb") as r:
+                if _fd_inode(r) in seen:  # renamed by a rotation after files() looked
+                    continue
+                seen.add(_fd_inode(r))
+                backlog += joined.feed(r.read())
+        except OSError:
+            continue
     pending = b""
     if f is not None:
         complete, _, pending = f.read().rpartition(b"\n")

@@ -11,7 +11,7 @@
  *     unix socket) into the log file, in the CRI "k8s-file" format Podman also uses:
  *         2026-11-26T04:00:00.123456789Z stdout F hello
  *     (tag F: the line ended; P: partial line, continued in the next record);
- *     the log is capped: past MAX_SIZE bytes it is renamed LOG.1 (LOG.1 to LOG.2, ...,
+ *     the log is capped: past MAX_SIZE bytes it becomes LOG.1 (LOG.1 to LOG.2, ...,
  *     keeping MAX_FILES files in all, as Docker's `local` driver does), and when the disk
  *     is full what cannot be written is dropped: the container never waits for its log;
  *   - when attached, also copies them to its own stdout/stderr, and with -i copies its
@@ -90,18 +90,35 @@ static void timestamp(char *out, size_t len) {
 }
 
 /* Past the cap: LOG.(k-1) -> LOG.k, ..., LOG -> LOG.1, and a fresh LOG (or, with a single
-   file, LOG truncated). A failed rename (a full disk) is ignored: writing goes on. */
+   file, LOG emptied). LOG never goes missing, so a reader (`logs -f`) always finds it:
+   LOG.1 is made a second name of LOG first, then a fresh file is renamed over LOG. A
+   reader that lists the files in between sees LOG.1 and LOG as one inode and reads it
+   once. A failed step (a full disk) is ignored: writing goes on, or is dropped. */
 static void rotate(void) {
-    char from[4096], to[4096];
-    for (int k = log_files - 1; k >= 1; k--) {
-        if (k == 1) snprintf(from, sizeof from, "%s", log_path);
-        else snprintf(from, sizeof from, "%s.%d", log_path, k - 1);
+    char from[4096], to[4096], fresh[4096];
+    for (int k = log_files - 1; k >= 2; k--) {
+        snprintf(from, sizeof from, "%s.%d", log_path, k - 1);
         snprintf(to, sizeof to, "%s.%d", log_path, k);
         rename(from, to);
     }
+    if (log_files > 1) {
+        snprintf(to, sizeof to, "%s.1", log_path);
+        unlink(to);  /* only there if the rename above failed: LOG is the newer one */
+        link(log_path, to);
+    }
+    snprintf(fresh, sizeof fresh, "%s.fresh", log_path);
     if (log_fd >= 0) close(log_fd);
-    log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
-    log_size = 0;
+    log_fd = open(fresh, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+    if (log_fd >= 0 && rename(fresh, log_path) == 0) {
+        log_size = 0;
+        return;
+    }
+    /* no fresh file (no inode left): go on appending to LOG, and try again past the cap */
+    if (log_fd >= 0) close(log_fd);
+    unlink(fresh);
+    log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    struct stat st;
+    log_size = (log_fd >= 0 && fstat(log_fd, &st) == 0) ? (long long)st.st_size : 0;
 }
 
 static void log_write(const char *p, size_t n) {

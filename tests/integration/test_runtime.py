@@ -195,6 +195,40 @@ def test_logs_keep_streams_apart_and_follow():
     mb("rm", "l", check=True)  # exited: no -f needed
 
 
+def test_logs_stay_readable_while_they_rotate():
+    """The shim rotated by renaming the log away and then making a new one: a reader in
+    between found no log (`logs -f` ended early, a CI run's test read nothing). Now the
+    log is always there, and a reader never sees a line twice or out of order."""
+    cid = run_d("--log-opt", "max-size=4k", "--log-opt", "max-file=2", "busybox", "sh", "-c",
+                "sleep 1; seq 1 100000; sleep 1000")
+    log = ROOT / "containers" / cid / "container.log"
+    follow = subprocess.Popen([sys.executable, "-m", "minibox", "logs", "-f", cid], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    missing, snapshots = 0, 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.stat(log)
+        except FileNotFoundError:
+            missing += 1
+        if snapshots < 5:
+            snapshot = [int(x) for x in mb("logs", cid, check=True).stdout.split()]
+            assert snapshot == sorted(set(snapshot)), "a plain read saw a line twice or out of order"
+            snapshots += 1
+        try:
+            if b" 100000\n" in log.read_bytes():
+                break
+        except FileNotFoundError:
+            missing += 1
+    assert missing == 0, f"the log was missing {missing} times while it rotated"
+    assert follow.poll() is None  # still following: the container runs
+    mb("stop", "-t", "1", cid, check=True)
+    out, _ = follow.communicate(timeout=30)
+    numbers = [int(x) for x in out.split()]
+    assert numbers[-1] == 100000 and numbers == sorted(set(numbers))
+    mb("rm", cid, check=True)
+
+
 def test_stop_escalates_to_sigkill_for_a_pid1_ignoring_sigterm():
     run_d("--name", "s", "busybox", "sleep", "1000")  # PID 1 without a SIGTERM handler
     start = time.monotonic()
