@@ -74,6 +74,55 @@ def test_a_user_network_resolves_names_aliases_and_short_ids_and_nothing_else():
         mb("network", "rm", "dnsa", "dnsb")
 
 
+RESOLVERS = Path(__file__).parent / "resolvers"
+# the host's own programs, run in a busybox container: its /usr and libraries, read-only
+HOST_LIBS = ("-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro")
+
+
+def test_the_resolvers_programs_use_find_containers_by_name(tmp_path):
+    """busybox's nslookup is one stub resolver; a user's programs bring their own. Each of
+    glibc's getaddrinfo (getent), bind's dig, musl's getaddrinfo, Go's own resolver and
+    nginx's `resolver` finds a container by name and by alias, and an unknown name fails
+    (Debian's packages: bind9-dnsutils, musl-tools, golang-go, nginx)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    subprocess.run(["musl-gcc", "-static", "-O2", "-o", bin_dir / "lookup-musl", RESOLVERS / "lookup.c"], check=True)
+    go_env = dict(os.environ, CGO_ENABLED="0", HOME=str(tmp_path), GOCACHE=str(tmp_path / "gocache"),
+                  GOPATH=str(tmp_path / "gopath"))
+    subprocess.run(["go", "build", "-o", bin_dir / "lookup-go", RESOLVERS / "lookup.go"], check=True, env=go_env)
+    mb("network", "create", "--subnet", "10.77.9.0/24", "dnsr", check=True)
+    try:
+        mb("run", "-d", "--name", "web", "--network", "dnsr", "--network-alias", "www", "busybox", "sh", "-c",
+           "echo hello from web > /tmp/index.html; exec httpd -f -p 80 -h /tmp", check=True)
+        ip = inspect("web")["NetworkSettings"]["Networks"]["dnsr"]["IPAddress"]
+        clients = {
+            "glibc getaddrinfo": (*HOST_LIBS, "busybox", "/usr/bin/getent", "hosts"),
+            "dig": (*HOST_LIBS, "busybox", "/usr/bin/dig", "+short", "+search"),
+            "musl getaddrinfo": ("-v", f"{bin_dir}:/t:ro", "busybox", "/t/lookup-musl"),
+            "Go": ("-v", f"{bin_dir}:/t:ro", "busybox", "/t/lookup-go"),
+        }
+        for client, argv in clients.items():
+            for name in ("web", "www"):
+                res = mb("run", "--rm", "--network", "dnsr", *argv, name)
+                assert res.returncode == 0 and ip in res.stdout.split(), f"{client} for {name}: {res}"
+            res = mb("run", "--rm", "--network", "dnsr", *argv, "nothing-here")
+            assert ip not in res.stdout and (res.returncode != 0 or res.stdout.strip() == ""), f"{client}: {res}"
+        # nginx resolves `web` itself, at each request, with the server resolv.conf names
+        mb("run", "-d", "--name", "proxy", "--network", "dnsr", "-p", "127.0.0.1:18081:8080", *HOST_LIBS,
+           "-v", f"{RESOLVERS}:/t:ro", "busybox", "sh", "/t/nginx-proxy.sh", check=True)
+        page = ""
+        for _ in range(50):
+            page = subprocess.run(["curl", "-sS", "-m", "2", "127.0.0.1:18081/"], capture_output=True,
+                                  text=True).stdout
+            if page:
+                break
+            time.sleep(0.1)
+        assert page == "hello from web\n", mb("logs", "proxy").stderr
+    finally:
+        mb("rm", "-f", "web", "proxy")
+        mb("network", "rm", "dnsr")
+
+
 def test_trace_dns_shows_a_lookup_step_by_step():
     mb("network", "create", "--subnet", "10.77.22.0/24", "dnst", check=True)
     try:
