@@ -342,12 +342,13 @@ def release_name(name: str, cid: str) -> None:
         _name_path(name).unlink(missing_ok=True)
 
 
-def release_names_of(cid: str) -> None:
-    """Free every name file naming `cid` (found without its record)."""
+def release_names_of(*cids: str) -> None:
+    """Free every name file naming one of `cids` (found without their records), in one look."""
     d = config.paths().root / "names"
+    ids = {cid.encode() for cid in cids}
     for f in d.iterdir() if d.is_dir() else ():
         try:
-            if f.read_bytes().strip() == cid.encode():
+            if f.read_bytes().strip() in ids:
                 f.unlink()
         except OSError:
             continue

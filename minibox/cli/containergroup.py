@@ -7,7 +7,7 @@ import typer
 from minibox import store
 from minibox.cli import containers, listing, manage, teach
 from minibox.cli.app import POSITIONAL_TAIL, container_app, say
-from minibox.engine import lifecycle
+from minibox.engine import lifecycle, removal
 
 for name, verb in (("ls", listing.ps), ("ps", listing.ps), ("logs", containers.logs), ("stop", containers.stop),
                    ("kill", containers.kill), ("rm", containers.rm), ("inspect", containers.inspect),
@@ -36,6 +36,6 @@ def container_prune(force: bool = typer.Option(False, "-f", "--force", help="(ac
     for rec in store.all_records():
         state = lifecycle.refresh(rec.id)
         if state.status in (EXITED, CREATED) and present.ps_matches(rec, state, wanted):
-            lifecycle.remove(rec.id, force=state.status == CREATED)  # a created one's PID 1 waits: it goes too
+            removal.remove(rec.id, force=state.status == CREATED)  # a created one's PID 1 waits: it goes too
             gone.append(rec.id)
     say("Deleted Containers:\n" + "".join(c + "\n" for c in gone) if gone else "Deleted Containers:")

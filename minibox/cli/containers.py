@@ -248,13 +248,27 @@ def rm(
 
     With --explain: the rules, conntrack entries, veth, address and cgroup given back."""
     lifecycle.require_root()
+    from minibox.engine import removal
 
-    def remove(cid: str) -> None:
-        steps = lifecycle.remove(cid, force, volumes)
+    ids: dict[str, str] = {}
+    unknown: dict[str, MiniboxError] = {}
+    for ref in containers:
+        try:
+            ids[ref] = store.resolve_id(ref)
+        except MiniboxError as e:
+            unknown[ref] = e
+    # all in one pass: one firewall transaction and one conntrack pass for all of them
+    results = dict(zip(ids.values(), removal.remove_many(list(ids.values()), force, volumes)))
+
+    def one(ref: str) -> str:
+        result = unknown.get(ref) or results[ids[ref]]
+        if isinstance(result, MiniboxError):
+            raise result
         if explain:
-            explainer(f"minibox rm {cid[:12]}", cid)(steps)
+            explainer(f"minibox rm {ids[ref][:12]}", ids[ref])(result)
+        return ref
 
-    _each(containers, remove, resolve=store.resolve_id)
+    for_each(containers, one)
 
 @app.command()
 def inspect(

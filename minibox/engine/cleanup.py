@@ -23,7 +23,9 @@ def main(cid: str) -> int:
     try:
         lifecycle.refresh(cid)
         if rec.spec.remove:
-            lifecycle.remove(cid)
+            from minibox.engine import removal
+
+            removal.remove(cid)
         elif rec.spec.restart not in ("", "no"):
             from minibox.engine import start
 

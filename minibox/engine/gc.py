@@ -24,7 +24,7 @@ import signal
 import socket
 
 from minibox import config, store
-from minibox.engine import lifecycle
+from minibox.engine import lifecycle, removal
 from minibox.errors import Damaged
 from minibox.model import CREATED, CREATING, EXITED, REMOVING, RUNNING
 from minibox.plan.steps import Kill, Logged, RemovePath, Step
@@ -56,7 +56,7 @@ def sweep_stuck() -> tuple[list[Step], list[str]]:
             continue
         crashed = before.status in (CREATING, CREATED) and state.status == EXITED and not before.again
         if crashed or state.status == REMOVING:
-            c.attempt(f"removing {rec.name}", lifecycle.teardown, cid, rec, state)
+            c.attempt(f"removing {rec.name}", removal.teardown, cid, rec, state)
     return c.result
 
 
@@ -65,7 +65,7 @@ def sweep_orphan_dirs() -> tuple[list[Step], list[str]]:
     d = config.paths().containers
     for entry in (d.iterdir() if d.is_dir() else ()):
         if ID.fullmatch(entry.name) and not (entry / "config.json").exists():
-            c.attempt(f"container directory {entry.name[:12]}", lifecycle.teardown, entry.name)
+            c.attempt(f"container directory {entry.name[:12]}", removal.teardown, entry.name)
         elif not ID.fullmatch(entry.name) and entry.is_dir():
             import shutil
 

@@ -6,7 +6,7 @@
 
 Every side effect comes after the state that names it, so a `run` killed at any moment
 leaves a container that `ps -a` shows and `rm -f` or `gc` can finish. A run that fails
-(or is interrupted) undoes itself through lifecycle.teardown, the same path as `rm -f`.
+(or is interrupted) undoes itself through removal.teardown, the same path as `rm -f`.
 """
 
 from __future__ import annotations
@@ -229,7 +229,9 @@ def _undo(cid: str) -> None:
             rec = store.load_record(cid)
         except Exception:  # noqa: BLE001 - not written, or damaged: teardown finds things by id
             rec = None
-        _, errors = lifecycle.teardown(cid, rec, volumes=True)  # its anonymous volumes were made for it
+        from minibox.engine import removal
+
+        _, errors = removal.teardown(cid, rec, volumes=True)  # its anonymous volumes were made for it
     except Exception as e:  # noqa: BLE001 - the original failure is what the user must see
         errors = [str(e)]
     finally:
@@ -284,7 +286,9 @@ def finish(cid: str) -> ContainerState:
     state = lifecycle.refresh(cid)
     rec = store.load_record(cid)
     if rec.spec.remove:
-        lifecycle.remove(cid)
+        from minibox.engine import removal
+
+        removal.remove(cid)
     elif rec.spec.restart not in ("", "no"):
         subprocess.Popen(exit_command(cid), start_new_session=True, stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

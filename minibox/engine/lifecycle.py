@@ -1,4 +1,4 @@
-"""The container state machine: refresh, release, stop, kill, rm and exec, each checked against the state it finds.
+"""The container state machine: moving, refreshing and releasing a container, each checked against the state it finds.
 
 States and transitions are in model.py; each is written before its side effects. State is
 refreshed before it is read: a container whose shim wrote exit.json (or whose PID 1
@@ -6,24 +6,17 @@ vanished) is marked exited, one whose `minibox run` died while creating it is ma
 exited too, and what an exited container held (network, rules, cgroup) is given back once,
 whoever notices first: the shim's exit command, `stop`, `rm`, or any later `ps`.
 
-`teardown` is the one way a container goes away (`rm`, `rm -f`, `gc`, and a `run` that
-fails half-way): it finds what belongs to the container by its id (the record if it can
-be read, else the names and tags every kernel object carries), kills, releases, and
-deletes, going on past errors and reporting them all.
+Removing a container (`rm`, `gc`, a failed `run`) is engine.removal's.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import time
 
 from minibox import config, store
 from minibox.errors import (
     CleanupErrors,
-    Conflict,
-    Damaged,
     MiniboxError,
     NotRunning,
     WriteFailed,
@@ -32,7 +25,6 @@ from minibox.model import (
     CREATED,
     CREATING,
     EXITED,
-    REMOVING,
     RUNNING,
     ContainerRecord,
     ContainerState,
@@ -187,13 +179,15 @@ def release(cid: str, done: list | None = None) -> ContainerState:
         return state
 
 
-def release_resources(rec: ContainerRecord) -> tuple[list, list[str]]:
-    """The network endpoint, then the cgroups: (steps done, errors met)."""
+def release_resources(rec: ContainerRecord, ports_and_flows: bool = True) -> tuple[list, list[str]]:
+    """The network endpoint, then the cgroups: (steps done, errors met). `ports_and_flows`
+    False: its published ports and conntrack entries were given back already (engine.removal
+    does that for many containers in one pass)."""
     c = Collector()
     if rec.endpoint is not None:
         from minibox.net import endpoint
 
-        c.attempt("network", endpoint.release, rec)
+        c.attempt("network", endpoint.release, rec, None, ports_and_flows)
     c.attempt("cgroups", cgroups.remove, cgroups.existing_dirs(config.cgroup_parent(), rec.id), config.cgroup_parent())
     return c.result
 
@@ -217,160 +211,3 @@ def running(ref: str) -> tuple[ContainerRecord, ContainerState]:
         raise NotRunning(f"container {rec.name} is not running (it is {state.status}): "
                          f"`minibox inspect {rec.name}` shows what is left")
     return rec, state
-
-
-# --- rm ----------------------------------------------------------------------------------------------
-
-
-def remove(cid: str, force: bool = False, volumes: bool = False) -> list:
-    """`rm` (refuses a running container) or `rm -f`, with `-v` its anonymous volumes too;
-    returns the steps removal took, including the release of its resources, whoever carried
-    that out. Works on a container whose record or state is damaged."""
-    from minibox.plan.steps import Kill
-
-    try:
-        rec: ContainerRecord | None = store.load_record(cid)
-    except Damaged:
-        rec = None
-    try:
-        state = refresh(cid) if rec is not None else store.load_state(cid)
-    except (Damaged, CleanupErrors, WriteFailed):
-        state = None
-    name = rec.name if rec else cid[:12]
-    steps: list = []
-    if state is not None and state.status in (RUNNING, CREATING, CREATED) and not force:
-        raise Conflict(f"container {name} is {state.status}: stop it first, or use `minibox rm -f {name}`")
-    if state is not None and state.status == RUNNING:
-        steps.append(Kill(str(state.pid), why="rm -f: SIGKILL to PID 1; the kernel then kills every process "
-                                               "of its PID namespace"))
-    if state is not None and state.status == EXITED and state.shim_pid and store.load_exit(cid) is None:
-        _wait_gone(state.shim_pid, 5.0)  # the shim may still be recording the exit
-    done, errors = teardown(cid, rec, state, volumes=volumes)
-    from minibox.engine import events
-
-    events.record(cid, "destroy", **({"name": rec.name, "image": rec.spec.image} if rec is not None else {}))
-    if state is not None and state.released:
-        done = steps_of(state.release_log) + done
-    if errors:
-        raise CleanupErrors(f"removing {name} (run `minibox rm -f {name}` again, or `minibox gc`)", errors)
-    return steps + done
-
-
-def teardown(cid: str, rec: ContainerRecord | None = None, state: ContainerState | None = None,
-             volumes: bool = False) -> tuple[list, list[str]]:
-    """Remove container `cid` and everything it holds, in this order: mark it removing,
-    kill its processes, give back network and cgroups, delete its directory (and, with
-    `volumes`, its anonymous volumes), free its name. Finds what it holds from the record
-    if there is one, else by the id each object carries. Goes on past errors; (steps done,
-    errors met)."""
-    from minibox.plan.steps import RemovePath
-
-    c = Collector()
-    cdir = config.paths().container(cid)
-    with store.container_lock(cid) if cdir.is_dir() else _nothing():
-        _mark_removing(cid, c)
-        try:  # as it is now that we hold the lock: a restart policy may have started it again
-            state = store.load_state(cid)
-        except (Damaged, OSError):
-            pass
-        c.attempt("processes", kill_all, cid, state)
-        if rec is not None:
-            released = state is not None and state.released
-            if not released:
-                c.add(release_resources(rec))
-        else:
-            from minibox.net import endpoint
-
-            c.attempt("network", endpoint.release_orphan, cid)
-            c.attempt("cgroups", cgroups.remove, cgroups.existing_dirs(config.cgroup_parent(), cid),
-                      config.cgroup_parent())
-        if cdir.exists():
-            try:
-                # renamed away first: no reader ever sees a half-deleted container (gc
-                # removes a `.ID.removing` left by a kill)
-                gone = cdir.with_name(f".{cid}.removing")
-                os.rename(cdir, gone)
-                shutil.rmtree(gone)
-                c.steps.append(RemovePath(str(cdir), "tree", why="its state, logs and upper layer: the image "
-                                                                  "below is untouched"))
-            except OSError as e:
-                c.errors.append(f"removing {cdir}: {e.strerror}")
-        if rec is not None and (volumes or rec.spec.remove):
-            from minibox.engine import volumes as vols
-
-            for m in rec.mounts:
-                if m.kind == "volume" and m.anonymous:
-                    c.attempt("volumes", vols.remove_anonymous, m.source)
-    with store.global_lock():
-        store.release_names_of(cid)
-    return c.result
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _mark_removing(cid: str, c: Collector) -> None:
-    """Record `removing` first. On a full disk, make room by dropping the container's logs
-    (they go with it anyway), and go on even if that does not help: removing is how space
-    comes back."""
-    try:
-        state = store.load_state(cid)
-    except (Damaged, OSError):
-        state = ContainerState()
-    if not config.paths().container(cid).is_dir():
-        return
-    for attempt in range(2):
-        try:
-            store.save_state(cid, state.replace(status=REMOVING))
-            return
-        except WriteFailed:
-            if attempt == 0:
-                from minibox.engine import logs
-
-                logs.drop(config.paths().container(cid))
-        except OSError:
-            return
-
-
-def kill_all(cid: str, state: ContainerState | None) -> tuple[list, list[str]]:
-    """SIGKILL every process of the container, found three ways: the PIDs its state names
-    (if they are still those processes), its cgroups' members, and its shim (and exit
-    command) by command line. PID 1 first (its namespace dies with it), then the shim."""
-    pids: list[int] = []
-    if state is not None and procs.alive(state.pid, state.pid_start):
-        pids.append(state.pid)
-    pids += sorted(cgroups.procs(cgroups.existing_dirs(config.cgroup_parent(), cid)))
-    shims = procs.find_shims(str(config.paths().container(cid)))
-    if state is not None and procs.alive(state.shim_pid, state.shim_start) and state.shim_pid not in shims:
-        shims.append(state.shim_pid)
-    shims += procs.find_cleanups(cid)  # an exit command waiting to restart it: it must not
-    for pid in pids + shims:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    if cgroups.frozen(dirs := cgroups.existing_dirs(config.cgroup_parent(), cid)):
-        cgroups.freeze(dirs, False)  # paused: on cgroup v1 a frozen process dies only once thawed
-    errors = [f"process {pid} did not die" for pid in pids + shims if not _wait_gone(pid, 10.0)]
-    return [], errors
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while procs.alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        try:
-            os.waitpid(pid, os.WNOHANG)  # our own child (a shim we started): reap it
-        except ChildProcessError:
-            pass
-        time.sleep(0.01)
-    return True
-
-
-# --- exec ----------------------------------------------------------------------------------------------

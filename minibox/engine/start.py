@@ -102,7 +102,9 @@ def run_again(cid: str, restarts: int = 0, quick: int = 0, unless=None) -> Conta
 def _give_up(cid: str, err: BaseException) -> None:
     """A start that failed half-way: the container is exited again, holding nothing."""
     with contextlib.suppress(Exception):
-        lifecycle.kill_all(cid, store.load_state(cid))
+        from minibox.engine import removal
+
+        removal.kill_all(cid, store.load_state(cid))
     with contextlib.suppress(Exception):
         lifecycle.move(cid, EXITED, exit_code=125, error=f"starting it again: {err}", finished_at=time.time())
     with contextlib.suppress(Exception):

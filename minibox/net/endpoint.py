@@ -184,29 +184,15 @@ def attach(rec: ContainerRecord, link_steps: list[Step], flush: list[ConntrackFl
             dns.apply(step)
 
 
-def release(rec: ContainerRecord, via=None) -> tuple[list[Step], list[str]]:
+def release(rec: ContainerRecord, via=None, ports_and_flows: bool = True) -> tuple[list[Step], list[str]]:
     """Give back the endpoint: rules, conntrack entries, veth, address. Idempotent; returns
     (the steps it did, the errors it went on past). `via`: a linkworker.Worker to delete
-    the veth with, instead of links."""
+    the veth with, instead of links. `ports_and_flows` False: release_ports_and_flows did
+    those already."""
     ep = rec.endpoint
     if ep is None:
         return [], []
-    steps: list[Step] = []
-    errors: list[str] = []
-    pf = port_facts(rec)
-    fw = rec.firewall or (store.load_network(ep.network) or networks.plan(ep.network)).firewall
-    if pf:
-        try:
-            steps += firewall.change(fw, lambda ff: fwplan.remove_ports(ff, tuple(pf)))
-        except firewall.FirewallError as e:
-            errors.append(str(e))
-    portindex.remove(rec.id, rec.ports)
-    # Flows to its published ports were answered by its address: the address covers them.
-    flush = [ConntrackFlush("", addr=a, why="forget the flows it started or answered (through its published "
-                                             "ports too): its address may be reused at once")
-             for a in (ep.ip, ep.ip6) if a]
-    errors += conntrack.flush(flush)
-    steps += flush
+    steps, errors = release_ports_and_flows([rec]) if ports_and_flows else ([], [])
     s, e = (via or links).remove_link(ep.veth, why="the host end of its veth pair (the kernel removes the "
                                                    "pair by itself when the network namespace dies)")
     steps, errors = steps + s, errors + e
@@ -225,6 +211,38 @@ def release(rec: ContainerRecord, via=None) -> tuple[list[Step], list[str]]:
             s, e = connect.release(rec, other)
             steps, errors = steps + s, errors + e
     return steps, errors
+
+
+def release_ports_and_flows(recs: list[ContainerRecord]) -> tuple[list[Step], list[str]]:
+    """The first part of `release`, for many endpoints at once: their published ports' firewall
+    elements (one transaction per backend) and the conntrack entries of their addresses (one
+    pass). Idempotent; (steps, errors)."""
+    by_backend: dict[str, list] = {}
+    flush: list[ConntrackFlush] = []
+    for rec in recs:
+        ep = rec.endpoint
+        if ep is None:
+            continue
+        pf = port_facts(rec)
+        if pf:
+            fw = rec.firewall or (store.load_network(ep.network) or networks.plan(ep.network)).firewall
+            by_backend.setdefault(fw, []).extend(pf)
+        # Flows to its published ports were answered by its address: the address covers them.
+        flush += [ConntrackFlush("", addr=a, why="forget the flows it started or answered (through its "
+                                                 "published ports too): its address may be reused at once")
+                  for a in (ep.ip, ep.ip6) if a]
+    steps: list[Step] = []
+    errors: list[str] = []
+    for fw, pf in by_backend.items():
+        try:
+            steps += firewall.change(fw, lambda ff, pf=tuple(pf): fwplan.remove_ports(ff, pf))
+        except firewall.FirewallError as e:
+            errors.append(str(e))
+    for rec in recs:
+        if rec.endpoint is not None:
+            portindex.remove(rec.id, rec.ports)
+    errors += conntrack.flush(flush)
+    return steps + flush, errors
 
 
 def release_orphan(cid: str) -> tuple[list[Step], list[str]]:

@@ -150,8 +150,9 @@ def remove_ports(ff: FirewallFacts, ports: tuple[PortFacts, ...]) -> list[Firewa
     if ff.backend == "iptables":
         return full(ff, after)
     keys = [(m, key) for p in ports for m, key, _ in rules.nft_port_keys(p)]
+    whose = "this container's" if len(owners) == 1 else f"these {len(owners)} containers'"
     return [Firewall("nftables", tuple(rules.nft_delete_elements(keys)),
-                     why="delete this container's published-port elements")]
+                     why=f"delete {whose} published-port elements")]
 
 
 def remove_elements(ff: FirewallFacts, keys: tuple[tuple[str, str], ...], owner: str) -> list[Firewall]:

@@ -98,42 +98,46 @@ def _user(uid: int) -> str:
     return "root" if uid == 0 else str(uid)
 
 
-def _command_lines():
-    """(pid, argv as bytes) of every process there is now."""
+def command_lines() -> list[tuple[int, list[bytes]]]:
+    """(pid, argv as bytes) of every process there is now: one look, which the finders
+    below can share (removing many containers looks once, not once per container)."""
+    out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                yield int(entry), f.read().split(b"\0")
+                out.append((int(entry), f.read().split(b"\0")))
         except OSError:
             continue
+    return out
 
 
 def _is_shim(argv: list[bytes]) -> bool:
     return len(argv) > 2 and os.path.basename(argv[0]).startswith(b"minibox-shim")
 
 
-def find_shims(container_dir: str) -> list[int]:
+def find_shims(container_dir: str, lines=None) -> list[int]:
     """PIDs of minibox-shim processes supervising the container in `container_dir`: its
     exit file (the shim's second argument) is under that directory. This finds a
     container's shim when its state was never written or cannot be read."""
     prefix = container_dir.rstrip("/").encode() + b"/"
-    return [pid for pid, argv in _command_lines() if _is_shim(argv) and argv[2].startswith(prefix) and alive(pid)]
+    return [pid for pid, argv in (command_lines() if lines is None else lines)
+            if _is_shim(argv) and argv[2].startswith(prefix) and alive(pid)]
 
 
-def find_cleanups(cid: str) -> list[int]:
+def find_cleanups(cid: str, lines=None) -> list[int]:
     """PIDs of the shim's exit command (`python -m minibox.engine.cleanup ID`) and of the health
     monitor (`minibox.engine.health ID`) for container `cid`, but this process: one may be
     waiting out a restart policy's backoff."""
-    return [pid for pid, argv in _command_lines()
+    return [pid for pid, argv in (command_lines() if lines is None else lines)
             if pid != os.getpid() and (b"minibox.engine.cleanup" in argv or b"minibox.engine.health" in argv)
             and cid.encode() in argv]
 
 
 def all_shims() -> dict[int, str]:
     """PID -> the container directory of every live minibox-shim (for gc)."""
-    return {pid: os.path.dirname(argv[2].decode(errors="replace")) for pid, argv in _command_lines()
+    return {pid: os.path.dirname(argv[2].decode(errors="replace")) for pid, argv in command_lines()
             if _is_shim(argv) and alive(pid)}
 
 

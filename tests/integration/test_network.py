@@ -414,6 +414,80 @@ def test_nothing_remains_after_rm_or_after_exiting_alone(outside):
     mb("rm", "brief", check=True)
 
 
+def nft_generation() -> int:
+    from minibox.net import nfnetlink
+
+    return nfnetlink.nft_generation()
+
+
+def test_rm_of_many_gives_everything_back_in_one_pass():
+    """#24 item 10: `rm -f A B C` kills them all, then gives back all their ports in one
+    firewall transaction and all their flows in one conntrack pass (batched, not one
+    container at a time). Docker goes on past a name it cannot remove, says it, and exits
+    1; so does minibox, and the others still go."""
+    mb("network", "create", "--subnet", "10.77.11.0/24", "many", check=True)
+    try:
+        made = {n: web(n, f"{port}:80", network=net)
+                for n, port, net in (("m1", 8101, "many"), ("m2", 8102, "many"), ("m3", 8103, ""))}
+        ips = {n: inspect(n)["NetworkSettings"]["Networks"]["many" if n != "m3" else "minibox"]["IPAddress"]
+               for n in made}
+        mb("run", "-d", "--name", "m4", "busybox", "sleep", "1000", check=True)
+        mb("run", "--name", "m5", "busybox", "true", check=True)  # exited
+        for port in (8101, 8102, 8103):
+            assert PAGE in curl(f"http://127.0.0.1:{port}/").stdout
+        assert all(conntrack_entries(ip) for ip in ips.values())
+        res = mb("rm", "m5", "m1", "nothing-here")  # m1 runs: refused without -f
+        assert res.returncode == 1 and res.stdout == "m5\n", res
+        assert "m1" in res.stderr and "nothing-here" in res.stderr and len(res.stderr.splitlines()) == 2
+        # the kernel's ruleset generation goes up with each transaction (iptables-restore's: one per table)
+        web("m0", "8100:80", network="many")
+        generation = nft_generation()
+        mb("rm", "-f", "m0", check=True)
+        one = nft_generation() - generation
+        generation = nft_generation()
+        res = mb("rm", "-f", "m1", "nothing-here", "m2", "m3", "m4")
+        assert res.returncode == 1 and res.stdout.split() == ["m1", "m2", "m3", "m4"], res
+        assert nft_generation() - generation == one  # three containers' ports: as many transactions as one's
+        assert mb("ps", "-aq").stdout == ""
+        assert not any(f"mbx{cid[:12]}" in links() for cid in made.values())
+        assert not any(conntrack_entries(ip) for ip in ips.values())
+        ruleset = sh("nft list ruleset; iptables-save", check=False).stdout
+        assert not any(str(port) in ruleset for port in (8101, 8102, 8103))
+        assert not any((ROOT / "ipam" / net / ip).exists() for net in ("many", "minibox") for ip in ips.values())
+        web("m1", "8101:80", network="many")  # its name and port are free again
+        assert PAGE in curl("http://127.0.0.1:8101/").stdout
+        explained = mb("rm", "-f", "--explain", "m1", check=True).stderr
+        assert "delete element" in explained or "iptables" in explained
+    finally:
+        mb("rm", "-f", "m0", "m1", "m2", "m3", "m4", "m5")
+        mb("network", "rm", "many")
+
+
+def test_rm_forgets_a_containers_flows_in_a_busy_conntrack_table():
+    """With few entries, `rm` finds a container's flows in one dump it decodes itself; in a
+    busy table (here 1,500 unrelated entries) it asks the kernel to filter instead
+    (net/conntrack.py). Either way its flows go, and nothing else does."""
+    from minibox.net import netlink
+
+    tuple_cls = netlink._pyroute2_submodule("netlink.nfnetlink.nfctsocket").NFCTAttrTuple
+    ct = netlink.conntrack()
+    try:
+        for i in range(1500):  # established TCP flows between addresses no container has
+            src = f"198.18.{i // 250}.{i % 250 + 1}"
+            ct.entry("add", tuple_orig=tuple_cls(saddr=src, daddr="198.19.0.1", proto=6, sport=1024 + i, dport=80),
+                     tuple_reply=tuple_cls(saddr="198.19.0.1", daddr=src, proto=6, sport=80, dport=1024 + i),
+                     timeout=600, status=0x8 | 0x2)
+    finally:
+        ct.close()
+    web("busy", "8104:80")
+    ip = inspect("busy")["NetworkSettings"]["IPAddress"]
+    assert PAGE in curl("http://127.0.0.1:8104/").stdout and conntrack_entries(ip)
+    mb("rm", "-f", "busy", check=True)
+    assert not conntrack_entries(ip)
+    assert len(conntrack_entries("198.19.0.1")) == 1500
+    sh("conntrack -D -d 198.19.0.1 >/dev/null 2>&1", check=False)
+
+
 def test_inspect_network_settings():
     web("ins", "8097:80")
     ns = inspect("ins")["NetworkSettings"]
