@@ -298,19 +298,16 @@ def for_run(spec: ContainerSpec, basics: Basics, rec: ContainerRecord, ff=None) 
     """RunFacts for a record whose address and ports are chosen (held, or, dry, as they would
     be); `ff`: the firewall's facts, as `run` read them under the firewall lock (a dry run
     reads them here, without it)."""
-    peers = None
-    if basics.network is not None:
-        from minibox.net import endpoint, firewall
+    if basics.network is not None and ff is None:
+        from minibox.net import firewall
 
-        if ff is None:
-            ff = firewall.facts(basics.network.firewall, networks_change=basics.network_is_new)
-        peers = endpoint.peers(rec)
+        ff = firewall.facts(basics.network.firewall, networks_change=basics.network_is_new)
     extra = (("cpuset",) if spec.cpuset_cpus or spec.cpuset_mems else ()) + (("blkio",) if spec.blkio_weight else ())
     dirs = tuple(cgroups.group_dirs(config.cgroup_parent(), rec.id, basics.cgroups, extra))
     present = tuple(m.source for m in rec.mounts if m.kind == "bind" and os.path.exists(m.source))
     return RunFacts(record=rec, container_dir=str(config.paths().container(rec.id)), host_resolv=basics.host_resolv,
                     seccomp=basics.seccomp, cgroup_dirs=dirs, cgroup_v2=basics.cgroups.version == "v2",
-                    network=basics.network, network_is_new=basics.network_is_new, firewall=ff, peers=peers or (),
+                    network=basics.network, network_is_new=basics.network_is_new, firewall=ff,
                     volume_root=str(config.paths().volumes), present=present,
                     netns=f"/proc/{basics.peer_pid}/ns/net" if basics.peer is not None else "",
                     etc_dir=str(config.paths().container(basics.peer.id)) if basics.peer is not None else "",

@@ -47,7 +47,7 @@ def apply(step: DnsRecord) -> None:
     program = server_program()
     if not program:
         notes.say("warning: aardvark-dns is not installed (scripts/setup installs it): containers on "
-                  f"{step.network} find each other through /etc/hosts only")
+                  f"{step.network} cannot find each other by name")
         return
     with _locked():
         _change(step.network, step.gateway, lambda lines: [x for x in lines if not x.startswith(step.cid + " ")]

@@ -176,7 +176,6 @@ def attach(rec: ContainerRecord, link_steps: list[Step], flush: list[ConntrackFl
     veth in with, instead of links."""
     (via or links).add_endpoint(link_steps, pid)
     conntrack.flush(flush)
-    update_peer_hosts(rec, add=True)
     if names:
         from minibox.net import dns
 
@@ -196,7 +195,6 @@ def release(rec: ContainerRecord, via=None, ports_and_flows: bool = True) -> tup
     s, e = (via or links).remove_link(ep.veth, why="the host end of its veth pair (the kernel removes the "
                                                    "pair by itself when the network namespace dies)")
     steps, errors = steps + s, errors + e
-    update_peer_hosts(rec, add=False)
     if ep.network != config.default_network():
         from minibox.net import dns
 
@@ -270,47 +268,3 @@ def release_orphan(cid: str) -> tuple[list[Step], list[str]]:
         s, e = ipam_store.release(network, ip, cid)
         steps, errors = steps + s, errors + e
     return steps, errors
-
-
-def peers(rec: ContainerRecord) -> tuple[tuple[str, str], ...]:
-    """(address, name) of the other live containers on rec's user-defined network: the
-    /etc/hosts lines that let containers there reach each other by name."""
-    ep = rec.endpoint
-    if ep is None or ep.network == config.default_network():
-        return ()
-    out = []
-    for other in networks.containers_on(ep.network):
-        if other.id != rec.id and not _released(other.id):
-            out += [(e.ip, other.name) for e in other.endpoints() if e.network == ep.network]
-    return tuple(out)
-
-
-def _released(cid: str) -> bool:
-    try:
-        return store.load_state(cid).released
-    except Exception:  # noqa: BLE001 - a damaged peer is not one to name
-        return True
-
-
-def update_peer_hosts(rec: ContainerRecord, add: bool) -> None:
-    """Add (or drop) rec's line in its peers' /etc/hosts. Written in place: the file is
-    bind-mounted into the peer, and a rename would leave the mount on the old inode."""
-    ep = rec.endpoint
-    if ep is None or ep.network == config.default_network():
-        return
-    line = f"{ep.ip}\t{rec.name}\n"
-    with store.locked(config.paths().ipam / ep.network / ".hosts.lock"):
-        for other in networks.containers_on(ep.network):
-            if other.id == rec.id:
-                continue
-            path = config.paths().container(other.id) / "hosts"
-            try:
-                with open(path, "r+") as f:
-                    lines = [x for x in f.readlines() if x != line]
-                    if add:
-                        lines.append(line)
-                    f.seek(0)
-                    f.write("".join(lines))
-                    f.truncate()
-            except OSError:
-                continue  # removed meanwhile, or a full disk: the peer's /etc/hosts misses a line

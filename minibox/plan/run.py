@@ -48,7 +48,6 @@ class RunFacts(Value):
     network: NetworkRecord | None = None  # None for --network none|host
     network_is_new: bool = False  # its bridge and firewall base must be made (a dry run on a fresh host)
     firewall: fwplan.FirewallFacts | None = None
-    peers: tuple[tuple[str, str], ...] = ()  # (address, name) of the others on a user network
     volume_root: str = ""  # where named volumes live (volumes/NAME/_data)
     present: tuple[str, ...] = ()  # the -v host paths that exist already
     netns: str = ""  # --network container:NAME: NAME's network namespace, joined
@@ -92,7 +91,7 @@ def plan_files(rec: ContainerRecord, layout: RootfsLayout, facts: RunFacts) -> l
     if facts.host_hosts:  # --network host: the host's own file, and what --add-host adds
         hosts = facts.host_hosts.rstrip("\n") + "\n" + "".join(f"{a}\t{n}\n" for n, a in extra)
     else:
-        hosts = specs.hosts_file(rec.hostname, ip, facts.peers, extra, rec.endpoint.ip6 if rec.endpoint else "")
+        hosts = specs.hosts_file(rec.hostname, ip, extra, rec.endpoint.ip6 if rec.endpoint else "")
     return steps + [
         WriteFile(f"{cdir}/hostname", rec.hostname + "\n", why="per-container /etc files, bind-mounted over the "
                                                                 "image's"),

@@ -225,10 +225,11 @@ def parse_env_file(path: str) -> list[str]:
             if line.strip() and not line.lstrip().startswith("#")]
 
 
-def hosts_file(hostname: str, ip: str = "", peers: tuple[tuple[str, str], ...] = (),
-               extra: tuple[tuple[str, str], ...] = (), ip6: str = "") -> str:
+def hosts_file(hostname: str, ip: str = "", extra: tuple[tuple[str, str], ...] = (), ip6: str = "") -> str:
     """/etc/hosts as Docker writes it: localhost, --add-host's (name, address) lines, the
-    container's own name, and one line per peer on a user network."""
+    container's own name. Not the others on its network: their names are the network's DNS
+    server's to answer (Docker's way; lines in every peer's file went stale on a rename, and
+    made each `run` rewrite as many files as the network had containers)."""
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
              "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
              "ff02::2\tip6-allrouters"]
@@ -239,8 +240,6 @@ def hosts_file(hostname: str, ip: str = "", peers: tuple[tuple[str, str], ...] =
             lines.append(f"{ip6}\t{hostname}")
     else:
         lines[0] += f" {hostname}"
-    for peer_ip, peer_name in peers:
-        lines.append(f"{peer_ip}\t{peer_name}")
     return "\n".join(lines) + "\n"
 
 

@@ -49,7 +49,7 @@ def test_container_env_defaults_and_overrides():
 
 
 def test_hosts_file():
-    text = spec.hosts_file("web", "10.0.0.2", (("10.0.0.3", "db"),))
+    text = spec.hosts_file("web", "10.0.0.2", (("db", "10.0.0.3"),))  # --add-host db:10.0.0.3
     assert "10.0.0.2\tweb\n" in text and "10.0.0.3\tdb\n" in text and text.startswith("127.0.0.1\tlocalhost")
     assert "127.0.0.1\tlocalhost web" in spec.hosts_file("web")
 
