@@ -250,16 +250,16 @@ def resolve(ref: str) -> ContainerRecord:
     raise NotFound(f'no such container: "{ref}" (see `minibox ps -a`)')
 
 
-def resolve_id(ref: str) -> str:
-    """A container's id from its name, id or id prefix, without needing its record to be
-    readable (`rm -f` of a damaged container)."""
+def resolve_id(ref: str, ids: list[str] | None = None) -> str:
+    """A container's id from its name, id or id prefix, its record unread (`rm -f` of a damaged
+    one). `ids`: the containers directory listed once, for many (`rm -f $(minibox ps -aq)`)."""
     if not ref:
         raise InvalidSpec("container name or id must not be empty")
     owner = owner_of_name(ref)
     if owner and config.paths().container(owner).is_dir():
         return owner
-    d = config.paths().containers
-    ids = sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+    if ids is None:
+        ids = sorted(p.name for p in d.iterdir()) if (d := config.paths().containers).is_dir() else []
     matches = [cid for cid in ids if cid.startswith(ref.lower()) and ID_RE.fullmatch(cid)]
     if len(matches) == 1:
         return matches[0]

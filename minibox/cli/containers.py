@@ -252,9 +252,10 @@ def rm(
 
     ids: dict[str, str] = {}
     unknown: dict[str, MiniboxError] = {}
+    listing = sorted(p.name for p in d.iterdir()) if (d := config.paths().containers).is_dir() else []
     for ref in containers:
         try:
-            ids[ref] = store.resolve_id(ref)
+            ids[ref] = store.resolve_id(ref, listing)
         except MiniboxError as e:
             unknown[ref] = e
     # all in one pass: one firewall transaction and one conntrack pass for all of them

@@ -31,6 +31,7 @@ def ps(
     shape = present.Output(fmt)
     wanted = present.parse_filters(filters, present.PS_FILTERS)
     rows = []
+    parent = config.cgroup_parent()
     for cid, rec in store.entries().items():
         if isinstance(rec, MiniboxError):
             rows.append((cid, None, None, str(rec)))
@@ -46,7 +47,7 @@ def ps(
                 rows.append((cid, rec, None, str(e)))
                 continue
             print(f"minibox: warning: {e}", file=sys.stderr)
-        if state.status == RUNNING and cgroups.frozen(cgroups.existing_dirs(config.cgroup_parent(), rec.id)):
+        if state.status == RUNNING and cgroups.paused(parent, rec.id):
             state = state.replace(paused=True)  # the kernel's freezer says so (pause)
         if state.status == RUNNING and rec.healthcheck:
             from minibox.engine import health

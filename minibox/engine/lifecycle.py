@@ -179,15 +179,15 @@ def release(cid: str, done: list | None = None) -> ContainerState:
         return state
 
 
-def release_resources(rec: ContainerRecord, ports_and_flows: bool = True) -> tuple[list, list[str]]:
-    """The network endpoint, then the cgroups: (steps done, errors met). `ports_and_flows`
-    False: its published ports and conntrack entries were given back already (engine.removal
-    does that for many containers in one pass)."""
+def release_resources(rec: ContainerRecord, bulk: bool = True) -> tuple[list, list[str]]:
+    """The network endpoint, then the cgroups: (steps done, errors met). `bulk` False: what
+    endpoint.release_bulk gives back was given back already (engine.removal does that for
+    many containers in one pass)."""
     c = Collector()
     if rec.endpoint is not None:
         from minibox.net import endpoint
 
-        c.attempt("network", endpoint.release, rec, None, ports_and_flows)
+        c.attempt("network", endpoint.release, rec, None, bulk)
     c.attempt("cgroups", cgroups.remove, cgroups.existing_dirs(config.cgroup_parent(), rec.id), config.cgroup_parent())
     return c.result
 

@@ -7,9 +7,10 @@ deletes, going on past errors and reporting them all.
 
 Many containers at once (`rm -f A B C`, `container prune`) take the same path in phases,
 so that what is paid per host, not per container, is paid once: each is marked removing
-and sent SIGKILL (under its lock), all are waited for together, one firewall transaction
-and one conntrack pass give back all their published ports and flows, and then each
-one's veth, address, cgroups, directory and name go. One container is a batch of one.
+and sent SIGKILL (under its lock), all are waited for together, one firewall transaction,
+one conntrack pass and one DNS reload give back all their published ports, flows and
+names, and then each one's veth, address, cgroups, directory and name go. One container
+is a batch of one.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def teardown_many(targets: list[Target], volumes: bool = False) -> list[tuple[li
     pass: its steps and errors are those of every container that had any."""
     from minibox.net import endpoint
 
-    lines = procs.command_lines()  # one look at every process, for every container's shim
+    found = procs.helpers()  # one look at every process, for every container's shim
     for t in targets:
         with _lock(t.cid):
             _mark_removing(t.cid)
@@ -108,7 +109,7 @@ def teardown_many(targets: list[Target], volumes: bool = False) -> list[tuple[li
             except (Damaged, OSError):
                 pass
             try:
-                t.pids = _kill(t.cid, t.state, lines)
+                t.pids = _kill(t.cid, t.state, found)
             except Exception as e:  # noqa: BLE001 - teardown goes on past anything, and says what
                 t.collector.errors.append(f"processes: {e}")
     deadline = time.monotonic() + 10.0
@@ -118,7 +119,7 @@ def teardown_many(targets: list[Target], volumes: bool = False) -> list[tuple[li
     releasing = [t for t in targets if t.rec is not None and not (t.state is not None and t.state.released)]
     if any(t.rec.endpoint is not None for t in releasing):
         try:
-            shared = endpoint.release_ports_and_flows([t.rec for t in releasing])
+            shared = endpoint.release_bulk([t.rec for t in releasing])
         except Exception as e:  # noqa: BLE001
             shared = [], [f"network: {e}"]
         for t in releasing:
@@ -140,7 +141,7 @@ def _remove_rest(t: Target, volumes: bool) -> None:
     with _lock(cid):
         if t.rec is not None:
             if not (t.state is not None and t.state.released):
-                c.add(release_resources(t.rec, ports_and_flows=False))
+                c.add(release_resources(t.rec, bulk=False))
         else:
             from minibox.net import endpoint
 
@@ -203,23 +204,23 @@ def _mark_removing(cid: str) -> None:
 
 def kill_all(cid: str, state: ContainerState | None) -> tuple[list, list[str]]:
     """SIGKILL every process of the container and wait until they are gone: (no steps, errors)."""
-    pids = _kill(cid, state, procs.command_lines())
+    pids = _kill(cid, state, procs.helpers())
     return [], [f"process {pid} did not die" for pid in pids if not _wait_gone(pid, 10.0)]
 
 
-def _kill(cid: str, state: ContainerState | None, lines) -> list[int]:
+def _kill(cid: str, state: ContainerState | None, found: procs.Helpers) -> list[int]:
     """SIGKILL every process of the container, found three ways: the PIDs its state names
     (if they are still those processes), its cgroups' members, and its shim (and exit
-    command) by command line, from `lines` (procs.command_lines()). PID 1 first (its
+    command) by command line, among those `found`. PID 1 first (its
     namespace dies with it), then the shim. The PIDs signalled."""
     pids: list[int] = []
     if state is not None and procs.alive(state.pid, state.pid_start):
         pids.append(state.pid)
     pids += sorted(cgroups.procs(cgroups.existing_dirs(config.cgroup_parent(), cid)))
-    shims = procs.find_shims(str(config.paths().container(cid)), lines)
+    shims = procs.find_shims(str(config.paths().container(cid)), found)
     if state is not None and procs.alive(state.shim_pid, state.shim_start) and state.shim_pid not in shims:
         shims.append(state.shim_pid)
-    shims += procs.find_cleanups(cid, lines)  # an exit command waiting to restart it: it must not
+    shims += procs.find_cleanups(cid, found)  # an exit command waiting to restart it: it must not
     for pid in pids + shims:
         try:
             os.kill(pid, signal.SIGKILL)

@@ -61,15 +61,16 @@ def apply(step: DnsRecord) -> None:
         _wait_listening(step.gateway)
 
 
-def remove(network: str, cid: str) -> list[str]:
-    """The container's line gone; the server told, or stopped with the last line. Idempotent;
-    returns errors instead of raising (teardown goes on)."""
+def remove(network: str, *cids: str) -> list[str]:
+    """The containers' lines gone, in one rewrite; the server told once, or stopped with the
+    last line. Idempotent; returns errors instead of raising (teardown goes on)."""
+    gone = set(cids)
     try:
         with _locked():
-            if _change(network, "", lambda lines: [x for x in lines if not x.startswith(cid + " ")]):
+            if _change(network, "", lambda lines: [x for x in lines if x.split(" ", 1)[0] not in gone]):
                 _reload_or_stop()
     except OSError as e:
-        return [f"dns: removing {cid[:12]} from {network}: {e.strerror or e}"]
+        return [f"dns: removing {', '.join(c[:12] for c in cids)} from {network}: {e.strerror or e}"]
     return []
 
 

@@ -183,22 +183,17 @@ def attach(rec: ContainerRecord, link_steps: list[Step], flush: list[ConntrackFl
             dns.apply(step)
 
 
-def release(rec: ContainerRecord, via=None, ports_and_flows: bool = True) -> tuple[list[Step], list[str]]:
-    """Give back the endpoint: rules, conntrack entries, veth, address. Idempotent; returns
-    (the steps it did, the errors it went on past). `via`: a linkworker.Worker to delete
-    the veth with, instead of links. `ports_and_flows` False: release_ports_and_flows did
-    those already."""
+def release(rec: ContainerRecord, via=None, bulk: bool = True) -> tuple[list[Step], list[str]]:
+    """Give back the endpoint: rules, conntrack entries, DNS name, veth, address. Idempotent;
+    returns (the steps it did, the errors it went on past). `via`: a linkworker.Worker to
+    delete the veth with, instead of links. `bulk` False: release_bulk did its part already."""
     ep = rec.endpoint
     if ep is None:
         return [], []
-    steps, errors = release_ports_and_flows([rec]) if ports_and_flows else ([], [])
+    steps, errors = release_bulk([rec]) if bulk else ([], [])
     s, e = (via or links).remove_link(ep.veth, why="the host end of its veth pair (the kernel removes the "
                                                    "pair by itself when the network namespace dies)")
     steps, errors = steps + s, errors + e
-    if ep.network != config.default_network():
-        from minibox.net import dns
-
-        errors += dns.remove(ep.network, rec.id)
     for a in [a for a in (ep.ip, ep.ip6) if a]:
         s, e = ipam_store.release(ep.network, a, rec.id)
         steps, errors = steps + s, errors + e
@@ -211,11 +206,13 @@ def release(rec: ContainerRecord, via=None, ports_and_flows: bool = True) -> tup
     return steps, errors
 
 
-def release_ports_and_flows(recs: list[ContainerRecord]) -> tuple[list[Step], list[str]]:
-    """The first part of `release`, for many endpoints at once: their published ports' firewall
-    elements (one transaction per backend) and the conntrack entries of their addresses (one
-    pass). Idempotent; (steps, errors)."""
+def release_bulk(recs: list[ContainerRecord]) -> tuple[list[Step], list[str]]:
+    """The part of `release` paid per host rather than per endpoint, for many at once: their
+    published ports' firewall elements (one transaction per backend), the conntrack entries
+    of their addresses (one pass), their names on the DNS server (one rewrite and reload per
+    network). Idempotent; (steps, errors)."""
     by_backend: dict[str, list] = {}
+    by_network: dict[str, list[str]] = {}
     flush: list[ConntrackFlush] = []
     for rec in recs:
         ep = rec.endpoint
@@ -229,6 +226,8 @@ def release_ports_and_flows(recs: list[ContainerRecord]) -> tuple[list[Step], li
         flush += [ConntrackFlush("", addr=a, why="forget the flows it started or answered (through its "
                                                  "published ports too): its address may be reused at once")
                   for a in (ep.ip, ep.ip6) if a]
+        if ep.network != config.default_network():
+            by_network.setdefault(ep.network, []).append(rec.id)
     steps: list[Step] = []
     errors: list[str] = []
     for fw, pf in by_backend.items():
@@ -240,6 +239,11 @@ def release_ports_and_flows(recs: list[ContainerRecord]) -> tuple[list[Step], li
         if rec.endpoint is not None:
             portindex.remove(rec.id, rec.ports)
     errors += conntrack.flush(flush)
+    if by_network:
+        from minibox.net import dns
+
+        for network, cids in by_network.items():
+            errors += dns.remove(network, *cids)
     return steps + flush, errors
 
 

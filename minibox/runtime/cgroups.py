@@ -267,6 +267,12 @@ def frozen(dirs: list[str] | tuple[str, ...]) -> bool:
     return False
 
 
+def paused(parent: str, cid: str) -> bool:
+    """frozen(existing_dirs(parent, cid)), reading only where a freezer can be (v1's freezer
+    controller, a v2 or hybrid unified tree): `ps` asks it of every running container."""
+    return frozen([f"{ROOT}/freezer/{parent}/{cid}", f"{ROOT}/{parent}/{cid}", f"{ROOT}/unified/{parent}/{cid}"])
+
+
 def freezer_file(dirs: list[str] | tuple[str, ...]) -> str:
     """The file that freezes the group (v1 freezer.state, v2 cgroup.freeze), "" if it has none."""
     for d in dirs:

@@ -99,8 +99,7 @@ def _user(uid: int) -> str:
 
 
 def command_lines() -> list[tuple[int, list[bytes]]]:
-    """(pid, argv as bytes) of every process there is now: one look, which the finders
-    below can share (removing many containers looks once, not once per container)."""
+    """(pid, argv as bytes) of every process there is now."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -117,22 +116,39 @@ def _is_shim(argv: list[bytes]) -> bool:
     return len(argv) > 2 and os.path.basename(argv[0]).startswith(b"minibox-shim")
 
 
-def find_shims(container_dir: str, lines=None) -> list[int]:
+class Helpers(Value):
+    """minibox's own processes, from one look at every process (removing many containers
+    looks once, not once per container)."""
+
+    shims: dict  # container directory (bytes) -> PIDs of minibox-shim processes supervising it
+    cleanups: dict  # container id (bytes) -> PIDs of its exit command and health monitor
+
+
+def helpers() -> Helpers:
+    shims: dict[bytes, list[int]] = {}
+    cleanups: dict[bytes, list[int]] = {}
+    for pid, argv in command_lines():
+        if _is_shim(argv):
+            shims.setdefault(os.path.dirname(argv[2]), []).append(pid)
+        elif pid != os.getpid() and (b"minibox.engine.cleanup" in argv or b"minibox.engine.health" in argv):
+            for arg in argv[1:]:
+                cleanups.setdefault(arg, []).append(pid)
+    return Helpers(shims=shims, cleanups=cleanups)
+
+
+def find_shims(container_dir: str, found: Helpers | None = None) -> list[int]:
     """PIDs of minibox-shim processes supervising the container in `container_dir`: its
-    exit file (the shim's second argument) is under that directory. This finds a
-    container's shim when its state was never written or cannot be read."""
-    prefix = container_dir.rstrip("/").encode() + b"/"
-    return [pid for pid, argv in (command_lines() if lines is None else lines)
-            if _is_shim(argv) and argv[2].startswith(prefix) and alive(pid)]
+    exit file (the shim's second argument) is in that directory. This finds a container's
+    shim when its state was never written or cannot be read."""
+    pids = (found or helpers()).shims.get(container_dir.rstrip("/").encode(), [])
+    return [pid for pid in pids if alive(pid)]
 
 
-def find_cleanups(cid: str, lines=None) -> list[int]:
+def find_cleanups(cid: str, found: Helpers | None = None) -> list[int]:
     """PIDs of the shim's exit command (`python -m minibox.engine.cleanup ID`) and of the health
     monitor (`minibox.engine.health ID`) for container `cid`, but this process: one may be
     waiting out a restart policy's backoff."""
-    return [pid for pid, argv in (command_lines() if lines is None else lines)
-            if pid != os.getpid() and (b"minibox.engine.cleanup" in argv or b"minibox.engine.health" in argv)
-            and cid.encode() in argv]
+    return list((found or helpers()).cleanups.get(cid.encode(), []))
 
 
 def all_shims() -> dict[int, str]:
