@@ -102,3 +102,23 @@ def output(stream: str, data: bytes) -> None:
     out = sys.stderr.buffer if stream == "stderr" else sys.stdout.buffer
     out.write(data)
     out.flush()
+
+
+def write_out(output: str, write) -> None:
+    """`write(binary file)` to `-o FILE` (written beside it, then renamed into place: a
+    failure leaves no half file) or to standard output, which must not be a terminal."""
+    if not output and os.isatty(1):
+        raise InvalidSpec("cowardly refusing to write a tar archive to a terminal: use -o FILE, or redirect")
+    if not output:
+        write(sys.stdout.buffer)
+        return
+    tmp = f"{output}.{os.getpid()}.part"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, output)
+    except OSError as e:
+        raise InvalidSpec(f"cannot write {output}: {e.strerror}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

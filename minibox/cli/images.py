@@ -120,6 +120,30 @@ def image_load(
     """Load images from a `docker save` archive, an OCI archive or an OCI layout."""
     load(input_, quiet)
 
+@app.command()
+def save(
+    images: List[str] = typer.Argument(..., help="image names or ids"),
+    output: str = typer.Option("", "-o", "--output", help="write to this file (default: standard output)"),
+) -> None:
+    """Save images to one tar archive that `load`, `docker load` and skopeo read (a docker-archive
+    and an OCI layout at once, as Docker's)."""
+    lifecycle.require_root()
+    from minibox.cli.app import write_out
+    from minibox.engine import saving
+    from minibox.image import store
+
+    for name in images:
+        store.get(name)  # a name that is no image is said before anything is written
+    write_out(output, lambda f: saving.save(images, f))
+
+@image_app.command(name="save")
+def image_save(
+    images: List[str] = typer.Argument(..., help="image names or ids"),
+    output: str = typer.Option("", "-o", "--output", help="write to this file (default: standard output)"),
+) -> None:
+    """Save images to one tar archive that `load`, `docker load` and skopeo read."""
+    save(images, output)
+
 @app.command(name="import")  # as docker import: `export | import` round-trips a container's files
 @image_app.command(name="import")
 def image_import(

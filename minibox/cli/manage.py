@@ -1,7 +1,5 @@
 """The verbs of a container's life after `run`: create, start, attach, restart, wait, rename."""
 
-import os
-import sys
 import time
 from typing import List, Optional
 
@@ -9,7 +7,7 @@ import typer
 
 from minibox import config, store
 from minibox.engine import lifecycle
-from minibox.cli.app import POSITIONAL_TAIL, app, for_each, output, say
+from minibox.cli.app import POSITIONAL_TAIL, app, for_each, output, say, write_out
 from minibox.cli.containers import run
 from minibox.errors import Conflict, InvalidSpec
 from minibox.model import CREATED, CREATING, RUNNING
@@ -202,21 +200,7 @@ def export(container: str = typer.Argument(..., help="container name or id"),
     from minibox.engine import exporting
 
     rec = store.resolve(container)
-    if not output and os.isatty(1):
-        raise InvalidSpec("cowardly refusing to write a tar archive to a terminal: use -o FILE, or redirect")
-    if not output:
-        exporting.export(rec, sys.stdout.buffer)
-        return
-    tmp = f"{output}.{os.getpid()}.part"
-    try:
-        with open(tmp, "wb") as f:
-            exporting.export(rec, f)
-        os.replace(tmp, output)
-    except OSError as e:
-        raise InvalidSpec(f"cannot write {output}: {e.strerror}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_out(output, lambda f: exporting.export(rec, f))
 
 
 @app.command()

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import busybox_rootfs, sh, wait_for
+from conftest import busybox_rootfs, mb, sh, wait_for
 
 RUNTIME = shutil.which("minibox-oci") or str(Path(__file__).resolve().parents[2] / ".venv/bin/minibox-oci")
 SOCK = "unix:///run/minibox-docker-test.sock"
@@ -83,3 +83,21 @@ def test_docker_run_with_the_minibox_runtime_on_all_four_paths(docker, outside):
     finally:
         docker("rm", "-f", "web", check=False)
     assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_docker_loads_what_minibox_saved(docker, tmp_path):
+    """`minibox save` (#23) as `docker load` reads it: a committed image whose top layer
+    deleted a file (a whiteout) and added one runs under Docker's own runc as it did here."""
+    mb("run", "--name", "tosave", "--network", "none", "busybox", "sh", "-c",
+       "rm /bin/vi && mkdir /srv && echo saved here > /srv/note", check=True)
+    try:
+        mb("commit", "tosave", "saved/busybox:1", check=True)
+        mb("save", "-o", str(tmp_path / "saved.tar"), "saved/busybox:1", check=True)
+        assert "Loaded image: saved/busybox:1" in docker("load", "-i", str(tmp_path / "saved.tar")).stdout
+        out = docker("run", "--rm", "--network", "none", "saved/busybox:1", "sh", "-c",
+                     "cat /srv/note; test -e /bin/vi || echo vi is gone").stdout
+        assert out == "saved here\nvi is gone\n"
+    finally:
+        mb("rm", "-f", "tosave")
+        mb("image", "rm", "saved/busybox:1")
+

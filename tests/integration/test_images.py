@@ -272,6 +272,39 @@ def test_load_reads_stdin_and_image_import_takes_changes(layout, work):
     rmi("imp:1")
 
 
+def test_save_writes_what_load_and_skopeo_read(layout, work):
+    """`save` (#23): one tar that is a docker-archive and an OCI layout at once. The three-layer
+    image (a whiteout, an opaque directory, a hard link) comes back from it through minibox's
+    `load` and runs as before, and skopeo reads it through both of its transports. Its layers
+    are tars made again from what is stored, so the loaded image has another id (Docker keeps
+    the original tars' layout to give back the same bytes; minibox does not)."""
+    oci.skopeo("copy", f"oci:{layout}:1", f"docker-archive:{work / 'src.tar'}:saved/layered:1")
+    mb("load", "-i", str(work / "src.tar"), check=True)
+    (work / "src.tar").unlink()
+    before = images_state()
+    path = work / "saved.tar"
+    mb("save", "-o", str(path), "saved/layered:1", check=True)
+    for transport in ("docker-archive", "oci-archive"):
+        out = subprocess.run(oci.SKOPEO + ["inspect", f"{transport}:{path}"], capture_output=True, text=True)
+        assert out.returncode == 0 and len(json.loads(out.stdout)["Layers"]) == 3, out.stderr
+    with tarfile.open(path) as tar:
+        names = tar.getnames()
+        assert {"oci-layout", "index.json", "manifest.json"} <= set(names)
+        assert json.load(tar.extractfile("manifest.json"))[0]["RepoTags"] == ["saved/layered:1"]
+    rmi("saved/layered:1")
+    res = mb("load", "-i", str(path), check=True)
+    assert "Loaded image: saved/layered:1" in res.stdout
+    check_layered(mb("run", "--rm", "--network", "none", "saved/layered:1", check=True).stdout)
+    piped = subprocess.run([os.sys.executable, "-m", "minibox", "save", "saved/layered:1"], capture_output=True)
+    assert piped.returncode == 0 and tarfile.open(fileobj=io.BytesIO(piped.stdout)).getmember("manifest.json")
+    bad = mb("save", "-o", str(work / "none.tar"), "saved/layered:1", "no-such-image")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "no-such-image" in bad.stderr
+    assert not list(work.glob("none.tar*"))  # nothing written
+    rmi("saved/layered:1")
+    path.unlink()
+    assert images_state()[1] == before[1]
+
+
 # --- authentication -----------------------------------------------------------------------------------------
 
 
