@@ -144,6 +144,23 @@ def image_save(
     """Save images to one tar archive that `load`, `docker load` and skopeo read."""
     save(images, output)
 
+@app.command()
+def push(name: str = typer.Argument(..., help="REGISTRY/REPOSITORY:TAG, as `tag` named it")) -> None:
+    """Push an image to a registry (`minibox login` first if it asks for credentials)."""
+    lifecycle.require_root()
+    from minibox.engine import pushing
+
+    try:
+        pushing.push(name, say)
+    except MiniboxError as e:
+        e.code = EXIT_FAILED  # as `docker push`
+        raise
+
+@image_app.command(name="push")
+def image_push(name: str = typer.Argument(..., help="REGISTRY/REPOSITORY:TAG")) -> None:
+    """Push an image to a registry."""
+    push(name)
+
 @app.command(name="import")  # as docker import: `export | import` round-trips a container's files
 @image_app.command(name="import")
 def image_import(

@@ -66,13 +66,13 @@ def write_layer(upper: str, out) -> None:
             if rel != ".":
                 tar.add(dirpath, arcname=rel, recursive=False)
                 if _opaque(dirpath):
-                    tar.addfile(_empty(os.path.join(rel, ".wh..wh..opq")))
+                    tar.addfile(_empty(os.path.join(rel, ".wh..wh..opq"), os.lstat(dirpath).st_mtime))
             for name in sorted(filenames) + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
                 path = os.path.join(dirpath, name)
                 arc = os.path.normpath(os.path.join(rel, name))
                 st = os.lstat(path)
                 if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # overlayfs's mark of a deleted name
-                    tar.addfile(_empty(os.path.join(os.path.dirname(arc), ".wh." + name)))
+                    tar.addfile(_empty(os.path.join(os.path.dirname(arc), ".wh." + name), st.st_mtime))
                 else:
                     tar.add(path, arcname=arc, recursive=False)
 
@@ -84,9 +84,11 @@ def _opaque(path: str) -> bool:
         return False
 
 
-def _empty(name: str) -> tarfile.TarInfo:
+def _empty(name: str, mtime: float) -> tarfile.TarInfo:
+    """A whiteout, dated as the mark it stands for: the same directory makes the same tar
+    (a second `push` finds its layers there already)."""
     info = tarfile.TarInfo(name.removeprefix("./"))
-    info.mtime = int(time.time())
+    info.mtime = int(mtime)
     return info
 
 

@@ -33,28 +33,17 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 def save(names: list[str], out: BinaryIO) -> None:
     """Write the images `names` (as a user typed them) to `out` as one archive."""
-    from minibox.engine.committing import write_layer
     from minibox.image import ref as refs
     from minibox.image import store
 
     images = [(name, store.get(name)) for name in names]  # every name found before anything is written
-    tmpdir = config.paths().images / "tmp"
-    tmpdir.mkdir(parents=True, exist_ok=True)
     layers: dict[str, tuple[str, BinaryIO]] = {}  # stored diff id -> (saved digest, its tar)
     blobs: dict[str, bytes] = {}  # digest -> small blob (config, manifest)
     index, manifest = [], []
     try:
         for name, img in images:
-            for diff_id in img.layers:
-                if diff_id not in layers:
-                    tar = tempfile.TemporaryFile(dir=tmpdir)
-                    write_layer(str(store.layer_dir(diff_id)), tar)
-                    layers[diff_id] = (_digest_of(tar), tar)
+            cfg = remade(img, layers)
             digests = [layers[d][0] for d in img.layers]
-            path = config.paths().images / "configs" / f"{img.id.removeprefix('sha256:')}.json"
-            doc = json.loads(path.read_bytes())
-            doc["rootfs"] = {"type": "layers", "diff_ids": digests}
-            cfg = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
             cfg_digest = _add(blobs, cfg)
             man = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                               "config": {"mediaType": OCI_CONFIG, "digest": cfg_digest, "size": len(cfg)},
@@ -90,6 +79,25 @@ def save(names: list[str], out: BinaryIO) -> None:
             tar.close()
 
 
+def remade(img, layers: dict[str, tuple[str, BinaryIO]]) -> bytes:
+    """The image's config, naming its layers as made into tars again here: each one (by its
+    stored diff id) is made once into `layers`, as (its new digest, the tar in a temporary file)."""
+    from minibox.engine.committing import write_layer
+    from minibox.image import store
+
+    tmpdir = config.paths().images / "tmp"
+    tmpdir.mkdir(parents=True, exist_ok=True)
+    for diff_id in img.layers:
+        if diff_id not in layers:
+            tar = tempfile.TemporaryFile(dir=tmpdir)
+            write_layer(str(store.layer_dir(diff_id)), tar)
+            layers[diff_id] = (digest_of(tar), tar)
+    path = config.paths().images / "configs" / f"{img.id.removeprefix('sha256:')}.json"
+    doc = json.loads(path.read_bytes())
+    doc["rootfs"] = {"type": "layers", "diff_ids": [layers[d][0] for d in img.layers]}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
 def _ref_of(name: str, img) -> str:
     from minibox.image import ref as refs
 
@@ -100,7 +108,8 @@ def _ref_of(name: str, img) -> str:
     return full if full in img.refs else ""
 
 
-def _digest_of(f: BinaryIO) -> str:
+def digest_of(f: BinaryIO) -> str:
+    """The sha256 digest of a whole file."""
     f.seek(0)
     h = hashlib.sha256()
     while chunk := f.read(1 << 20):

@@ -119,14 +119,18 @@ class Registry:
         self.base = f"{'http' if _insecure(self.host) else 'https'}://{self.host}"
         self.creds = credentials(self.host) if creds is None else creds
         self.auth = ""  # the Authorization header that worked
-        self.scope = True  # ask the token service for pull access to the repository
+        self.scope = True  # ask the token service for access to the repository: `actions`
+        self.actions = "pull"
         self.opener = _opener(direct=_insecure(self.host))
 
     def url(self, path: str) -> str:
         return f"{self.base}/v2/{path}"
 
-    def _open(self, url: str, accept: str = ""):
-        req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    def _open(self, url: str, accept: str = "", method: str = "GET", data=None, headers: dict | None = None):
+        """One request (`data`: bytes or a file, sent from its start), authenticated as the
+        registry asks; an HTTP error becomes one line."""
+        req = urllib.request.Request(url, data=data, method=method,
+                                     headers={**({"Accept": accept} if accept else {}), **(headers or {})})
         if self.auth:
             req.add_unredirected_header("Authorization", self.auth)  # never to a redirect's host
         try:
@@ -134,7 +138,9 @@ class Registry:
         except urllib.error.HTTPError as e:
             if e.code == 401 and not self.auth:
                 self._authenticate(e.headers.get("WWW-Authenticate", ""))
-                return self._open(url, accept)
+                if hasattr(data, "seek"):
+                    data.seek(0)
+                return self._open(url, accept, method, data, headers)
             raise self._error(e, url) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
@@ -148,7 +154,8 @@ class Registry:
         except (ValueError, AttributeError, TypeError, OSError, RecursionError):
             detail = ""
         if e.code == 401 and not self.creds:
-            return AuthError(f"pull access denied for {self.ref.familiar}: the repository does not exist or needs "
+            return AuthError(f"{self.actions.split(',')[-1]} access denied for {self.ref.familiar}: the repository "
+                             "does not exist or needs "
                              f"`minibox login {self.host}` ({detail or 'unauthorized'})")
         if e.code == 401:
             return AuthError(f"{self.host} refused the credentials ({detail or 'unauthorized'}): check them with "
@@ -170,8 +177,9 @@ class Registry:
         realm = fields["realm"]
         send_creds = self._check_realm(realm)
         query = {k: v for k, v in fields.items() if k in ("service", "scope")}
-        if self.scope:
-            query.setdefault("scope", f"repository:{self.ref.path}:pull")
+        if self.scope and (self.actions != "pull" or "scope" not in query):
+            # a push asks for push on its first request, whose challenge names pull only
+            query["scope"] = f"repository:{self.ref.path}:{self.actions}"
         req = urllib.request.Request(f"{realm}?{urllib.parse.urlencode(query)}")
         if self.creds and send_creds:
             req.add_unredirected_header("Authorization", f"Basic {self.creds}")

@@ -430,6 +430,45 @@ def test_bearer_tokens_anonymous_for_public_and_login_for_private(token_registry
     mb("logout", reg.host, check=True)
 
 
+def test_push_uploads_what_pull_and_skopeo_read_back(registry, token_registry):
+    """`push` (#23): the upload protocol (HEAD, POST, PUT the blob, PUT the manifest), with the
+    token auth pull uses, asking for push access. What was pushed comes back by pull and runs
+    as the original; skopeo reads the manifest; a second push sends no layer again. Anonymous
+    push where the token service wants alice: one line, exit 1, as `docker push`."""
+    src = f"{registry.host}/layered:1"
+    mb("pull", src, check=True)
+    try:
+        reg, tokens = token_registry
+        dest = f"{reg.host}/private/pushed:2"
+        mb("tag", src, dest, check=True)
+        denied = mb("push", dest)
+        assert denied.returncode == 1 and denied.stderr.count("\n") == 1 and "push access denied" in denied.stderr, \
+            denied
+        mb("login", "-u", "alice", "-p", "s3cret", reg.host, check=True)
+        tokens.requests.clear()
+        res = mb("push", dest, check=True)
+        assert tokens.requests[0] == ("alice", "repository:private/pushed:pull,push")
+        lines = res.stdout.splitlines()
+        assert lines[0] == f"The push refers to repository [{reg.host}/private/pushed]"
+        assert [x.split(": ")[1] for x in lines[1:4]] == ["Pushed"] * 3 and lines[4].startswith("2: digest: sha256:")
+        time.sleep(1.1)  # a second later: nothing in a layer's tar may depend on the clock
+        again = mb("push", dest, check=True).stdout.splitlines()
+        assert [x.split(": ")[1] for x in again[1:4]] == ["Layer already exists"] * 3
+        assert again[4] == lines[4]  # the same manifest: the layers are made again byte for byte
+        out = subprocess.run(oci.SKOPEO + ["inspect", "--tls-verify=false", "--creds", "alice:s3cret",
+                                           f"docker://{dest}"], capture_output=True, text=True)
+        assert out.returncode == 0 and len(json.loads(out.stdout)["Layers"]) == 3, out.stderr
+        rmi(dest)
+        mb("pull", dest, check=True)
+        check_layered(mb("run", "--rm", "--network", "none", dest, check=True).stdout)
+        rmi(dest)
+        mb("logout", reg.host, check=True)
+        bad = mb("push", "nothing-here:1")
+        assert bad.returncode == 1 and bad.stderr.count("\n") == 1
+    finally:
+        rmi(src)
+
+
 def test_docker_config_json_credentials_are_used(basic_registry, layout, tmp_path):
     host = basic_registry.host
     oci.skopeo("copy", "--dest-tls-verify=false", "--dest-creds", "alice:s3cret", f"oci:{layout}:1",
