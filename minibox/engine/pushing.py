@@ -21,10 +21,9 @@ import urllib.parse
 from typing import BinaryIO, Callable
 
 from minibox import config
+from minibox.engine.saving import OCI_CONFIG, OCI_MANIFEST
 from minibox.errors import MiniboxError, NotFound
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
@@ -61,7 +60,7 @@ def push(name: str, say: Callable[[str], None]) -> str:
         manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                                "config": {"mediaType": OCI_CONFIG, "digest": cfg_digest, "size": len(cfg)},
                                "layers": descriptors}, separators=(",", ":")).encode()
-        with reg._open(reg.url(f"{ref.path}/manifests/{ref.tag}"), method="PUT", data=manifest,
+        with reg.request(reg.url(f"{ref.path}/manifests/{ref.tag}"), method="PUT", data=manifest,
                        headers={"Content-Type": OCI_MANIFEST}) as resp:
             resp.read()
     finally:
@@ -76,12 +75,12 @@ def _upload(reg, digest: str, data, size: int) -> bool:
     """Send one blob unless the registry has it; True if it had."""
     path = reg.ref.path
     try:
-        with reg._open(reg.url(f"{path}/blobs/{digest}"), method="HEAD") as resp:
+        with reg.request(reg.url(f"{path}/blobs/{digest}"), method="HEAD") as resp:
             resp.read()
         return True
     except NotFound:
         pass
-    with reg._open(reg.url(f"{path}/blobs/uploads/"), method="POST", data=b"") as resp:
+    with reg.request(reg.url(f"{path}/blobs/uploads/"), method="POST", data=b"") as resp:
         resp.read()
         location = resp.headers.get("Location", "")
     url = urllib.parse.urljoin(reg.base + "/", location)
@@ -91,7 +90,7 @@ def _upload(reg, digest: str, data, size: int) -> bool:
     url += ("&" if "?" in url else "?") + urllib.parse.urlencode({"digest": digest})
     if hasattr(data, "seek"):
         data.seek(0)
-    with reg._open(url, method="PUT", data=data, headers={"Content-Type": "application/octet-stream",
+    with reg.request(url, method="PUT", data=data, headers={"Content-Type": "application/octet-stream",
                                                           "Content-Length": str(size)}) as resp:
         resp.read()
     return False

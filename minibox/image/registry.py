@@ -126,7 +126,7 @@ class Registry:
     def url(self, path: str) -> str:
         return f"{self.base}/v2/{path}"
 
-    def _open(self, url: str, accept: str = "", method: str = "GET", data=None, headers: dict | None = None):
+    def request(self, url: str, accept: str = "", method: str = "GET", data=None, headers: dict | None = None):
         """One request (`data`: bytes or a file, sent from its start), authenticated as the
         registry asks; an HTTP error becomes one line."""
         req = urllib.request.Request(url, data=data, method=method,
@@ -140,7 +140,7 @@ class Registry:
                 self._authenticate(e.headers.get("WWW-Authenticate", ""))
                 if hasattr(data, "seek"):
                     data.seek(0)
-                return self._open(url, accept, method, data, headers)
+                return self.request(url, accept, method, data, headers)
             raise self._error(e, url) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
@@ -214,13 +214,13 @@ class Registry:
     def check(self, scope: bool = True) -> None:
         """GET /v2/: reachable, and (when credentials were given) accepting them."""
         self.scope = scope
-        with self._open(self.url("")) as resp:
+        with self.request(self.url("")) as resp:
             resp.read()
 
     def manifest(self, reference: str, limit: int = checked.MANIFEST_LIMIT) -> tuple[dict, str]:
         """A manifest or index (at most `limit` bytes), and its digest (checked when
         `reference` is a digest)."""
-        with self._open(self.url(f"{self.ref.path}/manifests/{reference}"), MANIFEST_TYPES) as resp:
+        with self.request(self.url(f"{self.ref.path}/manifests/{reference}"), MANIFEST_TYPES) as resp:
             body = _read_capped(resp, limit, f"the manifest {shown(reference)}")
         h = Hashing(_Bytes(body))
         h.drain()
@@ -233,13 +233,13 @@ class Registry:
 
     def blob(self, desc: checked.Descriptor) -> bytes:
         """A config blob, whole: at most the size its descriptor gives, checked against its digest."""
-        with self._open(self.url(f"{self.ref.path}/blobs/{desc.digest}")) as resp:
+        with self.request(self.url(f"{self.ref.path}/blobs/{desc.digest}")) as resp:
             return read_verified(resp, desc.digest, self.host, desc.size)
 
     def layer(self, desc: checked.Descriptor, diff_id: str, progress: Callable[[int, int], None]) -> str:
         """Fetch, verify and store one layer (in a worker of its own: minibox.image.workers),
         streamed to disk: never more bytes than its descriptor's size."""
-        with self._open(self.url(f"{self.ref.path}/blobs/{desc.digest}")) as resp:
+        with self.request(self.url(f"{self.ref.path}/blobs/{desc.digest}")) as resp:
             return store.add_layer(_Counting(resp, desc, progress), expected_diff_id=diff_id,
                                    expected_blob=desc.digest)
 
