@@ -98,8 +98,6 @@ def teardown_many(targets: list[Target], volumes: bool = False) -> list[tuple[li
     `volumes`, its anonymous volumes), free its name. Goes on past errors; per container
     (steps done, errors met). The ports and flows all of them held are given back in one
     pass: its steps and errors are those of every container that had any."""
-    from minibox.net import endpoint
-
     found = procs.helpers()  # one look at every process, for every container's shim
     for t in targets:
         with _lock(t.cid):
@@ -118,6 +116,8 @@ def teardown_many(targets: list[Target], volumes: bool = False) -> list[tuple[li
                                if not _wait_gone(pid, deadline - time.monotonic())]
     releasing = [t for t in targets if t.rec is not None and not (t.state is not None and t.state.released)]
     if any(t.rec.endpoint is not None for t in releasing):
+        from minibox.net import endpoint  # ~10 ms of imports that `--network none` never needs
+
         try:
             shared = endpoint.release_bulk([t.rec for t in releasing])
         except Exception as e:  # noqa: BLE001
