@@ -12,10 +12,6 @@ from minibox.errors import EXIT_MINIBOX
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     notes.use(sys.stderr)  # what the engine says as it works
-    if argv is None:
-        from minibox.net import linkworker
-
-        linkworker.prefetch(args)
 
     def report(message: str) -> None:
         print(f"minibox: {message}", file=sys.stderr)

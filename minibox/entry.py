@@ -153,6 +153,4 @@ def exit_now(code: int) -> None:
             stream.flush()
         except (BrokenPipeError, ValueError):
             pass
-    if "minibox.net.linkworker" in sys.modules:
-        sys.modules["minibox.net.linkworker"].discard()  # reaped here: not every host's init reaps
     os._exit(code)

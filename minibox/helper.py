@@ -1,7 +1,7 @@
 """Forking a helper process of a minibox command: quiet, deaf to Ctrl-C, never outliving the command.
 
-image.workers (a layer's fetch and unpack) and net.linkworker (pyroute2's import, then
-the veth) each fork one. What both need is here once:
+image.workers (a layer's fetch and unpack) forks them; what a helper needs is here once,
+for any that comes:
 - Ctrl-C is held back across fork(). Landing in the child before it ignores SIGINT, it
   would run the parent's handlers there: a traceback from threading's after-fork hook, or
   an unwind into the command's own code (a random-moment Ctrl-C did it 11 rounds in 150).

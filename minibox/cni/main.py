@@ -22,7 +22,7 @@ import sys
 
 from minibox.cni import plugin
 from minibox.cni.plugin import CniError
-from minibox.model import Endpoint, NetworkMode, PortMapping
+from minibox.model import Endpoint, PortMapping
 from minibox.value import Value
 
 
@@ -116,7 +116,7 @@ def delegate_ipam(req: plugin.Request, command: str) -> dict:
 
 
 def add(req: plugin.Request, explain: bool = False) -> dict:
-    from minibox.net import endpoint, ipam_store, links, linkworker, portindex
+    from minibox.net import endpoint, ipam_store, links, portindex
     from minibox.plan import ipam
     from minibox.plan import network as netplan
     from minibox.plan import ports as portplan
@@ -165,12 +165,10 @@ def add(req: plugin.Request, explain: bool = False) -> dict:
             ipam_store.allocate(net.name, net.subnet, net.gateway, aid, "", before_create)
         a = done[0]
         ep = a.endpoint
-        # The firewall first, as `minibox run` orders it: its rules name the address, not the
-        # veth, and the helper run() forked goes on importing pyroute2 meanwhile.
+        # The firewall first, as `minibox run` orders it: its rules name the address, not the veth.
         if a.ports:
             endpoint.publish(a)
-        via = linkworker.take(NetworkMode("default")) or links
-        via.add_endpoint(netplan.plan_endpoint(veth, net.bridge, ep.mac, ep.ip, ep.prefixlen, ep.gateway,
+        links.add_endpoint(netplan.plan_endpoint(veth, net.bridge, ep.mac, ep.ip, ep.prefixlen, ep.gateway,
                                                req.netns, req.ifname), req.netns)
     except BaseException:
         if done:
@@ -194,9 +192,9 @@ def _store_lock():
 
 
 def release(a: Attachment, req: plugin.Request | None = None) -> list[str]:
-    from minibox.net import endpoint, links, linkworker
+    from minibox.net import endpoint, links
 
-    _, errors = endpoint.release(a, via=linkworker.take(NetworkMode("default")))
+    _, errors = endpoint.release(a)
     if a.ipam_type and req is not None:
         try:
             delegate_ipam(req, "DEL")

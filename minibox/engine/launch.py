@@ -54,33 +54,21 @@ def run(spec: ContainerSpec, explain=None, park: bool = False) -> RunResult:
     from minibox.runtime import shimbin
 
     lifecycle.require_root()
-    from minibox.net import linkworker
-
-    worker = linkworker.take(spec.mode)  # pyroute2 imported beside everything before the veth
-    try:
-        basics = facts.read(spec)
-        spec = basics.spec  # with what the image adds (-P)
-        shim = str(shimbin.ensure_shim())
-        rec = basics.record
-        cid = rec.id
-        store.reserve_name(rec.name, cid)  # atomic: of parallel runs asking for one name, one wins
-    except BaseException:
-        if worker is not None:
-            worker.close(kill=True)
-        raise
+    basics = facts.read(spec)
+    spec = basics.spec  # with what the image adds (-P)
+    shim = str(shimbin.ensure_shim())
+    rec = basics.record
+    cid = rec.id
+    store.reserve_name(rec.name, cid)  # atomic: of parallel runs asking for one name, one wins
     try:
         store.make_container_dir(cid)
         me = os.getpid()
         store.save_record(rec)
         store.save_state(cid, ContainerState(status=CREATING, creator_pid=me, creator_start=procs.start_time(me)))
-        plan, sp, steps = plan_and_apply(spec, basics, rec, shim, explain, park, worker=worker)
+        plan, sp, steps = plan_and_apply(spec, basics, rec, shim, explain, park)
     except BaseException:
-        if worker is not None:
-            worker.close(kill=True)  # before the undo: a helper still plugging a veth in would race it
         _undo(cid)
         raise
-    if worker is not None:
-        worker.close(kill=True)  # done already, unless this start had no veth to plug in
     if park:
         return RunResult(plan.record, None, steps)
     try:
@@ -98,7 +86,7 @@ def run(spec: ContainerSpec, explain=None, park: bool = False) -> RunResult:
 
 
 def plan_and_apply(spec: ContainerSpec, basics: facts.Basics, rec: ContainerRecord, shim: str, explain=None,
-                   park: bool = False, again: bool = False, worker=None):
+                   park: bool = False, again: bool = False):
     """Hold rec's host ports and choose its address (on a bridge network), plan, apply:
     (the plan, the Spawned PID 1, the steps). `run` and `start` of an exited container
     both come through here. The ports' sockets are closed if anything fails; on success
@@ -120,7 +108,7 @@ def plan_and_apply(spec: ContainerSpec, basics: facts.Basics, rec: ContainerReco
                 plan = plan_run(spec, facts.for_run(spec, basics, rec, ff), park)
                 firewall.apply(rec.firewall, [s for s in plan.network if isinstance(s, Firewall)],
                                resync=not ff.in_sync)
-        sp, steps = apply(plan, spec, basics, shim, sockets, explain, park, again, worker)
+        sp, steps = apply(plan, spec, basics, shim, sockets, explain, park, again)
     except BaseException:
         for s in sockets:
             s.close()
@@ -129,10 +117,10 @@ def plan_and_apply(spec: ContainerSpec, basics: facts.Basics, rec: ContainerReco
 
 
 def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sockets: list, explain,
-          park: bool = False, again: bool = False, worker=None):
+          park: bool = False, again: bool = False):
     """Carry out the plan, in its order; the Spawned PID 1 and the steps as applied. `park`:
     leave PID 1 waiting for `start`; `again`: the container ran before (its files exist);
-    `worker`: the linkworker that plugs the veth in."""
+"""
     from minibox.runtime import cgroups, launcher, shimbin
 
     rec = plan.record
@@ -174,7 +162,7 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
         link_steps = [s for s in plan.endpoint if not isinstance(s, (ConntrackFlush, DnsRecord))]
         try:
             endpoint.attach(rec, link_steps, [s for s in plan.endpoint if isinstance(s, ConntrackFlush)], sp.pid,
-                            worker, [s for s in plan.endpoint if isinstance(s, DnsRecord)])
+                            [s for s in plan.endpoint if isinstance(s, DnsRecord)])
         except Exception:
             ended = sp.early_end()  # PID 1 gone: the veth had no namespace to go to, and this is why
             if ended:

@@ -187,7 +187,7 @@ def release_resources(rec: ContainerRecord, bulk: bool = True) -> tuple[list, li
     if rec.endpoint is not None:
         from minibox.net import endpoint
 
-        c.attempt("network", endpoint.release, rec, None, bulk)
+        c.attempt("network", endpoint.release, rec, bulk)
     c.attempt("cgroups", cgroups.remove, cgroups.existing_dirs(config.cgroup_parent(), rec.id), config.cgroup_parent())
     return c.result
 

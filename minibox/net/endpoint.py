@@ -170,11 +170,10 @@ def publish(rec: ContainerRecord) -> list[Step]:
 
 
 def attach(rec: ContainerRecord, link_steps: list[Step], flush: list[ConntrackFlush], pid: int,
-           via=None, names: list[DnsRecord] = ()) -> None:
+           names: list[DnsRecord] = ()) -> None:
     """The veth into PID 1's network namespace, then forget flows that predate the DNAT,
-    then its names on the network's DNS server. `via`: a linkworker.Worker to plug the
-    veth in with, instead of links."""
-    (via or links).add_endpoint(link_steps, pid)
+    then its names on the network's DNS server."""
+    links.add_endpoint(link_steps, pid)
     conntrack.flush(flush)
     if names:
         from minibox.net import dns
@@ -183,15 +182,15 @@ def attach(rec: ContainerRecord, link_steps: list[Step], flush: list[ConntrackFl
             dns.apply(step)
 
 
-def release(rec: ContainerRecord, via=None, bulk: bool = True) -> tuple[list[Step], list[str]]:
+def release(rec: ContainerRecord, bulk: bool = True) -> tuple[list[Step], list[str]]:
     """Give back the endpoint: rules, conntrack entries, DNS name, veth, address. Idempotent;
-    returns (the steps it did, the errors it went on past). `via`: a linkworker.Worker to
-    delete the veth with, instead of links. `bulk` False: release_bulk did its part already."""
+    returns (the steps it did, the errors it went on past). `bulk` False: release_bulk did
+    its part already."""
     ep = rec.endpoint
     if ep is None:
         return [], []
     steps, errors = release_bulk([rec]) if bulk else ([], [])
-    s, e = (via or links).remove_link(ep.veth, why="the host end of its veth pair (the kernel removes the "
+    s, e = links.remove_link(ep.veth, why="the host end of its veth pair (the kernel removes the "
                                                    "pair by itself when the network namespace dies)")
     steps, errors = steps + s, errors + e
     for a in [a for a in (ep.ip, ep.ip6) if a]:

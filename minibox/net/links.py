@@ -1,24 +1,23 @@
-"""Links, addresses and routes with pyroute2: bridges, a veth pair per container, host routes.
+"""Links, addresses and routes: bridges with pyroute2, a container's veth pair with net.rtnetlink, host routes from /proc.
 
 `ensure_*` converge (and are no-ops when things are already right); `remove_*` treat
 "already gone" as success. The link steps come from plan.network, so what `--explain`
-prints is what is applied here. pyroute2 (~50 ms to import) is loaded only when a link
-or address must change: reading routes and checking a bridge that is already right take
-/proc/net/route and two ioctls.
+prints is what is applied here. pyroute2 (~145 ms to import) is loaded only when a
+network's bridge must change: reading routes and checking a bridge that is already right
+take /proc/net/route and two ioctls, and what every container start and removal does goes
+through net.rtnetlink, which imports nothing heavy.
 """
-
 from __future__ import annotations
 
 import errno
 import fcntl
 import ipaddress
-import os
 import socket
 import struct
 
 from minibox.net import netlink
 from minibox.plan.ipam import Route
-from minibox.plan.steps import AddrAdd, LinkDel, RouteAdd, Step
+from minibox.plan.steps import AddrAdd, Hairpin, LinkDel, LinkUp, RouteAdd, SetMaster, Step, VethAdd
 
 
 def _index(ipr, name: str) -> int | None:
@@ -148,50 +147,43 @@ def ensure_bridge(steps: list[Step]) -> bool:
 
 def remove_link(name: str, why: str = "") -> tuple[list[Step], list[str]]:
     """Delete link `name` if it is there: (the step, if it was), (errors)."""
+    from minibox.net import rtnetlink
+
     step = LinkDel(name, why=why)
-    if not exists(name):  # an ioctl: no need to load pyroute2 for a link already gone
+    try:
+        idx = socket.if_nametoindex(name)  # an ioctl: a link already gone needs no netlink
+    except OSError:
         return [], []
-    with _host() as ipr:
-        idx = _index(ipr, name)
-        if idx is None:
-            return [], []
-        try:
-            ipr.link("del", index=idx)
-        except netlink.netlink_error() as e:
-            if e.code not in (errno.ENODEV, errno.ENOENT):
-                return [step], [f"ip link del {name}: {e}"]
+    try:
+        with rtnetlink.Rtnl() as host:
+            host.delete(idx, step.command())
+    except rtnetlink.NetlinkFailed as e:
+        if e.errno not in (errno.ENODEV, errno.ENOENT):
+            return [step], [str(e)]
     return [step], []
 
 
 def add_endpoint(steps: list[Step], pid: int | str) -> None:
-    """The veth pair with its peer in the network namespace of process `pid`, or of the
-    namespace file at path `pid` (CNI_NETNS)."""
-    veth, master = steps[0], steps[1]
-    addrs = [s for s in steps if isinstance(s, AddrAdd)]
-    routes = [s for s in steps if isinstance(s, RouteAdd)]  # none on `network connect`: the first keeps them
-    ns_fd = os.open(pid, os.O_RDONLY | os.O_CLOEXEC) if isinstance(pid, str) else -1
-    where = {"net_ns_fd": ns_fd} if ns_fd >= 0 else {"net_ns_pid": pid}
-    try:
-        with _host() as ipr:
-            ipr.link("add", ifname=veth.host, kind="veth", peer={"ifname": veth.peer, "address": veth.mac, **where})
-    finally:
-        if ns_fd >= 0:
-            os.close(ns_fd)
-    with _host() as ipr:
-        idx = _index(ipr, veth.host)
-        br = _index(ipr, master.master)
-        ipr.link("set", index=idx, master=br)
-        ipr.brport("set", index=idx, mode=1)  # IFLA_BRPORT_MODE 1 = hairpin
-        ipr.link("set", index=idx, state="up")
-    with netlink.iproute_in(pid) as ns:
-        eth = _index(ns, veth.peer)
-        for a in addrs:
-            ip, prefixlen = a.cidr.split("/")
-            extra = {"flags": IFA_F_NODAD} if ":" in ip else {}
-            ns.addr("add", index=eth, address=ip, prefixlen=int(prefixlen), **extra)
-        ns.link("set", index=eth, state="up")
-        for r in routes:
-            if ":" in r.gateway:
-                ns.route("add", dst="::/0", gateway=r.gateway, family=socket.AF_INET6)
+    """Apply plan_endpoint's steps, in their order: the veth pair with its peer in the
+    network namespace of process `pid` (or of the namespace file at path `pid`, CNI_NETNS),
+    plugged into the bridge, and the peer's addresses and routes."""
+    from minibox.net import rtnetlink
+
+    with rtnetlink.Rtnl() as host, rtnetlink.Rtnl(pid) as ns:
+        for step in steps:
+            cmd = step.command()
+            if isinstance(step, VethAdd):
+                host.add_veth(step.host, step.peer, step.mac, pid, cmd)
+            elif isinstance(step, SetMaster):
+                host.set_master(socket.if_nametoindex(step.dev), socket.if_nametoindex(step.master), cmd)
+            elif isinstance(step, Hairpin):
+                host.hairpin(socket.if_nametoindex(step.dev), cmd)
+            elif isinstance(step, LinkUp):
+                (ns.set_up(ns.index(step.dev, cmd), cmd) if step.netns else
+                 host.set_up(socket.if_nametoindex(step.dev), cmd))
+            elif isinstance(step, AddrAdd):
+                ns.add_addr(ns.index(step.dev, cmd), step.cidr, cmd)
+            elif isinstance(step, RouteAdd):
+                ns.add_default_route(step.gateway, cmd)
             else:
-                ns.route("add", dst="default", gateway=r.gateway)
+                raise ValueError(f"not an endpoint step: {step!r}")
