@@ -79,8 +79,15 @@ class Paths(Value):
         return self.containers / cid
 
 
+_paths: tuple[str, Paths] | None = None  # the last root asked for, and its Paths
+
+
 def paths() -> Paths:
-    return Paths(Path(os.environ.get("MINIBOX_ROOT", DEFAULT_ROOT)))
+    global _paths
+    root = os.environ.get("MINIBOX_ROOT", DEFAULT_ROOT)
+    if _paths is None or _paths[0] != root:  # the environment decides, each call (tests change it)
+        _paths = (root, Paths(Path(root)))
+    return _paths[1]
 
 
 def cgroup_parent() -> str:

@@ -46,8 +46,7 @@ def can_move(old: str, new: str) -> bool:
 
 
 def _from_dict(cls, data: dict[str, Any]):
-    names = set(cls._fields)
-    return cls(**{k: v for k, v in data.items() if k in names})
+    return cls._from_mapping(data)
 
 
 class PortMapping(Value):

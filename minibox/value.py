@@ -88,5 +88,23 @@ class Value:
         object.__setattr__(new, "__dict__", {**self.__dict__, **changes})
         return new
 
+    @classmethod
+    def _from_mapping(cls, data: dict[str, Any]):
+        """An instance of the fields `data` has (other keys ignored, defaults filled in): what
+        a record read back from JSON takes. `ps` builds thousands; this is ~3x cheaper than
+        cls(**fields), which checks for unknown and repeated names that cannot occur here."""
+        defaults = cls._defaults
+        values = {}
+        for name in cls._fields:
+            if name in data:
+                values[name] = data[name]
+            elif name in defaults:
+                values[name] = defaults[name]
+            else:
+                raise TypeError(f"{cls.__name__}: missing field {name!r}")
+        new = object.__new__(cls)
+        object.__setattr__(new, "__dict__", values)
+        return new
+
     def _asdict(self) -> dict[str, Any]:
         return {f: self.__dict__[f] for f in self._fields}
