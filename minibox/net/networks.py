@@ -233,10 +233,12 @@ def _teardown(net: NetworkRecord) -> tuple[list[Step], list[str]]:
     except firewall.FirewallError as e:
         errors.append(str(e))
     remaining = [n for n in store.all_networks() if n.firewall == "nftables" and n.name != net.name]
-    if net.firewall == "nftables" and not remaining:
+    if net.firewall == "nftables" and (not remaining or net.subnet6 and not any(n.subnet6 for n in remaining)):
         from minibox.net.firewall import coexist
 
-        errors += coexist.teardown()
+        errors += coexist.teardown(v6=True)  # the last --ipv6 network: ip6tables' accept path goes
+        if not remaining:
+            errors += coexist.teardown()
     if net.firewall == "iptables" and not any(n.firewall == "iptables" and n.name != net.name
                                               for n in store.all_networks()):
         from minibox.net.firewall import iptables

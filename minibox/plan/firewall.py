@@ -51,6 +51,8 @@ class FirewallFacts(Value):
     forward_chain: bool = False  # iptables' filter FORWARD chain exists (nftables backend)
     coexist_missing_jumps: tuple[Jump, ...] = ()  # ...and lacks our jump
     missing_jumps6: tuple[Jump, ...] = ()  # iptables: ip6tables' missing jumps (when an --ipv6 network exists)
+    forward_chain6: bool = False  # nftables backend: ip6tables' filter FORWARD chain exists (--ipv6 networks)...
+    coexist_missing_jumps6: tuple[Jump, ...] = ()  # ...and lacks our jump
 
 
 WHY_FULL = ("re-assert all of minibox's rules and elements: the ruleset changed since minibox last wrote it "
@@ -69,13 +71,21 @@ def resets(backend: str, steps: list[Firewall]) -> tuple[bool, bool]:
 
 
 def _coexist(ff: FirewallFacts, desired: Desired) -> list[Firewall]:
-    if ff.backend != "nftables" or not ff.forward_chain or not desired.nets:
+    if ff.backend != "nftables" or not desired.nets:
         return []
-    text = iptrules.ipt_restore(iptrules.ipt_desired(list(desired.nets), [], full=False), list(ff.coexist_missing_jumps),
-                             full=False)
-    return [Firewall("iptables", tuple(text.rstrip("\n").splitlines()),
-                     why="iptables' filter FORWARD chain exists (Docker's, perhaps): an nft accept cannot overrule "
-                         "a DROP there, now or later, so accept minibox's traffic there too")]
+    out = []
+    if ff.forward_chain:
+        text = iptrules.ipt_restore(iptrules.ipt_desired(list(desired.nets), [], full=False),
+                                    list(ff.coexist_missing_jumps), full=False)
+        out.append(Firewall("iptables", tuple(text.rstrip("\n").splitlines()),
+                            why="iptables' filter FORWARD chain exists (Docker's, perhaps): an nft accept cannot "
+                                "overrule a DROP there, now or later, so accept minibox's traffic there too"))
+    if ff.forward_chain6 and any(n.subnet6 for n in desired.nets):
+        text = iptrules.ipt_restore(iptrules.ipt_desired(list(desired.nets), [], full=False, v6=True),
+                                    list(ff.coexist_missing_jumps6), full=False, v6=True)
+        out.append(Firewall("ip6tables", tuple(text.rstrip("\n").splitlines()),
+                            why="...and ip6tables' FORWARD chain exists too: the same accepts for the IPv6 subnets"))
+    return out
 
 
 def full(ff: FirewallFacts, desired: Desired) -> list[Firewall]:

@@ -121,6 +121,28 @@ def test_ipv6_egress_and_published_ports_from_the_lan_and_the_host(outside):
         assert "MINIBOX" not in sh("ip6tables-save").stdout
 
 
+def test_ip6tables_forward_policy_drop_cuts_nothing(outside):
+    """Docker with ip6tables enabled sets ip6tables' FORWARD policy to DROP, as iptables'.
+    The nftables backend accepts minibox's IPv6 traffic there too (an nft accept cannot
+    overrule that drop), and takes its chain away with the last --ipv6 network; the
+    iptables backend's own ip6tables chains sit there anyway."""
+    sh("ip6tables -P FORWARD DROP")
+    try:
+        mb("network", "create", "--ipv6", "--subnet", SUBNET6, "six", check=True)
+        _web("web", "-p", "8085:80")
+        mb("run", "-d", "--name", "cli", "--network", "six", "busybox", "sleep", "60", check=True)
+        host6 = f"[{outside.host_addr6}]"
+        assert "200 OK" in outside.run(f"curl -s -m 5 -g -i http://{host6}:8085/", check=False).stdout
+        assert "200 OK" in _nc("cli", outside.addr6, 8000)  # egress over IPv6
+        if BACKEND == "nftables":
+            assert "-A MINIBOX-FORWARD -o " in sh("ip6tables-save -t filter").stdout
+    finally:
+        mb("rm", "-f", "web", "cli")
+        mb("network", "rm", "six")
+        sh("ip6tables -P FORWARD ACCEPT")
+    assert "MINIBOX" not in sh("ip6tables-save").stdout  # the last --ipv6 network took the accept path
+
+
 def test_ipv6_bad_input_is_one_line_and_changes_nothing():
     before = ctr_links()
     for args, code, words in [

@@ -92,6 +92,18 @@ def test_coexistence_rules_only_accept():
     assert "*nat" not in text and ":MINIBOX-FORWARD - [0:0]" in text
 
 
+def test_coexistence_covers_ip6tables_for_ipv6_networks():
+    from minibox.plan.firewall import Desired, FirewallFacts, _coexist
+
+    six = NetFacts("six", "mbx-0123456789b", "10.222.6.0/24", subnet6="fd42:10:20::/64")
+    ff = FirewallFacts("nftables", Desired(), True, forward_chain=True, forward_chain6=True)
+    steps = _coexist(ff, Desired((NET, six)))
+    assert [s.backend for s in steps] == ["iptables", "ip6tables"]
+    assert any("-o mbx-0123456789b" in line for line in steps[1].lines)
+    assert not any(NET.bridge in line for line in steps[1].lines)  # an IPv4-only network has no IPv6 accepts
+    assert [s.backend for s in _coexist(ff, Desired((NET,)))] == ["iptables"]  # no --ipv6 network: no ip6tables
+
+
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
 def test_iptables_port_rule(proto):
     p = PortFacts("c" * 64, "x", "198.18.0.1", 53, proto, "10.222.0.9", 5353)

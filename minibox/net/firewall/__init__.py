@@ -57,7 +57,7 @@ def facts(name: str, force_full: bool = False, networks_change: bool = False) ->
     want = desired(name, with_ports=full)
     missing: tuple = ()
     missing6: tuple = ()
-    forward, coexist_missing = False, ()
+    forward, coexist_missing, forward6, coexist_missing6 = False, (), False, ()
     if full and name == "iptables":
         from minibox.net.firewall import iptables
 
@@ -69,7 +69,9 @@ def facts(name: str, force_full: bool = False, networks_change: bool = False) ->
         from minibox.net.firewall import coexist
 
         forward, coexist_missing = coexist.facts()
-    return FirewallFacts(name, want, in_sync, missing, forward, coexist_missing, missing6)
+        # Read whatever the networks are now: the change being planned may add the first --ipv6 one.
+        forward6, coexist_missing6 = coexist.facts(v6=True)
+    return FirewallFacts(name, want, in_sync, missing, forward, coexist_missing, missing6, forward6, coexist_missing6)
 
 
 @contextlib.contextmanager

@@ -20,8 +20,8 @@ NAME = "nftables"
 
 def apply(steps: Sequence[Firewall]) -> None:
     for step in steps:
-        if step.backend != NAME:
-            run_tool(["iptables-restore", "-w", "--noflush"], "\n".join(step.lines) + "\n")
+        if step.backend != NAME:  # the accept path in iptables' (or ip6tables') FORWARD: net.firewall.coexist
+            run_tool([f"{step.backend}-restore", "-w", "--noflush"], "\n".join(step.lines) + "\n")
             continue
         try:
             run_tool(["nft", "-f", "-"], "\n".join(step.lines) + "\n")
