@@ -86,6 +86,8 @@ def trace(
     dns_name: str = typer.Option("", "--dns", help="instead: look NAME up from inside the container, step by step"),
     from_: str = typer.Option("host", "--from", help="outside, host, localhost or container"),
     to: str = typer.Option("", "--to", help="the address to probe (default: chosen for the path)"),
+    ipv6: bool = typer.Option(False, "-6", "--ipv6", help="--from outside: probe over IPv6 (the LAN link gets a "
+                                                         "unique local /64 too)"),
 ) -> None:
     """Send one probe to a published port along one of its four paths and show each rule its
     packets met (nftables tracing, iptables-nft's rules included), then how conntrack
@@ -101,7 +103,7 @@ def trace(
         return
     if not port:
         raise InvalidSpec("trace needs --port PORT (a published host port) or --dns NAME")
-    sys.stdout.write(tr.render(tr.run(rec, port, from_, to)))
+    sys.stdout.write(tr.render(tr.run(rec, port, from_, to, ipv6)))
 
 @app.command()
 def doctor(fmt: str = typer.Option("", "--format", help="json")) -> None:

@@ -1,7 +1,8 @@
 """`minibox trace`: send one probe to a published port along one path, and show the rules it met.
 
 Paths, as in the lecture and docker-networking.md: `outside` (a machine on the LAN: a
-throwaway network namespace on a TEST-NET range, linked to the host), `host` (a host
+throwaway network namespace on a TEST-NET range, linked to the host; with `ipv6`, on a
+unique local /64 of its own too), `host` (a host
 process to a host address), `localhost` (to 127.0.0.1), `container` (another container,
 to the host's address on its bridge: the hairpin).
 
@@ -80,9 +81,24 @@ def _free_testnet() -> ipaddress.IPv4Network:
     raise MiniboxError("trace: no free TEST-NET range for the outside host")
 
 
-def run(rec: ContainerRecord, port: int, path: str, to: str = "") -> Result:
+def _free_ula() -> ipaddress.IPv6Network:
+    """A unique local /64 (RFC 4193: fd00::/8 and a random 40-bit id) that no route of this
+    host's covers but a default one."""
+    for _ in range(16):
+        cand = ipaddress.IPv6Network(((0xFD << 120) | (random.getrandbits(56) << 64), 64))
+        routes = _sh(f"ip -6 -o route show to match {cand[2]}", check=False).stdout.split("\n")
+        if all(not line.strip() or line.startswith("default") for line in routes):
+            return cand
+    raise MiniboxError("trace: no free unique local /64 for the outside host")
+
+
+def run(rec: ContainerRecord, port: int, path: str, to: str = "", ipv6: bool = False) -> Result:
     if path not in PATHS:
         raise InvalidSpec(f'unknown --from "{path}": use one of {", ".join(PATHS)}')
+    if ipv6 and path != "outside":
+        raise InvalidSpec(f"-6 is for --from outside; on the {path} path give the IPv6 address with --to [ADDR]")
+    if ipv6 and not (rec.endpoint and rec.endpoint.ip6):
+        raise InvalidSpec(f"container {rec.name} has no IPv6 address (its network was not created with --ipv6)")
     mapping = next((p for p in rec.ports if p.host_port == port and p.proto == "tcp"), None)
     if mapping is None:
         published = ", ".join(p.docker_str() for p in rec.ports) or "none"
@@ -119,6 +135,11 @@ def run(rec: ContainerRecord, port: int, path: str, to: str = "") -> Result:
             _sh(f"{prefix}ip link set lo up && {prefix}ip addr add {lan_side}/30 dev eth0 && "
                 f"{prefix}ip link set eth0 up")
             dst = to or host_side
+            if ipv6:  # the same link, on a unique local /64 of its own (nodad: usable at once)
+                ula = _free_ula()
+                _sh(f"ip -6 addr add {ula[1]}/64 dev {veth} nodad && "
+                    f"{prefix}ip -6 addr add {ula[2]}/64 dev eth0 nodad")
+                dst = to.strip("[]") or str(ula[1])
         # Trace only this probe's packets: the ones from, or back to, its source port.
         # (inet: an IPv6 probe, `--to [V6]` on a dual-stack container, is traced as well)
         _sh(f"nft -f - <<'EOF'\nadd table inet {tag}\n"

@@ -102,6 +102,10 @@ def test_ipv6_egress_and_published_ports_from_the_lan_and_the_host(outside):
         # trace follows an IPv6 probe too: the DNAT to the container's IPv6 address
         traced = mb("trace", "web", "--port", "8080", "--from", "host", "--to", host6, check=True).stdout
         assert "200 OK" in traced and "dnat" in traced and "-> fd42:10:20::2:80" in traced, traced
+        # ...and from a machine on the LAN over IPv6: trace's own outside host, on a ULA /64
+        traced = mb("trace", "web", "--port", "8080", "--from", "outside", "-6", check=True).stdout
+        assert "200 OK" in traced and "dnat" in traced and "-> fd42:10:20::2:80" in traced, traced
+        assert "iif mbxt" in traced and "probe: outside -> fd" in traced
         # egress: the LAN sees the host's IPv6 address, not the container's (MASQUERADE)
         mb("run", "-d", "--name", "cli", "--network", "six", "busybox", "sleep", "60", check=True)
         assert "200 OK" in _nc("cli", outside.addr6, 8000)
