@@ -30,6 +30,8 @@ STOP_TIMEOUT = 10
 DEFAULT_SECCOMP_PROFILE = "/usr/share/containers/seccomp.json"
 # Docker's default PATH for a container whose image sets none.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# argv[0] of a container's userland proxy (net.proxy), before its directory: how /proc names it.
+PROXY_ARGV0 = "minibox-proxy:"
 
 
 class Paths(Value):

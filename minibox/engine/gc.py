@@ -89,6 +89,30 @@ def sweep_shims() -> tuple[list[Step], list[str]]:
     return steps, []
 
 
+def sweep_proxies() -> tuple[list[Step], list[str]]:
+    """Userland proxies (net.proxy) of containers that no longer exist or no longer run:
+    a `run` killed before its undo, or a release that failed, left them holding ports."""
+    from minibox.runtime import procs
+
+    steps: list[Step] = []
+    root = str(config.paths().containers) + "/"
+    for cdir, pids in procs.helpers().proxies.items():
+        cdir = cdir.decode(errors="replace")
+        if not cdir.startswith(root):
+            continue  # another state root's
+        try:
+            running = lifecycle.refresh(os.path.basename(cdir)).status == RUNNING
+        except Exception:  # noqa: BLE001 - gone or damaged: its proxies go
+            running = False
+        for pid in pids if not running else ():
+            try:
+                os.kill(pid, signal.SIGKILL)
+                steps.append(Kill(str(pid), why="the userland proxy of a container that no longer runs"))
+            except ProcessLookupError:
+                pass
+    return steps, []
+
+
 def sweep_firewall() -> tuple[list[Step], list[str]]:
     from minibox.net import firewall
     from minibox.plan import firewall as fwplan
@@ -243,6 +267,7 @@ def sweep_dns() -> tuple[list[Step], list[str]]:
 
 
 SWEEPS = (("stuck containers", sweep_stuck), ("orphan containers", sweep_orphan_dirs), ("shims", sweep_shims),
+          ("userland proxies", sweep_proxies),
           ("firewall", sweep_firewall), ("cgroups", sweep_cgroups), ("veths", sweep_links), ("networks", sweep_networks),
           ("addresses", sweep_addresses), ("names and ports", sweep_index_files), ("image downloads", sweep_image_tmp),
           ("dns", sweep_dns))

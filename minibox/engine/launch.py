@@ -33,7 +33,7 @@ from minibox.model import (
 )
 from minibox.plan.oci import Plan
 from minibox.plan.run import plan_run
-from minibox.plan.steps import ConntrackFlush, DnsRecord, Firewall, MakeDir, WriteFile
+from minibox.plan.steps import ConntrackFlush, DnsRecord, Firewall, MakeDir, UserlandProxy, WriteFile
 from minibox.runtime import procs
 from minibox.value import Value
 
@@ -138,6 +138,19 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
     # only if Ctrl-P Ctrl-Q detached the caller (else the caller does, in finish()).
     detachable = spec.tty and spec.interactive and not spec.detach
     exit_cmd = exit_command(rec.id) if spec.detach or detachable else []
+    # A port that answers on IPv6 loopback: its userland proxy takes it over from the socket
+    # holding it now, before PID 1 is forked (a fork would hold the port too). It only dials
+    # the container when a client comes.
+    for p in [s for s in plan.endpoint if isinstance(s, UserlandProxy)]:
+        from minibox.net import proxy
+
+        if not proxy.binary():
+            notes.say(f"warning: [::1]:{p.host_port} is not answered: docker-proxy, which carries ports to "
+                      "IPv6 loopback, is not installed (apt install docker.io); every other address is")
+            continue
+        held = proxy.held_by(p, sockets)
+        sockets = [s for s in sockets if s not in held]
+        proxy.start(p, rec.id, held)
     if park:
         fifo = str(cdir / START_FIFO)
         with contextlib.suppress(FileNotFoundError):
@@ -159,7 +172,7 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
     if rec.endpoint is not None:
         from minibox.net import endpoint
 
-        link_steps = [s for s in plan.endpoint if not isinstance(s, (ConntrackFlush, DnsRecord))]
+        link_steps = [s for s in plan.endpoint if not isinstance(s, (ConntrackFlush, DnsRecord, UserlandProxy))]
         try:
             endpoint.attach(rec, link_steps, [s for s in plan.endpoint if isinstance(s, ConntrackFlush)], sp.pid,
                             [s for s in plan.endpoint if isinstance(s, DnsRecord)])

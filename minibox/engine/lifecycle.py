@@ -11,7 +11,9 @@ Removing a container (`rm`, `gc`, a failed `run`) is engine.removal's.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
 
 from minibox import config, store
@@ -187,9 +189,19 @@ def release_resources(rec: ContainerRecord, bulk: bool = True) -> tuple[list, li
     if rec.endpoint is not None:
         from minibox.net import endpoint
 
+        if rec.endpoint.ip6:  # ports on IPv6 loopback went through proxies (net.proxy): they hold host ports
+            c.attempt("proxies", _stop_proxies, rec.id)
         c.attempt("network", endpoint.release, rec, bulk)
     c.attempt("cgroups", cgroups.remove, cgroups.existing_dirs(config.cgroup_parent(), rec.id), config.cgroup_parent())
     return c.result
+
+
+def _stop_proxies(cid: str) -> tuple[list, list[str]]:
+    """SIGTERM container `cid`'s userland proxies: docker-proxy closes its listener and goes."""
+    for pid in procs.find_proxies(str(config.paths().container(cid))):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    return [], []
 
 
 def log_of(steps: list) -> tuple:

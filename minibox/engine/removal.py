@@ -221,6 +221,7 @@ def _kill(cid: str, state: ContainerState | None, found: procs.Helpers) -> list[
     if state is not None and procs.alive(state.shim_pid, state.shim_start) and state.shim_pid not in shims:
         shims.append(state.shim_pid)
     shims += procs.find_cleanups(cid, found)  # an exit command waiting to restart it: it must not
+    shims += procs.find_proxies(str(config.paths().container(cid)), found)  # net.proxy's: they hold host ports
     for pid in pids + shims:
         try:
             os.kill(pid, signal.SIGKILL)

@@ -180,3 +180,24 @@ class ConntrackFlush(Value):
         if self.addr:
             return f"conntrack -D {f}--orig-src {self.addr} || true; conntrack -D {f}--reply-src {self.addr} || true"
         return f"conntrack -D {f}-p {self.proto} --orig-port-dst {self.port} || true"
+
+
+class UserlandProxy(Value):
+    """A published port on IPv6 loopback: the kernel has no route_localnet for ::1, so no
+    DNAT reaches the container from [::1]; a process must carry the bytes, as Docker's
+    docker-proxy does (the binary minibox runs, from Debian's docker.io). It holds the host
+    port, so it is also what keeps other servers off it."""
+
+    proto: str
+    host_ip: str  # "::" or "::1"
+    host_port: int
+    container_ip: str
+    container_port: int
+    why: str = ""
+
+    def argv(self) -> list[str]:
+        return ["docker-proxy", "-proto", self.proto, "-host-ip", self.host_ip, "-host-port", str(self.host_port),
+                "-container-ip", self.container_ip, "-container-port", str(self.container_port)]
+
+    def command(self) -> str:
+        return " ".join(self.argv()) + " &"

@@ -47,11 +47,6 @@ def _host_address(text: str, spec: str) -> str:
     except ValueError:
         raise InvalidSpec(f'invalid host address "{text}" in -p "{spec}": expected an IPv4 address or an IPv6 one '
                           f"in brackets ({FORMS})") from None
-    if addr.version == 6 and addr.is_loopback:
-        # DNAT cannot send a packet from ::1 out of the host (IPv6 has no route_localnet,
-        # measured); Docker answers [::1] with a userspace proxy, which minibox has not.
-        raise InvalidSpec(f'-p "{spec}": minibox cannot publish on [::1] (the kernel drops loopback IPv6 '
-                          "packets that leave the host); publish on [::] or a host IPv6 address")
     return "" if str(addr) == "0.0.0.0" else str(addr)
 
 

@@ -34,6 +34,7 @@ from minibox.plan.steps import (
     LoadSeccomp,
     MakeDir,
     Step,
+    UserlandProxy,
     WriteFile,
 )
 from minibox.value import Value
@@ -139,6 +140,13 @@ def plan_endpoint(rec: ContainerRecord, dns_dir: str = "") -> list[Step]:
     steps += [ConntrackFlush(p.proto, p.host_port, ipv6=True, why="forget IPv6 flows to this port that predate "
                                                                   "its DNAT rule")
               for p in rec.ports if ep.ip6 and (not p.host_ip or ":" in p.host_ip)]
+    # A port on every IPv6 address, or on ::1, answers on ::1 too, as Docker's does. The proxy
+    # listens on IPv6 alone ([::] or [::1]); DNAT still takes every packet but ::1's.
+    steps += [UserlandProxy(p.proto, p.host_ip or "::", p.host_port, ep.ip6, p.container_port,
+                            why=f"[{p.host_ip or '::'}]:{p.host_port}/{p.proto}: connections to ::1 meet no DNAT "
+                                "(IPv6 has no route_localnet), so a process carries them to the container, as "
+                                "Docker's docker-proxy does")
+              for p in rec.ports if ep.ip6 and p.host_ip in ("", "::", "::1")]
     if dns_dir:
         steps.append(DnsRecord(dns_dir, ep.network, ep.gateway, rec.id, ep.ip, dns_names(rec), rec.spec.dns,
                                why=f"its names on the DNS server of {ep.network} (aardvark-dns, on {ep.gateway}:53), "

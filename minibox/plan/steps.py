@@ -28,6 +28,7 @@ from minibox.plan.netsteps import (  # noqa: F401 - re-exported: one place to im
     RouteAdd,
     SetMaster,
     Sysctl,
+    UserlandProxy,
     VethAdd,
     in_netns,
 )
@@ -362,7 +363,7 @@ Step = Union[
     SetRlimit, OomScoreAdj, WaitStart, RunHook, Symlink, PivotRoot, RemovePath, Kill, Logged, SetHostname,
     DropCapabilities, LoadSeccomp, Exec, CgroupCreate, DeviceFilter, CgroupJoin, Freeze, CopyFiles, BridgeAdd,
     AddrAdd, LinkUp, VethAdd, SetMaster, Hairpin, RouteAdd, LinkDel, Sysctl, Firewall, ConntrackFlush,
-    DnsRecord, InPlace,
+    DnsRecord, InPlace, UserlandProxy,
 ]
 
 

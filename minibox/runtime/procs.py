@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from minibox import config
 from minibox.value import Value
 
 
@@ -122,18 +123,25 @@ class Helpers(Value):
 
     shims: dict  # container directory (bytes) -> PIDs of minibox-shim processes supervising it
     cleanups: dict  # container id (bytes) -> PIDs of its exit command and health monitor
+    proxies: dict = {}  # container directory (bytes) -> PIDs of its userland proxies (net.proxy)
+
+
+PROXY = config.PROXY_ARGV0.encode()  # net.proxy's argv[0], before the container's directory
 
 
 def helpers() -> Helpers:
     shims: dict[bytes, list[int]] = {}
     cleanups: dict[bytes, list[int]] = {}
+    proxies: dict[bytes, list[int]] = {}
     for pid, argv in command_lines():
         if _is_shim(argv):
             shims.setdefault(os.path.dirname(argv[2]), []).append(pid)
+        elif argv[0].startswith(PROXY):
+            proxies.setdefault(argv[0][len(PROXY):], []).append(pid)
         elif pid != os.getpid() and (b"minibox.engine.cleanup" in argv or b"minibox.engine.health" in argv):
             for arg in argv[1:]:
                 cleanups.setdefault(arg, []).append(pid)
-    return Helpers(shims=shims, cleanups=cleanups)
+    return Helpers(shims=shims, cleanups=cleanups, proxies=proxies)
 
 
 def find_shims(container_dir: str, found: Helpers | None = None) -> list[int]:
@@ -149,6 +157,11 @@ def find_cleanups(cid: str, found: Helpers | None = None) -> list[int]:
     monitor (`minibox.engine.health ID`) for container `cid`, but this process: one may be
     waiting out a restart policy's backoff."""
     return list((found or helpers()).cleanups.get(cid.encode(), []))
+
+
+def find_proxies(container_dir: str, found: Helpers | None = None) -> list[int]:
+    """PIDs of the userland proxies of the container in `container_dir` (their argv[0] names it)."""
+    return list((found or helpers()).proxies.get(container_dir.rstrip("/").encode(), []))
 
 
 def all_shims() -> dict[int, str]:

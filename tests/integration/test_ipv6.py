@@ -80,10 +80,18 @@ def test_ipv6_egress_and_published_ports_from_the_lan_and_the_host(outside):
         _web("web", "-p", "8080:80", "-p", "[::]:8081:80", "-p", "127.0.0.1:8082:80")
         ports = inspect("web")["NetworkSettings"]["Ports"]["80/tcp"]
         assert {"HostIp": "::", "HostPort": "8080"} in ports  # -p 8080:80 is published on IPv6 too
-        held = sh("ss -Hltn 'sport = :8080'").stdout
-        assert "0.0.0.0:8080" in held and "[::]:8080" in held  # ...and held on both, as Docker holds it
+        # ...and held on both, as Docker holds it: [::] by the userland proxy that answers on ::1
+        held = sh("ss -Hltnp 'sport = :8080'").stdout
+        assert "0.0.0.0:8080" in held and "[::]:8080" in held and "docker-proxy" in held, held
+        import errno
         import socket
 
+        with socket.socket() as v4:
+            try:
+                v4.bind(("0.0.0.0", 8080))
+                raise AssertionError("0.0.0.0:8080 was free while the container publishes it")
+            except OSError as e:
+                assert e.errno == errno.EADDRINUSE
         with socket.socket(socket.AF_INET6) as taken:  # a host service on [::]:8093 only
             taken.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             taken.bind(("::", 8093))
@@ -114,15 +122,52 @@ def test_ipv6_egress_and_published_ports_from_the_lan_and_the_host(outside):
         rules = sh("nft list table inet minibox" if BACKEND == "nftables" else "ip6tables-save").stdout
         assert "fd42:10:20::2" in rules and "minibox ctr" in rules
         # self-healing: another tool drops minibox's IPv6 rules; the next run puts them back
+        # (the userland proxies on [::] answer meanwhile, as Docker's do: the rules are what is checked)
+        listing = "nft list ruleset" if BACKEND == "nftables" else "ip6tables-save -t nat"
         sh("nft delete table inet minibox" if BACKEND == "nftables" else "ip6tables -t nat -F MINIBOX")
-        assert outside.run(f"curl -s -m 2 -g http://{host6}:8080/", check=False).returncode != 0
+        assert "fd42:10:20::2" not in sh(listing).stdout
         mb("run", "-d", "--name", "heal", "--network", "six", "busybox", "sleep", "60", check=True)
+        assert "fd42:10:20::2" in sh(listing).stdout
         assert "200 OK" in outside.run(f"curl -s -m 5 -g -i http://{host6}:8080/", check=False).stdout
     finally:
         mb("rm", "-f", "web", "cli", "heal")
         mb("network", "rm", "six")
     if BACKEND == "iptables":  # the last --ipv6 network took minibox's ip6tables chains with it
         assert "MINIBOX" not in sh("ip6tables-save").stdout
+
+
+def test_ipv6_loopback_is_answered_by_a_userland_proxy_named_after_its_container():
+    """Docker answers [::1]:PORT through docker-proxy (the kernel has no route_localnet for
+    IPv6, so no DNAT takes ::1 to a container); minibox runs the same binary, found again by
+    its container's directory in its argv[0] by stop, rm and gc."""
+    mb("network", "create", "--ipv6", "--subnet", SUBNET6, "six", check=True)
+    proxies = lambda: sh("ps -eo args", check=False).stdout.count("minibox-proxy:")  # noqa: E731
+    try:
+        _web("web", "-p", "8086:80", "-p", "[::1]:8087:80")
+        for url in ("http://[::1]:8086/", "http://[::1]:8087/", "http://127.0.0.1:8086/", "http://localhost:8086/"):
+            assert "200 OK" in sh(f"curl -s -m 5 -g -i {url}", check=False).stdout, url
+        assert sh("curl -s -m 3 http://127.0.0.1:8087/", check=False).returncode != 0  # [::1] alone
+        assert proxies() == 2
+        shown = mb("run", "--dry-run", "--network", "six", "-p", "8088:80", "busybox", "true", check=True).stdout
+        assert "docker-proxy -proto tcp -host-ip :: -host-port 8088 -container-ip fd42:10:20::" in shown
+        taken = mb("run", "-d", "--network", "six", "-p", "[::1]:8087:80", "busybox", "true")
+        assert taken.returncode == 125 and "8087" in taken.stderr and taken.stderr.count("\n") == 1
+        mb("stop", "-t", "1", "web", check=True)
+        assert proxies() == 0  # its ports given back with the rest
+        mb("start", "web", check=True)
+        assert "200 OK" in sh("curl -s -m 5 -g -i http://[::1]:8086/", check=False).stdout
+        # a container that died with its supervisor, unnoticed: gc ends its proxies
+        sh(f"kill -9 {inspect('web')['State']['Pid']} $(pgrep -f 'minibox-shim.*{inspect('web')['Id']}')",
+           check=False)
+        mb("gc", check=True)
+        assert proxies() == 0
+        mb("start", "web", check=True)
+        assert proxies() == 2
+        mb("rm", "-f", "web", check=True)
+        assert proxies() == 0 and "8086" not in sh("ss -Hltn").stdout
+    finally:
+        mb("rm", "-f", "web")
+        mb("network", "rm", "six")
 
 
 def test_ip6tables_forward_policy_drop_cuts_nothing(outside):

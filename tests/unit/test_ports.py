@@ -42,6 +42,10 @@ def test_too_many_ports_are_refused_before_any_is_held():
     assert len(parse_all(["1-500", "2001-2500"])) == 1000
 
 
+def test_ipv6_loopback_is_a_host_address_like_any_other():
+    assert parse_publish("[::1]:8080:80")[0].host_ip == "::1"  # carried by a userland proxy (net.proxy)
+
+
 @pytest.mark.parametrize("spec, needle", [
     ("8080:0", "container port 0"),
     ("70000:80", "host port 70000"),
@@ -56,7 +60,7 @@ def test_too_many_ports_are_refused_before_any_is_held():
     ("8000-:80", 'host port "" in'),
     ("8000:80-70000", "container port 70000"),
     ("-80", 'container port ""'),
-    ("[::1]:8080:80", "IPv6"),
+    ("[::1:8080:80", "malformed"),
 ])
 def test_bad_specs_name_the_value(spec, needle):
     with pytest.raises(InvalidSpec) as e:
