@@ -57,10 +57,11 @@ def container_spec(rec: ContainerRecord) -> tuple[dict, bytes]:
 
 def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], env: tuple[str, ...],
             workdir: str, tty: bool, interactive: bool, explain=None, user: str = "", detach: bool = False,
-            privileged: bool = False) -> int:
+            privileged: bool = False, on_pid=None) -> int:
     """Run `argv` in the container; its exit status, or (`detach`) 0 once it runs, its
     output discarded. `privileged`: every capability this runtime holds (Docker's exec
-    --privileged), its seccomp filter and no_new_privs unchanged."""
+    --privileged), its seccomp filter and no_new_privs unchanged. `on_pid(pid)`: told the
+    process's host PID once it runs (the health monitor's timeout kills it)."""
     from minibox.plan import oci as ociplan
     from minibox.plan import ociresources
     from minibox.plan.steps import LoadSeccomp, Nsenter
@@ -110,7 +111,7 @@ def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], 
                             detach=detach)
     try:
         if not detach:
-            return enter.enter(cfg)
+            return enter.enter(cfg, on_pid)
         with _quiet_stdio():  # the command inherits /dev/null; ours come back for any error
             return enter.enter(cfg)
     except enter.Stopped:

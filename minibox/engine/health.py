@@ -1,4 +1,4 @@
-"""Health checks: a per-container monitor process (no daemon) runs the check through `minibox exec` every interval and keeps containers/ID/health.json as Docker's State.Health.
+"""Health checks: a per-container monitor process (no daemon) runs the check through the one exec path every interval and keeps containers/ID/health.json as Docker's State.Health.
 
 `run` (and `start`) spawns the monitor detached, in a session of its own, so killing the
 command that started it changes nothing; it ends when the container's PID 1 does, or when
@@ -6,6 +6,8 @@ the container is removed (rm -f finds it by its command line, as it finds the sh
 exit command). Docker's rules: "starting" until the first success (failures during the
 start period do not count), "unhealthy" after `retries` failures in a row, a check that
 outlives its timeout fails, and the last 5 results are kept with their output (4 KB each).
+A check is engine.execute's exec_in called here: one process in the container, and no
+minibox command (a Python and typer start, ~80 ms of CPU) started for it.
 
     python -m minibox.engine.health ID    the monitor itself
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -56,14 +59,56 @@ def _stamp(t: float) -> str:
 
 
 def check_once(cid: str, test: list[str], timeout: float) -> tuple[int, str, float, float]:
-    """One check through `minibox exec` (the one exec path): exit code (-1 timed out), output."""
+    """One check through the one exec path, as `minibox exec` runs a command: exit code (-1
+    timed out: the process is killed), output. Its stdout and stderr go to a memfd that
+    this monitor's own 1 and 2 point at meanwhile (exec's pipes copy there)."""
+    from minibox.engine import execute
+    from minibox.errors import MiniboxError
+
     argv = ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" else list(test[1:])
     start = time.time()
+    ran: list[int] = []
+    timed_out = []
+
+    def kill() -> None:
+        for pid in ran:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def expire(_sig, _frame) -> None:
+        timed_out.append(True)
+        kill()
+
+    def running(pid: int) -> None:
+        ran.append(pid)
+        if timed_out:  # the timeout came while it was still starting
+            kill()
+
+    out_fd = os.memfd_create("health-output", os.MFD_CLOEXEC)
+    saved = [os.dup(1), os.dup(2)]
+    old = signal.signal(signal.SIGALRM, expire)
     try:
-        res = subprocess.run([sys.executable, "-m", "minibox", "exec", cid, *argv], capture_output=True,
-                             timeout=timeout, stdin=subprocess.DEVNULL)
-        code, out = res.returncode, (res.stdout + res.stderr).decode(errors="replace")
-    except subprocess.TimeoutExpired:
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            code = execute.exec_in(store.load_record(cid), store.load_state(cid), tuple(argv), (), "", False, False,
+                                   on_pid=running)
+            text = ""
+        except MiniboxError as e:  # it could not start (126/127), or the container stopped
+            code, text = getattr(e, "code", 1), str(e)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, old)
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+    os.lseek(out_fd, 0, os.SEEK_SET)
+    out = os.read(out_fd, OUTPUT).decode(errors="replace") + text
+    os.close(out_fd)
+    if timed_out:
         code, out = -1, f"Health check exceeded timeout ({timeout:g}s)"
     return code, out[:OUTPUT], start, time.time()
 

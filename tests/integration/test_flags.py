@@ -248,7 +248,7 @@ def test_health_checks_as_dockers():
     """starting until the first success, healthy, unhealthy after --health-retries failures
     in a row, a check past its timeout fails; ps says so, inspect keeps the last 5 results;
     the monitor is a process of its own that ends with the container."""
-    cid = mb("run", "-d", "--name", "hc", "--health-cmd", "test -f /tmp/ok", "--health-interval", "200ms",
+    cid = mb("run", "-d", "--name", "hc", "--health-cmd", "echo checked; test -f /tmp/ok", "--health-interval", "200ms",
              "--health-retries", "2", "busybox", "sh", "-c", "sleep 0.7; touch /tmp/ok; exec sleep 1000",
              check=True).stdout.strip()
     try:
@@ -258,7 +258,8 @@ def test_health_checks_as_dockers():
         assert wait_for(lambda: inspect("hc")["State"]["Health"]["Status"] == "unhealthy", timeout=20)
         health = inspect("hc")["State"]["Health"]
         assert health["FailingStreak"] >= 2 and 1 <= len(health["Log"]) <= 5 and health["Log"][-1]["ExitCode"] == 1
-        assert inspect("hc")["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", "test -f /tmp/ok"]
+        assert health["Log"][-1]["Output"] == "checked\n"  # what the check printed, and only that
+        assert inspect("hc")["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", "echo checked; test -f /tmp/ok"]
         assert "(unhealthy)" in mb("ps", "--filter", "name=hc", check=True).stdout
         assert len(_monitors(cid)) == 1
     finally:
