@@ -96,13 +96,16 @@ def _stats_rows(refs: list[str], interval: float) -> list[dict]:
             live.append((rec, st.pid))
         elif refs:
             raise NotRunning(f"container {rec.name} is not running")
-    first = {rec.id: stats.sample(rec.id, pid) for rec, pid in live}
+    from minibox.runtime import cgroups
+
+    groups = {rec.id: cgroups.existing_dirs(config.cgroup_parent(), rec.id) for rec, _pid in live}
+    first = {rec.id: stats.sample(rec.id, pid, groups[rec.id]) for rec, pid in live}
     time.sleep(interval)
     rows = []
     for rec, pid in live:
         if not os.path.exists(f"/proc/{pid}"):
             continue  # it stopped meanwhile
-        b = stats.sample(rec.id, pid)
+        b = stats.sample(rec.id, pid, groups[rec.id])
         a = first[rec.id]
         rows.append({"ID": rec.id[:12], "Name": rec.name, "Container": rec.name,
                      "CPUPerc": f"{stats.cpu_percent(a, b):.2f}%",
