@@ -119,8 +119,7 @@ def plan_and_apply(spec: ContainerSpec, basics: facts.Basics, rec: ContainerReco
 def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sockets: list, explain,
           park: bool = False, again: bool = False):
     """Carry out the plan, in its order; the Spawned PID 1 and the steps as applied. `park`:
-    leave PID 1 waiting for `start`; `again`: the container ran before (its files exist);
-"""
+    leave PID 1 waiting for `start`; `again`: the container ran before (its files exist)."""
     from minibox.runtime import cgroups, launcher, shimbin
 
     rec = plan.record

@@ -24,8 +24,8 @@ import signal
 import socket
 import time
 
-from minibox.errors import Conflict, MiniboxError
 from minibox import config
+from minibox.errors import Conflict, MiniboxError
 from minibox.plan.steps import UserlandProxy
 
 BINARY = "docker-proxy"
@@ -38,8 +38,8 @@ def binary() -> str:
 
 
 def held_by(step: UserlandProxy, sockets: list[socket.socket]) -> list[socket.socket]:
-    """The socket among `sockets` holding the IPv6 port `step` takes over (docker-proxy
-    listens on IPv6 alone: 0.0.0.0's socket stays with the shim)."""
+    """The sockets among `sockets` (one, or none) holding the IPv6 port `step` takes over
+    (docker-proxy listens on IPv6 alone, measured: 0.0.0.0's socket stays with the shim)."""
     kind = socket.SOCK_STREAM if step.proto == "tcp" else socket.SOCK_DGRAM
     return [s for s in sockets if s.family == socket.AF_INET6 and s.type == kind
             and s.getsockname()[:2] == (step.host_ip, step.host_port)]
@@ -59,8 +59,9 @@ def start(step: UserlandProxy, cid: str, holders: list[socket.socket]) -> int:
         s.close()
     null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     try:
-        pid = os.posix_spawn(path, [config.PROXY_ARGV0 + str(config.paths().container(cid)), *step.argv()[1:]], os.environ,
-                             file_actions=null + [(os.POSIX_SPAWN_DUP2, ready_w, 3)], setsid=True)
+        argv = [config.PROXY_ARGV0 + str(config.paths().container(cid)), *step.argv()[1:]]
+        pid = os.posix_spawn(path, argv, os.environ, file_actions=null + [(os.POSIX_SPAWN_DUP2, ready_w, 3)],
+                             setsid=True)
     finally:
         os.close(ready_w)
     said = b""
