@@ -97,6 +97,8 @@ def check_once(cid: str, test: list[str], timeout: float) -> tuple[int, str, flo
             text = ""
         except MiniboxError as e:  # it could not start (126/127), or the container stopped
             code, text = getattr(e, "code", 1), str(e)
+        except Exception as e:  # noqa: BLE001 - a check that cannot run fails; it never ends the monitor
+            code, text = 1, f"the check could not run: {e}"
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
     finally:
