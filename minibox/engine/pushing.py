@@ -25,6 +25,7 @@ from minibox.engine.saving import OCI_CONFIG, OCI_MANIFEST
 from minibox.errors import MiniboxError, NotFound
 
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+ANSWER_LIMIT = 1 << 16  # what is read of a registry's answer to an upload: the server chooses its size
 
 
 def push(name: str, say: Callable[[str], None]) -> str:
@@ -62,7 +63,7 @@ def push(name: str, say: Callable[[str], None]) -> str:
                                "layers": descriptors}, separators=(",", ":")).encode()
         with reg.request(reg.url(f"{ref.path}/manifests/{ref.tag}"), method="PUT", data=manifest,
                        headers={"Content-Type": OCI_MANIFEST}) as resp:
-            resp.read()
+            resp.read(ANSWER_LIMIT)
     finally:
         for f in gzips + [t for _, t in layers.values()]:
             f.close()
@@ -76,12 +77,12 @@ def _upload(reg, digest: str, data, size: int) -> bool:
     path = reg.ref.path
     try:
         with reg.request(reg.url(f"{path}/blobs/{digest}"), method="HEAD") as resp:
-            resp.read()
+            resp.read(ANSWER_LIMIT)
         return True
     except NotFound:
         pass
     with reg.request(reg.url(f"{path}/blobs/uploads/"), method="POST", data=b"") as resp:
-        resp.read()
+        resp.read(ANSWER_LIMIT)
         location = resp.headers.get("Location", "")
     url = urllib.parse.urljoin(reg.base + "/", location)
     if urllib.parse.urlsplit(url).netloc != urllib.parse.urlsplit(reg.base).netloc:
@@ -92,5 +93,5 @@ def _upload(reg, digest: str, data, size: int) -> bool:
         data.seek(0)
     with reg.request(url, method="PUT", data=data, headers={"Content-Type": "application/octet-stream",
                                                           "Content-Length": str(size)}) as resp:
-        resp.read()
+        resp.read(ANSWER_LIMIT)
     return False

@@ -20,23 +20,13 @@ from minibox.plan.ipam import Route
 from minibox.plan.steps import AddrAdd, Hairpin, LinkDel, LinkUp, RouteAdd, SetMaster, Step, VethAdd
 
 
-def _index(ipr, name: str) -> int | None:
-    """A link's index in ipr's namespace. pyroute2's link_lookup dumps and decodes every
-    link (~0.3 ms each, in Python): with a hundred containers that is most of a run. In our
-    own namespace an ioctl answers at once."""
-    if getattr(ipr, "minibox_host", False):
-        try:
-            return socket.if_nametoindex(name)
-        except OSError:
-            return None
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
-
-
-def _host():
-    ipr = netlink.iproute()
-    ipr.minibox_host = True
-    return ipr
+def _index(name: str) -> int | None:
+    """A link's index in this namespace: an ioctl (pyroute2's link_lookup dumps and decodes
+    every link, ~0.3 ms each in Python)."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
 
 
 def exists(name: str) -> bool:
@@ -129,8 +119,8 @@ def ensure_bridge(steps: list[Step]) -> bool:
     if _is_ready(br.name, addr.cidr.split("/")[0]) and all(_has_addr6(br.name, a.cidr.split("/")[0])
                                                            for a in addrs6):
         return False
-    with _host() as ipr:
-        idx = _index(ipr, br.name)
+    with netlink.iproute() as ipr:
+        idx = _index(br.name)
         created = idx is None
         if created:
             try:
@@ -138,7 +128,7 @@ def ensure_bridge(steps: list[Step]) -> bool:
             except netlink.netlink_error() as e:
                 if e.code != errno.EEXIST:  # a parallel run made it first
                     raise
-            idx = _index(ipr, br.name)
+            idx = _index(br.name)
         for a in [addr, *addrs6]:
             _add_addr(ipr, idx, a.cidr)
         ipr.link("set", index=idx, state="up")

@@ -254,10 +254,13 @@ def procs(dirs: list[str] | tuple[str, ...]) -> set[int]:
     return out
 
 
+FROZEN_V1, FROZEN_V2 = ("freezer.state", "FROZEN"), ("cgroup.events", "frozen 1")  # (file, its line when frozen)
+
+
 def frozen(dirs: list[str] | tuple[str, ...]) -> bool:
     """Whether the group is frozen: v1's freezer.state says FROZEN, v2's cgroup.events `frozen 1`."""
     for d in dirs:
-        for name, line in (("freezer.state", "FROZEN"), ("cgroup.events", "frozen 1")):
+        for name, line in (FROZEN_V1, FROZEN_V2):
             try:
                 with open(os.path.join(d, name)) as f:
                     if line in f.read().splitlines():
@@ -277,10 +280,9 @@ def paused(parent: str, cid: str) -> bool:
     as much as one it reads."""
     global _freezers
     if _freezers is None:
-        v2 = ("cgroup.events", "frozen 1")
         _freezers = [(root, *how) for root, here, how in (
-            (f"{ROOT}/freezer", os.path.isdir(f"{ROOT}/freezer"), ("freezer.state", "FROZEN")),
-            (ROOT, is_cgroup2(ROOT), v2), (f"{ROOT}/unified", is_cgroup2(f"{ROOT}/unified"), v2)) if here]
+            (f"{ROOT}/freezer", os.path.isdir(f"{ROOT}/freezer"), FROZEN_V1),
+            (ROOT, is_cgroup2(ROOT), FROZEN_V2), (f"{ROOT}/unified", is_cgroup2(f"{ROOT}/unified"), FROZEN_V2)) if here]
     for root, name, line in _freezers:
         try:
             with open(f"{root}/{parent}/{cid}/{name}") as f:

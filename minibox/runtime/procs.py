@@ -123,7 +123,7 @@ class Helpers(Value):
 
     shims: dict  # container directory (bytes) -> PIDs of minibox-shim processes supervising it
     cleanups: dict  # container id (bytes) -> PIDs of its exit command and health monitor
-    proxies: dict = {}  # container directory (bytes) -> PIDs of its userland proxies (net.proxy)
+    proxies: dict  # container directory (bytes) -> PIDs of its userland proxies (net.proxy)
 
 
 PROXY = config.PROXY_ARGV0.encode()  # net.proxy's argv[0], before the container's directory
