@@ -57,11 +57,12 @@ def container_spec(rec: ContainerRecord) -> tuple[dict, bytes]:
 
 def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], env: tuple[str, ...],
             workdir: str, tty: bool, interactive: bool, explain=None, user: str = "", detach: bool = False,
-            privileged: bool = False, on_pid=None) -> int:
+            privileged: bool = False, on_pid=None, output_limit: int = 0) -> int:
     """Run `argv` in the container; its exit status, or (`detach`) 0 once it runs, its
     output discarded. `privileged`: every capability this runtime holds (Docker's exec
     --privileged), its seccomp filter and no_new_privs unchanged. `on_pid(pid)`: told the
-    process's host PID once it runs (the health monitor's timeout kills it)."""
+    process's host PID once it runs (the health monitor's timeout kills it). `output_limit`:
+    at most that many bytes of its output are passed on (the rest is read and dropped)."""
     from minibox.plan import oci as ociplan
     from minibox.plan import ociresources
     from minibox.plan.steps import LoadSeccomp, Nsenter
@@ -108,7 +109,7 @@ def exec_in(rec: ContainerRecord, state: ContainerState, argv: tuple[str, ...], 
     cfg = enter.EnterConfig(pid=state.pid, cgroup_dirs=tuple(dirs), steps=tuple(steps),
                             execer=str(shimbin.ensure_execer()),
                             stdio="inherit" if detach else "pty" if tty else "pipes", interactive=interactive,
-                            detach=detach)
+                            detach=detach, output_limit=output_limit)
     try:
         if not detach:
             return enter.enter(cfg, on_pid)

@@ -6,8 +6,9 @@ the container is removed (rm -f finds it by its command line, as it finds the sh
 exit command). Docker's rules: "starting" until the first success (failures during the
 start period do not count), "unhealthy" after `retries` failures in a row, a check that
 outlives its timeout fails, and the last 5 results are kept with their output (4 KB each).
-A check is engine.execute's exec_in called here: one process in the container, and no
-minibox command (a Python and typer start, ~80 ms of CPU) started for it.
+A check is engine.execute's exec_in called here: no minibox command (a Python and typer
+start, ~80 ms of CPU) is started for it, and since the monitor's children start in the
+container's PID namespace (runtime.enter.children_in), its one fork is the check itself.
 
     python -m minibox.engine.health ID    the monitor itself
 """
@@ -61,9 +62,10 @@ def _stamp(t: float) -> str:
 def check_once(cid: str, test: list[str], timeout: float) -> tuple[int, str, float, float]:
     """One check through the one exec path, as `minibox exec` runs a command: exit code (-1
     timed out: the process is killed), output. Its stdout and stderr go to a memfd that
-    this monitor's own 1 and 2 point at meanwhile (exec's pipes copy there)."""
+    this monitor's own 1 and 2 point at meanwhile (exec's pipes copy the first 4 KiB there)."""
     from minibox.engine import execute
     from minibox.errors import MiniboxError
+    from minibox.runtime import enter
 
     argv = ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" else list(test[1:])
     start = time.time()
@@ -92,9 +94,13 @@ def check_once(cid: str, test: list[str], timeout: float) -> tuple[int, str, flo
         os.dup2(out_fd, 2)
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
-            code = execute.exec_in(store.load_record(cid), store.load_state(cid), tuple(argv), (), "", False, False,
-                                   on_pid=running)
+            state = store.load_state(cid)
+            with enter.children_in(state.pid):
+                code = execute.exec_in(store.load_record(cid), state, tuple(argv), (), "", False, False,
+                                       on_pid=running, output_limit=OUTPUT)
             text = ""
+        except enter.Stopped:
+            code, text = 1, "the container stopped"
         except MiniboxError as e:  # it could not start (126/127), or the container stopped
             code, text = getattr(e, "code", 1), str(e)
         except Exception as e:  # noqa: BLE001 - a check that cannot run fails; it never ends the monitor

@@ -13,6 +13,10 @@ decides where *children* go, hence the fork. E1 waits for the process's execve (
 pipe closes) and reports "pid N", or the failure ("CODE message", 126/127 as Docker's);
 the process, orphaned when E1 leaves, comes back to E0, which waits for it.
 
+A caller whose children already start in the container's PID namespace (children_in: the
+health monitor, which starts a check every interval) needs no E1:
+its one fork joins the rest and is the process, one process start per exec.
+
 The caller's terminal never reaches the container: with "pipes" the command gets pipes that
 E0 copies to its own stdin/stdout/stderr, and a session of its own, so it has no
 controlling terminal (a TIOCSTI on an inherited terminal would type commands into the
@@ -23,6 +27,7 @@ own fds are the process's (minibox-oci).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -63,19 +68,40 @@ class EnterConfig(Value):
     console_size: tuple[int, int] = (0, 0)
     detach: bool = False  # return once the process runs (its PID to on_pid)
     preserve_fds: int = 0  # fds 3.. handed on (an engine's LISTEN_FDS)
+    output_limit: int = 0  # "pipes": copy at most this many bytes of output, drain the rest (0: all)
 
 
 def namespaces(pid: int) -> list[str]:
-    """PID 1's namespaces that are not ours: the ones to join, in order."""
+    """PID 1's namespaces that a child of ours would not be in: the ones to join, in order."""
     out = []
     for ns in NS_ORDER:
+        ours = "pid_for_children" if ns == "pid" else ns
         try:
-            if os.stat(f"/proc/{pid}/ns/{ns}").st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino:
+            if os.stat(f"/proc/{pid}/ns/{ns}").st_ino != os.stat(f"/proc/self/ns/{ours}").st_ino:
                 out.append(ns)
         except FileNotFoundError:
             if ns in ("pid", "mnt"):
                 raise Stopped() from None
     return out
+
+
+@contextlib.contextmanager
+def children_in(pid: int):
+    """For the block, this process's children start in the PID namespace of `pid` (its own
+    stays the host's): each enter() in it forks once. After it, children start in ours again,
+    so nothing else this process runs can land in a container."""
+    try:
+        fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError):
+        raise Stopped() from None
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.setns(fd, linux.CLONE_NEWPID)
+        yield
+    finally:
+        linux.setns(own, linux.CLONE_NEWPID)
+        os.close(own)
+        os.close(fd)
 
 
 def enter(cfg: EnterConfig, on_pid=None) -> int:
@@ -85,7 +111,9 @@ def enter(cfg: EnterConfig, on_pid=None) -> int:
         raise MiniboxError("the input device is not a TTY: drop -t, or run from a terminal")
     nsfds: list[tuple[str, int]] = []
     try:
-        for ns in namespaces(cfg.pid):
+        joining = namespaces(cfg.pid)
+        direct = "pid" not in joining  # our children start in its PID namespace already: no E1
+        for ns in joining:
             nsfds.append((ns, os.open(f"/proc/{cfg.pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)))
         # The container's root, as its PID 1 sees it: after setns(mnt) E1 chroots to it, which
         # matters when the container had to chroot instead of pivot_root (see runtime.pivot).
@@ -103,9 +131,21 @@ def enter(cfg: EnterConfig, on_pid=None) -> int:
         con_parent, con_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     elif cfg.stdio == "pipes":
         pipes = Pipes.make(cfg.interactive)
-    e1 = os.fork()
+    try:
+        e1 = os.fork()
+    except OSError as e:  # ENOMEM: the namespace our children go to has lost its PID 1
+        for fd in [said_r, said_w, rootfd, exec_fd] + [fd for _, fd in nsfds] + \
+                (list(pipes.child + pipes.ours) if pipes else []):
+            if fd >= 0:
+                os.close(fd)
+        if e.errno == errno.ENOMEM:
+            raise Stopped() from None
+        raise
     if e1 == 0:
         os.close(said_r)
+        if direct:
+            _join(cfg, nsfds, rootfd, said_w)
+            _process(cfg, exec_fd, said_w, con_child, pipes)  # never returns
         _e1(cfg, nsfds, rootfd, exec_fd, said_w, con_child, pipes)  # never returns
     for fd in [said_w, rootfd, exec_fd] + [fd for _, fd in nsfds]:
         os.close(fd)
@@ -115,7 +155,7 @@ def enter(cfg: EnterConfig, on_pid=None) -> int:
         os.close(cfg.console)
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the command
     try:
-        pid = _started(said_r, e1, pipes)
+        pid = _started(said_r, e1, pipes, direct)
         if on_pid is not None:
             on_pid(pid)
         if cfg.detach:
@@ -127,7 +167,7 @@ def enter(cfg: EnterConfig, on_pid=None) -> int:
                     tty.relay(master, stdin_open=cfg.interactive)
                 os.close(master)
         elif pipes is not None:
-            pipes.relay()
+            pipes.relay(cfg.output_limit)
         return procs.wait_child(pid)
     finally:
         signal.signal(signal.SIGINT, old_int)
@@ -135,10 +175,13 @@ def enter(cfg: EnterConfig, on_pid=None) -> int:
             con_parent.close()
 
 
-def _started(said_r: int, e1: int, pipes: Pipes | None) -> int:
-    """E1's report: the process's PID once it runs, or its failure raised."""
+def _started(said_r: int, e1: int, pipes: Pipes | None, direct: bool) -> int:
+    """E1's report: the process's PID once it runs, or its failure raised. `direct`: E1 is
+    the process, and its execve closing the pipe with nothing said is the report."""
     with os.fdopen(said_r, "rb") as f:
         said = f.read().decode(errors="replace")
+    if direct and not said:
+        return e1
     os.waitpid(e1, 0)
     if said.startswith("pid "):
         return int(said.split()[1])
@@ -171,9 +214,11 @@ class Pipes(Value):
         for fd in self.child:
             os.close(fd)
 
-    def relay(self) -> None:
-        """Copy our stdin to the command and its output to ours until both outputs close."""
+    def relay(self, limit: int = 0) -> None:
+        """Copy our stdin to the command and its output to ours until both outputs close;
+        with a `limit`, output past that many bytes is read and dropped (a health check's)."""
         self.close_child_ends()
+        room = limit or -1
         in_w, out_r, err_r = self.ours
         sinks = {out_r: 1, err_r: 2}
         stdin_open = in_w >= 0
@@ -199,6 +244,9 @@ class Pipes(Value):
                     os.close(fd)
                     del sinks[fd]
                     continue
+                if room >= 0:
+                    data = data[:room]
+                    room -= len(data)
                 try:
                     os.write(sinks[fd], data)
                 except BrokenPipeError:
@@ -219,21 +267,7 @@ def _e1(cfg: EnterConfig, nsfds, rootfd: int, exec_fd: int, said_w: int, con: so
         pipes: Pipes | None) -> None:
     """The forked helper: joins, forks the process, reports. Never returns."""
     try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            cgroups.join(cfg.cgroup_dirs, 0)  # before setns(mnt) hides /sys/fs/cgroup
-        except MiniboxError:
-            command.fail(said_w, EXIT_MINIBOX, STOPPED)
-        for ns, fd in nsfds:
-            try:
-                linux.setns(fd, NS_FLAGS[ns])
-            except OSError as e:
-                command.fail(said_w, EXIT_MINIBOX,
-                             STOPPED if e.errno in (errno.EINVAL, errno.ENOENT) else f"exec: {e}")
-            os.close(fd)
-        os.fchdir(rootfd)
-        os.chroot(".")
-        os.close(rootfd)
+        _join(cfg, nsfds, rootfd, said_w)
         err_r, err_w = os.pipe()
         try:
             pid = os.fork()
@@ -252,6 +286,28 @@ def _e1(cfg: EnterConfig, nsfds, rootfd: int, exec_fd: int, said_w: int, con: so
         else:
             os.write(said_w, f"pid {pid}".encode())
         os._exit(0)
+    except BaseException as e:  # noqa: BLE001 - a forked child must never return into the caller
+        command.fail(said_w, EXIT_MINIBOX, f"exec: {e}")
+
+
+def _join(cfg: EnterConfig, nsfds, rootfd: int, said_w: int) -> None:
+    """In the forked child: the container's cgroups, its namespaces, its root."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            cgroups.join(cfg.cgroup_dirs, 0)  # before setns(mnt) hides /sys/fs/cgroup
+        except MiniboxError:
+            command.fail(said_w, EXIT_MINIBOX, STOPPED)
+        for ns, fd in nsfds:
+            try:
+                linux.setns(fd, NS_FLAGS[ns])
+            except OSError as e:
+                command.fail(said_w, EXIT_MINIBOX,
+                             STOPPED if e.errno in (errno.EINVAL, errno.ENOENT) else f"exec: {e}")
+            os.close(fd)
+        os.fchdir(rootfd)
+        os.chroot(".")
+        os.close(rootfd)
     except BaseException as e:  # noqa: BLE001 - a forked child must never return into the caller
         command.fail(said_w, EXIT_MINIBOX, f"exec: {e}")
 

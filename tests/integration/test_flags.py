@@ -10,6 +10,10 @@ PID 1; --device passes one host device in; --stop-signal and --stop-timeout are 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
+
 from conftest import inspect, mb, wait_for
 
 
@@ -247,6 +251,43 @@ def _monitors(cid: str) -> list[int]:
     return [pid for pid, parent in found.items() if parent not in found]
 
 
+def _check_output_buffers(cid: str) -> list[int]:
+    """The sizes of the monitor's buffer for a running check's output (a memfd, at its 1, 2 and own fd)."""
+    sizes = []
+    for monitor in _monitors(cid):
+        fds = f"/proc/{monitor}/fd"
+        for fd in os.listdir(fds):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"{fds}/{fd}").startswith("/memfd:health-output"):
+                    sizes.append(os.stat(f"{fds}/{fd}").st_size)
+    return sorted(set(sizes))
+
+
+def test_a_health_check_is_one_process_start():
+    """Issue 23's measure, counted with strace on the monitor: each check forks once (the
+    check itself, straight into the container's PID namespace) and runs its one program
+    after exec's sealed trampoline."""
+    import subprocess
+    import tempfile
+
+    cid = mb("run", "-d", "--network", "none", "--name", "hc1", "--health-cmd", "true", "--health-interval", "200ms",
+             "busybox", "sleep", "1000", check=True).stdout.strip()
+    try:
+        assert wait_for(lambda: inspect("hc1")["State"]["Health"]["Status"] == "healthy", timeout=20)
+        [monitor] = _monitors(cid)
+        with tempfile.NamedTemporaryFile("r", suffix=".strace") as trace:
+            subprocess.run(["timeout", "-s", "INT", "1.5", "strace", "-f", "-qq", "-e",
+                            "trace=execve,execveat,clone,clone3,fork,vfork", "-o", trace.name, "-p", str(monitor)],
+                           capture_output=True)
+            lines = [line for line in trace.read().splitlines() if "resumed" not in line]
+        checks = sum(1 for line in lines if " execve(" in line and line.endswith("= 0"))
+        forks = sum(1 for line in lines if " clone" in line or " fork(" in line or " vfork(" in line)
+        trampolines = sum(1 for line in lines if " execveat(" in line)
+        assert checks >= 2 and forks == checks and trampolines == checks, lines
+    finally:
+        mb("rm", "-f", "hc1")
+
+
 def test_health_checks_as_dockers():
     """starting until the first success, healthy, unhealthy after --health-retries failures
     in a row, a check past its timeout fails; ps says so, inspect keeps the last 5 results;
@@ -275,6 +316,18 @@ def test_health_checks_as_dockers():
         assert "exceeded timeout" in inspect("slow")["State"]["Health"]["Log"][-1]["Output"]
     finally:
         mb("rm", "-f", "slow")
+    # Docker keeps 4096 bytes of a check's output; the rest is read and dropped, never held:
+    # while the check sleeps after printing 1 MB, the monitor's buffer holds 4096 bytes.
+    cid = mb("run", "-d", "--name", "chatty", "--health-cmd", "yes x | head -c 1000000; sleep 2",
+             "--health-interval", "200ms", "busybox", "sleep", "1000", check=True).stdout.strip()
+    try:
+        assert wait_for(lambda: _check_output_buffers(cid), timeout=20)
+        time.sleep(1)
+        assert _check_output_buffers(cid) == [4096]
+        assert wait_for(lambda: inspect("chatty")["State"]["Health"]["Status"] == "healthy", timeout=20)
+        assert inspect("chatty")["State"]["Health"]["Log"][-1]["Output"] == "x\n" * 2048
+    finally:
+        mb("rm", "-f", "chatty")
     for args, message in ((("--health-interval", "soon"), 'invalid --health-interval "soon"'),
                           (("--health-retries", "-1"), "invalid --health-retries -1"),
                           (("--no-healthcheck", "--health-cmd", "true"), "conflicting options: --no-healthcheck")):
