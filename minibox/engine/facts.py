@@ -123,7 +123,7 @@ def read(spec: ContainerSpec, dry: bool = False, cid: str = "", name: str = "") 
         spec = spec._replace(ports=portplan.publish_exposed(spec.ports, image.config.exposed + spec.expose))
     passwd, group = layer_file(image, "/etc/passwd"), layer_file(image, "/etc/group")
     lay = cgroups.layout()
-    cgroups.check_limits(lay, spec.memory, spec.pids_limit)
+    cgroups.check_limits(lay, limits_asked(spec._asdict()))
     keep = container_caps(cgroups.device_control(lay), quiet=dry)
     if spec.privileged or spec.cap_add or spec.cap_drop:
         keep = granted_caps(spec, keep)
@@ -292,6 +292,19 @@ def healthcheck(spec: ContainerSpec, image: dict | None) -> dict | None:
             "Timeout": spec.health_timeout or base.get("Timeout") or 30.0,
             "Retries": spec.health_retries or base.get("Retries") or 3,
             "StartPeriod": spec.health_start_period or base.get("StartPeriod") or 0.0}
+
+
+LIMIT_FLAGS = {"memory": (("memory", "-m"), ("memory_swap", "--memory-swap"),
+                          ("memory_reservation", "--memory-reservation"), ("oom_kill_disable", "--oom-kill-disable")),
+               "pids": (("pids_limit", "--pids-limit"),), "cpu": (("cpus", "--cpus"), ("cpu_shares", "--cpu-shares")),
+               "cpuset": (("cpuset_cpus", "--cpuset-cpus"), ("cpuset_mems", "--cpuset-mems"))}
+
+
+def limits_asked(values: dict) -> dict[str, str]:
+    """The cgroup controllers that limits need (`values`: ContainerSpec fields, as run or
+    update has them), each with the flags that ask for it."""
+    asked = {ctl: " and ".join(flag for field, flag in pairs if values.get(field)) for ctl, pairs in LIMIT_FLAGS.items()}
+    return {ctl: flags for ctl, flags in asked.items() if flags}
 
 
 def for_run(spec: ContainerSpec, basics: Basics, rec: ContainerRecord, ff=None) -> RunFacts:

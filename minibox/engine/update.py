@@ -10,11 +10,13 @@ from minibox.model import CREATED, RUNNING, ContainerRecord
 def update(rec: ContainerRecord, changes: dict) -> None:
     """The kernel first (a memory limit below what it uses now is refused there: EBUSY), then
     the record, so a later `start` plans what the user asked."""
+    from minibox.engine.facts import limits_asked
     from minibox.plan import ociresources
     from minibox.plan.runspec import limits
     from minibox.runtime import cgroups
 
     spec = rec.spec._replace(**changes)
+    cgroups.check_limits(cgroups.layout(), limits_asked(changes))
     state = lifecycle.refresh(rec.id)
     if state.status in (RUNNING, CREATED):
         dirs = tuple(cgroups.existing_dirs(config.cgroup_parent(), rec.id))

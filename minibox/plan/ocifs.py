@@ -112,8 +112,10 @@ def plan_rootfs(doc: dict, rootfs: str, bundle: str, cgroup_dirs: tuple[str, ...
         Mount(rootfs, rootfs, flags=MS_BIND | MS_REC,
               why=f"root.path: {rootfs} bound onto itself, so that it is a mount pivot_root can use"),
     ]
+    cgroupns = any(isinstance(n, dict) and n.get("type") == "cgroup" and not n.get("path")
+                   for n in _list(linux, "namespaces", "linux."))
     for i, m in enumerate(_list(doc, "mounts", "")):
-        steps += plan_mount(i, m, rootfs, bundle, cgroup_dirs, cgroup_v2)
+        steps += plan_mount(i, m, rootfs, bundle, cgroup_dirs, cgroup_v2, cgroupns)
     steps += plan_devices(linux, rootfs, bool((doc.get("process") or {}).get("terminal")))
     for key, value in sorted((linux.get("sysctl") or {}).items()):
         steps.append(Sysctl(key, str(value), why=f"linux.sysctl: {key}, in the container's own namespaces"))
@@ -140,7 +142,7 @@ def _abs(path: str) -> str:
 
 
 def plan_mount(i: int, m: dict, rootfs: str, bundle: str, cgroup_dirs: tuple[str, ...] = (),
-               cgroup_v2: bool = False) -> list[Step]:
+               cgroup_v2: bool = False, cgroupns: bool = False) -> list[Step]:
     where = f"mounts[{i}]"
     if not isinstance(m, dict) or not str(m.get("destination", "")).startswith("/"):
         raise InvalidSpec(f"config.json: {where}.destination must be an absolute path")
@@ -164,6 +166,15 @@ def plan_mount(i: int, m: dict, rootfs: str, bundle: str, cgroup_dirs: tuple[str
                                    "in a remount)"))
     elif kind == "cgroup" and not cgroup_v2:
         steps += _cgroup_v1_mount(target, opts, cgroup_dirs, why)
+    elif kind == "cgroup" and (cgroupns or not cgroup_dirs):
+        steps.append(Mount(source, target, "cgroup2", opts.flags & ~MS_REMOUNT, opts.data,
+                           why=why + (" (cgroup v2: one hierarchy, whose root the cgroup namespace makes the "
+                                      "container's own group)" if cgroupns else " (cgroup v2)")))
+    elif kind == "cgroup":  # v2 without a cgroup namespace: its own group bound there, as runc does
+        steps.append(Mount(cgroup_dirs[0], target, "", MS_BIND, why=why + " (cgroup v2: the container's group, "
+                                                                           "bound: no cgroup namespace)"))
+        if opts.flags & ~MS_REMOUNT & ~MS_BIND:
+            steps.append(Mount(cgroup_dirs[0], target, "", MS_BIND | MS_REMOUNT | (opts.flags & ~MS_REMOUNT), why=""))
     else:
         steps.append(Mount(source, target, kind, opts.flags & ~MS_REMOUNT, opts.data, why=why))
     if opts.propagation:

@@ -168,7 +168,7 @@ def plan_run(spec: ContainerSpec, facts: RunFacts, park: bool = False) -> ocipla
     if facts.etc_dir:
         layout = layout._replace(etc_dir=facts.etc_dir)
     doc = runtime_spec(spec, rec, layout, facts.volume_root, bool(facts.cgroup_dirs), facts.netns, facts.devices,
-                       facts.init, cgroup_v1=bool(facts.cgroup_dirs) and not facts.cgroup_v2)
+                       facts.init, cgroup_fs=("v2" if facts.cgroup_v2 else "v1") if facts.cgroup_dirs else "")
     p = ociplan.plan(doc, ociplan.Facts(id=rec.id, bundle=facts.container_dir, state_dir=facts.container_dir,
                                         cgroup_dirs=facts.cgroup_dirs, cgroup_v2=facts.cgroup_v2,
                                         seccomp=ociplan.seccomp_timing(facts.seccomp, spec.no_new_privs),

@@ -21,11 +21,12 @@ INIT = "/sbin/docker-init"  # where Docker puts its init (tini) in the container
 
 
 def runtime_spec(spec: ContainerSpec, rec: ContainerRecord, layout: RootfsLayout, volume_root: str,
-                 cgroups: bool, netns: str = "", devices: tuple = (), init: str = "", cgroup_v1: bool = False) -> dict:
+                 cgroups: bool, netns: str = "", devices: tuple = (), init: str = "", cgroup_fs: str = "") -> dict:
     """The container's OCI runtime spec, as Docker's client would hand it to runc (moby's
     daemon/oci_linux.go defaults), with a `why` on each mount for the lesson. `devices`:
     linux.devices entries for --device (all the host's with --privileged), read by the
-    engine; `init`: the host's tini, for --init."""
+    engine; `init`: the host's tini, for --init; `cgroup_fs`: "v1" or "v2", the
+    hierarchies the container's groups are in ("": none)."""
     user = rec.user or {"uid": 0, "gid": 0}
     caps = ["CAP_" + c.upper() for c in rec.caps]
     shm = f"size={spec.shm_size // 1024}k" if spec.shm_size else "size=65536k"
@@ -47,10 +48,10 @@ def runtime_spec(spec: ContainerSpec, rec: ContainerRecord, layout: RootfsLayout
          "options": NOSUID_NOEXEC_NODEV + ["mode=1777", shm],
          "why": "POSIX shared memory of the container's own IPC namespace" + (" (--shm-size)" if spec.shm_size else "")},
     ]
-    if cgroup_v1:
-        # As Docker on a cgroup v1 host: /sys/fs/cgroup shows the container's own groups
-        # (read-only), so a program sees its -m, --cpus and --pids-limit. (On v2 that takes
-        # a cgroup namespace, which minibox does not make yet.)
+    if cgroup_fs:
+        # As Docker: /sys/fs/cgroup shows the container's own groups (read-only), so a program
+        # sees its -m, --cpus and --pids-limit. v1 binds each hierarchy's group; on v2 a
+        # cgroup namespace (Docker's default there, --cgroupns private) makes it the root.
         mounts.append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
                        "options": NOSUID_NOEXEC_NODEV + (["relatime"] if spec.privileged else ["relatime", "ro"]),
                        "why": "the container's own cgroups, read-only: its limits, as programs look for them"})
@@ -66,6 +67,8 @@ def runtime_spec(spec: ContainerSpec, rec: ContainerRecord, layout: RootfsLayout
         args = [INIT, "--", *args]
     namespaces = [{"type": t} for t in ("pid", "mount", "network", "uts", "ipc")
                   if not (t == "network" and not spec.mode.own_netns)]
+    if cgroup_fs == "v2":
+        namespaces.append({"type": "cgroup"})
     if netns:
         namespaces.insert(2, {"type": "network", "path": netns})  # --network container:NAME
     allow = [{"allow": True, "type": d["type"], "major": d["major"], "minor": d["minor"], "access": d["perms"]}

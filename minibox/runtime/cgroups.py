@@ -132,10 +132,28 @@ def device_control(lay: Layout | None = None) -> str:
     return ""
 
 
-def check_limits(lay: Layout, memory: int, pids: int) -> None:
-    if lay.version == "none" and (memory or pids):
-        raise InvalidSpec("-m and --pids-limit need cgroups, and this host has none that minibox can use "
-                          "(or MINIBOX_CGROUP=none)")
+def controllers(lay: Layout) -> set[str]:
+    """The controllers a container's group can have here: v1's mounted hierarchies, or what
+    the v2 root offers (cgroup.controllers; a hybrid host's v1 keeps most of them)."""
+    if lay.version == "v1":
+        return {c for c in V1_CONTROLLERS + EXTRA_V1 if os.path.isdir(f"{lay.root}/{c}")}
+    if lay.version == "v2":
+        with contextlib.suppress(OSError), open(f"{lay.root}/cgroup.controllers") as f:
+            return set(f.read().split())
+    return set()
+
+
+def check_limits(lay: Layout, asked: dict[str, str]) -> None:
+    """`asked`: controller -> the flags that need it. A limit no controller enforces would
+    let the container run without the bound its user asked for: refused, in one line."""
+    if lay.version == "none" and asked:
+        raise InvalidSpec(f"{' and '.join(asked.values())} need cgroups, and this host has none that minibox can "
+                          "use (or MINIBOX_CGROUP=none)")
+    have = controllers(lay)
+    for ctl, flags in asked.items():
+        if ctl not in have:
+            raise InvalidSpec(f"{flags}: this host's cgroup {lay.version} hierarchy has no {ctl} controller for "
+                              f"containers (it has: {', '.join(sorted(have)) or 'none'}); run without it")
 
 
 def create(steps: list[Step]) -> None:
@@ -150,7 +168,9 @@ def create(steps: list[Step]) -> None:
             try:
                 with open(f"{step.path}/{name}", "w") as f:
                     f.write(value)
-            except FileNotFoundError:
+            except (FileNotFoundError, PermissionError):  # v2 refuses to make a file it lacks: EACCES
+                if os.path.exists(f"{step.path}/{name}"):
+                    raise
                 raise MiniboxError(f"cannot set {name} in {step.path}: this cgroup hierarchy has no such file "
                                    "(its controller is not available here)") from None
     for step in steps:

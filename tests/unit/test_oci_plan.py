@@ -202,3 +202,28 @@ def test_update_writes_only_what_it_names_into_each_hierarchy():
     assert [s.limits for s in v2] == [(("memory.max", "67108864"), ("pids.max", "20"))]
     assert ociresources.plan_update({"pids": {"limit": -1}}, ("/sys/fs/cgroup/pids/x",), v2=False)[0].limits == \
         (("pids.max", "max"),)
+
+
+def test_a_cgroup_mount_on_v2_is_cgroup2_under_a_cgroup_namespace_and_the_group_bound_without():
+    """runc's rule: with a cgroup namespace a fresh cgroup2 mount (its root is the
+    container's group); without one, the container's own group bound there."""
+    mount = {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid"]}
+    v2 = FACTS._replace(cgroup_dirs=("/sys/fs/cgroup/m/c1",), cgroup_v2=True)
+    own = oci.plan(doc(mounts=[mount], linux__namespaces=[{"type": "pid"}, {"type": "mount"}, {"type": "uts"},
+                                                          {"type": "cgroup"}]), v2)
+    [m] = [s for s in own.init if isinstance(s, steps.Mount) and s.target == "/b/rootfs/sys/fs/cgroup"]
+    assert (m.fstype, bool(m.flags & ocifs.MS_RDONLY)) == ("cgroup2", True) and "cgroup" in own.unshare.namespaces
+    shared = oci.plan(doc(mounts=[mount]), v2)
+    bound = [s for s in shared.init if isinstance(s, steps.Mount) and s.target == "/b/rootfs/sys/fs/cgroup"]
+    assert [s.source for s in bound] == ["/sys/fs/cgroup/m/c1"] * 2 and bound[1].flags & ocifs.MS_RDONLY
+
+
+def test_limits_need_their_controllers():
+    from minibox.engine.facts import limits_asked
+    from minibox.runtime import cgroups
+
+    asked = limits_asked({"memory": 1 << 26, "memory_swap": -1, "pids_limit": 33, "cpus": 0.0})
+    assert asked == {"memory": "-m and --memory-swap", "pids": "--pids-limit"}
+    with pytest.raises(InvalidSpec, match="need cgroups"):
+        cgroups.check_limits(cgroups.Layout("none", ""), asked)
+    cgroups.check_limits(cgroups.Layout("none", ""), {})
