@@ -31,9 +31,9 @@ PROBE = """
 import socket, sys
 s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("", int(sys.argv[3])))
 s.settimeout(3)
 try:
+    s.bind(("", int(sys.argv[3])))
     s.connect((sys.argv[1], int(sys.argv[2])))
     s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
     print(s.recv(200).decode(errors="replace").splitlines()[0])
@@ -103,7 +103,7 @@ def run(rec: ContainerRecord, port: int, path: str, to: str = "", ipv6: bool = F
     if mapping is None:
         published = ", ".join(p.docker_str() for p in rec.ports) or "none"
         raise InvalidSpec(f"container {rec.name} does not publish tcp port {port} (it publishes: {published})")
-    sport = random.randint(40000, 59999)
+    sport = _free_source_port()
     tag = f"minibox-trace-{os.getpid()}"
     cleanup: list[str] = [f"nft delete table inet {tag}"]
     prefix = ""
@@ -163,6 +163,24 @@ def run(rec: ContainerRecord, port: int, path: str, to: str = "", ipv6: bool = F
     finally:
         for cmd in cleanup:
             _sh(cmd, check=False)
+
+
+def _free_source_port() -> int:
+    """A source port for the probe that no socket here holds, on IPv4 or IPv6: a random one
+    can be a busy host's (from the host, the probe shares this network namespace; the other
+    paths probe from a new one)."""
+    import socket
+
+    for _ in range(100):
+        port = random.randint(40000, 59999)
+        with socket.socket(socket.AF_INET6) as s:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # both families' ports
+            try:
+                s.bind(("::", port))
+            except OSError:
+                continue
+        return port
+    raise MiniboxError("trace: found no free source port for the probe between 40000 and 59999")
 
 
 def _packet(text: str) -> str:
