@@ -79,9 +79,8 @@ def replace_file(path: Path, text: str) -> None:
 
 
 def create_exclusive(path: Path, text: str) -> None:
-    """Create `path` holding `text`, failing with FileExistsError if it exists (O_EXCL: of
-    parallel creators one wins). A failed write (a full disk) leaves no file behind, not
-    even an empty one, and WriteFailed names the path."""
+    """Create `path` holding `text`, or FileExistsError (O_EXCL: of parallel creators one wins).
+    A failed write (a full disk) leaves no file, not even an empty one; WriteFailed names it."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     except FileExistsError:
@@ -104,11 +103,11 @@ def make_dirs(path: Path, mode: int = 0o755) -> None:
         raise WriteFailed(path, e) from None
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path | str) -> Any:
     """The JSON in `path`; Damaged (naming the file) if it is not JSON."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        with open(path, "rb", buffering=0) as f:  # unbuffered: ps reads thousands, each ~3 µs sooner
+            raw = f.readall()
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise Damaged(path, type(e).__name__ if not str(e) else str(e).split(":")[0]) from None
@@ -160,18 +159,19 @@ def owner_exists(owner: str) -> bool:
 def container_ids() -> list[str]:
     """Containers with a record, or with a state but no record (damage: a record is
     written first, and a removal renames the directory away before it deletes anything)."""
-    d = config.paths().containers
-    if not d.is_dir():
-        return []
-    return sorted(p.name for p in d.iterdir() if (p / "config.json").exists() or (p / "state.json").exists())
+    d = str(config.paths().containers)
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        return sorted(n for n in os.listdir(d) if os.path.exists(f"{d}/{n}/config.json") or
+                      os.path.exists(f"{d}/{n}/state.json"))
+    return []
 
 
 def load_record(cid: str) -> ContainerRecord:
-    path = config.paths().container(cid) / "config.json"
+    path = config.container_file(cid, "config.json")
     try:
         data = read_json(path)
     except FileNotFoundError:
-        if (path.parent / "state.json").exists():
+        if os.path.exists(config.container_file(cid, "state.json")):
             raise Damaged(path, "missing") from None
         raise
     try:
@@ -185,7 +185,7 @@ def save_record(rec: ContainerRecord) -> None:
 
 
 def load_state(cid: str) -> ContainerState:
-    path = config.paths().container(cid) / "state.json"
+    path = config.container_file(cid, "state.json")
     try:
         data = read_json(path)
     except FileNotFoundError:
@@ -203,7 +203,7 @@ def save_state(cid: str, state: ContainerState) -> None:
 def load_exit(cid: str) -> dict[str, Any] | None:
     """The shim's record of how PID 1 ended, or None while it runs."""
     try:
-        return read_json(config.paths().container(cid) / "exit.json")
+        return read_json(config.container_file(cid, "exit.json"))
     except (FileNotFoundError, Damaged):
         return None
 

@@ -100,20 +100,19 @@ def refresh(cid: str, done: list | None = None) -> ContainerState:
         # any) sees EOF on "go" and exits; record the end so rm and gc can finish.
         state = _settle(cid, lambda s: s.status in (CREATING, CREATED) and _creator_gone(s),
                         exit_code=255, error="creation interrupted: the `minibox run` creating it was killed")
-    if _has_pid1(state):
+    if _has_pid1(state) and not procs.alive(state.pid, state.pid_start):  # (start removes the last exit.json)
         exit_info = store.load_exit(cid)
-        if exit_info is None and not procs.alive(state.pid, state.pid_start):
+        if exit_info is None:
             # PID 1 is gone; its shim writes exit.json right after draining the logs.
             exit_info = wait_exit(cid, 2.0, state.shim_pid)
             if exit_info is None and state.shim_pid and not procs.alive(state.shim_pid, state.shim_start):
                 # The shim died first: PID 1 got SIGKILL with it (its parent-death signal).
                 exit_info = {"exit_code": 128 + 9, "finished_at": None, "supervisor_died": True}
             exit_info = exit_info or {"exit_code": 255, "finished_at": None}
-        if exit_info is not None:
-            died = {"supervisor_died": True, "error": SUPERVISOR_DIED.format(state.shim_pid)} \
-                if exit_info.get("supervisor_died") else {}
-            state = _settle(cid, _has_pid1, exit_code=exit_info["exit_code"],
-                            finished_at=_parse_ts(exit_info.get("finished_at")), **died)
+        died = {"supervisor_died": True, "error": SUPERVISOR_DIED.format(state.shim_pid)} \
+            if exit_info.get("supervisor_died") else {}
+        state = _settle(cid, _has_pid1, exit_code=exit_info["exit_code"],
+                        finished_at=_parse_ts(exit_info.get("finished_at")), **died)
     if state.status == EXITED and not state.released:
         state = release(cid, done)
     return state

@@ -27,6 +27,7 @@ import time
 from minibox import linux
 from minibox.errors import InvalidSpec, MiniboxError
 from minibox.plan.steps import CgroupCreate, DeviceFilter, RemovePath, Step
+from minibox.runtime.procs import read_small
 from minibox.value import Value
 
 ROOT = "/sys/fs/cgroup"
@@ -305,9 +306,7 @@ def paused(parent: str, cid: str) -> bool:
             (ROOT, is_cgroup2(ROOT), FROZEN_V2), (f"{ROOT}/unified", is_cgroup2(f"{ROOT}/unified"), FROZEN_V2)) if here]
     for root, name, line in _freezers:
         try:
-            with open(f"{root}/{parent}/{cid}/{name}") as f:
-                if line in f.read().splitlines():
-                    return True
+            return line in read_small(f"{root}/{parent}/{cid}/{name}").splitlines()  # its group is here
         except OSError:
             continue
     return False
