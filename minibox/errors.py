@@ -53,6 +53,13 @@ class NotRunning(MiniboxError):
     code = EXIT_FAILED
 
 
+class BuildFailed(MiniboxError):
+    """A build that could not finish: Docker's build exits 1 (a bad Dockerfile, a failing
+    RUN, a source outside the context), and nothing is tagged."""
+
+    code = EXIT_FAILED
+
+
 class ExecFailed(MiniboxError):
     """The container's command could not be started; code is 126 or 127."""
 

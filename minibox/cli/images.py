@@ -38,6 +38,7 @@ def images_(
     repository: str = typer.Argument("", help="only this repository, or REPOSITORY:TAG (busybox, busybox:latest)"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="only image ids"),
     fmt: str = typer.Option("", "--format", help="json, a Go template ('{{.Repository}}:{{.Tag}}'), or 'table ...'"),
+    all_: bool = typer.Option(False, "-a", "--all", help="show build's intermediate images too"),
 ) -> None:
     """List images: REPOSITORY, TAG, IMAGE ID (its config's digest), CREATED and SIZE."""
     lifecycle.require_root()
@@ -45,6 +46,11 @@ def images_(
     from minibox.image import store
 
     imgs = store.all_images()
+    if not all_:  # as Docker's: an untagged image a build step started from is shown with -a
+        from minibox.engine.building import intermediate_ids
+
+        hidden = intermediate_ids()
+        imgs = [i for i in imgs if i.refs or i.id not in hidden]
     # REPO or REPO:TAG, as Docker's: the rows of the names that match (a ':' after the last
     # '/' is a tag; one before it is a registry's port)
     repo, colon, tag = repository.rpartition(":") if ":" in repository.rsplit("/", 1)[-1] else (repository, "", "")
@@ -71,9 +77,10 @@ def image_ls(
     repository: str = typer.Argument("", help="only this repository"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="only image ids"),
     fmt: str = typer.Option("", "--format", help="json, a Go template, or 'table ...'"),
+    all_: bool = typer.Option(False, "-a", "--all", help="show build's intermediate images too"),
 ) -> None:
     """List images."""
-    images_(repository, quiet, fmt)
+    images_(repository, quiet, fmt, all_)
 
 @app.command()
 def load(
@@ -181,6 +188,57 @@ def image_import(
         print(f"minibox: note: {nodes} device node(s) in this image will not open in a container: its root is "
               "mounted nodev, and the device cgroup allows only /dev/null, zero, full, random, urandom, tty, ptmx "
               "and pts", file=sys.stderr)
+
+@app.command()
+def build(
+    context: str = typer.Argument(..., help="the build context: a directory whose files COPY and ADD may read"),
+    tags: List[str] = typer.Option([], "-t", "--tag", help="NAME[:TAG] for the image (repeatable)"),
+    file: str = typer.Option("", "-f", "--file", help="the Dockerfile (default: CONTEXT/Dockerfile)"),
+    build_args: List[str] = typer.Option([], "--build-arg", help="KEY=VALUE for an ARG (KEY alone: from the environment)"),
+    target: str = typer.Option("", "--target", help="build up to this stage (FROM ... AS NAME)"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="run every step again, not from the cache"),
+    labels: List[str] = typer.Option([], "--label", help="KEY=VALUE, a label on the image (repeatable)"),
+    network: str = typer.Option("", "--network", help="RUN steps' network: none, host, or a network (default: the "
+                                                      "default one)"),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the image id"),
+) -> None:
+    """Build an image from a Dockerfile: each RUN a container whose changes become a layer,
+    COPY and ADD a layer of the context's files, the rest changes to the image's config."""
+    import os
+
+    lifecycle.require_root()
+    from minibox.engine import building
+    from minibox.errors import InvalidSpec
+
+    pairs = []
+    for item in build_args:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise InvalidSpec(f'invalid --build-arg "{item}": give KEY=VALUE')
+        if eq or key in os.environ:
+            pairs.append((key, value if eq else os.environ[key]))
+    for label in labels:
+        if "=" not in label or label.startswith("="):
+            raise InvalidSpec(f'invalid --label "{label}": give KEY=VALUE')
+    opts = building.Options(context=context, dockerfile=file, tags=tuple(tags), build_args=tuple(pairs),
+                            target=target, no_cache=no_cache, labels=tuple(labels), network=network, quiet=quiet)
+    def progress(text: str) -> None:  # flushed: a RUN step's output goes to the same stdout, unbuffered
+        if not quiet:
+            say(text)
+            sys.stdout.flush()
+
+    image_id = building.build(opts, progress)
+    if quiet:
+        say(image_id)
+
+@image_app.command(name="build")
+def image_build(context: str = typer.Argument(...), tags: List[str] = typer.Option([], "-t", "--tag"),
+                file: str = typer.Option("", "-f", "--file"), build_args: List[str] = typer.Option([], "--build-arg"),
+                target: str = typer.Option("", "--target"), no_cache: bool = typer.Option(False, "--no-cache"),
+                labels: List[str] = typer.Option([], "--label"), network: str = typer.Option("", "--network"),
+                quiet: bool = typer.Option(False, "-q", "--quiet")) -> None:
+    """Build an image from a Dockerfile."""
+    build(context, tags, file, build_args, target, no_cache, labels, network, quiet)
 
 @app.command()
 def tag(
