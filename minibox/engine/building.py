@@ -168,11 +168,31 @@ def _step(cur: Stage, ins: df.Instruction, context: str, ignore: list, opts: Opt
     elif ins.kind == "RUN":
         doc = _run(cur, ins, opts, say)
     else:
-        diff_id = buildcontext.layer(ins, files, (cur.doc.get("config") or {}).get("WorkingDir") or "/")
+        diff_id = buildcontext.layer(ins, files, (cur.doc.get("config") or {}).get("WorkingDir") or "/",
+                                     _chown(cur, ins) if ins.flag("chown") else (0, 0))
         doc = _with_layer(cur.doc, diff_id, f"/bin/sh -c #(nop) {ins.source}")
     new = _save(doc)
     _remember(key, new)
     return cur._replace(doc=doc, image_id=new)
+
+
+def _chown(cur: Stage, ins: df.Instruction) -> tuple[int, int]:
+    """--chown=USER[:GROUP], names looked up in the image's own /etc/passwd and /etc/group;
+    without a group the gid is the uid, as Docker's reference says."""
+    from minibox.engine import facts
+    from minibox.image import store as images
+    from minibox.plan import users
+
+    user, _, group = ins.flag("chown").partition(":")
+    try:
+        if user.isdigit() and (not group or group.isdigit()):
+            return int(user), int(group or user)
+        img = images.get(cur.image_id)
+        passwd, groups = facts.layer_file(img, "/etc/passwd"), facts.layer_file(img, "/etc/group")
+        uid = users.resolve(user, (), passwd, groups).uid
+        return uid, users.resolve(f"{user}:{group}", (), passwd, groups).gid if group else uid
+    except InvalidSpec as e:
+        raise BuildFailed(f'Dockerfile line {ins.line}: --chown="{ins.flag("chown")}": {e}') from None
 
 
 def _configured(cur: Stage, ins: df.Instruction) -> dict:

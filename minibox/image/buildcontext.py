@@ -92,13 +92,15 @@ def digest(files: list[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
-def layer(ins: df.Instruction, files: list[tuple[str, str]], workdir: str) -> str:
+def layer(ins: df.Instruction, files: list[tuple[str, str]], workdir: str, owner: tuple[int, int]) -> str:
     """COPY or ADD's layer: `files` (from sources()) as a tar, relative paths below `workdir`,
-    owned and moded as --chown and --chmod say, stored; its diff id."""
+    owned by `owner` (uid, gid: --chown's) and moded as --chmod says, stored; its diff id."""
     from minibox.image import store as images
 
-    owner = _owner(ins.flag("chown"), ins.line) if ins.flag("chown") else (0, 0)
-    mode = int(ins.flag("chmod"), 8) if ins.flag("chmod") else None
+    chmod = ins.flag("chmod")
+    if chmod and not (chmod.isdigit() and set(chmod) <= set("01234567") and int(chmod, 8) <= 0o7777):
+        raise BuildFailed(f'Dockerfile line {ins.line}: --chmod="{chmod}": give an octal mode, like 755')
+    mode = int(chmod, 8) if chmod else None
     with tempfile.TemporaryFile(dir=tmpdir()) as out:
         with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
             made: set[str] = set()
@@ -152,16 +154,6 @@ def _add_archive(tar: tarfile.TarFile, host: str, target: str, made: set[str]) -
             _parents(tar, member.name, made)
             made.add(member.name)
             tar.addfile(member, src.extractfile(member) if member.isreg() else None)
-
-
-def _owner(value: str, line: int) -> tuple[int, int]:
-    user, _, group = value.partition(":")
-    try:
-        uid = int(user)
-        return uid, int(group) if group else uid
-    except ValueError:
-        raise BuildFailed(f'Dockerfile line {line}: --chown="{value}": give numeric UID[:GID] (names are not '
-                          "looked up by minibox build yet)") from None
 
 
 def dockerignore(context: str) -> list[tuple[bool, str]]:

@@ -111,7 +111,8 @@ def test_a_failing_run_tags_nothing_and_bad_dockerfiles_are_one_line(tmp_path):
 
 def test_multi_stage_copies_what_the_earlier_stage_shows(tmp_path):
     """COPY --from reads the stage's layers as its containers see them: a file deleted by a
-    later RUN is not copied, a directory merges every layer, a symlink stays a symlink."""
+    later RUN is not copied, a directory merges every layer, a symlink stays a symlink;
+    --chown takes a user name, --chmod a mode."""
     ctx = tmp_path / "ms"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(
@@ -121,11 +122,13 @@ def test_multi_stage_copies_what_the_earlier_stage_shows(tmp_path):
         "FROM busybox\n"
         "WORKDIR /w\n"
         "COPY --from=build /out /copied\n"
-        "COPY --from=0 /out/d/f single\n")
+        "COPY --from=0 /out/d/f single\n"
+        "COPY --from=build --chown=nobody --chmod=600 /out/d/h owned\n")
     mb("build", "-t", "staged:1", str(ctx), check=True, timeout=180)
     try:
-        out = mb("run", "--rm", "staged:1", "sh", "-c", "cd /copied && find . | sort; readlink d/link; cat /w/single",
-                 check=True).stdout.split()
-        assert out == [".", "./d", "./d/f", "./d/h", "./d/link", "f", "made"], out
+        out = mb("run", "--rm", "staged:1", "sh", "-c", "cd /copied && find . | sort; readlink d/link; cat /w/single; "
+                 "stat -c %u:%g:%a /w/owned", check=True).stdout.split()
+        # --chown=nobody: its uid from the image's /etc/passwd, and (no group given) the same gid
+        assert out == [".", "./d", "./d/f", "./d/h", "./d/link", "f", "made", "65534:65534:600"], out
     finally:
         mb("rmi", "staged:1")

@@ -101,3 +101,18 @@ def test_docker_loads_what_minibox_saved(docker, tmp_path):
         mb("rm", "-f", "tosave")
         mb("image", "rm", "saved/busybox:1")
 
+
+
+def test_docker_runs_what_minibox_built(docker, tmp_path):
+    """`minibox build` then `minibox save | docker load` (#25): the built image, its COPY and
+    RUN layers and its CMD, runs under Docker's own runc."""
+    (tmp_path / "note").write_text("copied in\n")
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY note /srv/note\nRUN echo ran here >> /srv/note\n"
+                                         'CMD ["cat", "/srv/note"]\n')
+    mb("build", "-t", "built/busybox:1", "--network", "none", str(tmp_path), check=True, timeout=120)
+    try:
+        mb("save", "-o", str(tmp_path / "built.tar"), "built/busybox:1", check=True)
+        assert "Loaded image: built/busybox:1" in docker("load", "-i", str(tmp_path / "built.tar")).stdout
+        assert docker("run", "--rm", "--network", "none", "built/busybox:1").stdout == "copied in\nran here\n"
+    finally:
+        mb("image", "rm", "built/busybox:1")
