@@ -201,6 +201,7 @@ def build(
     network: str = typer.Option("", "--network", help="RUN steps' network: none, host, or a network (default: the "
                                                       "default one)"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the image id"),
+    explain: bool = typer.Option(False, "--explain", help="say for each step what became a layer, and why"),
 ) -> None:
     """Build an image from a Dockerfile: each RUN a container whose changes become a layer,
     COPY and ADD a layer of the context's files, the rest changes to the image's config."""
@@ -221,7 +222,8 @@ def build(
         if "=" not in label or label.startswith("="):
             raise InvalidSpec(f'invalid --label "{label}": give KEY=VALUE')
     opts = building.Options(context=context, dockerfile=file, tags=tuple(tags), build_args=tuple(pairs),
-                            target=target, no_cache=no_cache, labels=tuple(labels), network=network, quiet=quiet)
+                            target=target, no_cache=no_cache, labels=tuple(labels), network=network, quiet=quiet,
+                            explain=explain)
     def progress(text: str) -> None:  # flushed: a RUN step's output goes to the same stdout, unbuffered
         if not quiet:
             say(text)
@@ -236,9 +238,10 @@ def image_build(context: str = typer.Argument(...), tags: List[str] = typer.Opti
                 file: str = typer.Option("", "-f", "--file"), build_args: List[str] = typer.Option([], "--build-arg"),
                 target: str = typer.Option("", "--target"), no_cache: bool = typer.Option(False, "--no-cache"),
                 labels: List[str] = typer.Option([], "--label"), network: str = typer.Option("", "--network"),
-                quiet: bool = typer.Option(False, "-q", "--quiet")) -> None:
+                quiet: bool = typer.Option(False, "-q", "--quiet"),
+                explain: bool = typer.Option(False, "--explain")) -> None:
     """Build an image from a Dockerfile."""
-    build(context, tags, file, build_args, target, no_cache, labels, network, quiet)
+    build(context, tags, file, build_args, target, no_cache, labels, network, quiet, explain)
 
 @app.command()
 def tag(

@@ -40,6 +40,7 @@ class Options(Value):
     labels: tuple[str, ...] = ()
     network: str = ""
     quiet: bool = False
+    explain: bool = False  # say, per step, what became a layer and why
 
 
 class Stage(Value):
@@ -82,6 +83,7 @@ def build(opts: Options, say) -> str:
         for ins in stage.steps:
             n += 1
             say(f"Step {n}/{total} : {ins.source}")
+            before = cur
             if ins.kind == "FROM":
                 cur = _from(ins, plan, done, say)
                 ours = ins.args.split()[0].lower() == "scratch" or cur.image_id in (s.image_id for s in done.values())
@@ -89,6 +91,8 @@ def build(opts: Options, say) -> str:
                 if ours:
                     _intermediate(cur.image_id)
                 cur, ours = _step(cur, ins, context, ignore, opts, say, named), True
+            if opts.explain:
+                say(explain(ins, before, cur))
             say(f" ---> {cur.image_id.removeprefix('sha256:')[:12]}")
         done[stage.index] = named[str(stage.index)] = cur
         if stage.name:
@@ -109,6 +113,23 @@ def build(opts: Options, say) -> str:
     for t in opts.tags:
         say(f"Successfully tagged {refs.parse(t).familiar}")
     return final.image_id
+
+
+def explain(ins: df.Instruction, before: Stage | None, after: Stage) -> str:
+    """--explain: what the step made of the image, for the lesson on layers."""
+    from minibox.image import store as images
+
+    layers = (after.doc.get("rootfs") or {}).get("diff_ids") or []
+    had = len((before.doc.get("rootfs") or {}).get("diff_ids") or []) if before else 0
+    if ins.kind == "FROM":
+        return (f" # {ins.kind}: the start is {len(layers)} layer(s), shared, never copied: a container's root is an "
+                "overlay of their directories" if layers else " # FROM scratch: no layer at all, an empty root")
+    if len(layers) == had:
+        return f" # {ins.kind} changed the image config only: no layer (its history entry says empty_layer)"
+    size = images.layer_size(layers[-1])
+    what = ("the upper directory of the container that ran it: every file it added or changed, and a whiteout "
+            "for each it deleted" if ins.kind == "RUN" else "the files it names, written as a tar")
+    return f" # {ins.kind} made layer {len(layers)}, {layers[-1][:19]}… ({size} bytes): {what}"
 
 
 def _from(ins: df.Instruction, plan: df.Dockerfile, done: dict[int, Stage], say) -> Stage:
