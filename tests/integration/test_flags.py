@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 
 from conftest import inspect, mb, wait_for
@@ -299,15 +300,22 @@ def test_a_health_check_is_one_process_start():
     try:
         assert wait_for(lambda: inspect("hc1")["State"]["Health"]["Status"] == "healthy", timeout=20)
         [monitor] = _monitors(cid)
-        with tempfile.NamedTemporaryFile("r", suffix=".strace") as trace:
-            subprocess.run(["timeout", "-s", "INT", "1.5", "strace", "-f", "-qq", "-e",
-                            "trace=execve,execveat,clone,clone3,fork,vfork", "-o", trace.name, "-p", str(monitor)],
+        with tempfile.TemporaryDirectory() as d:  # -ff: one file per process, each call whole on its line
+            subprocess.run(["timeout", "-s", "INT", "1.5", "strace", "-ff", "-qq", "-e",
+                            "trace=execve,execveat,clone,clone3,fork,vfork", "-o", f"{d}/t", "-p", str(monitor)],
                            capture_output=True)
-            lines = [line for line in trace.read().splitlines() if "resumed" not in line]
-        checks = sum(1 for line in lines if " execve(" in line and line.endswith("= 0"))
-        forks = sum(1 for line in lines if " clone" in line or " fork(" in line or " vfork(" in line)
-        trampolines = sum(1 for line in lines if " execveat(" in line)
-        assert checks >= 2 and forks == checks and trampolines == checks, lines
+            calls = {int(n.rsplit(".", 1)[1]): open(f"{d}/{n}").read().splitlines() for n in os.listdir(d)}
+        children = {pid: [int(line.rsplit("= ", 1)[1]) for line in lines
+                          if re.match(r"(clone3?|v?fork)\(", line) and re.search(r"= \d+$", line)]
+                    for pid, lines in calls.items()}
+
+        def tree(pid: int) -> list[int]:
+            return [pid] + [x for c in children.get(pid, []) for x in tree(c)]
+
+        # a check the trace saw whole: a fork of the monitor whose processes ran the program
+        ran = {p for p, lines in calls.items() if any(x.startswith("execve(") and x.endswith("= 0") for x in lines)}
+        started = [len(tree(c)) for c in children.get(monitor, []) if ran & set(tree(c))]
+        assert len(started) >= 2 and set(started) == {1}, calls
     finally:
         mb("rm", "-f", "hc1")
 
