@@ -9,6 +9,7 @@ the top of these modules is paid by every command, `exec` included.
 """
 
 from minibox.cli import (  # noqa: F401 - registers the verbs
+    compose,
     containergroup,
     containers,
     images,
