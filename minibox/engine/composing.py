@@ -102,26 +102,42 @@ def _selected(project: plan.Project, services: list[str], with_deps: bool = True
 
 def up(project: plan.Project, services: list[str], detach: bool, build: bool, say) -> int:
     """Networks, volumes, images, then each service's container in order, each after its
-    dependencies meet their condition. Attached (no -d): their logs until they all end."""
-    for _key, name, external in project.networks:
-        if _inspect("network", name) is None:
-            if external:
-                raise ComposeFailed(f"network {name} declared as external, but could not be found")
-            minibox("network", "create", name)
-            say(f" Network {name}  Created")
-    for _key, name, external in project.volumes:
-        if _inspect("volume", name) is None:
-            if external:
-                raise ComposeFailed(f"external volume \"{name}\" not found")
-            minibox("volume", "create", name)
-            say(f" Volume \"{name}\"  Created")
+    dependencies meet their condition. Attached (no -d): their logs until they all end.
+    A failure names the service, and takes back what this call made (its containers,
+    networks and volumes): nothing is left half-started."""
+    made: list[tuple[str, str]] = []  # (kind, name), in the order made
     chosen = _selected(project, services)
-    for s in chosen:
-        if s.build is not None and (build or _inspect("image", s.image) is None):
-            _build(s, say)
-    for s in chosen:
-        _wait_for(project, s, say)
-        _ensure(project, s, say)
+    try:
+        for _key, name, external in project.networks:
+            if _inspect("network", name) is None:
+                if external:
+                    raise ComposeFailed(f"network {name} declared as external, but could not be found")
+                minibox("network", "create", name)
+                made.append(("network", name))
+                say(f" Network {name}  Created")
+        for _key, name, external in project.volumes:
+            if _inspect("volume", name) is None:
+                if external:
+                    raise ComposeFailed(f"external volume \"{name}\" not found")
+                minibox("volume", "create", name)
+                made.append(("volume", name))
+                say(f" Volume \"{name}\"  Created")
+        for s in chosen:
+            if s.build is not None and (build or _inspect("image", s.image) is None):
+                _build(s, say)
+        for s in chosen:
+            try:
+                _wait_for(project, s, say)
+                if _ensure(project, s, say):
+                    made.append(("container", s.container(project.name)))
+            except ComposeFailed as e:
+                raise ComposeFailed(f"service {s.name}: {e}") from None
+    except BaseException:
+        for kind, name in reversed(made):
+            minibox(*(["rm", "-f"] if kind == "container" else [kind, "rm"]), name, check=False)
+        if made:
+            say(f" Rolled back what this up made: {', '.join(n for _, n in made)}")
+        raise
     if detach:
         return 0
     return follow(project, [s.name for s in chosen], say, stop_on_interrupt=True)
@@ -142,9 +158,9 @@ def _build(s: plan.Service, say) -> None:
         raise ComposeFailed(f"service {s.name}: its build failed (exit {res.returncode})")
 
 
-def _ensure(project: plan.Project, s: plan.Service, say) -> None:
+def _ensure(project: plan.Project, s: plan.Service, say) -> bool:
     """Its container as the file says: kept if its hash is the file's, started if stopped,
-    recreated if it changed, created if missing."""
+    recreated if it changed, created if missing. True if it made one."""
     name = s.container(project.name)
     found = _inspect("container", name)
     if found is not None:
@@ -155,14 +171,19 @@ def _ensure(project: plan.Project, s: plan.Service, say) -> None:
             else:
                 minibox("start", name)
                 say(f" Container {name}  Started")
-            return
+            return False
         minibox("rm", "-f", name)
         say(f" Container {name}  Recreate")
-    minibox("run", "-d", *s.run_args)
-    for key in s.networks[1:]:
-        net = dict((k, n) for k, n, _ in project.networks)[key]
-        minibox("network", "connect", "--alias", s.name, net, name)
+    try:
+        minibox("run", "-d", *s.run_args)
+        for key in s.networks[1:]:
+            net = dict((k, n) for k, n, _ in project.networks)[key]
+            minibox("network", "connect", "--alias", s.name, net, name)
+    except ComposeFailed:
+        minibox("rm", "-f", name, check=False)  # a run that failed half-way, or a network it could not join
+        raise
     say(f" Container {name}  Started")
+    return True
 
 
 def _wait_for(project: plan.Project, s: plan.Service, say, timeout: float = 300) -> None:

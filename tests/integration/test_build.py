@@ -141,3 +141,13 @@ def test_multi_stage_copies_what_the_earlier_stage_shows(tmp_path):
         assert out == [".", "./d", "./d/f", "./d/h", "./d/link", "f", "made", "65534:65534:600"], out
     finally:
         mb("rmi", "staged:1")
+    # the usual shape: a final stage from scratch that holds only a binary the first made
+    (ctx / "Dockerfile").write_text("FROM busybox AS tools\nRUN cp /bin/busybox /tool\nFROM scratch\n"
+                                    "COPY --from=tools /tool /bin/busybox\n"
+                                    'ENTRYPOINT ["/bin/busybox"]\nCMD ["echo", "only a binary"]\n')
+    mb("build", "-t", "scratchy:1", "--network", "none", str(ctx), check=True, timeout=180)
+    try:
+        assert mb("run", "--rm", "--network", "none", "scratchy:1", check=True).stdout == "only a binary\n"
+        assert len(inspect("scratchy:1")["RootFS"]["Layers"]) == 1  # the binary's layer, nothing of busybox's
+    finally:
+        mb("rmi", "scratchy:1")
