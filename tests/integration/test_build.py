@@ -14,7 +14,17 @@ import io
 import os
 import tarfile
 
+import pytest
+
 from conftest import inspect, mb
+
+@pytest.fixture(autouse=True)
+def _no_images_left():
+    """Builds keep each step's image (the cache), untagged: gone after each test, since later
+    tests list the images."""
+    yield
+    mb("image", "prune", "-f")
+
 
 DOCKERFILE = """\
 # syntax=docker/dockerfile:1

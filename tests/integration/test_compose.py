@@ -12,7 +12,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import mb, sh, wait_for
+
+@pytest.fixture(autouse=True)
+def _no_images_left():
+    """Builds keep each step's image (the cache), untagged: gone after each test, since later
+    tests list the images."""
+    yield
+    mb("image", "prune", "-f")
+
 
 COMPOSE = """\
 name: shop

@@ -116,3 +116,4 @@ def test_docker_runs_what_minibox_built(docker, tmp_path):
         assert docker("run", "--rm", "--network", "none", "built/busybox:1").stdout == "copied in\nran here\n"
     finally:
         mb("image", "rm", "built/busybox:1")
+        mb("image", "prune", "-f")  # its steps' images
