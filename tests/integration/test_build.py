@@ -149,8 +149,13 @@ def test_multi_stage_copies_what_the_earlier_stage_shows(tmp_path):
                  "cat /w/single; stat -c %u:%g:%a /w/owned", check=True).stdout.split()
         # --chown=nobody: its uid from the image's /etc/passwd, and (no group given) the same gid
         assert out == [".", "./d", "./d/f", "./d/h", "./d/link", "f", "made", "65534:65534:600"], out
+        # --target: the build stops at that stage, whose image it is
+        mb("build", "--target", "build", "-t", "staged:build", str(ctx), check=True, timeout=120)
+        assert mb("run", "--rm", "staged:build", "cat", "/out/d/f", check=True).stdout == "made\n"
+        res = mb("build", "--target", "nope", str(ctx))
+        assert res.returncode == 1 and 'target stage "nope" could not be found' in res.stderr
     finally:
-        mb("rmi", "staged:1")
+        mb("rmi", "staged:1", "staged:build")
     # the usual shape: a final stage from scratch that holds only a binary the first made
     (ctx / "Dockerfile").write_text("FROM busybox AS tools\nRUN cp /bin/busybox /tool\nFROM scratch\n"
                                     "COPY --from=tools /tool /bin/busybox\n"
