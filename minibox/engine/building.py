@@ -84,13 +84,19 @@ def build(opts: Options, say) -> str:
             n += 1
             say(f"Step {n}/{total} : {ins.source}")
             before = cur
-            if ins.kind == "FROM":
-                cur = _from(ins, plan, done, say)
-                ours = ins.args.split()[0].lower() == "scratch" or cur.image_id in (s.image_id for s in done.values())
-            else:
-                if ours:
-                    _intermediate(cur.image_id)
-                cur, ours = _step(cur, ins, context, ignore, opts, say, named), True
+            try:
+                if ins.kind == "FROM":
+                    cur = _from(ins, plan, done, say)
+                    ours = ins.args.split()[0].lower() == "scratch" or \
+                        cur.image_id in (s.image_id for s in done.values())
+                else:
+                    if ours:
+                        _intermediate(cur.image_id)
+                    cur, ours = _step(cur, ins, context, ignore, opts, say, named), True
+            except BuildFailed:
+                raise
+            except MiniboxError as e:  # a base image not found, a full disk: the step named, exit 1 as Docker's
+                raise BuildFailed(f"Dockerfile line {ins.line}: {ins.kind}: {e}") from None
             if opts.explain:
                 say(explain(ins, before, cur))
             say(f" ---> {cur.image_id.removeprefix('sha256:')[:12]}")
@@ -233,7 +239,7 @@ def _configured(cur: Stage, ins: df.Instruction) -> dict:
         elif kind == "MAINTAINER":
             doc["author"] = args
         elif kind == "HEALTHCHECK":
-            cfg = cfg._replace(healthcheck=_healthcheck(ins, cur.shell))
+            cfg = cfg._replace(healthcheck=_healthcheck(ins))
         elif kind not in ("ARG", "SHELL"):
             cfg = apply_changes(cfg, [f"{kind} {args}"])
     except InvalidSpec as e:
@@ -247,7 +253,7 @@ def _configured(cur: Stage, ins: df.Instruction) -> dict:
     return doc
 
 
-def _healthcheck(ins: df.Instruction, shell: tuple[str, ...]) -> dict:
+def _healthcheck(ins: df.Instruction) -> dict:
     """HEALTHCHECK NONE, or [--interval= --timeout= --start-period= --retries=] CMD ...: as
     the config's Healthcheck (durations in seconds, as ImageConfig keeps them)."""
     from minibox.plan.procflags import duration
@@ -277,13 +283,19 @@ def _run(cur: Stage, ins: df.Instruction, opts: Options, say) -> dict:
 
     argv = ins.exec_form()
     argv = argv if argv is not None else (*cur.shell, ins.args)
-    spec = ContainerSpec(image=cur.image_id, cmd=tuple(argv), entrypoint=(), network=opts.network,
+    # named before it exists, so that a run that fails half-way (a command not found) is found and removed
+    name = f"minibox-build-{os.urandom(6).hex()}"
+    spec = ContainerSpec(image=cur.image_id, cmd=tuple(argv), entrypoint=(), network=opts.network, name=name,
                          env=tuple(f"{k}={v}" for k, v in cur.args), pull="never")
     result = None
     try:
         try:
             result = launch.run(spec, explain=lambda steps, pid, cid: say(f" ---> Running in {cid[:12]}"))
         except MiniboxError as e:
+            try:
+                removal.remove(store.resolve_id(name), force=True)
+            except MiniboxError:
+                pass  # it was never made
             raise BuildFailed(f"Dockerfile line {ins.line}: {ins.source}: {e}") from None
         if result.exit_code:
             raise BuildFailed(f"The command '{' '.join(argv)}' returned a non-zero code: {result.exit_code}")

@@ -108,20 +108,14 @@ def up(project: plan.Project, services: list[str], detach: bool, build: bool, sa
     made: list[tuple[str, str]] = []  # (kind, name), in the order made
     chosen = _selected(project, services)
     try:
-        for _key, name, external in project.networks:
-            if _inspect("network", name) is None:
-                if external:
-                    raise ComposeFailed(f"network {name} declared as external, but could not be found")
-                minibox("network", "create", name)
-                made.append(("network", name))
-                say(f" Network {name}  Created")
-        for _key, name, external in project.volumes:
-            if _inspect("volume", name) is None:
-                if external:
-                    raise ComposeFailed(f"external volume \"{name}\" not found")
-                minibox("volume", "create", name)
-                made.append(("volume", name))
-                say(f" Volume \"{name}\"  Created")
+        for kind, declared in (("network", project.networks), ("volume", project.volumes)):
+            for _key, name, external in declared:
+                if _inspect(kind, name) is None:
+                    if external:
+                        raise ComposeFailed(f"{kind} {name} is declared external, and there is none")
+                    minibox(kind, "create", name)
+                    made.append((kind, name))
+                    say(f" {kind.capitalize()} {name}  Created")
         for s in chosen:
             if s.build is not None and (build or _inspect("image", s.image) is None):
                 _build(s, say)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from typing import Any
 
 from minibox.errors import InvalidSpec, shown
@@ -131,16 +130,9 @@ def _command_form(value: str, where: str) -> tuple[str, ...]:
 
 def _pairs(value: str, where: str) -> list[tuple[str, str]]:
     """`K=V K2="v 2"`, or the old form `K V`."""
-    words = shlex.split(value)
-    if words and "=" not in words[0]:
-        return [(words[0], value.split(None, 1)[1] if len(value.split(None, 1)) > 1 else "")]
-    out = []
-    for w in words:
-        k, eq, v = w.partition("=")
-        if not eq or not k:
-            raise InvalidSpec(f'invalid {where} "{value}": use KEY=VALUE')
-        out.append((k, v))
-    return out
+    from minibox.plan.dockerfile import pairs
+
+    return pairs(value, f"invalid {where}")
 
 
 def _healthcheck(hc) -> dict | None:

@@ -132,7 +132,7 @@ def parse(text: str, build_args: dict[str, str] | None = None) -> Dockerfile:
             if len(words) == 3 and not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_.-]*", words[2]):
                 raise InvalidSpec(f'Dockerfile line {number}: invalid stage name "{words[2]}"')
         if kind == "ENV":
-            for k, v in env_pairs(rest, number):
+            for k, v in pairs(rest, f"Dockerfile line {number}: ENV"):
                 scope[k] = v
         if not rest and kind not in ("RUN",):
             raise InvalidSpec(f"Dockerfile line {number}: {kind} needs arguments")
@@ -235,14 +235,15 @@ def substitute(text: str, scope: dict[str, str], number: int = 0) -> str:
     return "".join(out)
 
 
-def env_pairs(value: str, number: int = 0) -> list[tuple[str, str]]:
-    """ENV/LABEL's `K=V K2="v 2"`, or the old one-pair form `K V`."""
+def pairs(value: str, where: str) -> list[tuple[str, str]]:
+    """ENV's and LABEL's `K=V K2="v 2"`, or the old one-pair form `K V` (a Dockerfile's, and
+    commit's and import's --change): one line naming `where` for anything else."""
     import shlex
 
     try:
         words = shlex.split(value)
     except ValueError as e:
-        raise InvalidSpec(f'Dockerfile line {number}: "{value}": {e}') from None
+        raise InvalidSpec(f'{where} "{value}": {e}') from None
     if words and "=" not in words[0]:
         parts = value.split(None, 1)
         return [(parts[0], parts[1] if len(parts) > 1 else "")]
@@ -250,6 +251,6 @@ def env_pairs(value: str, number: int = 0) -> list[tuple[str, str]]:
     for w in words:
         k, eq, v = w.partition("=")
         if not eq or not k:
-            raise InvalidSpec(f'Dockerfile line {number}: "{value}": use KEY=VALUE')
+            raise InvalidSpec(f'{where} "{value}": use KEY=VALUE')
         out.append((k, v))
     return out

@@ -327,3 +327,11 @@ def forward_drop():
     sh("iptables -P FORWARD DROP")
     yield
     sh("iptables -P FORWARD ACCEPT")
+
+
+@pytest.fixture
+def no_unnamed_images():
+    """For tests that build: each step's image is kept (the cache), untagged; they go after
+    the test, since later tests list the images."""
+    yield
+    mb("image", "prune", "-f")

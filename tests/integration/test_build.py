@@ -18,13 +18,7 @@ import pytest
 
 from conftest import inspect, mb
 
-@pytest.fixture(autouse=True)
-def _no_images_left():
-    """Builds keep each step's image (the cache), untagged: gone after each test, since later
-    tests list the images."""
-    yield
-    mb("image", "prune", "-f")
-
+pytestmark = pytest.mark.usefixtures("no_unnamed_images")
 
 DOCKERFILE = """\
 # syntax=docker/dockerfile:1
@@ -117,13 +111,14 @@ def test_a_failing_run_tags_nothing_and_bad_dockerfiles_are_one_line(tmp_path):
                           ("FROM busybox\nCOPY pw /pw\n", '"pw" is outside the build context'),
                           ("FROM busybox\nCOPY ../x /x\n", '"../x" is outside the build context'),
                           ("FROM busybox\nCOPY nothere /x\n", 'file not found in build context'),
+                          ('FROM busybox\nRUN ["nosuch"]\n', '"nosuch": executable file not found'),
                           ("FROM busybox AS a\nFROM busybox\nCOPY --from=a /nothere /x\n", '"/nothere" not found'),
                           ("FROM busybox AS a\nRUN mkdir /a && ln -s /etc /a/link\nFROM busybox\n"
                            "COPY --from=a /a/link/passwd /x\n", "passes through the symlink")):
         (ctx / "Dockerfile").write_text(text)
         res = mb("build", "-t", "never:1", str(ctx), timeout=60)
         assert (res.returncode, res.stderr.count("\n")) == (1, 1) and message in res.stderr, (text, res.stderr)
-        assert mb("image", "inspect", "never:1").returncode != 0
+        assert mb("image", "inspect", "never:1").returncode != 0 and mb("ps", "-aq", check=True).stdout == ""
     res = mb("build", str(tmp_path / "missing"))
     assert res.returncode == 125 and "not found" in res.stderr
 

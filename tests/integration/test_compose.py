@@ -16,13 +16,7 @@ import pytest
 
 from conftest import mb, sh, wait_for
 
-@pytest.fixture(autouse=True)
-def _no_images_left():
-    """Builds keep each step's image (the cache), untagged: gone after each test, since later
-    tests list the images."""
-    yield
-    mb("image", "prune", "-f")
-
+pytestmark = pytest.mark.usefixtures("no_unnamed_images")
 
 COMPOSE = """\
 name: shop
