@@ -75,8 +75,8 @@ def namespaces(pid: int) -> list[str]:
     """PID 1's namespaces that a child of ours would not be in: the ones to join, in order."""
     out = []
     for ns in NS_ORDER:
-        ours = "pid_for_children" if ns == "pid" else ns
-        try:
+        ours = "pid_for_children" if ns == "pid" and os.path.exists("/proc/self/ns/pid_for_children") else ns
+        try:  # (pid_for_children: Linux 4.12+)
             if os.stat(f"/proc/{pid}/ns/{ns}").st_ino != os.stat(f"/proc/self/ns/{ours}").st_ino:
                 out.append(ns)
         except FileNotFoundError:
