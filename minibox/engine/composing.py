@@ -207,12 +207,12 @@ def _wait_for(project: plan.Project, s: plan.Service, say, timeout: float = 300)
 def down(project: plan.Project, volumes: bool, rmi_local: bool, say) -> None:
     """Every container of the project (found by its label), then its networks, and with -v
     its volumes; --rmi local: the images it built."""
-    ids = minibox("ps", "-aq", "--filter", f"label={PROJECT_LABEL}={project.name}").stdout.split()
-    if ids:
-        minibox("rm", "-f", *ids)
-    for s in project.services:
-        if s.container(project.name) and ids:
-            say(f" Container {s.container(project.name)}  Removed")
+    names = minibox("ps", "-a", "--filter", f"label={PROJECT_LABEL}={project.name}", "--format",
+                    "{{.Names}}").stdout.split()
+    if names:
+        minibox("rm", "-f", *names)
+    for name in names:
+        say(f" Container {name}  Removed")
     for _key, name, external in project.networks:
         if not external and _inspect("network", name) is not None:
             minibox("network", "rm", name)

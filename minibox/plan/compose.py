@@ -224,6 +224,8 @@ def _service(name: str, d: Any, project: str, directory: str, nets: dict, vols: 
         if key not in nets:
             raise InvalidSpec(f'{where} uses network "{key}", which the top-level networks do not declare')
     mode = d.get("network_mode")
+    if isinstance(mode, str) and mode.startswith("service:"):  # another service's container's network
+        mode = f"container:{project}-{mode.split(':', 1)[1]}-1"
     keys = tuple(aliases) if not mode else ()
     if mode:
         args += ["--network", str(mode)]

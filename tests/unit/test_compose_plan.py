@@ -40,6 +40,12 @@ def test_services_become_run_flags_named_and_labelled_as_compose_names_them():
     assert [s.name for s in compose.load(DOC, "shop", "/srv/shop", ("debug",)).services] == ["db", "tool", "web"]
 
 
+def test_network_mode_service_is_that_services_container():
+    doc = {"services": {"a": {"image": "x"}, "b": {"image": "x", "network_mode": "service:a", "depends_on": ["a"]}}}
+    b = compose.load(doc, "p", "/p").service("b")
+    assert "--network container:p-a-1" in " ".join(b.flags) and b.networks == ()
+
+
 def test_a_changed_service_changes_its_hash_and_only_its_own():
     a = compose.load(DOC, "shop", "/srv/shop")
     doc = compose.merge(DOC, {"services": {"web": {"environment": {"MODE": "dev"}}}})
