@@ -70,7 +70,7 @@ def ps(all_: bool = typer.Option(False, "-a", "--all", help="stopped containers 
     from minibox.engine import composing
 
     p = _project()
-    args = ["ps", "--filter", f"label={composing.PROJECT_LABEL}={p.name}"] + (["-a"] if all_ or quiet else []) + \
+    args = ["ps", "--filter", f"label={composing.PROJECT_LABEL}={p.name}"] + (["-a"] if all_ else []) + \
         (["-q"] if quiet else [])
     sys.stdout.write(composing.minibox(*args).stdout)
 
