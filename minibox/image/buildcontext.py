@@ -225,8 +225,11 @@ def image_sources(ins: df.Instruction, lowerdirs: tuple[str, ...]) -> list[tuple
         hidden: set[str] = set()  # deleted or below an opaque directory, for the layers further down
         for layer in lowerdirs[top:]:
             root = os.path.join(layer, path) if path else layer
-            if not os.path.isdir(root) or os.path.islink(root):
-                continue
+            chain = _dir_chain(layer, path)
+            if chain is None:
+                continue  # not in this layer
+            if not chain:
+                break  # a file, a symlink or a whiteout on the way hides this layer's and those below
             below: set[str] = set()
             for dirpath, dirnames, filenames in os.walk(root):
                 dirnames.sort()
@@ -272,6 +275,21 @@ def _topmost(lowerdirs: tuple[str, ...], path: str, ins: df.Instruction) -> tupl
         if not parts:
             return i, layer
     return None
+
+
+def _dir_chain(layer: str, path: str) -> bool | None:
+    """Whether `path` is a real directory in `layer` with a real directory at every step, each
+    looked at with lstat (a symlink of the image is never followed on the host: it could lead
+    out of the layer); None where the layer does not have it."""
+    here = layer
+    for part in path.split("/") if path else ():
+        here = os.path.join(here, part)
+        try:
+            if not stat.S_ISDIR(os.lstat(here).st_mode):
+                return False
+        except FileNotFoundError:
+            return None
+    return True
 
 
 def _xattr(path: str, name: str) -> bytes:

@@ -132,18 +132,22 @@ def test_multi_stage_copies_what_the_earlier_stage_shows(tmp_path):
     (ctx / "Dockerfile").write_text(
         "FROM busybox AS build\n"
         "RUN mkdir -p /out/d && echo made > /out/d/f && echo gone > /out/g && ln -s f /out/d/link\n"
-        "RUN rm /out/g && echo later > /out/d/h\n"
+        "RUN rm /out/g && echo later > /out/d/h && ln -s / /p\n"
+        "RUN rm /p && mkdir -p /p/etc && echo mine > /p/etc/f\n"
         "FROM busybox\n"
         "WORKDIR /w\n"
         "COPY --from=build /out /copied\n"
         "COPY --from=0 /out/d/f single\n"
-        "COPY --from=build --chown=nobody --chmod=600 /out/d/h owned\n")
+        "COPY --from=build --chown=nobody --chmod=600 /out/d/h owned\n"
+        "COPY --from=build /p/etc /e\n")
     mb("build", "-t", "staged:1", str(ctx), check=True, timeout=180)
     try:
         out = mb("run", "--rm", "staged:1", "sh", "-c", "cd /copied && find . | sort; readlink d/link; "
-                 "cat /w/single; stat -c %u:%g:%a /w/owned", check=True).stdout.split()
+                 "cat /w/single; stat -c %u:%g:%a /w/owned; cd /e && find . | sort", check=True).stdout.split()
         # --chown=nobody: its uid from the image's /etc/passwd, and (no group given) the same gid
-        assert out == [".", "./d", "./d/f", "./d/h", "./d/link", "f", "made", "65534:65534:600"], out
+        # /p was a symlink to / in a lower layer: never followed on the host (it would lead to the
+        # host's /etc), the directory above hides it
+        assert out == [".", "./d", "./d/f", "./d/h", "./d/link", "f", "made", "65534:65534:600", ".", "./f"], out
         # --target: the build stops at that stage, whose image it is
         mb("build", "--target", "build", "-t", "staged:build", str(ctx), check=True, timeout=120)
         assert mb("run", "--rm", "staged:build", "cat", "/out/d/f", check=True).stdout == "made\n"
