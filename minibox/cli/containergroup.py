@@ -29,13 +29,14 @@ def container_prune(force: bool = typer.Option(False, "-f", "--force", help="(ac
     """Remove every stopped container (exited, or created and never started), with what it held."""
     lifecycle.require_root()
     from minibox.cli import present
+    from minibox.engine import listing
     from minibox.model import CREATED, EXITED
 
     wanted = present.parse_filters(filters, ("label",))
     gone = []
     for rec in store.all_records():
         state = lifecycle.refresh(rec.id)
-        if state.status in (EXITED, CREATED) and present.ps_matches(rec, state, wanted):
+        if state.status in (EXITED, CREATED) and present.ps_matches(listing.PsView.of(rec), state, wanted):
             removal.remove(rec.id, force=state.status == CREATED)  # a created one's PID 1 waits: it goes too
             gone.append(rec.id)
     say("Deleted Containers:\n" + "".join(c + "\n" for c in gone) if gone else "Deleted Containers:")

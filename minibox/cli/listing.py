@@ -5,10 +5,9 @@ from typing import List
 
 import typer
 
-from minibox import config, store
+from minibox import config
 from minibox.cli.app import app, say
 from minibox.engine import lifecycle
-from minibox.errors import MiniboxError
 from minibox.model import RUNNING
 
 
@@ -26,36 +25,21 @@ def ps(
     """List containers. One whose record cannot be read is listed as Dead, the rest as usual."""
     lifecycle.require_root()
     from minibox.cli import present
-    from minibox.runtime import cgroups
+    from minibox.engine import listing
 
     shape = present.Output(fmt)
     wanted = present.parse_filters(filters, present.PS_FILTERS)
     rows = []
-    parent = config.cgroup_parent()
-    for cid, rec in store.entries().items():
-        if isinstance(rec, MiniboxError):
-            rows.append((cid, None, None, str(rec)))
+    for item in listing.containers():
+        view, state = item.view, item.state
+        if state is None:
+            rows.append((item.cid, view, None, item.error))
             continue
-        try:
-            state = lifecycle.refresh(rec.id)
-        except FileNotFoundError:
-            continue  # removed while we looked
-        except MiniboxError as e:
-            try:
-                state = store.load_state(rec.id)
-            except MiniboxError:
-                rows.append((cid, rec, None, str(e)))
-                continue
-            print(f"minibox: warning: {e}", file=sys.stderr)
-        if state.status == RUNNING and cgroups.paused(parent, rec.id):
-            state = state.replace(paused=True)  # the kernel's freezer says so (pause)
-        if state.status == RUNNING and rec.healthcheck:
-            from minibox.engine import health
-
-            state = state.replace(health=(health.read(rec.id) or {}).get("Status", "starting"))
+        if item.warning:
+            print(f"minibox: warning: {item.warning}", file=sys.stderr)
         if (all_ or last >= 0 or latest or state.status == RUNNING or any(k in ("status", "exited") for k, _ in wanted)) \
-                and present.ps_matches(rec, state, wanted):
-            rows.append((cid, rec, state, ""))
+                and present.ps_matches(view, state, wanted):
+            rows.append((item.cid, view, state, ""))
     rows.sort(key=lambda r: r[1].created if r[1] else 0, reverse=True)
     if latest or last >= 0:
         rows = rows[:1 if latest else last]
@@ -73,7 +57,7 @@ def ps(
         for row, (c, r, s, _e) in zip(table, rows):
             row[0] = c
             if r is not None:
-                row[2] = '"' + " ".join(r.argv) + '"'
+                row[2] = '"' + " ".join(r.command) + '"'
     headers = list(present.PS_HEADERS)
     if size:
         from minibox.engine.volumes import bytes_under

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shlex
 import time
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from minibox.model import (
     CREATED,
@@ -18,6 +19,9 @@ from minibox.model import (
     ContainerRecord,
     ContainerState,
 )
+
+if TYPE_CHECKING:
+    from minibox.engine.listing import PsView
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -89,14 +93,14 @@ def status_text(state: ContainerState, now: float | None = None) -> str:
     return "Created" if state.status == CREATED else state.status.capitalize()
 
 
-def command_text(rec: ContainerRecord, width: int = 20) -> str:
-    text = shlex.join(rec.argv or rec.spec.cmd)
+def command_text(view: PsView, width: int = 20) -> str:
+    text = shlex.join(view.command)
     if len(text) > width:
         text = text[: width - 1] + "…"
     return f'"{text}"'
 
 
-def ports_text(rec: ContainerRecord) -> str:
+def ports_text(rec: ContainerRecord | PsView) -> str:
     return ", ".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}" for p in rec.ports)
 
 
@@ -106,15 +110,15 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 
 
-def live_ports(rec: ContainerRecord, state: ContainerState) -> str:
+def live_ports(rec: PsView, state: ContainerState) -> str:
     """As Docker shows them: the ports of a running container only (an exited one's are
     released, and may already be someone else's)."""
     return ports_text(rec) if state.status == RUNNING else ""
 
 
-def ps_row(rec: ContainerRecord, state: ContainerState, now: float | None = None) -> list[str]:
-    return [rec.short_id, rec.spec.image, command_text(rec), ago(rec.created, now),
-            status_text(state, now), live_ports(rec, state), rec.name]
+def ps_row(view: PsView, state: ContainerState, now: float | None = None) -> list[str]:
+    return [view.short_id, view.image, command_text(view), ago(view.created, now),
+            status_text(state, now), live_ports(view, state), view.name]
 
 
 PS_HEADERS = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
@@ -130,13 +134,12 @@ def dead_json(cid: str, why: str) -> dict:
             "Ports": "", "Names": ""}
 
 
-def ps_json(rec: ContainerRecord, state: ContainerState) -> dict:
+def ps_json(view: PsView, state: ContainerState) -> dict:
     """One container as `docker ps --format '{{json .}}'` shows it."""
-    return {"ID": rec.short_id, "Image": rec.spec.image, "Command": command_text(rec),
-            "CreatedAt": iso(rec.created), "RunningFor": ago(rec.created), "Status": status_text(state),
-            "State": state.status, "Ports": live_ports(rec, state), "Names": rec.name, "Labels": ",".join(rec.labels),
-            "Mounts": ",".join(m.source if m.kind != "tmpfs" else m.target for m in rec.mounts),
-            "Networks": rec.endpoint.network if rec.endpoint else (rec.spec.network or "")}
+    return {"ID": view.short_id, "Image": view.image, "Command": command_text(view),
+            "CreatedAt": iso(view.created), "RunningFor": ago(view.created), "Status": status_text(state),
+            "State": state.status, "Ports": live_ports(view, state), "Names": view.name,
+            "Labels": ",".join(view.labels), "Mounts": ",".join(view.mounts), "Networks": view.network}
 
 
 PS_HEADINGS = {"ID": "CONTAINER ID", "RunningFor": "CREATED", "CreatedAt": "CREATED AT", "Names": "NAMES"}
@@ -156,8 +159,10 @@ def parse_filters(items: list[str], known: tuple[str, ...]) -> list[tuple[str, s
     return out
 
 
-def ps_matches(rec: ContainerRecord, state: ContainerState, filters: list[tuple[str, str]]) -> bool:
+def ps_matches(rec: PsView, state: ContainerState, filters: list[tuple[str, str]]) -> bool:
     """Docker's rule: filters of one key are OR-ed, different keys AND-ed."""
+    if not filters:
+        return True
     import re
 
     by_key: dict[str, list[str]] = {}
@@ -177,14 +182,14 @@ def ps_matches(rec: ContainerRecord, state: ContainerState, filters: list[tuple[
     return all(any(tests[k](v) for v in vs) for k, vs in by_key.items())
 
 
-def _same_image(text: str, rec: ContainerRecord) -> bool:
+def _same_image(text: str, rec: PsView) -> bool:
     from minibox.image import ref as refs
 
     if rec.image_id and rec.image_id.removeprefix("sha256:").startswith(text.removeprefix("sha256:")) \
             and len(text.removeprefix("sha256:")) >= 4:
         return True
     try:
-        return refs.normalize(text) == refs.normalize(rec.spec.image)
+        return refs.normalize(text) == refs.normalize(rec.image)
     except Exception:  # noqa: BLE001 - not a reference: no match
         return False
 

@@ -241,10 +241,12 @@ def sweep_index_files() -> tuple[list[Step], list[str]]:
 
 
 def sweep_image_tmp() -> tuple[list[Step], list[str]]:
-    """Half-unpacked layers of a pull, load or import that was killed."""
+    """Half-unpacked layers of a pull, load or import that was killed; ps's memo half written."""
+    from minibox.engine import listing
     from minibox.image import store as images
 
-    return [RemovePath(p, "tree", why="a layer an interrupted pull or load was unpacking") for p in images.clean_tmp()], []
+    return [RemovePath(p, "tree", why="a layer an interrupted pull or load was unpacking") for p in images.clean_tmp()] \
+        + [RemovePath(p, why="ps's memo, half written by a `ps` that was killed") for p in listing.clean_tmp()], []
 
 
 def sweep_dns() -> tuple[list[Step], list[str]]:

@@ -92,9 +92,10 @@ SUPERVISOR_DIED = ("its supervisor (minibox-shim, PID {}) died, and PID 1 was ki
                    "ran (`minibox start` or `minibox gc --restart` starts it again)")
 
 
-def refresh(cid: str, done: list | None = None) -> ContainerState:
-    """Bring state.json up to date with the kernel, releasing resources of a stopped container."""
-    state = store.load_state(cid)
+def refresh(cid: str, done: list | None = None, state: ContainerState | None = None) -> ContainerState:
+    """Bring state.json up to date with the kernel, releasing resources of a stopped container.
+    `state`: as just read (ps's memo); returned as it is when nothing needed doing."""
+    state = store.load_state(cid) if state is None else state
     if state.status in (CREATING, CREATED) and _creator_gone(state):
         # The `minibox run` creating it was killed: the command never ran. Its PID 1 (if
         # any) sees EOF on "go" and exits; record the end so rm and gc can finish.

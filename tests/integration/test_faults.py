@@ -341,6 +341,49 @@ def test_the_names_index_is_never_trusted_over_the_records():
         mb("rm", "-f", "held")
 
 
+def test_ps_memo_is_never_trusted_over_the_records():
+    """`ps` keeps what it read of each record in ps-memo.json, by the record's inode, mtime
+    and size: a record that changed is read again, an entry that does not match its record
+    is not used, a damaged memo is ignored and written anew, and a PID 1 that died or a
+    frozen group is seen as without the memo."""
+    memo = ROOT / "ps-memo.json"
+    mb("run", "-d", "--name", "memo-a", "busybox", "sleep", "600", check=True)
+    mb("run", "-d", "--name", "memo-b", "busybox", "sleep", "600", check=True)
+    b = mb("inspect", "-f", "{{.Id}}", "memo-b", check=True).stdout.strip()
+    try:
+        assert "memo-a" in mb("ps", check=True).stdout
+        assert b in json.loads(memo.read_text())["containers"]
+        mb("rename", "memo-a", "memo-c", check=True)  # its config.json is written again
+        names = mb("ps", "--format", "{{.Names}}", check=True).stdout.split()
+        assert "memo-c" in names and "memo-a" not in names
+        data = json.loads(memo.read_text())
+        entry = data["containers"][b]
+        entry[1][1], entry[0][1] = "forged", entry[0][1] + 1  # another name, kept for another mtime
+        memo.write_text(json.dumps(data))
+        assert "memo-b" in mb("ps", check=True).stdout and "forged" not in mb("ps", check=True).stdout
+        for junk in ("", "garbage", "[1, 2]", json.dumps({**data, "containers": {b: [1]}}),
+                     json.dumps({**data, "containers": {b: [entry[0], ["x"] * 11, entry[2], entry[3]]}})):
+            memo.write_text(junk)
+            res = mb("ps")
+            assert res.returncode == 0 and "memo-b" in res.stdout and not res.stderr, (junk, res)
+        assert json.loads(memo.read_text())["containers"][b][1][1] == "memo-b"  # written anew
+        mb("pause", "memo-b", check=True)  # the freezer changes, state.json does not
+        assert "(Paused)" in mb("ps", "--filter", "name=memo-b", check=True).stdout
+        mb("unpause", "memo-b", check=True)
+        pid = json.loads((ROOT / "containers" / b / "state.json").read_text())["pid"]
+        os.kill(pid, 9)  # the memo still says running: ps asks the kernel
+        assert wait_for(lambda: "memo-b" not in mb("ps").stdout)
+        assert "Exited (137)" in mb("ps", "-a", "--filter", "name=memo-b", check=True).stdout
+        dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
+        killed, writing = ROOT / f".ps-memo.json.{dead}.tmp", ROOT / f".ps-memo.json.{os.getpid()}.tmp"
+        killed.write_text("{"), writing.write_text("{")  # a ps killed mid-write, and one still writing
+        out = mb("gc", "--explain", check=True)
+        assert not killed.exists() and writing.exists() and str(killed) in out.stdout + out.stderr
+    finally:
+        mb("rm", "-f", "memo-b", "memo-c")
+        (ROOT / f".ps-memo.json.{os.getpid()}.tmp").unlink(missing_ok=True)
+
+
 def test_a_deleted_address_index_never_hands_out_a_running_containers_address():
     """ipam/NET is an index of the records: with the network's directory deleted, the next
     run must not get the running container's address (#24: it did); gc writes the files

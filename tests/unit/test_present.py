@@ -43,3 +43,28 @@ def test_log_records():
              b"2026-01-01T00:00:00.3Z stderr F tial", b"2026-01-01T00:00:00.4Z stdout F "]
     assert list(logs.parse(iter(lines))) == [("stdout", b"hello\n"), ("stderr", b"par"), ("stderr", b"tial\n"),
                                              ("stdout", b"\n")]
+
+
+def test_ps_view_round_trips_through_the_memo_and_refuses_other_shapes():
+    import json
+
+    import pytest
+
+    from minibox.engine.listing import PsView
+    from minibox.model import MountSpec
+
+    rec = ContainerRecord(id="b" * 64, name="web", created=12.5, spec=ContainerSpec("busybox", ("httpd", "-f")),
+                          image_layers=("/i",), hostname="h", env=(), ports=(PortMapping("", 8080, 80),),
+                          labels=("a=b",), mounts=(MountSpec("volume", "data", "/d"), MountSpec("tmpfs", "", "/t")),
+                          image_id="sha256:" + "c" * 64, healthcheck={"Test": ["CMD", "true"]})
+    view = PsView.of(rec)
+    assert view.command == ("httpd", "-f") and view.mounts == ("data", "/t") and view.healthcheck
+    assert PsView.from_list(json.loads(json.dumps(view.to_list()))) == view
+    assert present.ps_row(view, ContainerState(status="running", started_at=10), now=20)[1:] == \
+        ["busybox", '"httpd -f"', "7 seconds ago", "Up 10 seconds", "0.0.0.0:8080->80/tcp",
+         "web"]
+    good = view.to_list()
+    for bad in (good[:-1], [1] + good[1:], good[:5] + [[1]] + good[6:], good[:6] + [[["", "8080", 80, "tcp"]]] + good[7:],
+                good[:10] + ["yes"], "row"):
+        with pytest.raises((TypeError, ValueError)):
+            PsView.from_list(bad)

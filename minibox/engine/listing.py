@@ -1,0 +1,222 @@
+"""What `ps` lists: every container's record and state, read through a memo that the records validate.
+
+At a thousand containers, reading and parsing two JSON records each costs more than all
+the rest of `ps`. So `ps` keeps ps-memo.json at the state root: per container, what it
+shows of the record (a PsView) and the last state it read, each beside the inode, mtime
+and size of the file it came from. A file whose stat still matches is not read again; any
+other is, and the memo is written anew. The records stay the truth: the memo is never
+used for a file it does not match, a damaged memo is ignored, and removing it only costs
+the next `ps` a full read. A state that may need settling (its PID 1 gone, its creator
+killed, its resources not yet released) goes through lifecycle.refresh as before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from minibox import config, store
+from minibox.engine import lifecycle
+from minibox.errors import Damaged, MiniboxError, WriteFailed
+from minibox.model import RUNNING, ContainerRecord, ContainerState, PortMapping
+from minibox.value import Value
+
+MEMO = "ps-memo.json"
+MEMO_VERSION = 1
+STATE_FIELDS = list(ContainerState._fields)  # a state is kept as these fields' values, in this order
+
+
+class PsView(Value):
+    """What `ps` shows and filters on of a container's record."""
+
+    id: str
+    name: str
+    created: float
+    image: str  # as the user named it
+    image_id: str
+    command: tuple[str, ...]  # what runs: argv, or the spec's command
+    ports: tuple[PortMapping, ...]
+    labels: tuple[str, ...]
+    mounts: tuple[str, ...]  # each mount's source (a tmpfs: its target)
+    network: str
+    healthcheck: bool
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @classmethod
+    def of(cls, rec: ContainerRecord) -> PsView:
+        return cls(rec.id, rec.name, rec.created, rec.spec.image, rec.image_id, tuple(rec.argv or rec.spec.cmd),
+                   rec.ports, rec.labels, tuple(m.source if m.kind != "tmpfs" else m.target for m in rec.mounts),
+                   rec.endpoint.network if rec.endpoint else (rec.spec.network or ""), bool(rec.healthcheck))
+
+    def to_list(self) -> list:
+        return [self.id, self.name, self.created, self.image, self.image_id, list(self.command),
+                [[p.host_ip, p.host_port, p.container_port, p.proto] for p in self.ports], list(self.labels),
+                list(self.mounts), self.network, self.healthcheck]
+
+    @classmethod
+    def from_list(cls, row: Any) -> PsView:
+        """to_list's output read back; TypeError or ValueError if it is not that shape."""
+        cid, name, created, image, image_id, command, ports, labels, mounts, network, health = row
+        strs = [cid, name, image, image_id, network, *command, *labels, *mounts]
+        if not all(type(x) is str for x in strs) or type(created) not in (int, float) or type(health) is not bool:
+            raise TypeError("not a ps view")
+        ports = tuple(PortMapping(*p) for p in ports)
+        if not all(type(p.host_ip) is str and type(p.host_port) is int and type(p.container_port) is int
+                   and type(p.proto) is str for p in ports):
+            raise TypeError("not a port mapping")
+        return cls(cid, name, created, image, image_id, tuple(command), ports, tuple(labels), tuple(mounts),
+                   network, health)
+
+
+class Listed(Value):
+    """One container as `ps` finds it: view None when its record cannot be read, state None
+    when its state cannot be (`error` says why: ps shows it as Dead); `warning` when its
+    state could not be brought up to date and is shown as found."""
+
+    cid: str
+    view: PsView | None
+    state: ContainerState | None
+    error: str = ""
+    warning: str = ""
+
+
+def containers() -> list[Listed]:
+    """Every container directory with a record or a state, in no order; the memo is
+    written again when anything in it changed."""
+    where = str(config.paths().containers)
+    try:
+        names = os.listdir(where)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    memo = _read_memo()
+    kept: dict[str, list] = {}
+    out = []
+    for cid in names:
+        old = memo.get(cid)
+        item, entry = _one(where, cid, old if isinstance(old, list) and len(old) == 4 else None)
+        if item is not None:
+            out.append(item)
+        if entry is not None:
+            kept[cid] = entry
+    if kept.keys() != memo.keys() or any(kept[c] is not memo[c] for c in kept):
+        _write_memo(kept)
+    return out
+
+
+def _one(where: str, cid: str, old: list | None) -> tuple[Listed | None, list | None]:
+    """The container `cid` (None if it is not one, or was removed meanwhile) and its memo entry."""
+    record_key = _key(f"{where}/{cid}/config.json")
+    state_key = _key(f"{where}/{cid}/state.json")
+    if record_key is None and state_key is None:
+        return None, None
+    view = _memo_view(old, record_key)
+    view_hit = view is not None
+    if view is None:
+        try:
+            view = PsView.of(store.load_record(cid))
+        except FileNotFoundError:
+            return None, None  # removed right now
+        except Damaged as e:
+            return Listed(cid, None, None, str(e)), None
+    state = _memo_state(old, state_key)
+    state_hit = state is not None
+    warning = ""
+    try:
+        if state is None:
+            state = store.load_state(cid)  # read after its stat: a write in between makes the key stale
+        now = lifecycle.refresh(cid, state=state)
+    except FileNotFoundError:
+        return None, None
+    except MiniboxError as e:
+        if state is None:
+            return Listed(cid, view, None, str(e)), None
+        now, warning = state, str(e)
+    listed = Listed(cid, view, _live(cid, view, now), warning=warning)
+    if record_key is None:
+        return listed, None
+    if view_hit and state_hit and now is state:
+        return listed, old  # unchanged: containers() leaves the memo as it is
+    # A state is remembered only as read: one that refresh changed was written meanwhile.
+    kept = now is state and state_key is not None
+    return listed, [record_key, old[1] if view_hit else view.to_list(), state_key if kept else None,
+                    (old[3] if state_hit else [getattr(state, f) for f in STATE_FIELDS]) if kept else None]
+
+
+def _live(cid: str, view: PsView, state: ContainerState) -> ContainerState:
+    """What is never stored: paused (the kernel's freezer says so) and health (health.json)."""
+    if state.status != RUNNING:
+        return state
+    from minibox.runtime import cgroups
+
+    if cgroups.paused(config.cgroup_parent(), cid):
+        state = state.replace(paused=True)
+    if view.healthcheck:
+        from minibox.engine import health
+
+        state = state.replace(health=(health.read(cid) or {}).get("Status", "starting"))
+    return state
+
+
+def _key(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:  # missing, or its directory is not one
+        return None
+    return [st.st_ino, st.st_mtime_ns, st.st_size]
+
+
+def _memo_view(old: list | None, key: list[int] | None) -> PsView | None:
+    if old is None or key is None or old[0] != key:
+        return None
+    try:
+        return PsView.from_list(old[1])
+    except (TypeError, ValueError):
+        return None  # a damaged entry: read the record
+
+
+def _memo_state(old: list | None, key: list[int] | None) -> ContainerState | None:
+    """The state the memo holds as its fields' values in order (see _write_memo)."""
+    if old is None or key is None or old[2] != key or type(old[3]) is not list or len(old[3]) != len(STATE_FIELDS):
+        return None
+    state = ContainerState._from_mapping(dict(zip(STATE_FIELDS, old[3])))
+    if type(state.status) is not str or type(state.pid) is not int or type(state.pid_start) is not int \
+            or type(state.release_log) is not list:
+        return None
+    return state._replace(release_log=tuple(tuple(x) for x in state.release_log))
+
+
+def _read_memo() -> dict[str, Any]:
+    try:
+        data = store.read_json(config.paths().root / MEMO)
+    except (OSError, Damaged):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != MEMO_VERSION or data.get("state") != STATE_FIELDS \
+            or not isinstance(data.get("containers"), dict):
+        return {}  # damaged, or another minibox's
+    return data["containers"]
+
+
+def _write_memo(entries: dict[str, list]) -> None:
+    """Best effort: a read-only or full state root only costs the next `ps` a full read."""
+    try:
+        store.replace_file(config.paths().root / MEMO, json.dumps(
+            {"version": MEMO_VERSION, "state": STATE_FIELDS, "containers": entries}, separators=(",", ":")))
+    except (OSError, WriteFailed):
+        pass
+
+
+def clean_tmp() -> list[str]:
+    """The memo's temporary files of a `ps` killed while writing it (named after its PID)."""
+    gone = []
+    root = config.paths().root
+    for name in os.listdir(root) if root.is_dir() else ():
+        words = name.removeprefix(f".{MEMO}.").removesuffix(".tmp")
+        if name.startswith(f".{MEMO}.") and name.endswith(".tmp") and words.isdigit() \
+                and not os.path.exists(f"/proc/{words}"):
+            (root / name).unlink(missing_ok=True)
+            gone.append(str(root / name))
+    return gone
