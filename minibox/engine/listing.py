@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+import zlib
 
 from minibox import config, store
 from minibox.engine import lifecycle
 from minibox.errors import Damaged, MiniboxError, WriteFailed
 from minibox.model import RUNNING, ContainerRecord, ContainerState, PortMapping
+from minibox.runtime import cgroups, procs
 from minibox.value import Value
 
 MEMO = "ps-memo.json"
-MEMO_VERSION = 1
+MEMO_VERSION = 2  # raise it when an entry's layout changes: a memo of another layout is not read
 STATE_FIELDS = list(ContainerState._fields)  # a state is kept as these fields' values, in this order
 
 
@@ -58,18 +59,13 @@ class PsView(Value):
                 list(self.mounts), self.network, self.healthcheck]
 
     @classmethod
-    def from_list(cls, row: Any) -> PsView:
-        """to_list's output read back; TypeError or ValueError if it is not that shape."""
-        cid, name, created, image, image_id, command, ports, labels, mounts, network, health = row
-        strs = [cid, name, image, image_id, network, *command, *labels, *mounts]
-        if not all(type(x) is str for x in strs) or type(created) not in (int, float) or type(health) is not bool:
-            raise TypeError("not a ps view")
-        ports = tuple(PortMapping(*p) for p in ports)
-        if not all(type(p.host_ip) is str and type(p.host_port) is int and type(p.container_port) is int
-                   and type(p.proto) is str for p in ports):
-            raise TypeError("not a port mapping")
-        return cls(cid, name, created, image, image_id, tuple(command), ports, tuple(labels), tuple(mounts),
-                   network, health)
+    def from_list(cls, row: list) -> PsView:
+        """to_list's output, read back from a memo whose checksum held (so not checked again)."""
+        return cls._make((*row[:5], tuple(row[5]), tuple(PortMapping._make(p) for p in row[6]), tuple(row[7]),
+                          tuple(row[8]), row[9], row[10]))
+
+
+VIEW_FIELDS = list(PsView._fields)  # a memo written with other fields is not read
 
 
 class Listed(Value):
@@ -97,7 +93,10 @@ def containers() -> list[Listed]:
     out = []
     for cid in names:
         old = memo.get(cid)
-        item, entry = _one(where, cid, old if isinstance(old, list) and len(old) == 4 else None)
+        try:
+            item, entry = _one(where, cid, old)
+        except (IndexError, TypeError, ValueError, AttributeError):
+            item, entry = _one(where, cid, None)  # an entry not as this minibox writes them: the records
         if item is not None:
             out.append(item)
         if entry is not None:
@@ -124,41 +123,58 @@ def _one(where: str, cid: str, old: list | None) -> tuple[Listed | None, list | 
             return Listed(cid, None, None, str(e)), None
     state = _memo_state(old, state_key)
     state_hit = state is not None
-    warning = ""
+    warning = letter = ""
     try:
         if state is None:
             state = store.load_state(cid)  # read after its stat: a write in between makes the key stale
-        now = lifecycle.refresh(cid, state=state)
+        if state.status == RUNNING and (letter := procs.state_of(state.pid, state.pid_start)):
+            now = state  # running, its PID 1 alive: what refresh would find, one read sooner
+        else:
+            now = lifecycle.refresh(cid, state=state)
     except FileNotFoundError:
         return None, None
     except MiniboxError as e:
         if state is None:
             return Listed(cid, view, None, str(e)), None
         now, warning = state, str(e)
-    listed = Listed(cid, view, _live(cid, view, now), warning=warning)
+    freezer = old[4] if state_hit and old[4] else \
+        list(cgroups.freezer_of(config.cgroup_parent(), cid)) if now.status == RUNNING else None
+    listed = Listed(cid, view, _live(cid, view, now, freezer, letter), warning=warning)
     if record_key is None:
         return listed, None
-    if view_hit and state_hit and now is state:
+    if view_hit and state_hit and now is state and freezer is old[4]:
         return listed, old  # unchanged: containers() leaves the memo as it is
     # A state is remembered only as read: one that refresh changed was written meanwhile.
     kept = now is state and state_key is not None
     return listed, [record_key, old[1] if view_hit else view.to_list(), state_key if kept else None,
-                    (old[3] if state_hit else [getattr(state, f) for f in STATE_FIELDS]) if kept else None]
+                    (old[3] if state_hit else [getattr(state, f) for f in STATE_FIELDS]) if kept else None,
+                    freezer if kept else None]
 
 
-def _live(cid: str, view: PsView, state: ContainerState) -> ContainerState:
+def _live(cid: str, view: PsView, state: ContainerState, freezer: list | None, letter: str) -> ContainerState:
     """What is never stored: paused (the kernel's freezer says so) and health (health.json)."""
     if state.status != RUNNING:
         return state
-    from minibox.runtime import cgroups
-
-    if cgroups.paused(config.cgroup_parent(), cid):
+    if freezer and _frozen(*freezer, letter):
         state = state.replace(paused=True)
     if view.healthcheck:
         from minibox.engine import health
 
         state = state.replace(health=(health.read(cid) or {}).get("Status", "starting"))
     return state
+
+
+def _frozen(path: str, line: str, letter: str) -> bool:
+    """The group's freezer file says so. On v1 it is not read for a PID 1 in any state but
+    D: v1's freezer holds each task of a frozen group in the refrigerator, which /proc shows
+    as D (measured here, kernel 6.18; so it has always been). v2's freezer shows them as S,
+    so there the file is read."""
+    if path.endswith("/freezer.state") and letter and letter != "D":
+        return False
+    try:
+        return line in procs.read_small(path).splitlines()
+    except OSError:
+        return False  # the group is gone: so is the container
 
 
 def _key(path: str) -> list[int] | None:
@@ -170,41 +186,53 @@ def _key(path: str) -> list[int] | None:
 
 
 def _memo_view(old: list | None, key: list[int] | None) -> PsView | None:
-    if old is None or key is None or old[0] != key:
-        return None
-    try:
-        return PsView.from_list(old[1])
-    except (TypeError, ValueError):
-        return None  # a damaged entry: read the record
+    return PsView.from_list(old[1]) if old is not None and key is not None and old[0] == key else None
 
 
 def _memo_state(old: list | None, key: list[int] | None) -> ContainerState | None:
-    """The state the memo holds as its fields' values in order (see _write_memo)."""
-    if old is None or key is None or old[2] != key or type(old[3]) is not list or len(old[3]) != len(STATE_FIELDS):
+    """The state the memo holds as its fields' values, in order (see encode)."""
+    if old is None or key is None or old[2] != key:
         return None
-    state = ContainerState._from_mapping(dict(zip(STATE_FIELDS, old[3])))
-    if type(state.status) is not str or type(state.pid) is not int or type(state.pid_start) is not int \
-            or type(state.release_log) is not list:
-        return None
+    state = ContainerState._make(old[3])
     return state._replace(release_log=tuple(tuple(x) for x in state.release_log))
 
 
-def _read_memo() -> dict[str, Any]:
+def encode(entries: dict[str, list]) -> bytes:
+    """The memo file: a header line (version, the view's and state's fields, a CRC-32 of the rest), then
+    the entries. The CRC catches a memo damaged or edited by hand, so that what is read back
+    is what a `ps` wrote from records it read; zlib's CRC, not a hash, because it guards
+    against accidents, not against root, who can write the records as well."""
+    body = json.dumps(entries, separators=(",", ":")).encode()
+    head = {"version": MEMO_VERSION, "view": VIEW_FIELDS, "state": STATE_FIELDS, "crc32": zlib.crc32(body)}
+    return json.dumps(head).encode() + b"\n" + body
+
+
+def decode(raw: bytes) -> dict[str, list]:
+    """encode's entries, or {} for anything else (damaged, edited, or another version's)."""
+    head, _, body = raw.partition(b"\n")
     try:
-        data = store.read_json(config.paths().root / MEMO)
-    except (OSError, Damaged):
+        meta = json.loads(head)
+        if not isinstance(meta, dict) or meta.get("version") != MEMO_VERSION or meta.get("view") != VIEW_FIELDS \
+                or meta.get("state") != STATE_FIELDS or meta.get("crc32") != zlib.crc32(body):
+            return {}
+        entries = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return {}
-    if not isinstance(data, dict) or data.get("version") != MEMO_VERSION or data.get("state") != STATE_FIELDS \
-            or not isinstance(data.get("containers"), dict):
-        return {}  # damaged, or another minibox's
-    return data["containers"]
+    return entries if isinstance(entries, dict) else {}
+
+
+def _read_memo() -> dict[str, list]:
+    try:
+        with open(config.paths().root / MEMO, "rb", buffering=0) as f:
+            return decode(f.readall())
+    except OSError:
+        return {}
 
 
 def _write_memo(entries: dict[str, list]) -> None:
     """Best effort: a read-only or full state root only costs the next `ps` a full read."""
     try:
-        store.replace_file(config.paths().root / MEMO, json.dumps(
-            {"version": MEMO_VERSION, "state": STATE_FIELDS, "containers": entries}, separators=(",", ":")))
+        store.replace_file(config.paths().root / MEMO, encode(entries).decode())
     except (OSError, WriteFailed):
         pass
 

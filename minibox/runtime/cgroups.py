@@ -27,7 +27,6 @@ import time
 from minibox import linux
 from minibox.errors import InvalidSpec, MiniboxError
 from minibox.plan.steps import CgroupCreate, DeviceFilter, RemovePath, Step
-from minibox.runtime.procs import read_small
 from minibox.value import Value
 
 ROOT = "/sys/fs/cgroup"
@@ -294,22 +293,20 @@ def frozen(dirs: list[str] | tuple[str, ...]) -> bool:
 _freezers: list[tuple[str, str, str]] | None = None  # (hierarchy, file, frozen line): found once
 
 
-def paused(parent: str, cid: str) -> bool:
-    """frozen(existing_dirs(parent, cid)), reading only the one file per hierarchy where this
-    host has a freezer (v1's freezer controller, a v2 or hybrid unified tree, looked for
-    once): `ps` asks it of every running container, and a file it cannot open costs about
-    as much as one it reads."""
+def freezer_of(parent: str, cid: str) -> tuple[str, str]:
+    """Where the group says whether it is frozen, as frozen() reads it: (its file, the line
+    it holds when frozen) in the hierarchy where this host has a freezer and the group is
+    (v1's freezer controller, a v2 or hybrid unified tree: looked for once), or ("", "").
+    `ps` keeps it per container (engine.listing), to read that one file."""
     global _freezers
     if _freezers is None:
         _freezers = [(root, *how) for root, here, how in (
             (f"{ROOT}/freezer", os.path.isdir(f"{ROOT}/freezer"), FROZEN_V1),
             (ROOT, is_cgroup2(ROOT), FROZEN_V2), (f"{ROOT}/unified", is_cgroup2(f"{ROOT}/unified"), FROZEN_V2)) if here]
     for root, name, line in _freezers:
-        try:
-            return line in read_small(f"{root}/{parent}/{cid}/{name}").splitlines()  # its group is here
-        except OSError:
-            continue
-    return False
+        if os.path.exists(f"{root}/{parent}/{cid}/{name}"):
+            return f"{root}/{parent}/{cid}/{name}", line
+    return "", ""
 
 
 def freezer_file(dirs: list[str] | tuple[str, ...]) -> str:

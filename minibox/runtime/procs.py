@@ -41,12 +41,15 @@ def start_time(pid: int) -> int:
 def alive(pid: int, start: int = 0) -> bool:
     """True if `pid` runs and is the process that started at `start` (not a reused PID).
     A zombie counts as dead: it has exited, only its parent has not collected it."""
-    if pid <= 0:
-        return False
-    f = stat_fields(pid)
-    if f is None or f[2] in ("Z", "X"):
-        return False
-    return not start or int(f[21]) == start
+    return bool(state_of(pid, start))
+
+
+def state_of(pid: int, start: int = 0) -> str:
+    """alive()'s answer as the process's state letter (R, S, D, T, ...), "" when it is not."""
+    f = stat_fields(pid) if pid > 0 else None
+    if f is None or f[2] in ("Z", "X") or (start and int(f[21]) != start):
+        return ""
+    return f[2]
 
 
 def ns_inode(pid: int, ns: str) -> int:

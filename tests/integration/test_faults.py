@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 
 import faults
 import pytest
@@ -352,24 +353,31 @@ def test_ps_memo_is_never_trusted_over_the_records():
     b = mb("inspect", "-f", "{{.Id}}", "memo-b", check=True).stdout.strip()
     try:
         assert "memo-a" in mb("ps", check=True).stdout
-        assert b in json.loads(memo.read_text())["containers"]
+        entries = lambda: json.loads(memo.read_bytes().split(b"\n", 1)[1])  # noqa: E731 - after its header line
+        assert b in entries()
         mb("rename", "memo-a", "memo-c", check=True)  # its config.json is written again
         names = mb("ps", "--format", "{{.Names}}", check=True).stdout.split()
         assert "memo-c" in names and "memo-a" not in names
-        data = json.loads(memo.read_text())
-        entry = data["containers"][b]
-        entry[1][1], entry[0][1] = "forged", entry[0][1] + 1  # another name, kept for another mtime
-        memo.write_text(json.dumps(data))
-        assert "memo-b" in mb("ps", check=True).stdout and "forged" not in mb("ps", check=True).stdout
-        for junk in ("", "garbage", "[1, 2]", json.dumps({**data, "containers": {b: [1]}}),
-                     json.dumps({**data, "containers": {b: [entry[0], ["x"] * 11, entry[2], entry[3]]}})):
-            memo.write_text(junk)
+        head, body = memo.read_bytes().split(b"\n", 1)
+        data = json.loads(body)
+        entry = data[b]
+        entry[1][1] = "forged"  # another name, its checksum not made again: a memo edited by hand
+        forged = head + b"\n" + json.dumps(data, separators=(",", ":")).encode()
+        stale = json.loads(body)
+        stale[b][1][1], stale[b][0][1] = "forged", stale[b][0][1] + 1  # for another mtime than the record's
+        meta = json.loads(head)
+        resealed = json.dumps({**meta, "crc32": zlib.crc32(json.dumps(stale).encode())}).encode() + b"\n" + \
+            json.dumps(stale).encode()
+        for junk in (forged, resealed, b"", b"garbage", b"[1, 2]", head, head + b"\n" + body[:-9]):
+            memo.write_bytes(junk)
             res = mb("ps")
-            assert res.returncode == 0 and "memo-b" in res.stdout and not res.stderr, (junk, res)
-        assert json.loads(memo.read_text())["containers"][b][1][1] == "memo-b"  # written anew
+            assert res.returncode == 0 and "memo-b" in res.stdout and "forged" not in res.stdout and not res.stderr, \
+                (junk[:80], res)
+        assert entries()[b][1][1] == "memo-b"  # written anew
         mb("pause", "memo-b", check=True)  # the freezer changes, state.json does not
         assert "(Paused)" in mb("ps", "--filter", "name=memo-b", check=True).stdout
         mb("unpause", "memo-b", check=True)
+        assert "(Paused)" not in mb("ps", "--filter", "name=memo-b", check=True).stdout
         pid = json.loads((ROOT / "containers" / b / "state.json").read_text())["pid"]
         os.kill(pid, 9)  # the memo still says running: ps asks the kernel
         assert wait_for(lambda: "memo-b" not in mb("ps").stdout)

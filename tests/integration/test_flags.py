@@ -192,6 +192,11 @@ def test_a_container_reads_its_own_limits_in_sys_fs_cgroup():
         assert inside[1].split()[2] == "cgroup2" and "ro" in inside[1].split()[3].split(",")
         assert "1" in inside[2:] and any("Read-only file system" in line for line in inside)
         assert not has_pids or inside[-1] == "33"
+        mb("ps", check=True)  # ps's memo now holds where its freezer is: v2's, whose frozen tasks show S, not D
+        mb("pause", "cg2", check=True)
+        assert "(Paused)" in mb("ps", "--filter", "name=cg2", check=True).stdout
+        mb("unpause", "cg2", check=True)
+        assert "(Paused)" not in mb("ps", "--filter", "name=cg2", check=True).stdout
         explained = mb("run", "--rm", "--explain", "--network", "none", "busybox", "true", env=v2)
         assert "--cgroup" in (explained.stdout + explained.stderr).split("\nunshare ", 1)[1].split("\n", 1)[0]
     finally:
