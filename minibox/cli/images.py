@@ -179,11 +179,11 @@ def image_import(
 ) -> None:
     """Import a root filesystem as a one-layer image."""
     lifecycle.require_root()
-    from minibox.image import archive, store
+    from minibox.image import archive
 
     img = archive.import_rootfs(source, name, list(change), stdin=sys.stdin.buffer)
     say(img.id)
-    nodes = store.device_nodes(img)
+    nodes = archive.device_nodes(img)
     if nodes:
         print(f"minibox: note: {nodes} device node(s) in this image will not open in a container: its root is "
               "mounted nodev, and the device cgroup allows only /dev/null, zero, full, random, urandom, tty, ptmx "

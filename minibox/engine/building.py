@@ -23,6 +23,7 @@ import time
 from minibox import config, store
 from minibox.errors import BuildFailed, InvalidSpec, MiniboxError
 from minibox.image import buildcontext
+from minibox.image import store as images
 from minibox.plan import dockerfile as df
 from minibox.value import Value
 
@@ -111,8 +112,6 @@ def build(opts: Options, say) -> str:
         say(f"Step {n}/{total} : {change}")
         final = _step(final, df.Instruction(0, "LABEL", " ".join(shlex.quote(x) for x in opts.labels), (), change),
                       context, ignore, opts, say)
-    from minibox.image import store as images
-
     for t in tags:
         images.tag(final.image_id, t)
     say(f"Successfully built {final.image_id.removeprefix('sha256:')[:12]}")
@@ -123,8 +122,6 @@ def build(opts: Options, say) -> str:
 
 def explain(ins: df.Instruction, before: Stage | None, after: Stage) -> str:
     """--explain: what the step made of the image, for the lesson on layers."""
-    from minibox.image import store as images
-
     layers = (after.doc.get("rootfs") or {}).get("diff_ids") or []
     had = len((before.doc.get("rootfs") or {}).get("diff_ids") or []) if before else 0
     if ins.kind == "FROM":
@@ -151,15 +148,12 @@ def _from(ins: df.Instruction, plan: df.Dockerfile, done: dict[int, Stage], say)
                "history": []}
         return Stage(doc, _save(doc))
     img = facts.image_for(base)
-    path = config.paths().images / "configs" / f"{img.id.removeprefix('sha256:')}.json"
-    return Stage(json.loads(path.read_bytes()), img.id)
+    return Stage(images.config_doc(img.id), img.id)
 
 
 def _lowerdirs(name: str, named: dict) -> tuple[str, ...]:
     """COPY --from=NAME: an earlier stage (by name or index), or else an image."""
     from minibox.engine import facts
-    from minibox.image import store as images
-
     stage = named.get(name.lower())
     return images.lowerdirs(images.get(stage.image_id) if stage else facts.image_for(name))
 
@@ -187,7 +181,7 @@ def _step(cur: Stage, ins: df.Instruction, context: str, ignore: list, opts: Opt
         cur = cur._replace(shell=form)
     if cached:
         say(" ---> Using cache")
-        return cur._replace(doc=_doc(cached), image_id=cached)
+        return cur._replace(doc=images.config_doc(cached), image_id=cached)
     if ins.kind in CONFIG_ONLY:
         doc = _configured(cur, ins)
         doc["history"] = doc.get("history", []) + [_history(f"/bin/sh -c #(nop) {ins.source}", empty=True)]
@@ -207,7 +201,6 @@ def _chown(cur: Stage, ins: df.Instruction) -> tuple[int, int]:
     """--chown=USER[:GROUP], names looked up in the image's own /etc/passwd and /etc/group;
     without a group the gid is the uid, as Docker's reference says."""
     from minibox.engine import facts
-    from minibox.image import store as images
     from minibox.plan import users
 
     user, _, group = ins.flag("chown").partition(":")
@@ -278,7 +271,6 @@ def _healthcheck(ins: df.Instruction) -> dict:
 def _run(cur: Stage, ins: df.Instruction, opts: Options, say) -> dict:
     """RUN: a container of the image so far runs the command; its upper directory is the layer."""
     from minibox.engine import committing, launch, removal
-    from minibox.image import store as images
     from minibox.model import ContainerSpec
 
     argv = ins.exec_form()
@@ -328,14 +320,9 @@ def _history(created_by: str, empty: bool = False) -> dict:
 
 
 def _save(doc: dict) -> str:
-    from minibox.image import store as images
-
     return images.add_image(json.dumps(doc, sort_keys=True).encode(), []).id
 
 
-def _doc(image_id: str) -> dict:
-    path = config.paths().images / "configs" / f"{image_id.removeprefix('sha256:')}.json"
-    return json.loads(path.read_bytes())
 
 
 def _cache_dir():
@@ -344,8 +331,6 @@ def _cache_dir():
 
 def _cached(key: str) -> str:
     """The image a step with this key made, if it is still stored."""
-    from minibox.image import store as images
-
     try:
         image_id = (_cache_dir() / key).read_text().strip()
     except OSError:

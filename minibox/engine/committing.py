@@ -93,12 +93,11 @@ def _empty(name: str, mtime: float) -> tarfile.TarInfo:
 
 
 def _history(base) -> list[dict]:
-    from minibox.image import checked
+    from minibox.image import store as images
 
-    path = config.paths().images / "configs" / f"{base.id.removeprefix('sha256:')}.json"
     try:
-        doc = checked.parse_json(path.read_bytes(), str(path))
+        doc = images.config_doc(base.id)
     except (OSError, MiniboxError):
         return []
-    return [h for h in doc.get("history") or [] if isinstance(h, dict)] if isinstance(doc, dict) else []
+    return [h for h in doc.get("history") or [] if isinstance(h, dict)]
 

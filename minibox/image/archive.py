@@ -222,3 +222,20 @@ def import_rootfs(source: str, name: str, changes: list[str], stdin: BinaryIO | 
            "config": cfg.to_oci(), "rootfs": {"type": "layers", "diff_ids": [diff_id]},
            "history": [{"created_by": f"minibox image import {source}", "comment": " ".join(changes)}]}
     return store.add_image(json.dumps(doc, sort_keys=True).encode(), [target] if target else [])
+
+
+def device_nodes(img: store.Image) -> int:
+    """Character and block devices the image's layers ship (whiteouts, 0:0, are not ones)."""
+    import stat
+
+    count = 0
+    for diff_id in img.layers:
+        for dirpath, dirnames, filenames in os.walk(store.layer_dir(diff_id)):
+            for n in filenames + dirnames:
+                try:
+                    st = os.lstat(os.path.join(dirpath, n))
+                except OSError:
+                    continue
+                if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and st.st_rdev != 0:
+                    count += 1
+    return count

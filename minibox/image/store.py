@@ -242,15 +242,25 @@ def _refs_of() -> dict[str, list[str]]:
     return out
 
 
-def _load(image_id: str, names: list[str] | None = None) -> Image:
+def config_doc(image_id: str) -> dict:
+    """The image's config document as stored (images/configs/HEX.json), a JSON object:
+    NotFound without it, MiniboxError naming the file if it is damaged."""
     path = _root() / "configs" / f"{_hex(image_id, 'image id')}.json"
     try:
-        doc = checked.parse_json(path.read_bytes(), str(path))
-        cfg, layers = ImageConfig.from_oci(doc), checked.diff_ids(doc)
+        return checked.parse_json(path.read_bytes(), str(path))
     except FileNotFoundError:
         raise NotFound(f"no such image: {image_id}") from None
     except InvalidSpec as e:
         raise MiniboxError(f"{path} is damaged ({e}): `minibox image rm` it and pull or load it again") from None
+
+
+def _load(image_id: str, names: list[str] | None = None) -> Image:
+    doc = config_doc(image_id)
+    try:
+        cfg, layers = ImageConfig.from_oci(doc), checked.diff_ids(doc)
+    except InvalidSpec as e:
+        raise MiniboxError(f"the config of image {image_id} is damaged ({e}): `minibox image rm` it and pull or "
+                           "load it again") from None
     meta = _meta(image_id)
     return Image(id=image_id, config=cfg, layers=layers, created=meta.get("created", 0.0),
                  built=doc.get("created") or "", size=meta.get("size", 0),
@@ -264,8 +274,7 @@ def history(img: Image) -> list[dict]:
     (0 for an empty_layer entry), as `docker history` lists it."""
     from minibox.errors import shown
 
-    path = _root() / "configs" / f"{_hex(img.id, 'image id')}.json"
-    doc = checked.parse_json(path.read_bytes(), str(path))
+    doc = config_doc(img.id)
     entries = doc.get("history") if isinstance(doc.get("history"), list) else []
     layers = list(img.layers)
     out = []
@@ -372,23 +381,6 @@ def discard(diff_ids: list[str]) -> list[str]:
         short_dir(diff_id).unlink(missing_ok=True)
         gone.append(diff_id)
     return gone
-
-
-def device_nodes(img: Image) -> int:
-    """Character and block devices the image's layers ship (whiteouts, 0:0, are not ones)."""
-    import stat
-
-    count = 0
-    for diff_id in img.layers:
-        for dirpath, dirnames, filenames in os.walk(layer_dir(diff_id)):
-            for n in filenames + dirnames:
-                try:
-                    st = os.lstat(os.path.join(dirpath, n))
-                except OSError:
-                    continue
-                if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and st.st_rdev != 0:
-                    count += 1
-    return count
 
 
 def clean_tmp() -> list[str]:
