@@ -288,7 +288,10 @@ def image_prune(
     from minibox.cli import present
     from minibox.image import remove
 
+    from minibox.engine import building
+
     lines, freed = remove.prune(all_)
+    building.forget_gone()  # the build cache's entries for the images that went
     for line in lines:
         say(line)
     say(f"Total reclaimed space: {present.human_size(freed)}")

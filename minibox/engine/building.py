@@ -353,6 +353,26 @@ def _intermediate(image_id: str) -> None:
     (d / image_id.removeprefix("sha256:")).touch()
 
 
+def forget_gone() -> list[str]:
+    """The build cache's entries (a step's key, an intermediate's mark) naming an image no
+    longer stored, removed: `image rm` and `prune` leave them, `gc` and `image prune` call
+    this. The paths removed."""
+    gone = []
+    d = _cache_dir()
+    entries = [(p, lambda p=p: p.read_text().strip()) for p in d.iterdir() if p.is_file()] if d.is_dir() else []
+    marks = d / "parents"
+    entries += [(p, lambda p=p: "sha256:" + p.name) for p in marks.iterdir()] if marks.is_dir() else []
+    for path, image_id in entries:
+        try:
+            if images.find(image_id()) is not None:
+                continue
+        except (OSError, MiniboxError):
+            pass  # unreadable, or not an image id: it names nothing
+        path.unlink(missing_ok=True)
+        gone.append(str(path))
+    return gone
+
+
 def intermediate_ids() -> set[str]:
     d = _cache_dir() / "parents"
     return {"sha256:" + p.name for p in d.iterdir()} if d.is_dir() else set()

@@ -249,6 +249,12 @@ def sweep_image_tmp() -> tuple[list[Step], list[str]]:
         + [RemovePath(p, why="ps's memo, half written by a `ps` that was killed") for p in listing.clean_tmp()], []
 
 
+def sweep_build_cache() -> tuple[list[Step], list[str]]:
+    from minibox.engine import building
+
+    return [RemovePath(p, why="a build step's cache entry for an image that is gone") for p in building.forget_gone()], []
+
+
 def sweep_dns() -> tuple[list[Step], list[str]]:
     """DNS lines of containers that hold no address any more, and a DNS server serving nothing."""
     from minibox.net import dns
@@ -272,7 +278,7 @@ SWEEPS = (("stuck containers", sweep_stuck), ("orphan containers", sweep_orphan_
           ("userland proxies", sweep_proxies),
           ("firewall", sweep_firewall), ("cgroups", sweep_cgroups), ("veths", sweep_links), ("networks", sweep_networks),
           ("addresses", sweep_addresses), ("names and ports", sweep_index_files), ("image downloads", sweep_image_tmp),
-          ("dns", sweep_dns))
+          ("build cache", sweep_build_cache), ("dns", sweep_dns))
 
 
 def restart_orphans() -> tuple[list[Step], list[str]]:

@@ -16,7 +16,7 @@ import tarfile
 
 import pytest
 
-from conftest import inspect, mb
+from conftest import ROOT, inspect, mb
 
 pytestmark = pytest.mark.usefixtures("no_unnamed_images")
 
@@ -94,6 +94,19 @@ def test_build_runs_copies_caches_and_tags(tmp_path):
     finally:
         mb("rmi", "built:1", "built:2")
     assert mb("ps", "-aq", check=True).stdout == ""  # no step's container is left
+    # the cache names each step's image; once those go, so do their entries
+    cache = ROOT / "images/build-cache"
+    entries = lambda: [p for p in cache.rglob("*") if p.is_file()]  # noqa: E731
+    assert len(entries()) > 10
+    mb("image", "prune", "-f", check=True)
+    for entry in entries():  # what is left names an image still stored
+        named = entry.read_text().strip() if entry.parent == cache else "sha256:" + entry.name
+        assert mb("image", "inspect", named).returncode == 0, entry
+    assert len(entries()) < 3
+    stale = cache / ("f" * 64)  # as a step's entry is left when its image is removed by `rmi`
+    stale.write_text("sha256:" + "0" * 64 + "\n")
+    swept = mb("gc", "--explain", check=True)
+    assert str(stale) in swept.stdout + swept.stderr and not stale.exists()
 
 
 def test_a_failing_run_tags_nothing_and_bad_dockerfiles_are_one_line(tmp_path):
