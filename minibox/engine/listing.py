@@ -26,6 +26,7 @@ from minibox.value import Value
 MEMO = "ps-memo.json"
 MEMO_VERSION = 2  # raise it when an entry's layout changes: a memo of another layout is not read
 STATE_FIELDS = list(ContainerState._fields)  # a state is kept as these fields' values, in this order
+RELEASE_LOG = STATE_FIELDS.index("release_log")
 
 
 class PsView(Value):
@@ -139,7 +140,7 @@ def _one(where: str, cid: str, old: list | None) -> tuple[Listed | None, list | 
         now, warning = state, str(e)
     freezer = old[4] if state_hit and old[4] else \
         list(cgroups.freezer_of(config.cgroup_parent(), cid)) if now.status == RUNNING else None
-    listed = Listed(cid, view, _live(cid, view, now, freezer, letter), warning=warning)
+    listed = Listed._make((cid, view, _live(cid, view, now, freezer, letter), "", warning))
     if record_key is None:
         return listed, None
     if view_hit and state_hit and now is state and freezer is old[4]:
@@ -193,8 +194,9 @@ def _memo_state(old: list | None, key: list[int] | None) -> ContainerState | Non
     """The state the memo holds as its fields' values, in order (see encode)."""
     if old is None or key is None or old[2] != key:
         return None
-    state = ContainerState._make(old[3])
-    return state._replace(release_log=tuple(tuple(x) for x in state.release_log))
+    values = list(old[3])
+    values[RELEASE_LOG] = tuple(tuple(x) for x in values[RELEASE_LOG])  # JSON gave lists
+    return ContainerState._make(values)
 
 
 def encode(entries: dict[str, list]) -> bytes:
