@@ -286,9 +286,8 @@ def image_prune(
     """Remove images without a name (with -a: every image no container uses)."""
     lifecycle.require_root()
     from minibox.cli import present
-    from minibox.image import remove
-
     from minibox.engine import building
+    from minibox.image import remove
 
     lines, freed = remove.prune(all_)
     building.forget_gone()  # the build cache's entries for the images that went

@@ -154,6 +154,7 @@ def _from(ins: df.Instruction, plan: df.Dockerfile, done: dict[int, Stage], say)
 def _lowerdirs(name: str, named: dict) -> tuple[str, ...]:
     """COPY --from=NAME: an earlier stage (by name or index), or else an image."""
     from minibox.engine import facts
+
     stage = named.get(name.lower())
     return images.lowerdirs(images.get(stage.image_id) if stage else facts.image_for(name))
 
@@ -321,8 +322,6 @@ def _history(created_by: str, empty: bool = False) -> dict:
 
 def _save(doc: dict) -> str:
     return images.add_image(json.dumps(doc, sort_keys=True).encode(), []).id
-
-
 
 
 def _cache_dir():

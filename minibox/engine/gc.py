@@ -277,7 +277,7 @@ def sweep_dns() -> tuple[list[Step], list[str]]:
 SWEEPS = (("stuck containers", sweep_stuck), ("orphan containers", sweep_orphan_dirs), ("shims", sweep_shims),
           ("userland proxies", sweep_proxies),
           ("firewall", sweep_firewall), ("cgroups", sweep_cgroups), ("veths", sweep_links), ("networks", sweep_networks),
-          ("addresses", sweep_addresses), ("names and ports", sweep_index_files), ("image downloads", sweep_image_tmp),
+          ("addresses", sweep_addresses), ("names and ports", sweep_index_files), ("unfinished writes", sweep_image_tmp),
           ("build cache", sweep_build_cache), ("dns", sweep_dns))
 
 

@@ -251,7 +251,11 @@ def config_doc(image_id: str) -> dict:
     except FileNotFoundError:
         raise NotFound(f"no such image: {image_id}") from None
     except InvalidSpec as e:
-        raise MiniboxError(f"{path} is damaged ({e}): `minibox image rm` it and pull or load it again") from None
+        raise _damaged(path, e) from None
+
+
+def _damaged(path: Path, e: Exception) -> MiniboxError:
+    return MiniboxError(f"{path} is damaged ({e}): `minibox image rm` it and pull or load it again")
 
 
 def _load(image_id: str, names: list[str] | None = None) -> Image:
@@ -259,8 +263,7 @@ def _load(image_id: str, names: list[str] | None = None) -> Image:
     try:
         cfg, layers = ImageConfig.from_oci(doc), checked.diff_ids(doc)
     except InvalidSpec as e:
-        raise MiniboxError(f"the config of image {image_id} is damaged ({e}): `minibox image rm` it and pull or "
-                           "load it again") from None
+        raise _damaged(_root() / "configs" / f"{_hex(image_id, 'image id')}.json", e) from None
     meta = _meta(image_id)
     return Image(id=image_id, config=cfg, layers=layers, created=meta.get("created", 0.0),
                  built=doc.get("created") or "", size=meta.get("size", 0),
