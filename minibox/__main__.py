@@ -16,13 +16,13 @@ def main(argv: list[str] | None = None) -> int:
     def report(message: str) -> None:
         print(f"minibox: {message}", file=sys.stderr)
 
-    return run_app(_app, args, "minibox", report, EXIT_MINIBOX, lambda e: exit_code(args, e.code))
+    return run_app(lambda: _app(args), args, "minibox", report, EXIT_MINIBOX, lambda e: exit_code(args, e.code))
 
 
-def _app():
-    from minibox.cli import app
+def _app(args: list[str]):
+    from minibox.cli import load
 
-    return app
+    return load(args)
 
 
 def run() -> None:

@@ -132,9 +132,14 @@ WHOLE_125 = ("run", "create", "pull")
 def exit_code(args: list[str], code: int) -> int:
     """Docker's: `run` and `create` fail with 125 whatever went wrong in minibox (126 and 127
     stay the command's); other verbs with 1 when an object made them fail."""
+    return EXIT_MINIBOX if verb_of(args) in WHOLE_125 and code == EXIT_FAILED else code
+
+
+def verb_of(args: list[str]) -> str:
+    """The verb a `minibox` command line runs: its first word that is not an option (nor the
+    value of --firewall-backend, the one top-level option that takes one); "" if none."""
     rest = [a for i, a in enumerate(args) if not (a.startswith("-") or (i and args[i - 1] == "--firewall-backend"))]
-    verb = rest[0] if rest else ""
-    return EXIT_MINIBOX if verb in WHOLE_125 and code == EXIT_FAILED else code
+    return rest[0] if rest else ""
 
 
 def one_line(text: str) -> str:
