@@ -357,13 +357,11 @@ def forget_gone() -> list[str]:
     longer stored, removed: `image rm` and `prune` leave them, `gc` and `image prune` call
     this. The paths removed."""
     gone = []
-    d = _cache_dir()
-    entries = [(p, lambda p=p: p.read_text().strip()) for p in d.iterdir() if p.is_file()] if d.is_dir() else []
-    marks = d / "parents"
-    entries += [(p, lambda p=p: "sha256:" + p.name) for p in marks.iterdir()] if marks.is_dir() else []
-    for path, image_id in entries:
-        try:
-            if images.find(image_id()) is not None:
+    d, marks = _cache_dir(), _cache_dir() / "parents"
+    keys = [p for p in d.iterdir() if p.is_file()] if d.is_dir() else []
+    for path in keys + (list(marks.iterdir()) if marks.is_dir() else []):
+        try:  # a key file holds the image id; a mark is named after it
+            if images.find(path.read_text().strip() if path.parent == d else "sha256:" + path.name) is not None:
                 continue
         except (OSError, MiniboxError):
             pass  # unreadable, or not an image id: it names nothing
