@@ -1,6 +1,7 @@
 """`ps`: the containers, as Docker lists them (a record that cannot be read is listed as Dead)."""
 
 import sys
+import time
 from typing import List
 
 import typer
@@ -48,11 +49,12 @@ def ps(
             say(cid if no_trunc else cid[:12])
         return
     why = lambda text: "cannot read " + text.split(" is damaged")[0].rsplit("/", 1)[-1]  # noqa: E731
-    docs = [present.ps_json(r, s) if s else present.dead_json(c, why(e)) for c, r, s, e in rows]
     if shape.custom:
-        shape.print(docs, present.PS_HEADINGS)
+        shape.print([present.ps_json(r, s) if s else present.dead_json(c, why(e)) for c, r, s, e in rows],
+                    present.PS_HEADINGS)
         return
-    table = [present.ps_row(r, s) if s else present.dead_row(c, why(e)) for c, r, s, e in rows]
+    now = time.time()
+    table = [present.ps_row(r, s, now) if s else present.dead_row(c, why(e)) for c, r, s, e in rows]
     if no_trunc:
         for row, (c, r, s, _e) in zip(table, rows):
             row[0] = c
