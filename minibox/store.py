@@ -29,11 +29,12 @@ from minibox.errors import Conflict, Damaged, InvalidSpec, MiniboxError, NotFoun
 from minibox.model import ContainerRecord, ContainerState, NetworkRecord
 
 
-def secure_root() -> None:
-    """The state root and its containers/ are root's alone (0700): each container's upper
-    directory holds whatever the container wrote, setuid-root binaries included, and any
-    host user able to reach one could run it (the CVE-2021-41091 pattern). Applied to an
-    existing root too; two stat calls when nothing needs fixing, nothing made when missing."""
+def require_root() -> None:
+    """Root runs minibox, and the state root and its containers/ are root's alone (0700): an upper
+    directory holds what its container wrote, setuid-root binaries too, for any host user who
+    reaches it to run (the CVE-2021-41091 pattern). Two stats when all is well; nothing made."""
+    if os.geteuid() != 0:
+        raise MiniboxError("minibox needs root for this (namespaces, mounts, netfilter): run it with sudo")
     root = config.paths().root
     for d in (root, root / "containers"):
         try:
@@ -402,11 +403,10 @@ def damaged_networks() -> dict[str, str]:
     d = config.paths().networks
     out = {}
     for p in sorted(d.glob("*.json")) if d.is_dir() else ():
-        with contextlib.suppress(FileNotFoundError):
-            try:
-                load_network(p.stem)
-            except Damaged as e:
-                out[p.stem] = str(e)
+        try:
+            load_network(p.stem)  # None if removed meanwhile
+        except Damaged as e:
+            out[p.stem] = str(e)
     return out
 
 

@@ -5,8 +5,8 @@ from typing import List, Optional
 
 import typer
 
+from minibox import store
 from minibox.cli.app import POSITIONAL_TAIL, app, say
-from minibox.engine import lifecycle
 
 compose_app = typer.Typer(no_args_is_help=True, help="Run a multi-container application from a compose file "
                                                       "(compose.yaml), as Docker Compose does.")
@@ -30,7 +30,7 @@ def options(
 def _project():
     from minibox.engine import composing
 
-    lifecycle.require_root()
+    store.require_root()
     return composing.load(_opts["files"], _opts["project"], _opts["profiles"])
 
 

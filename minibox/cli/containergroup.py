@@ -27,7 +27,7 @@ def container_prune(force: bool = typer.Option(False, "-f", "--force", help="(ac
                                                                           "minibox does not ask)"),
                     filters: List[str] = typer.Option([], "--filter", help="label=KEY[=VALUE]")) -> None:
     """Remove every stopped container (exited, or created and never started), with what it held."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli import present
     from minibox.engine import listing
     from minibox.model import CREATED, EXITED

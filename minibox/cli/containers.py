@@ -105,7 +105,7 @@ def run(
 
     With --explain, see each namespace, mount, veth, address, route, sysctl and firewall rule
     it takes, as `unshare`, `mount`, `ip`, `sysctl` and `nft`/`iptables` commands."""
-    lifecycle.require_root()
+    store.require_root()
     creating = click.get_current_context().info_name == "create"  # the same options make `create`
     from minibox.cli.runflags import build_spec
 
@@ -155,7 +155,7 @@ def exec_(
     """Run a command in a running container: joins its namespaces and cgroup, same privileges.
 
     With --explain: the `nsenter` that joins them, the cgroup, the privileges, the exec."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.engine import execute
     from minibox.plan import spec as specs
 
@@ -179,7 +179,7 @@ def logs(
     timestamps: bool = typer.Option(False, "-t", "--timestamps", help="prefix each line with when it was written"),
 ) -> None:
     """Print a container's output (stdout to stdout, stderr to stderr), its rotated files included."""
-    lifecycle.require_root()
+    store.require_root()
     import time
 
     from minibox.engine import logs as logmod
@@ -209,7 +209,7 @@ def stop(
                                                                    "its --stop-timeout, or 10)"),
 ) -> None:
     """Stop containers: SIGTERM, then SIGKILL after the grace period."""
-    lifecycle.require_root()
+    store.require_root()
     if time_ is not None and time_ < 0:
         raise InvalidSpec(f"invalid --time {time_}: give a number of seconds >= 0")
     from minibox.engine import signals
@@ -222,7 +222,7 @@ def kill(
     sig: str = typer.Option("KILL", "-s", "--signal", help="signal name or number"),
 ) -> None:
     """Send a signal (default SIGKILL) to containers' PID 1."""
-    lifecycle.require_root()
+    store.require_root()
     signum = parse_signal(sig)
     from minibox.engine import signals
 
@@ -247,7 +247,7 @@ def rm(
     """Remove containers and everything they held (damaged ones too, with -f).
 
     With --explain: the rules, conntrack entries, veth, address and cgroup given back."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.engine import removal
 
     ids: dict[str, str] = {}
@@ -278,7 +278,7 @@ def inspect(
     kind: str = typer.Option("", "--type", help="container, image or volume (default: whichever has the name)"),
 ) -> None:
     """Low-level details as JSON, shaped like `docker inspect`: containers, then images, then volumes."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli import present
 
     if kind not in ("", "container", "image", "volume"):
@@ -354,7 +354,7 @@ def cp(
     """Copy files between a container (running or stopped) and the host, as `docker cp`.
 
     A running container is frozen for the copy (--explain shows the freeze and the thaw)."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.engine import copying
 
     s, d = copying.parse(src), copying.parse(dest)
@@ -372,7 +372,7 @@ def port(
     private: str = typer.Argument("", help="only this container port: 80 or 80/tcp"),
 ) -> None:
     """Show a container's published ports: `80/tcp -> 0.0.0.0:8080`."""
-    lifecycle.require_root()
+    store.require_root()
     rec = store.resolve(container)
     number, _, proto = private.partition("/")
     if private and (not number.isdigit() or proto not in ("", "tcp", "udp")):

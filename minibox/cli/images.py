@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from minibox.engine import lifecycle
+from minibox import store
 from minibox.cli.app import app, for_each, image_app, say
 from minibox.errors import EXIT_FAILED, MiniboxError
 
@@ -16,7 +16,7 @@ def pull(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the full reference"),
 ) -> None:
     """Fetch an image from a registry (Docker Hub unless the name starts with HOST[:PORT]/)."""
-    lifecycle.require_root()
+    store.require_root()
     import io
 
     from minibox.image import ref as refs
@@ -41,7 +41,7 @@ def images_(
     all_: bool = typer.Option(False, "-a", "--all", help="show build's intermediate images too"),
 ) -> None:
     """List images: REPOSITORY, TAG, IMAGE ID (its config's digest), CREATED and SIZE."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli import present
     from minibox.image import store
 
@@ -89,7 +89,7 @@ def load(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="print nothing but errors"),
 ) -> None:
     """Load images from a `docker save` archive, an OCI archive or an OCI layout."""
-    lifecycle.require_root()
+    store.require_root()
     import os
     import shutil
     import tempfile
@@ -134,7 +134,7 @@ def save(
 ) -> None:
     """Save images to one tar archive that `load`, `docker load` and skopeo read (a docker-archive
     and an OCI layout at once, as Docker's)."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli.app import write_out
     from minibox.engine import saving
     from minibox.image import store
@@ -154,7 +154,7 @@ def image_save(
 @app.command()
 def push(name: str = typer.Argument(..., help="REGISTRY/REPOSITORY:TAG, as `tag` named it")) -> None:
     """Push an image to a registry (`minibox login` first if it asks for credentials)."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.engine import pushing
 
     try:
@@ -178,7 +178,7 @@ def image_import(
                                                                 "WORKDIR, EXPOSE, USER, LABEL, STOPSIGNAL"),
 ) -> None:
     """Import a root filesystem as a one-layer image."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.image import archive
 
     img = archive.import_rootfs(source, name, list(change), stdin=sys.stdin.buffer)
@@ -207,7 +207,7 @@ def build(
     COPY and ADD a layer of the context's files, the rest changes to the image's config."""
     import os
 
-    lifecycle.require_root()
+    store.require_root()
     from minibox.engine import building
     from minibox.errors import InvalidSpec
 
@@ -249,7 +249,7 @@ def tag(
     target: str = typer.Argument(..., help="the new NAME[:TAG]"),
 ) -> None:
     """Give an image another name."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.image import ref as refs
     from minibox.image import store
 
@@ -267,7 +267,7 @@ def image_rm(
     force: bool = typer.Option(False, "-f", "--force", help="remove every name of an image given by id"),
 ) -> None:
     """Remove images (a name; the image goes with its last one). Layers other images use stay."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.image import remove
 
     for_each(names, lambda n: remove.remove(n, force))
@@ -284,7 +284,7 @@ def image_prune(
     force: bool = typer.Option(False, "-f", "--force", help="do not ask (minibox never asks)"),
 ) -> None:
     """Remove images without a name (with -a: every image no container uses)."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli import present
     from minibox.engine import building
     from minibox.image import remove
@@ -311,7 +311,7 @@ def login(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from stdin"),
 ) -> None:
     """Keep credentials for a registry (checked with it first), as `docker login`."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.image import ref as refs
     from minibox.image import registry
 
@@ -326,7 +326,7 @@ def login(
 @app.command()
 def logout(server: Optional[str] = typer.Argument(None, help="registry HOST[:PORT] (default: Docker Hub)")) -> None:
     """Forget the credentials kept for a registry."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.image import ref as refs
     from minibox.image import registry
 
@@ -343,7 +343,7 @@ def history(image: str = typer.Argument(..., help="image name or id"),
             quiet: bool = typer.Option(False, "-q", "--quiet", help="only the image id")) -> None:
     """How an image was made: each step of its config's history, newest first, with the size of the layer it
     added."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli import present
     from minibox.image import store as images
 

@@ -6,9 +6,8 @@ from typing import List
 
 import typer
 
-from minibox import config
+from minibox import config, store
 from minibox.cli.app import app, say
-from minibox.engine import lifecycle
 from minibox.model import RUNNING
 
 
@@ -24,7 +23,7 @@ def ps(
     size: bool = typer.Option(False, "-s", "--size", help="the size of what each wrote (its upper layer)"),
 ) -> None:
     """List containers. One whose record cannot be read is listed as Dead, the rest as usual."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli import present
     from minibox.engine import listing
 

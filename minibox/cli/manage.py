@@ -16,7 +16,7 @@ from minibox.model import CREATED, CREATING, RUNNING
 @app.command()
 def wait(containers: List[str] = typer.Argument(..., help="container names or ids")) -> None:
     """Block until each container stops, then print its exit code (as `docker wait`)."""
-    lifecycle.require_root()
+    store.require_root()
 
     def one(ref: str) -> str:
         cid = store.resolve(ref).id
@@ -33,7 +33,7 @@ def wait(containers: List[str] = typer.Argument(..., help="container names or id
 def rename(container: str = typer.Argument(..., help="container name or id"),
            new_name: str = typer.Argument(..., metavar="NEW_NAME")) -> None:
     """Give a container another name; its id, processes and network stay."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.plan.spec import validate_name
 
     validate_name(new_name)
@@ -68,7 +68,7 @@ def start(containers: List[str] = typer.Argument(..., help="container names or i
           ) -> None:
     """Start created or exited containers: a created one's command runs; an exited one runs
     again (same id, name, files, volumes and host ports), in the background."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.engine import start as starting
 
     if (attach or interactive) and len(containers) > 1:
@@ -90,7 +90,7 @@ def start(containers: List[str] = typer.Argument(..., help="container names or i
 def attach(container: str = typer.Argument(..., help="container name or id")) -> None:
     """Join this terminal to a running container's output and input (its pty, with -t):
     Ctrl-P Ctrl-Q detaches and leaves it running; its end ends the attach, with its status."""
-    lifecycle.require_root()
+    store.require_root()
     rec, _state = lifecycle.running(container)
     raise typer.Exit(join(rec))
 
@@ -130,7 +130,7 @@ def restart(containers: List[str] = typer.Argument(..., help="container names or
                                                                            "killing it (default: its --stop-timeout, "
                                                                            "or 10)")) -> None:
     """Stop (SIGTERM, then SIGKILL after -t seconds) and start each container again."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.engine import signals
     from minibox.engine import start as starting
 
@@ -146,7 +146,7 @@ def restart(containers: List[str] = typer.Argument(..., help="container names or
 @app.command()
 def pause(containers: List[str] = typer.Argument(..., help="container names or ids")) -> None:
     """Freeze every process of each container (its cgroup's freezer), as Docker's pause."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli.containers import _each
     from minibox.engine import signals
 
@@ -156,7 +156,7 @@ def pause(containers: List[str] = typer.Argument(..., help="container names or i
 @app.command()
 def unpause(containers: List[str] = typer.Argument(..., help="container names or ids")) -> None:
     """Thaw what pause froze."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli.containers import _each
     from minibox.engine import signals
 
@@ -166,7 +166,7 @@ def unpause(containers: List[str] = typer.Argument(..., help="container names or
 @app.command()
 def diff(container: str = typer.Argument(..., help="container name or id")) -> None:
     """What the container changed in its image's files: A added, C changed, D deleted (its overlay's upper layer)."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.engine import diffing
 
     for kind, path in diffing.changes(store.resolve(container)):
@@ -183,7 +183,7 @@ def commit(container: str = typer.Argument(..., help="container name or id"),
            pause: bool = typer.Option(True, "-p/--pause", help="freeze it while its changes are read (default)")
            ) -> None:
     """A new image from a container's changes: its image's layers, and one more of what it wrote and deleted."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.engine import committing
 
     rec = store.resolve(container)
@@ -196,7 +196,7 @@ def export(container: str = typer.Argument(..., help="container name or id"),
            output: str = typer.Option("", "-o", "--output", help="write to this file (default: standard output)")
            ) -> None:
     """A container's filesystem as a tar archive: its image's layers and its own changes, not its volumes."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.engine import exporting
 
     rec = store.resolve(container)
@@ -215,7 +215,7 @@ def update(containers: List[str] = typer.Argument(..., help="container names or 
            cpuset_mems: str = typer.Option("", "--cpuset-mems", help="the memory nodes it may use"),
            restart: str = typer.Option("", "--restart", help="no, on-failure[:N], always or unless-stopped")) -> None:
     """Change containers' resource limits (at once, in their cgroups, if they run) or restart policy."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli.runflags import resources
     from minibox.engine import update as updating
     from minibox.plan import restart as policy

@@ -29,7 +29,7 @@ def network_create(
 
     The lecture's virtual switch: `network create --subnet 192.168.15.0/24 --gateway
     192.168.15.5 v-net-0`; --explain shows the `ip link add ... type bridge` and the rest."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.net import networks
 
     sub, gw, sub6, gw6 = networks.split_families(subnet, gateway, ipv6)
@@ -67,7 +67,7 @@ def network_ls(quiet: bool = typer.Option(False, "-q", "--quiet", help="only the
                filters: List[str] = typer.Option([], "-f", "--filter", help="name=, id=, driver=, "
                                                                              "type=custom|builtin")) -> None:
     """List networks."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli import present
 
     shape = present.Output(fmt)
@@ -94,7 +94,7 @@ def network_inspect(names: List[str] = typer.Argument(..., help="network names")
                     fmt: str = typer.Option("", "-f", "--format", help="a Go template, e.g. "
                                                                         "'{{range .IPAM.Config}}{{.Subnet}}{{end}}'")) -> None:
     """Details as JSON: subnet, gateway, bridge, and each container with its address and veth."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli import present
     from minibox.net import networks
 
@@ -121,7 +121,7 @@ def network_users(net) -> list[str]:
 @network_app.command(name="rm")
 def network_rm(names: List[str] = typer.Argument(..., help="network names")) -> None:
     """Remove networks no running container uses: bridge, firewall elements, address files."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.net import networks
 
     failed = 0
@@ -152,7 +152,7 @@ def network_connect(network: str = typer.Argument(..., help="network name"),
                                                                           "does it by hand")) -> None:
     """Connect a container to another network: an interface (eth1, ...) with an address there, its names on
     that network's DNS; the default route stays with the first network."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.net import connect, networks
     from minibox.plan import ipam
     from minibox.plan.spec import validate_hostname
@@ -175,7 +175,7 @@ def network_disconnect(network: str = typer.Argument(..., help="network name"),
                        force: bool = typer.Option(False, "-f", "--force", help="(accepted for Docker's scripts)")
                        ) -> None:
     """Take a container off a network it was connected to: its interface, address and DNS names there go."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.net import connect
 
     connect.disconnect(store.resolve(container), network)
@@ -185,7 +185,7 @@ def network_disconnect(network: str = typer.Argument(..., help="network name"),
 def network_prune(force: bool = typer.Option(False, "-f", "--force", help="(accepted for Docker's scripts: "
                                                                           "minibox does not ask)")) -> None:
     """Remove every user-defined network no container (running or not) is on."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox import config
     from minibox.cni.main import on_network
     from minibox.net import networks
@@ -209,7 +209,7 @@ def network_prune(force: bool = typer.Option(False, "-f", "--force", help="(acce
 @network_app.command(name="reconcile")
 def network_reconcile() -> None:
     """Re-apply every bridge, sysctl and firewall rule from minibox's state (after a flush)."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.net import networks
 
     networks.reconcile()

@@ -28,7 +28,7 @@ def version() -> None:
 @app.command()
 def info() -> None:
     """This host as minibox sees it: containers by state, images, networks, storage, cgroups, firewall, DNS."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.image import store as images
     from minibox.model import CREATED, EXITED, RUNNING
     from minibox.net import dns
@@ -122,7 +122,7 @@ def stats(containers: List[str] = typer.Argument(None, help="container names or 
           fmt: str = typer.Option("", "--format", help="json, a Go template ('{{.Name}} {{.CPUPerc}}'), or "
                                                        "'table ...'")) -> None:
     """Live CPU %, memory use and limit, network and block I/O, and PIDs of running containers, from their cgroups."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli import present
 
     shape = present.Output(fmt)
@@ -173,7 +173,7 @@ def events(since: str = typer.Option("", "--since", help="events from then (Unix
            ) -> None:
     """Container events (create, start, die, destroy, pause, kill, rename, ...), as the commands and shims
     that caused them wrote them; without --until, new ones as they come."""
-    lifecycle.require_root()
+    store.require_root()
     from datetime import datetime, timezone
 
     from minibox.cli import present
@@ -223,7 +223,7 @@ def gc(explain: bool = typer.Option(False, "--explain", help="print every step a
     cgroups, veths, shims, address and name files of containers that no longer exist, found
     by the id each one carries. With --restart (for a systemd timer or cron), start again
     the containers a dead supervisor left exited against their restart policy."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.engine import gc as collector
 
     steps, errors = collector.run()
@@ -243,7 +243,7 @@ def gc(explain: bool = typer.Option(False, "--explain", help="print every step a
 def system_df() -> None:
     """Disk use: images (their layers, each counted once), containers (what each wrote) and volumes, and what
     a prune could give back."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli import present
     from minibox.engine import volumes
     from minibox.image import store as images
@@ -280,7 +280,7 @@ def system_prune(all_: bool = typer.Option(False, "-a", "--all", help="every ima
                  force: bool = typer.Option(False, "-f", "--force", help="(accepted: minibox does not ask)")) -> None:
     """Remove stopped containers, networks no container is on, unnamed images (-a: unused ones), and with
     --volumes unused volumes: container prune, network prune, image prune and volume prune in turn."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli import containergroup, images, network
     from minibox.cli import volumes as volume_verbs
 

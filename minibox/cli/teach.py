@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 
+from minibox import store
 from minibox.engine import lifecycle
 from minibox.cli.app import POSITIONAL_TAIL, app, check_format, network_app, say
 from minibox.errors import InvalidSpec, NotFound
@@ -26,7 +27,7 @@ def top(
     Teaches "same process, other PID": the kernel's NSpid line, namespace by namespace,
     and which namespaces and cgroup the container has of its own. With ps options, as
     `docker top CTR aux`: the host's ps, its rows of the container's processes."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli import present
     from minibox.runtime import procs
     from minibox.teach import observe
@@ -62,7 +63,7 @@ def explain_ctr(container: str = typer.Argument(..., help="container name or id"
     """A running container as commands, with what they print now: its namespaces, root,
     cgroup, veth pair, addresses, routes, DNAT elements (with packet counters), conntrack;
     then each defence that keeps it in, and the attack it stops."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.teach import explain, observe
 
     rec, state = lifecycle.running(container)
@@ -92,7 +93,7 @@ def trace(
     """Send one probe to a published port along one of its four paths and show each rule its
     packets met (nftables tracing, iptables-nft's rules included), then how conntrack
     rewrote the flow: the DNAT to the container, and any SNAT (masquerade) on the way."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.teach import trace as tr
 
     rec, _state = lifecycle.running(container)
@@ -112,7 +113,7 @@ def doctor(fmt: str = typer.Option("", "--format", help="json")) -> None:
     subnets against routes, host ports shadowed by DNAT, loopback nameservers, and whether
     another tool changed minibox's rules. For each finding: what it means and the command
     that fixes it. Exits 1 if `run -p` would break."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.teach import doctor as doc
 
     check_format(fmt, "json")
@@ -135,7 +136,7 @@ def network_show(
     pair with both ends, containers' eth0 with address and MAC, routes, the four ways a
     packet travels for each published port, and the rules with their packet counters.
     `--format svg > net.svg` draws it."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.teach import paths, picture, topology, topotext
 
     if name:

@@ -6,7 +6,7 @@ from typing import List
 
 import typer
 
-from minibox.engine import lifecycle
+from minibox import store
 from minibox.cli.app import for_each, say, volume_app
 from minibox.errors import MiniboxError
 
@@ -14,7 +14,7 @@ from minibox.errors import MiniboxError
 @volume_app.command(name="create")
 def volume_create(name: str = typer.Argument("", help="a name (default: a random one)")) -> None:
     """Create a named volume: a directory of minibox's that containers mount with -v NAME:/path."""
-    lifecycle.require_root()
+    store.require_root()
     import os
 
     from minibox.engine import volumes
@@ -25,7 +25,7 @@ def volume_create(name: str = typer.Argument("", help="a name (default: a random
 def volume_ls(quiet: bool = typer.Option(False, "-q", "--quiet", help="only names"),
               fmt: str = typer.Option("", "--format", help="json, a Go template, or 'table ...'")) -> None:
     """List volumes."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli import present
     from minibox.engine import volumes
 
@@ -48,7 +48,7 @@ def volume_ls(quiet: bool = typer.Option(False, "-q", "--quiet", help="only name
 def volume_inspect(names: List[str] = typer.Argument(...),
                    fmt: str = typer.Option("", "-f", "--format", help="a Go template")) -> None:
     """Details of volumes, as `docker volume inspect`."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.cli import present
     from minibox.engine import volumes
 
@@ -69,7 +69,7 @@ def volume_inspect(names: List[str] = typer.Argument(...),
 @volume_app.command(name="rm")
 def volume_rm(names: List[str] = typer.Argument(...)) -> None:
     """Remove volumes no container (in any state) uses."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.engine import volumes
 
     def one(name: str) -> str:
@@ -82,7 +82,7 @@ def volume_rm(names: List[str] = typer.Argument(...)) -> None:
 def volume_prune(all_: bool = typer.Option(False, "-a", "--all", help="named volumes too, not only anonymous ones"),
                  force: bool = typer.Option(False, "-f", "--force", help="do not ask (minibox never asks)")) -> None:
     """Remove the volumes no container uses: anonymous ones (with -a, named ones too)."""
-    lifecycle.require_root()
+    store.require_root()
     from minibox.engine import volumes
 
     gone = volumes.prune(all_)

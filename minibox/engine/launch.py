@@ -53,7 +53,7 @@ def run(spec: ContainerSpec, explain=None, park: bool = False) -> RunResult:
     `park` (`minibox create`), its PID 1 waits for `start` instead."""
     from minibox.runtime import shimbin
 
-    lifecycle.require_root()
+    store.require_root()
     basics = facts.read(spec)
     spec = basics.spec  # with what the image adds (-P)
     shim = str(shimbin.ensure_shim())

@@ -35,12 +35,6 @@ from minibox.model import (
 from minibox.runtime import cgroups, procs
 
 
-def require_root() -> None:
-    if os.geteuid() != 0:
-        raise MiniboxError("minibox needs root for this (namespaces, mounts, netfilter): run it with sudo")
-    store.secure_root()
-
-
 class Collector:
     """Steps done and errors met by a teardown that goes on past failures."""
 
