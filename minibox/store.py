@@ -61,12 +61,12 @@ def write_json(path: Path, data: Any) -> None:
     replace_file(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
-def replace_file(path: Path, text: str) -> None:
+def replace_file(path: Path, text: str | bytes) -> None:
     """Atomically (a temporary file renamed into place); on failure the temporary file is
     removed and WriteFailed names the path."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w") as f:
+        with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
         os.replace(tmp, path)
     except OSError as e:

@@ -11,11 +11,12 @@ import os
 import subprocess
 import sys
 import time
-import zlib
 
 import faults
 import pytest
 from conftest import PROJECT, ROOT, leftovers, mb, sh, snapshot, wait_for
+
+from minibox.engine import listing
 
 
 def clean_everything(env: dict | None = None) -> None:
@@ -353,21 +354,20 @@ def test_ps_memo_is_never_trusted_over_the_records():
     b = mb("inspect", "-f", "{{.Id}}", "memo-b", check=True).stdout.strip()
     try:
         assert "memo-a" in mb("ps", check=True).stdout
-        entries = lambda: json.loads(memo.read_bytes().split(b"\n", 1)[1])  # noqa: E731 - after its header line
+        entries = lambda: listing.decode(memo.read_bytes())  # noqa: E731
         assert b in entries()
         mb("rename", "memo-a", "memo-c", check=True)  # its config.json is written again
         names = mb("ps", "--format", "{{.Names}}", check=True).stdout.split()
         assert "memo-c" in names and "memo-a" not in names
         head, body = memo.read_bytes().split(b"\n", 1)
-        data = json.loads(body)
-        entry = data[b]
-        entry[1][1] = "forged"  # another name, its checksum not made again: a memo edited by hand
-        forged = head + b"\n" + json.dumps(data, separators=(",", ":")).encode()
-        stale = json.loads(body)
-        stale[b][1][1], stale[b][0][1] = "forged", stale[b][0][1] + 1  # for another mtime than the record's
-        meta = json.loads(head)
-        resealed = json.dumps({**meta, "crc32": zlib.crc32(json.dumps(stale).encode())}).encode() + b"\n" + \
-            json.dumps(stale).encode()
+        data = listing.decode(head + b"\n" + body)
+        key, view, *rest = data[b]
+        renamed = (view[0], "forged", *view[2:])
+        # another name, its checksum not made again: a memo edited by hand
+        forged = head + b"\n" + listing.encode({**data, b: (key, renamed, *rest)}).split(b"\n", 1)[1]
+        # a valid checksum, for another mtime than the record's
+        resealed = listing.encode({**data, b: ((key[0], key[1] + 1, key[2]), renamed, *rest)})
+        assert listing.decode(resealed)[b][1][1] == "forged" and listing.decode(forged) == {}
         for junk in (forged, resealed, b"", b"garbage", b"[1, 2]", head, head + b"\n" + body[:-9]):
             memo.write_bytes(junk)
             res = mb("ps")

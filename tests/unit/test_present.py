@@ -60,15 +60,17 @@ def test_ps_view_round_trips_through_the_memo_and_a_damaged_memo_is_empty():
     assert present.ps_row(view, ContainerState(status="running", started_at=10), now=20)[1:] == \
         ["busybox", '"httpd -f"', "7 seconds ago", "Up 10 seconds", "0.0.0.0:8080->80/tcp", "web"]
     state = ContainerState(status="running", pid=7, pid_start=9, release_log=(("why", "cmd"),))
-    entries = {view.id: [[1, 2, 3], view.to_list(), [4, 5, 6], [getattr(state, f) for f in listing.STATE_FIELDS],
-                         ["/sys/fs/cgroup/freezer/minibox/x/freezer.state", "FROZEN"]]}
+    entries = {view.id: ((1, 2, 3), view.to_tuple(), (4, 5, 6), tuple(getattr(state, f) for f in listing.STATE_FIELDS),
+                         ("/sys/fs/cgroup/freezer/minibox/x/freezer.state", "FROZEN"))}
     raw = listing.encode(entries)
     back = listing.decode(raw)[view.id]
-    assert listing.PsView.from_list(back[1]) == view
-    assert listing._memo_state(back, [4, 5, 6]) == state and listing._memo_state(back, [4, 5, 7]) is None
-    assert listing._memo_view(back, [1, 2, 3]) == view and listing._memo_view(back, None) is None
+    assert listing.PsView.from_tuple(back[1]) == view and back == entries[view.id]
+    assert listing._memo_state(back, (4, 5, 6)) == state and listing._memo_state(back, (4, 5, 7)) is None
+    assert listing._memo_view(back, (1, 2, 3)) == view and listing._memo_view(back, None) is None
     head, body = raw.split(b"\n", 1)
     for bad in (b"", b"garbage", head, head + b"\n" + body.replace(b"web", b"bew"), b"[1]\n" + body,
+                head + b"\n" + body[:-9], head + b"\n" + body + b"\0",
                 json.dumps({**json.loads(head), "version": 0}).encode() + b"\n" + body,
+                json.dumps({**json.loads(head), "format": "marshal 3, Python 3.10"}).encode() + b"\n" + body,
                 json.dumps({**json.loads(head), "state": ["status"]}).encode() + b"\n" + body):
         assert listing.decode(bad) == {}, bad
