@@ -23,6 +23,7 @@ import json
 import marshal
 import os
 import sys
+import time
 import zlib
 
 from minibox import config, store
@@ -36,6 +37,11 @@ MEMO_VERSION = 3  # raise it when an entry's layout changes: a memo of another l
 STATE_FIELDS = list(ContainerState._fields)  # a state is kept as these fields' values, in this order
 # marshal's format is stable for these types, but is only promised within one Python version.
 FORMAT = f"marshal {marshal.version}, Python {sys.version_info[0]}.{sys.version_info[1]}"
+# A file's stat is kept only if it was written this long before `ps` began: longer than a
+# clock tick at any HZ. One written within the same tick can be written again with the same
+# mtime and size, in place or on its predecessor's freed inode, and its stat would not tell
+# (git calls such index entries "racy"); it is read again by the next `ps` instead.
+SETTLED_NS = 20_000_000
 
 
 class PsView(Value):
@@ -105,6 +111,7 @@ def containers() -> list[Listed]:
     # would only walk them again and again, ~10% of ps at 1000 containers (measured).
     collecting = gc.isenabled()
     gc.disable()
+    settled = time.time_ns() - SETTLED_NS
     try:
         memo = _read_memo()
         kept: dict[str, tuple] = {}
@@ -112,9 +119,9 @@ def containers() -> list[Listed]:
         for cid in names:
             old = memo.get(cid)
             try:
-                item, entry = _one(where, cid, old)
+                item, entry = _one(where, cid, old, settled)
             except (IndexError, TypeError, ValueError, AttributeError):
-                item, entry = _one(where, cid, None)  # an entry not as this minibox writes them: the records
+                item, entry = _one(where, cid, None, settled)  # an entry not as this minibox writes them
             if item is not None:
                 out.append(item)
             if entry is not None:
@@ -127,8 +134,9 @@ def containers() -> list[Listed]:
     return out
 
 
-def _one(where: str, cid: str, old: tuple | None) -> tuple[Listed | None, tuple | None]:
-    """The container `cid` (None if it is not one, or was removed meanwhile) and its memo entry."""
+def _one(where: str, cid: str, old: tuple | None, settled: int) -> tuple[Listed | None, tuple | None]:
+    """The container `cid` (None if it is not one, or was removed meanwhile) and its memo entry,
+    which keeps the stat of a file read now only if it was written before `settled` (ns)."""
     record_key = _key(f"{where}/{cid}/config.json")
     state_key = _key(f"{where}/{cid}/state.json")
     if record_key is None and state_key is None:
@@ -169,8 +177,9 @@ def _one(where: str, cid: str, old: tuple | None) -> tuple[Listed | None, tuple 
     if view_hit and state_hit and now is state and freezer is old[4]:
         return listed, old  # unchanged: containers() leaves the memo as it is
     # A state is remembered only as read: one that refresh changed was written meanwhile.
-    kept = now is state and state_key is not None
-    return listed, (record_key, old[1] if view_hit else view.to_tuple(), state_key if kept else None,
+    kept = now is state and state_key is not None and (state_hit or state_key[1] < settled)
+    return listed, (record_key if view_hit or record_key[1] < settled else None,
+                    old[1] if view_hit else view.to_tuple(), state_key if kept else None,
                     (old[3] if state_hit else tuple(state.__dict__[f] for f in STATE_FIELDS)) if kept else None,
                     freezer if kept else None)
 
@@ -179,7 +188,7 @@ def _live(cid: str, view: PsView, state: ContainerState, freezer: tuple | None, 
     """What is never stored: paused (the kernel's freezer says so) and health (health.json)."""
     if state.status != RUNNING:
         return state
-    if freezer and _frozen(*freezer, letter):
+    if freezer and freezer[0] and _frozen(*freezer, letter):  # no file: a host without a freezer
         state = state.replace(paused=True)
     if view.healthcheck:
         from minibox.engine import health

@@ -374,6 +374,17 @@ def test_ps_memo_is_never_trusted_over_the_records():
             assert res.returncode == 0 and "memo-b" in res.stdout and "forged" not in res.stdout and not res.stderr, \
                 (junk[:80], res)
         assert entries()[b][1][1] == "memo-b"  # written anew
+        # A record written in the clock tick a ps read it can be written again with the same
+        # mtime and size: here in place, its mtime set back each time (as a file from the future).
+        record = ROOT / "containers" / b / "config.json"
+        future = time.time_ns() + 3600 * 10**9
+        os.utime(record, ns=(future, future))
+        assert "memo-b" in mb("ps", check=True).stdout.split() and entries()[b][0] is None  # its stat not kept
+        record.write_text(record.read_text().replace('"memo-b"', '"memo-x"'))
+        os.utime(record, ns=(future, future))
+        assert "memo-x" in mb("ps", check=True).stdout.split()
+        record.write_text(record.read_text().replace('"memo-x"', '"memo-b"'))
+        os.utime(record)
         mb("pause", "memo-b", check=True)  # the freezer changes, state.json does not
         assert "(Paused)" in mb("ps", "--filter", "name=memo-b", check=True).stdout
         mb("unpause", "memo-b", check=True)
