@@ -186,9 +186,8 @@ def _add_image(config_bytes: bytes, names: list[str], repo_digest: str) -> Image
     missing = [d for d in diff_ids if not has_layer(d)]
     if missing:
         raise MiniboxError(f"image {image_id[:19]} needs layer {missing[0]}, which was not stored")
-    d = _root() / "configs"
-    store.make_dirs(d)
-    path = d / f"{_hex(image_id, 'image id')}.json"
+    path = _config_path(image_id)
+    store.make_dirs(path.parent)
     if not path.exists():
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         tmp.write_bytes(config_bytes)
@@ -205,9 +204,14 @@ def _add_image(config_bytes: bytes, names: list[str], repo_digest: str) -> Image
     return get(image_id)
 
 
+def _config_path(image_id: str, suffix: str = ".json") -> Path:
+    """images/configs/HEX.json (or .meta) of `image_id`, which must be one."""
+    return _root() / "configs" / f"{_hex(image_id, 'image id')}{suffix}"
+
+
 def _meta(image_id: str) -> dict:
     try:
-        return json.loads((_root() / "configs" / f"{_hex(image_id, 'image id')}.meta").read_text())
+        return json.loads(_config_path(image_id, ".meta").read_text())
     except (OSError, ValueError):
         return {}
 
@@ -245,7 +249,7 @@ def _refs_of() -> dict[str, list[str]]:
 def config_doc(image_id: str) -> dict:
     """The image's config document as stored (images/configs/HEX.json), a JSON object:
     NotFound without it, MiniboxError naming the file if it is damaged."""
-    path = _root() / "configs" / f"{_hex(image_id, 'image id')}.json"
+    path = _config_path(image_id)
     try:
         return checked.parse_json(path.read_bytes(), str(path))
     except FileNotFoundError:
@@ -263,7 +267,7 @@ def _load(image_id: str, names: list[str] | None = None) -> Image:
     try:
         cfg, layers = ImageConfig.from_oci(doc), checked.diff_ids(doc)
     except InvalidSpec as e:
-        raise _damaged(_root() / "configs" / f"{_hex(image_id, 'image id')}.json", e) from None
+        raise _damaged(_config_path(image_id), e) from None
     meta = _meta(image_id)
     return Image(id=image_id, config=cfg, layers=layers, created=meta.get("created", 0.0),
                  built=doc.get("created") or "", size=meta.get("size", 0),
@@ -355,9 +359,8 @@ def untag(name: str) -> str:
 
 def delete(image_id: str) -> list[str]:
     """Delete an image's config and the layers no other image uses; the layers deleted."""
-    cfgs = _root() / "configs"
     for suffix in (".json", ".meta"):
-        (cfgs / f"{_hex(image_id, 'image id')}{suffix}").unlink(missing_ok=True)
+        _config_path(image_id, suffix).unlink(missing_ok=True)
     return discard(stored_layers())
 
 
