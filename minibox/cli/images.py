@@ -43,9 +43,9 @@ def images_(
     """List images: REPOSITORY, TAG, IMAGE ID (its config's digest), CREATED and SIZE."""
     store.require_root()
     from minibox.cli import present
-    from minibox.image import store
+    from minibox.image import store as images
 
-    imgs = store.all_images()
+    imgs = images.all_images()
     if not all_:  # as Docker's: an untagged image a build step started from is shown with -a
         from minibox.engine.building import intermediate_ids
 
@@ -137,10 +137,10 @@ def save(
     store.require_root()
     from minibox.cli.app import write_out
     from minibox.engine import saving
-    from minibox.image import store
+    from minibox.image import store as image_store
 
     for name in images:
-        store.get(name)  # a name that is no image is said before anything is written
+        image_store.get(name)  # a name that is no image is said before anything is written
     write_out(output, lambda f: saving.save(images, f))
 
 @image_app.command(name="save")
@@ -251,10 +251,10 @@ def tag(
     """Give an image another name."""
     store.require_root()
     from minibox.image import ref as refs
-    from minibox.image import store
+    from minibox.image import store as images
 
     name = refs.normalize(target)
-    store.tag(store.get(source).id, name)
+    images.tag(images.get(source).id, name)
 
 @image_app.command(name="tag")
 def image_tag(source: str = typer.Argument(...), target: str = typer.Argument(...)) -> None:
