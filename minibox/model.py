@@ -67,6 +67,10 @@ class PortMapping(Value):
     def from_dict(cls, data: dict[str, Any]) -> PortMapping:
         return _from_dict(cls, data)
 
+    def ps_str(self) -> str:
+        """`0.0.0.0:8080->80/tcp`, as `docker ps` shows it."""
+        return f"{self.host_ip or '0.0.0.0'}:{self.host_port}->{self.container_port}/{self.proto}"
+
     def docker_str(self) -> str:
         """`80/tcp -> 0.0.0.0:8080`, as `docker port` prints it."""
         return f"{self.container_port}/{self.proto} -> {self.host_ip or '0.0.0.0'}:{self.host_port}"

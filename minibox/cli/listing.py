@@ -30,6 +30,7 @@ def ps(
     shape = present.Output(fmt)
     wanted = present.parse_filters(filters, present.PS_FILTERS)
     rows = []
+    every = all_ or last >= 0 or latest or any(k in ("status", "exited") for k, _ in wanted)  # not just running
     for item in listing.containers():
         view, state = item.view, item.state
         if state is None:
@@ -37,8 +38,7 @@ def ps(
             continue
         if item.warning:
             print(f"minibox: warning: {item.warning}", file=sys.stderr)
-        if (all_ or last >= 0 or latest or state.status == RUNNING or any(k in ("status", "exited") for k, _ in wanted)) \
-                and present.ps_matches(view, state, wanted):
+        if (every or state.status == RUNNING) and present.ps_matches(view, state, wanted):
             rows.append((item.cid, view, state, ""))
     rows.sort(key=lambda r: r[1].created if r[1] else 0, reverse=True)
     if latest or last >= 0:

@@ -98,10 +98,6 @@ def command_text(view: PsView, width: int = 20) -> str:
     return f'"{text}"'
 
 
-def ports_text(rec: ContainerRecord | PsView) -> str:
-    return ", ".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}" for p in rec.ports)
-
-
 def iso(ts: float) -> str:
     if not ts:
         return ZERO_TIME
@@ -111,7 +107,7 @@ def iso(ts: float) -> str:
 def live_ports(rec: PsView, state: ContainerState) -> str:
     """As Docker shows them: the ports of a running container only (an exited one's are
     released, and may already be someone else's)."""
-    return ports_text(rec) if state.status == RUNNING else ""
+    return rec.ports if state.status == RUNNING else ""
 
 
 def ps_row(view: PsView, state: ContainerState, now: float | None = None) -> list[str]:

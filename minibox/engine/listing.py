@@ -28,12 +28,12 @@ import zlib
 
 from minibox import config, store
 from minibox.errors import Damaged, MiniboxError, WriteFailed
-from minibox.model import RUNNING, ContainerRecord, ContainerState, PortMapping
+from minibox.model import RUNNING, ContainerRecord, ContainerState
 from minibox.runtime import procs
 from minibox.value import Value
 
 MEMO = "ps-memo.json"
-MEMO_VERSION = 3  # raise it when an entry's layout changes: a memo of another layout is not read
+MEMO_VERSION = 4  # raise it when an entry's layout changes: a memo of another layout is not read
 STATE_FIELDS = list(ContainerState._fields)  # a state is kept as these fields' values, in this order
 # marshal's format is stable for these types, but is only promised within one Python version.
 FORMAT = f"marshal {marshal.version}, Python {sys.version_info[0]}.{sys.version_info[1]}"
@@ -53,7 +53,7 @@ class PsView(Value):
     image: str  # as the user named it
     image_id: str
     command: tuple[str, ...]  # what runs: argv, or the spec's command
-    ports: tuple[PortMapping, ...]
+    ports: str  # as `docker ps` shows them, e.g. "0.0.0.0:8080->80/tcp, 127.0.0.1:53->53/udp"
     labels: tuple[str, ...]
     mounts: tuple[str, ...]  # each mount's source (a tmpfs: its target)
     network: str
@@ -66,25 +66,15 @@ class PsView(Value):
     @classmethod
     def of(cls, rec: ContainerRecord) -> PsView:
         return cls(rec.id, rec.name, rec.created, rec.spec.image, rec.image_id, tuple(rec.argv or rec.spec.cmd),
-                   rec.ports, rec.labels, tuple(m.source if m.kind != "tmpfs" else m.target for m in rec.mounts),
+                   ", ".join(p.ps_str() for p in rec.ports), rec.labels, tuple(m.source if m.kind != "tmpfs" else m.target for m in rec.mounts),
                    rec.endpoint.network if rec.endpoint else (rec.spec.network or ""), bool(rec.healthcheck))
 
     def to_tuple(self) -> tuple:
-        """Its values in field order, each port as its values: what the memo keeps."""
-        values = [self.__dict__[f] for f in self._fields]
-        values[PORTS] = tuple(tuple(p.__dict__[f] for f in PortMapping._fields) for p in self.ports)
-        return tuple(values)
-
-    @classmethod
-    def from_tuple(cls, row: tuple) -> PsView:
-        """to_tuple's output, read back from a memo whose checksum held (so not checked again)."""
-        if row[PORTS]:
-            row = (*row[:PORTS], tuple(PortMapping._make(p) for p in row[PORTS]), *row[PORTS + 1:])
-        return cls._make(row)
+        """Its values in field order: what the memo keeps, and PsView._make reads back."""
+        return tuple(self.__dict__[f] for f in self._fields)
 
 
 VIEW_FIELDS = list(PsView._fields)  # a memo written with other fields is not read
-PORTS = VIEW_FIELDS.index("ports")
 
 
 class Listed(Value):
@@ -225,7 +215,7 @@ def _key(path: str) -> tuple[int, int, int] | None:
 
 
 def _memo_view(old: tuple | None, key: tuple | None) -> PsView | None:
-    return PsView.from_tuple(old[1]) if old is not None and key is not None and old[0] == key else None
+    return PsView._make(old[1]) if old is not None and key is not None and old[0] == key else None
 
 
 def _memo_state(old: tuple | None, key: tuple | None) -> ContainerState | None:

@@ -31,10 +31,12 @@ def test_table_aligns():
 
 
 def test_ports_text_and_docker_str():
+    from minibox.engine import listing
+
     rec = ContainerRecord(id="a" * 64, name="web", created=0, spec=ContainerSpec("busybox", ("true",)),
                           image_layers=("/i",), hostname="h", env=(), ports=(PortMapping("", 8080, 80),
                                                                         PortMapping("127.0.0.1", 53, 53, "udp")))
-    assert present.ports_text(rec) == "0.0.0.0:8080->80/tcp, 127.0.0.1:53->53/udp"
+    assert listing.PsView.of(rec).ports == "0.0.0.0:8080->80/tcp, 127.0.0.1:53->53/udp"
     assert rec.ports[0].docker_str() == "80/tcp -> 0.0.0.0:8080"
 
 
@@ -64,7 +66,7 @@ def test_ps_view_round_trips_through_the_memo_and_a_damaged_memo_is_empty():
                          ("/sys/fs/cgroup/freezer/minibox/x/freezer.state", "FROZEN"))}
     raw = listing.encode(entries)
     back = listing.decode(raw)[view.id]
-    assert listing.PsView.from_tuple(back[1]) == view and back == entries[view.id]
+    assert listing.PsView._make(back[1]) == view and back == entries[view.id]
     assert listing._memo_state(back, (4, 5, 6)) == state and listing._memo_state(back, (4, 5, 7)) is None
     assert listing._memo_view(back, (1, 2, 3)) == view and listing._memo_view(back, None) is None
     head, body = raw.split(b"\n", 1)
