@@ -9,11 +9,11 @@ used for a file it does not match, a damaged memo is ignored, and removing it on
 the next `ps` a full read. A state that may need settling (its PID 1 gone, its creator
 killed, its resources not yet released) goes through lifecycle.refresh as before.
 
-The entries are in marshal's format, not JSON: they come back as the tuples the views and
-states are made of, and reading and building them takes half JSON's time (measured in
-process at 1000 containers: ~4 against ~8 ms). marshal is not for files from outside, and
-this is none: ps wrote it in the root-only state root, and its CRC is checked before a
-byte of it is read (see encode).
+Past its first line (a JSON header), the file is in marshal's format, whatever its name
+says: the entries come back as the tuples the views and states are made of, and reading
+and building them takes half JSON's time (measured in process at 1000 containers: ~4
+against ~8 ms). marshal is not for files from outside, and this is none: ps wrote it in
+the root-only state root, and its CRC is checked before a byte of it is read (see encode).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ class PsView(Value):
     @classmethod
     def of(cls, rec: ContainerRecord) -> PsView:
         return cls(rec.id, rec.name, rec.created, rec.spec.image, rec.image_id, tuple(rec.argv or rec.spec.cmd),
-                   ", ".join(p.ps_str() for p in rec.ports), rec.labels, tuple(m.source if m.kind != "tmpfs" else m.target for m in rec.mounts),
+                   ", ".join(p.ps_str() for p in rec.ports), rec.labels,
+                   tuple(m.source if m.kind != "tmpfs" else m.target for m in rec.mounts),
                    rec.endpoint.network if rec.endpoint else (rec.spec.network or ""), bool(rec.healthcheck))
 
     def to_tuple(self) -> tuple:
