@@ -93,11 +93,19 @@ class Listed(Value):
 def containers() -> list[Listed]:
     """Every container directory with a record or a state, in no order; the memo is
     written again when anything in it changed."""
-    where = str(config.paths().containers)
-    try:
-        names = os.listdir(where)
+    try:  # records are stat'ed relative to the directory: ~0.7 us less a stat than by full path (measured)
+        where = os.open(config.paths().containers, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return []
+    try:
+        return _all(where)
+    finally:
+        os.close(where)
+
+
+def _all(where: int) -> list[Listed]:
+    """containers(), in the containers directory open as `where`."""
+    names = os.listdir(where)
     # Every object made here lives until ps prints (~30 a container): the cyclic collector
     # would only walk them again and again, ~10% of ps at 1000 containers (measured).
     collecting = gc.isenabled()
@@ -125,11 +133,12 @@ def containers() -> list[Listed]:
     return out
 
 
-def _one(where: str, cid: str, old: tuple | None, settled: int) -> tuple[Listed | None, tuple | None]:
+def _one(where: int, cid: str, old: tuple | None, settled: int) -> tuple[Listed | None, tuple | None]:
     """The container `cid` (None if it is not one, or was removed meanwhile) and its memo entry,
-    which keeps the stat of a file read now only if it was written before `settled` (ns)."""
-    record_key = _key(f"{where}/{cid}/config.json")
-    state_key = _key(f"{where}/{cid}/state.json")
+    which keeps the stat of a file read now only if it was written before `settled` (ns).
+    `where`: the containers directory, open."""
+    record_key = _key(f"{cid}/config.json", where)
+    state_key = _key(f"{cid}/state.json", where)
     if record_key is None and state_key is None:
         return None, None
     view = _memo_view(old, record_key)
@@ -207,9 +216,9 @@ def _frozen(path: str, line: str, letter: str) -> bool:
         return False  # the group is gone: so is the container
 
 
-def _key(path: str) -> tuple[int, int, int] | None:
+def _key(path: str, where: int) -> tuple[int, int, int] | None:
     try:
-        st = os.stat(path)
+        st = os.stat(path, dir_fd=where)
     except OSError:  # missing, or its directory is not one
         return None
     return st.st_ino, st.st_mtime_ns, st.st_size
