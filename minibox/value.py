@@ -72,13 +72,13 @@ class Value:
         return not self == other
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__,) + tuple(self.__dict__[f] for f in self._fields))
+        return hash((type(self).__name__,) + self._values())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{f}={self.__dict__[f]!r}' for f in self._fields)})"
 
     def __reduce__(self):
-        return (type(self), tuple(self.__dict__[f] for f in self._fields))
+        return (type(self), self._values())
 
     def _replace(self, **changes: Any):
         unknown = set(changes) - set(self._fields)
@@ -113,6 +113,10 @@ class Value:
         new = object.__new__(cls)
         object.__setattr__(new, "__dict__", dict(zip(cls._fields, values, strict=True)))
         return new
+
+    def _values(self) -> tuple:
+        """Its values in field order, whatever order they were given in: the inverse of _make."""
+        return tuple(map(self.__dict__.__getitem__, self._fields))
 
     def _asdict(self) -> dict[str, Any]:
         return {f: self.__dict__[f] for f in self._fields}

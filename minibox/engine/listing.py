@@ -70,10 +70,6 @@ class PsView(Value):
                    tuple(m.source if m.kind != "tmpfs" else m.target for m in rec.mounts),
                    rec.endpoint.network if rec.endpoint else (rec.spec.network or ""), bool(rec.healthcheck))
 
-    def to_tuple(self) -> tuple:
-        """Its values in field order: what the memo keeps, and PsView._make reads back."""
-        return tuple(self.__dict__[f] for f in self._fields)
-
 
 VIEW_FIELDS = list(PsView._fields)  # a memo written with other fields is not read
 
@@ -179,8 +175,8 @@ def _one(where: int, cid: str, old: tuple | None, settled: int) -> tuple[Listed 
     # A state is remembered only as read: one that refresh changed was written meanwhile.
     kept = now is state and state_key is not None and (state_hit or state_key[1] < settled)
     return listed, (record_key if view_hit or record_key[1] < settled else None,
-                    old[1] if view_hit else view.to_tuple(), state_key if kept else None,
-                    (old[3] if state_hit else tuple(state.__dict__[f] for f in STATE_FIELDS)) if kept else None,
+                    old[1] if view_hit else view._values(), state_key if kept else None,
+                    (old[3] if state_hit else state._values()) if kept else None,
                     freezer if kept else None)
 
 

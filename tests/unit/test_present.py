@@ -62,8 +62,7 @@ def test_ps_view_round_trips_through_the_memo_and_a_damaged_memo_is_empty():
     assert present.ps_row(view, ContainerState(status="running", started_at=10), now=20)[1:] == \
         ["busybox", '"httpd -f"', "7 seconds ago", "Up 10 seconds", "0.0.0.0:8080->80/tcp", "web"]
     state = ContainerState(status="running", pid=7, pid_start=9, release_log=(("why", "cmd"),))
-    values = tuple(getattr(state, f) for f in listing.STATE_FIELDS)
-    entries = {view.id: ((1, 2, 3), view.to_tuple(), (4, 5, 6), values,
+    entries = {view.id: ((1, 2, 3), view._values(), (4, 5, 6), state._values(),
                          ("/sys/fs/cgroup/freezer/minibox/x/freezer.state", "FROZEN"))}
     raw = listing.encode(entries)
     back = listing.decode(raw)[view.id]

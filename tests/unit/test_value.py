@@ -26,6 +26,9 @@ def test_fields_and_defaults():
     assert (p.x, p.y, p.label, p.norm1) == (1, 0, "a", 1)
     assert Point._fields == ("x", "y", "label") and Point3._fields == ("x", "y", "label", "z")
     assert Point3(1, 2, z=3)._asdict() == {"x": 1, "y": 2, "label": "", "z": 3}
+    given_out_of_order = Point3(z=4, label="c", x=1)
+    assert given_out_of_order._values() == (1, 0, "c", 4)
+    assert Point3._make(given_out_of_order._values()) == given_out_of_order
 
 
 def test_bad_construction_is_refused():
