@@ -59,11 +59,11 @@ def remove_many(cids: list[str], force: bool = False, volumes: bool = False) -> 
     for cid in dict.fromkeys(cids):
         try:
             rec: ContainerRecord | None = store.load_record(cid)
-        except Damaged:
+        except (Damaged, FileNotFoundError):  # or a directory a run killed before its record left
             rec = None
         try:
             state = refresh(cid) if rec is not None else store.load_state(cid)
-        except (Damaged, CleanupErrors, WriteFailed):
+        except (Damaged, CleanupErrors, WriteFailed, FileNotFoundError):
             state = None
         name = rec.name if rec else cid[:12]
         if state is not None and state.status in (RUNNING, CREATING, CREATED) and not force:

@@ -43,17 +43,38 @@ def test_kill_9_at_random_moments_leaves_everything_recoverable():
 
 
 def test_a_run_killed_while_starting_is_listed_and_removable():
-    """Killed right after its record exists: ps -a shows it, rm -f finishes it."""
+    """Killed while it starts: ps -a shows it, rm -f finishes it. A run killed before its
+    record was written made no container, only what it holds first (its name file, perhaps
+    its directory): rm -f of the name finishes that too, and the name is free again."""
     for delay in (0.05, 0.12, 0.2):
         proc = faults.start(["run", "-d", "--name", "halfway", "-p", "8088:80", "busybox", "httpd", "-f"])
         if faults.kill_after(proc, delay) is not None:
             mb("rm", "-f", "halfway")
             continue  # it finished first: try a shorter delay
-        assert wait_for(lambda: "halfway" in mb("ps", "-a").stdout or not (ROOT / "names/halfway").exists())
+        if "halfway" not in mb("ps", "-a").stdout:  # then it must have written no record
+            owner = (ROOT / "names/halfway").read_text().strip() if (ROOT / "names/halfway").exists() else "-"
+            assert not (ROOT / "containers" / owner / "config.json").exists()
         res = mb("rm", "-f", "halfway")
         assert res.returncode in (0, 1) and "Traceback" not in res.stderr
         assert "halfway" not in mb("ps", "-a").stdout
+        mb("create", "--name", "halfway", "busybox", check=True)  # the name is free
+        mb("rm", "-f", "halfway", check=True)
     mb("gc", check=True)
+
+
+def test_what_a_run_killed_before_its_record_left_is_removed_by_name():
+    """The state a run killed between making its directory and writing its record leaves:
+    names/NAME and an empty containers/ID. `rm -f NAME` removed nothing and said `internal
+    error: FileNotFoundError` (config.json), and the name stayed taken until gc."""
+    cid = "c" * 64
+    (ROOT / "names").mkdir(exist_ok=True)
+    (ROOT / "names/killed").write_text(cid + "\n")
+    (ROOT / "containers" / cid).mkdir(mode=0o700, parents=True)
+    res = mb("rm", "-f", "killed")
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert not (ROOT / "containers" / cid).exists() and not (ROOT / "names/killed").exists()
+    mb("create", "--name", "killed", "busybox", check=True)
+    mb("rm", "-f", "killed", check=True)
 
 
 def test_a_start_killed_mid_way_never_lets_gc_remove_the_container():
