@@ -3,7 +3,9 @@
 A record is `TIMESTAMP STREAM TAG CONTENT`; tag F ends a line, P means the line goes on in
 the next record (the shim saw output without a newline yet). The shim rotates the log
 (container.log -> container.log.1 -> ...), so the whole log is the rotated files, oldest
-first, then container.log.
+first, then container.log. Each file is labelled with its number (an xattr): `logs -f`
+that fell behind the rotation finds files dropped before it read them, and must not join
+a line across the gap (see Lines.resync).
 """
 
 from __future__ import annotations
@@ -80,10 +82,22 @@ class Lines:
 
     def __init__(self):
         self.partial: dict[str, tuple[str, bytes]] = {}
+        self.unsure: set[str] = set()  # streams whose next record may go on a line that was lost
+
+    def resync(self, unsure: set[str]) -> None:
+        """Records were lost (a follower fell behind the rotation): no line begun before is
+        joined to what comes next, and the `unsure` streams' next records, which finish a
+        line begun in what was lost, are dropped up to that stream's next line end."""
+        self.partial.clear()
+        self.unsure = set(unsure)
 
     def feed(self, data: bytes) -> list[tuple[str, str, bytes]]:
         out = []
         for ts, stream, chunk in records(iter(data.split(b"\n"))):
+            if stream in self.unsure:
+                if chunk.endswith(b"\n"):
+                    self.unsure.discard(stream)
+                continue
             first, sofar = self.partial.pop(stream, (ts, b""))
             if chunk.endswith(b"\n"):
                 out.append((first, stream, sofar + chunk))
@@ -209,11 +223,18 @@ def show(cdir: Path, running: Callable[[], bool], emit: Emit, opts: Options = Op
                 _emit_lines(joined.feed(complete), opts, emit)
             continue
         if _rotated(f, current):
-            f.close()  # what was left in it was read above; go on with the new file
+            # The shim closed this file before its successor took the name: what it wrote
+            # after the read above is read now, then the files rotated after this one.
+            _emit_lines(joined.feed(pending + f.read()), opts, emit)
+            pending = b""
             try:
-                f = open(current, "rb")
+                following = open(current, "rb")
             except FileNotFoundError:
+                f.close()
                 return
+            _catch_up(cdir, f, following, joined, opts, emit)
+            f.close()
+            f = following
             continue
         if not running():
             # one last read: the shim drains output right after PID 1 exits
@@ -221,6 +242,58 @@ def show(cdir: Path, running: Callable[[], bool], emit: Emit, opts: Options = Op
             f.close()
             return
         time.sleep(0.1)
+
+
+def _catch_up(cdir: Path, older, newer, joined: Lines, opts: Options, emit: Emit) -> None:
+    """The files rotated after `older` (read to its end) and before `newer` (open, unread),
+    oldest first. A follower that fell behind finds some dropped by the rotation already:
+    the shim labels each file with its number (an xattr), so a missing one is told to
+    `joined`, with the streams the next file read begins mid-line."""
+    last = _label(older)[0]
+    for path, inode in _between(cdir, older, newer):
+        try:
+            with open(path, "rb") as r:
+                if _fd_inode(r) != inode:
+                    continue  # rotated on since it was listed: the numbers tell what is missing
+                last = _check(last, _label(r), joined)
+                _emit_lines(joined.feed(r.read()), opts, emit)
+        except FileNotFoundError:
+            continue
+    _check(last, _label(newer), joined)
+
+
+def _check(last: int | None, label: tuple[int | None, set[str]], joined: Lines) -> int | None:
+    seq, begun_before = label
+    if last is not None and seq is not None and seq != last + 1:
+        joined.resync(begun_before)
+    return seq
+
+
+def _label(f) -> tuple[int | None, set[str]]:
+    """A log file's number and the streams it begins mid-line (shim.c's log_label): "7" or
+    "7 stdout stderr". (None, both) where it has none (a file system without user xattrs)."""
+    try:
+        seq, *streams = os.getxattr(f.fileno(), "user.minibox.seq").decode().split()
+        return int(seq), set(streams) & {"stdout", "stderr"}
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None, {"stdout", "stderr"}
+
+
+def _between(cdir: Path, older, newer) -> list[tuple[Path, tuple[int, int]]]:
+    """The rotated files listed after the open `older` and before the open `newer`, oldest
+    first, each with its inode. If `older` was dropped already, every kept one is later."""
+    ours, theirs = _fd_inode(older), _fd_inode(newer)
+    rotated = sorted((int(p.name[len(LOG) + 1:]), p) for p in cdir.glob(LOG + ".*") if p.name[len(LOG) + 1:].isdigit())
+    found = []
+    for _, p in rotated:  # LOG.1, the newest, first
+        inode = _inode(p)
+        if inode == ours:
+            break
+        found.append((p, inode))
+    inodes = [inode for _, inode in found]
+    if theirs in inodes:  # `newer` was rotated too: it and what came after it are read as they come
+        found = found[inodes.index(theirs) + 1:]
+    return found[::-1]
 
 
 def _rotated(f, path: Path) -> bool:

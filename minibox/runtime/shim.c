@@ -51,6 +51,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,6 +68,20 @@ static int has_pty; /* the container has a terminal: one raw stream, no framing 
 static const char *log_path;
 static long long log_size, log_max;
 static int log_files = 1;
+static unsigned long log_seq;  /* which log file this is: 0 the first, +1 per rotation */
+static int log_open_line[2];  /* stdout, stderr: its last record was P, a line not ended yet */
+
+/* Each log file carries its number and the streams whose first record in it goes on with
+   a line begun in the file before ("7 stdout"), so that a follower that missed a file (the
+   rotation dropped it before it was read) joins no line across the gap and drops only what
+   finishes a line it missed. Best effort: on a file system without user xattrs the
+   follower cannot tell. */
+static void log_label(void) {
+    char b[48];
+    int n = snprintf(b, sizeof b, "%lu%s%s", log_seq, log_open_line[0] ? " stdout" : "",
+                     log_open_line[1] ? " stderr" : "");
+    fsetxattr(log_fd, "user.minibox.seq", b, (size_t)n, 0);
+}
 
 static void write_all(int fd, const char *p, size_t n) {
     while (n > 0) {
@@ -109,12 +124,17 @@ static void rotate(void) {
     snprintf(fresh, sizeof fresh, "%s.fresh", log_path);
     if (log_fd >= 0) close(log_fd);
     log_fd = open(fresh, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
-    if (log_fd >= 0 && rename(fresh, log_path) == 0) {
-        log_size = 0;
-        return;
+    if (log_fd >= 0) {
+        log_seq++;
+        log_label();  /* before it takes the name: a follower never sees it unlabelled */
+        if (rename(fresh, log_path) == 0) {
+            log_size = 0;
+            return;
+        }
+        log_seq--;
+        close(log_fd);
     }
     /* no fresh file (no inode left): go on appending to LOG, and try again past the cap */
-    if (log_fd >= 0) close(log_fd);
     unlink(fresh);
     log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     struct stat st;
@@ -141,6 +161,7 @@ static void log_chunk(int stream, const char *p, size_t n) {
         log_write(head, (size_t)h);
         log_write(p, len);
         log_write("\n", 1);
+        log_open_line[stream ? 1 : 0] = !nl;
         if (!nl) break;
         p += len + 1;
         n -= len + 1;
@@ -287,6 +308,14 @@ int main(int argc, char **argv) {
     if (log_fd >= 0) {
         struct stat st;
         if (fstat(log_fd, &st) == 0) log_size = st.st_size;
+        char b[48];  /* a restarted container's log goes on with its number */
+        ssize_t n = fgetxattr(log_fd, "user.minibox.seq", b, sizeof b - 1);
+        if (n > 0) {
+            b[n] = 0;
+            log_seq = strtoul(b, NULL, 10);
+        } else {
+            log_label();
+        }
     }
 
     /* The CLI forwards Ctrl-C to the container; the shim itself must survive it. */
