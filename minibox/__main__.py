@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from minibox import notes
-from minibox.entry import exit_code, exit_now, run_app
+from minibox.entry import collector_off, exit_code, exit_now, run_app
 from minibox.errors import EXIT_MINIBOX
 
 
@@ -27,6 +27,7 @@ def _app(args: list[str]):
 
 def run() -> None:
     """The `minibox` command (pyproject's entry point)."""
+    collector_off()
     exit_now(main())
 
 

@@ -7,6 +7,8 @@ MINIBOX_DEBUG=1 asks for it. The process then exits at once, without interpreter
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import sys
 
@@ -147,6 +149,39 @@ def one_line(text: str) -> str:
     first, and the count of the others, keep minibox's errors to one line."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[0] if len(lines) == 1 else f"{lines[0]} (+{len(lines) - 1} more lines)" if lines else text
+
+
+def collector_off() -> None:
+    """Called first by a command's process entry: no cyclic collection while Python, click,
+    typer and minibox's modules are imported and the verb's click command is built. Those
+    objects live as long as the process, yet ~30 collector passes walked them again and
+    again: ~11 M instructions, ~4 ms of every command (measured with callgrind).
+    verb_starts() turns the collector back on."""
+    gc.disable()
+
+
+def verb_starts() -> None:
+    """Called by an app's callback, the verb parsed: what exists now lives as long as the
+    process, so it is frozen (never walked again), and the collector is on for what the verb
+    makes, which may loop for hours (`logs -f`, `events`). Nothing where collector_off was
+    not called (a test calling main() in its own process)."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """No cyclic collection in the block: for one whose objects all live past it, which the
+    collector would only walk again and again (ps: ~30 objects a container, ~10% of it at
+    1000 containers, measured)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def exit_now(code: int) -> None:

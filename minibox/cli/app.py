@@ -6,6 +6,7 @@ import sys
 import typer
 
 from minibox import config
+from minibox.entry import verb_starts
 from minibox.errors import InvalidSpec, MiniboxError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, suggest_commands=False,
@@ -51,6 +52,7 @@ def main_options(
     version: bool = typer.Option(False, "--version", "-v", is_eager=True, callback=_print_version,
                                  help="print minibox's version and exit"),
 ) -> None:
+    verb_starts()
     if firewall_backend:
         if firewall_backend not in config.FIREWALL_BACKENDS:
             raise InvalidSpec(f'unknown --firewall-backend "{firewall_backend}": use nftables or iptables')

@@ -18,7 +18,6 @@ the root-only state root, and its CRC is checked before a byte of it is read (se
 
 from __future__ import annotations
 
-import gc
 import json
 import marshal
 import os
@@ -102,28 +101,20 @@ def containers() -> list[Listed]:
 def _all(where: int) -> list[Listed]:
     """containers(), in the containers directory open as `where`."""
     names = os.listdir(where)
-    # Every object made here lives until ps prints (~30 a container): the cyclic collector
-    # would only walk them again and again, ~10% of ps at 1000 containers (measured).
-    collecting = gc.isenabled()
-    gc.disable()
     settled = time.time_ns() - SETTLED_NS
-    try:
-        memo = _read_memo()
-        kept: dict[str, tuple] = {}
-        out = []
-        for cid in names:
-            old = memo.get(cid)
-            try:
-                item, entry = _one(where, cid, old, settled)
-            except (IndexError, TypeError, ValueError, AttributeError):
-                item, entry = _one(where, cid, None, settled)  # an entry not as this minibox writes them
-            if item is not None:
-                out.append(item)
-            if entry is not None:
-                kept[cid] = entry
-    finally:
-        if collecting:
-            gc.enable()
+    memo = _read_memo()
+    kept: dict[str, tuple] = {}
+    out = []
+    for cid in names:
+        old = memo.get(cid)
+        try:
+            item, entry = _one(where, cid, old, settled)
+        except (IndexError, TypeError, ValueError, AttributeError):
+            item, entry = _one(where, cid, None, settled)  # an entry not as this minibox writes them
+        if item is not None:
+            out.append(item)
+        if entry is not None:
+            kept[cid] = entry
     if kept.keys() != memo.keys() or any(kept[c] is not memo[c] for c in kept):
         _write_memo(kept)
     return out

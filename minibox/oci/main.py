@@ -19,6 +19,7 @@ from typing import Optional
 
 import typer
 
+from minibox.entry import verb_starts
 from minibox.errors import MiniboxError
 from minibox.oci import ops
 from minibox.oci.state import DEFAULT_ROOT
@@ -48,6 +49,7 @@ def main_options(
     rootless: str = typer.Option("false", "--rootless", help="accepted for runc compatibility; only false works"),
     version: bool = typer.Option(False, "--version", "-v", is_eager=True, help="print the version (as runc does)"),
 ) -> None:
+    verb_starts()
     if version:
         from importlib.metadata import version as dist_version
 
