@@ -60,7 +60,7 @@ def ps(
             for row, (c, r, s, _e) in zip(table, rows):
                 row[0] = c
                 if r is not None:
-                    row[2] = '"' + " ".join(r.command) + '"'
+                    row[2] = f'"{r.command}"'
         headers = list(present.PS_HEADERS)
         if size:
             from minibox.engine.volumes import bytes_under

@@ -5,7 +5,6 @@ Pure: takes records and states, returns strings and dicts.
 
 from __future__ import annotations
 
-import shlex
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -92,7 +91,7 @@ def status_text(state: ContainerState, now: float | None = None) -> str:
 
 
 def command_text(view: PsView, width: int = 20) -> str:
-    text = shlex.join(view.command)
+    text = view.command
     if len(text) > width:
         text = text[: width - 1] + "…"
     return f'"{text}"'

@@ -58,7 +58,7 @@ def test_ps_view_round_trips_through_the_memo_and_a_damaged_memo_is_empty():
                           labels=("a=b",), mounts=(MountSpec("volume", "data", "/d"), MountSpec("tmpfs", "", "/t")),
                           image_id="sha256:" + "c" * 64, healthcheck={"Test": ["CMD", "true"]})
     view = listing.PsView.of(rec)
-    assert view.command == ("httpd", "-f") and view.mounts == ("data", "/t") and view.healthcheck
+    assert view.command == "httpd -f" and view.mounts == ("data", "/t") and view.healthcheck
     assert present.ps_row(view, ContainerState(status="running", started_at=10), now=20)[1:] == \
         ["busybox", '"httpd -f"', "7 seconds ago", "Up 10 seconds", "0.0.0.0:8080->80/tcp", "web"]
     state = ContainerState(status="running", pid=7, pid_start=9, release_log=(("why", "cmd"),))
