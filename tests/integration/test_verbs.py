@@ -466,7 +466,7 @@ def test_ps_last_latest_no_trunc_and_size():
         assert mb("ps", "-q", "-n", "2", check=True).stdout.split()[1] == \
             inspect("older")["Id"][:12]  # in any state, newest first
         full = mb("ps", "--no-trunc", "--filter", "name=newer", check=True).stdout
-        assert cid in full and '"sh -c head -c 3000 /dev/zero > /blob; sleep 1000"' in full
+        assert cid in full and '"sh -c \'head -c 3000 /dev/zero > /blob; sleep 1000\'"' in full  # as Docker quotes it
         assert wait_for(lambda: mb("ps", "-s", "--filter", "name=newer").stdout.split()[-1] in ("3kB", "3.01kB"))
         assert mb("ps", "-s", check=True).stdout.splitlines()[0].split()[-1] == "SIZE"
     finally:
