@@ -19,7 +19,7 @@ NamedTuple is. It was a dict of them: making a 21-field dict costs ~9,000 instru
 (each key inserted, the table grown three times), a tuple ~1,700, and `ps` at a thousand
 containers makes three Values each (measured with callgrind). A field read costs ~80
 instructions more than a dict's. Unlike a plain tuple, a Value equals only a Value of its
-type, and is always true.
+type, and is always true (as a tuple with fields is: no Python code runs to tell).
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ class Value(tuple):
         cls._defaults = defaults
         for i, name in enumerate(fields):  # a subclass's defaults are its own class attributes: replaced too
             setattr(cls, name, _tuplegetter(i, None))
+        if not fields:  # a record, not a sequence: true even with no fields (with fields, a tuple is)
+            cls.__bool__ = lambda self: True
 
     def __new__(cls, *args: Any, **kwargs: Any):
         fields = cls._fields
@@ -91,9 +93,6 @@ class Value(tuple):
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, *self))
-
-    def __bool__(self) -> bool:
-        return True  # a record, not a sequence: true even with no fields
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{f}={v!r}' for f, v in zip(self._fields, self))})"
