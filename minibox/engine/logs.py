@@ -124,24 +124,23 @@ class Options(Value):
 
 
 def files(cdir: Path, current=None) -> list[Path]:
-    """The rotated log files of a container, oldest first, each file once; `current`: the
-    open LOG, whose inode is not listed again if a rotation has just renamed it."""
-    rotated = []
-    for p in cdir.glob(LOG + ".*"):
-        suffix = p.name[len(LOG) + 1:]
-        if suffix.isdigit():
-            rotated.append((int(suffix), p))
-    # while the shim rotates, LOG.1 is for a moment a second name of LOG: read that inode once
-    seen = {_inode(cdir / LOG)}
-    if current is not None:
-        seen.add(_fd_inode(current))
-    older = []
-    for _, p in sorted(rotated):
-        inode = _inode(p)
-        if inode is None or inode not in seen:
-            seen.add(inode)
-            older.append(p)
-    return older[::-1]
+    """The rotated log files older than `current` (the open LOG; None: LOG as it is now),
+    oldest first. A rotation after `current` was opened renames it: only what is older is
+    listed, and what is newer is read when the follower gets there."""
+    kept = _kept(cdir)
+    ours = _fd_inode(current) if current is not None else _inode(cdir / LOG)
+    inodes = [inode for _, inode in kept]
+    if ours in inodes:  # rotated already (or, for a moment, LOG.1 is a second name of LOG)
+        kept = kept[inodes.index(ours) + 1:]
+    bound = _label(current if current is not None else cdir / LOG)[0]  # dropped already: its number says
+    return [p for p, _ in reversed(kept) if _within(_label(p)[0], None, bound)]
+
+
+def _kept(cdir: Path) -> list[tuple[Path, tuple[int, int] | None]]:
+    """The rotated files (LOG.1, LOG.2, ...), newest first, each with its inode."""
+    numbered = sorted((int(p.name[len(LOG) + 1:]), p) for p in cdir.glob(LOG + ".*")
+                      if p.name[len(LOG) + 1:].isdigit())
+    return [(p, _inode(p)) for _, p in numbered]
 
 
 def _fd_inode(f) -> tuple[int, int]:
@@ -190,11 +189,12 @@ def show(cdir: Path, running: Callable[[], bool], emit: Emit, opts: Options = Op
 
         raise Damaged(current, "a directory where a file belongs") from None
     seen = {_fd_inode(f)} if f is not None else set()
+    bound = _label(f)[0] if f is not None else None
     for path in files(cdir, f):
         try:
             with open(path, "rb") as r:
-                if _fd_inode(r) in seen:  # renamed by a rotation after files() looked
-                    continue
+                if _fd_inode(r) in seen or not _within(_label(r)[0], None, bound):
+                    continue  # renamed by a rotation after files() looked, or newer than f (f dropped meanwhile)
                 seen.add(_fd_inode(r))
                 backlog += joined.feed(r.read())
         except OSError:
@@ -249,17 +249,22 @@ def _catch_up(cdir: Path, older, newer, joined: Lines, opts: Options, emit: Emit
     oldest first. A follower that fell behind finds some dropped by the rotation already:
     the shim labels each file with its number (an xattr), so a missing one is told to
     `joined`, with the streams the next file read begins mid-line."""
-    last = _label(older)[0]
+    last, bound = _label(older)[0], _label(newer)[0]
     for path, inode in _between(cdir, older, newer):
         try:
             with open(path, "rb") as r:
-                if _fd_inode(r) != inode:
-                    continue  # rotated on since it was listed: the numbers tell what is missing
-                last = _check(last, _label(r), joined)
+                label = _label(r)
+                if _fd_inode(r) != inode or not _within(label[0], last, bound):
+                    continue  # rotated on since it was listed, or `newer` was dropped meanwhile and this came after it
+                last = _check(last, label, joined)
                 _emit_lines(joined.feed(r.read()), opts, emit)
         except FileNotFoundError:
             continue
     _check(last, _label(newer), joined)
+
+
+def _within(seq: int | None, after: int | None, before: int | None) -> bool:
+    return seq is None or ((after is None or seq > after) and (before is None or seq < before))
 
 
 def _check(last: int | None, label: tuple[int | None, set[str]], joined: Lines) -> int | None:
@@ -271,29 +276,27 @@ def _check(last: int | None, label: tuple[int | None, set[str]], joined: Lines) 
 
 def _label(f) -> tuple[int | None, set[str]]:
     """A log file's number and the streams it begins mid-line (shim.c's log_label): "7" or
-    "7 stdout stderr". (None, both) where it has none (a file system without user xattrs)."""
+    "7 stdout stderr". (None, both) where it has none (a file system without user xattrs).
+    `f`: an open file or a path."""
     try:
-        seq, *streams = os.getxattr(f.fileno(), "user.minibox.seq").decode().split()
+        seq, *streams = os.getxattr(f if isinstance(f, Path) else f.fileno(), "user.minibox.seq").decode().split()
         return int(seq), set(streams) & {"stdout", "stderr"}
     except (OSError, ValueError, UnicodeDecodeError):
         return None, {"stdout", "stderr"}
 
 
-def _between(cdir: Path, older, newer) -> list[tuple[Path, tuple[int, int]]]:
+def _between(cdir: Path, older, newer) -> list[tuple[Path, tuple[int, int] | None]]:
     """The rotated files listed after the open `older` and before the open `newer`, oldest
     first, each with its inode. If `older` was dropped already, every kept one is later."""
+    kept = _kept(cdir)
+    inodes = [inode for _, inode in kept]
     ours, theirs = _fd_inode(older), _fd_inode(newer)
-    rotated = sorted((int(p.name[len(LOG) + 1:]), p) for p in cdir.glob(LOG + ".*") if p.name[len(LOG) + 1:].isdigit())
-    found = []
-    for _, p in rotated:  # LOG.1, the newest, first
-        inode = _inode(p)
-        if inode == ours:
-            break
-        found.append((p, inode))
-    inodes = [inode for _, inode in found]
+    if ours in inodes:
+        kept = kept[:inodes.index(ours)]
+        inodes = inodes[:len(kept)]
     if theirs in inodes:  # `newer` was rotated too: it and what came after it are read as they come
-        found = found[inodes.index(theirs) + 1:]
-    return found[::-1]
+        kept = kept[inodes.index(theirs) + 1:]
+    return kept[::-1]
 
 
 def _rotated(f, path: Path) -> bool:

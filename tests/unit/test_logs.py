@@ -27,8 +27,8 @@ def follow_across(tmp_path, numbers: list[int]) -> list[bytes]:
     first, last = numbers
     log_file(tmp_path / "container.log.1", f"{first} stdout", record("stdout", "123"), record("stdout", "70124"),
              record("stderr", "err", False))
-    newer = open(log_file(tmp_path / "container.log", f"{last} stderr", record("stderr", "or"), record("stdout", "82281")),
-                 "rb")
+    newer = open(log_file(tmp_path / "container.log", f"{last} stderr", record("stderr", "or"),
+                          record("stdout", "82281")), "rb")
     out: list[bytes] = []
     logs._catch_up(tmp_path, older, newer, joined, logs.Options(follow=True), lambda _s, data: out.append(data))
     out += [data for _ts, _s, data in joined.feed(newer.read())]
@@ -63,5 +63,22 @@ def test_a_file_without_a_label_joins_as_before(tmp_path):
     joined.feed(older.read())
     logs._catch_up(tmp_path, older, newer, joined, logs.Options(follow=True), lambda _s, _d: None)
     assert joined.feed(newer.read()) == [(TS, "stdout", b"70123\n")]
+    older.close()
+    newer.close()
+
+
+def test_a_file_newer_than_the_one_opened_waits_its_turn(tmp_path):
+    """The follower opened container.log (file 2), then the shim rotated twice and dropped
+    it: the only kept file is 3, newer than what the follower reads next. Read then, its
+    lines came out before file 2's (seen in CI as 90112 before 90023)."""
+    older = open(log_file(tmp_path / "old", "0", record("stdout", "1")), "rb")
+    newer = open(log_file(tmp_path / "opened", "2", record("stdout", "3")), "rb")
+    os.unlink(newer.name)  # dropped by the rotation
+    log_file(tmp_path / "container.log.1", "3", record("stdout", "4"))
+    joined, out = logs.Lines(), []
+    joined.feed(older.read())
+    logs._catch_up(tmp_path, older, newer, joined, logs.Options(follow=True), lambda _s, data: out.append(data))
+    assert out == [] and joined.feed(newer.read()) == [(TS, "stdout", b"3\n")]  # file 2 begins no line mid-way
+    assert logs.files(tmp_path, newer) == []  # nor is file 3 older than the open file 2 for a new reader
     older.close()
     newer.close()
