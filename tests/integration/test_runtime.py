@@ -223,6 +223,8 @@ def test_logs_stay_readable_while_they_rotate():
         except FileNotFoundError:
             missing += 1
     assert missing == 0, f"the log was missing {missing} times while it rotated"
+    # the shim numbers each file it rotates to (what lets the follower tell a gap)
+    assert int(os.getxattr(log, "user.minibox.seq").decode().split()[0]) > 0
     assert follow.poll() is None  # still following: the container runs
     mb("stop", "-t", "1", cid, check=True)
     out, _ = follow.communicate(timeout=30)
