@@ -7,10 +7,8 @@ Layout under the state root (see config.Paths):
     networks/NAME.json          NetworkRecord
     ipam/NETWORK/ADDRESS        one file per allocated address (see net/ipam_store)
 
-Every write goes to a temporary file that is renamed into place, so a reader never sees
-half a file and a crash never leaves one; a failed write (a full disk) removes its
-temporary file and names the path. A file that is not JSON is Damaged, naming the file:
-it harms only the container it belongs to.
+Every write is whole or not at all (see minibox.files). A file that is not JSON is
+Damaged, naming the file: it harms only the container it belongs to.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from minibox import config
+from minibox import config, files
 from minibox.errors import Conflict, Damaged, InvalidSpec, MiniboxError, NotFound, WriteFailed
 from minibox.model import ContainerRecord, ContainerState, NetworkRecord
 
@@ -47,61 +45,13 @@ def require_root() -> None:
 def make_container_dir(cid: str) -> Path:
     """containers/ID, with the state root and containers/ made 0700 if they are new."""
     for d in (config.paths().root, config.paths().containers):
-        make_dirs(d, 0o700)
+        files.make_dirs(d, 0o700)
     path = config.paths().container(cid)
     try:
         path.mkdir()
     except OSError as e:
         raise WriteFailed(path, e) from None
     return path
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomically (see replace_file)."""
-    replace_file(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
-
-
-def replace_file(path: Path, text: str | bytes) -> None:
-    """Atomically (a temporary file renamed into place); on failure the temporary file is
-    removed and WriteFailed names the path."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        if e.errno == errno.ENOENT and not path.parent.exists():
-            raise  # the container was removed meanwhile: the caller knows what that means
-        raise WriteFailed(path, e) from None
-
-
-def create_exclusive(path: Path, text: str) -> None:
-    """Create `path` holding `text`, or FileExistsError (O_EXCL: of parallel creators one wins).
-    A failed write (a full disk) leaves no file, not even an empty one; WriteFailed names it."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    except FileExistsError:
-        raise
-    except OSError as e:
-        raise WriteFailed(path, e) from None
-    try:
-        os.write(fd, text.encode())
-    except OSError as e:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise WriteFailed(path, e) from None
-    os.close(fd)
-
-
-def make_dirs(path: Path, mode: int = 0o755) -> None:
-    try:
-        path.mkdir(mode=mode, parents=True, exist_ok=True)
-    except OSError as e:
-        raise WriteFailed(path, e) from None
 
 
 def read_json(path: Path | str) -> Any:
@@ -182,7 +132,7 @@ def load_record(cid: str) -> ContainerRecord:
 
 
 def save_record(rec: ContainerRecord) -> None:
-    write_json(config.paths().container(rec.id) / "config.json", rec.to_dict())
+    files.write_json(config.paths().container(rec.id) / "config.json", rec.to_dict())
 
 
 def load_state(cid: str) -> ContainerState:
@@ -198,7 +148,7 @@ def load_state(cid: str) -> ContainerState:
 
 
 def save_state(cid: str, state: ContainerState) -> None:
-    write_json(config.paths().container(cid) / "state.json", state.to_dict())
+    files.write_json(config.paths().container(cid) / "state.json", state.to_dict())
 
 
 def load_exit(cid: str) -> dict[str, Any] | None:
@@ -302,8 +252,8 @@ def named_by_record(name: str, other_than: str = "") -> str | None:
     for cid, rec in entries().items() if _NAME_RE.fullmatch(name) else ():
         if not isinstance(rec, Damaged) and rec.name == name and cid != other_than:
             with contextlib.suppress(MiniboxError, OSError):
-                make_dirs(_name_path(name).parent)
-                replace_file(_name_path(name), cid + "\n")
+                files.make_dirs(_name_path(name).parent)
+                files.replace_file(_name_path(name), cid + "\n")
             return cid
     return None
 
@@ -318,12 +268,12 @@ def reserve_name(name: str, cid: str) -> None:
     was emptied or garbled, or names/ deleted: its marker file went with it): then the
     record wins and the file is written again."""
     path = _name_path(name)
-    make_dirs(path.parent)
+    files.make_dirs(path.parent)
     in_use = Conflict(f'container name "{name}" is already in use; pick another with --name '
                       f'or remove it with `minibox rm {name}`')
     for _ in range(2):
         try:
-            create_exclusive(path, cid + "\n")
+            files.create_exclusive(path, cid + "\n")
         except FileExistsError:
             owner = owner_of_name(name)
             if (owner and (config.paths().container(owner)).exists()) or named_by_record(name):
@@ -383,8 +333,8 @@ def _network_from(data: Any, path: Path) -> NetworkRecord:
 
 
 def save_network(net: NetworkRecord) -> None:
-    make_dirs(config.paths().networks)
-    write_json(network_path(net.name), net.to_dict())
+    files.make_dirs(config.paths().networks)
+    files.write_json(network_path(net.name), net.to_dict())
 
 
 def all_networks() -> list[NetworkRecord]:

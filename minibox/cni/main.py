@@ -71,10 +71,10 @@ def load(aid: str) -> Attachment | None:
 
 
 def save(a: Attachment) -> None:
-    from minibox import store
+    from minibox import files
 
     _path(a.id).parent.mkdir(parents=True, exist_ok=True)
-    store.write_json(_path(a.id), a.to_dict())
+    files.write_json(_path(a.id), a.to_dict())
 
 
 def veth_name(aid: str) -> str:

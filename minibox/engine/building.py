@@ -20,7 +20,7 @@ import shlex
 import tempfile
 import time
 
-from minibox import config, store
+from minibox import config, files, store
 from minibox.errors import BuildFailed, InvalidSpec, MiniboxError
 from minibox.image import buildcontext
 from minibox.image import store as images
@@ -341,14 +341,14 @@ def _cached(key: str) -> str:
 
 
 def _remember(key: str, image_id: str) -> None:
-    store.make_dirs(_cache_dir())
-    store.replace_file(_cache_dir() / key, image_id + "\n")
+    files.make_dirs(_cache_dir())
+    files.replace_file(_cache_dir() / key, image_id + "\n")
 
 
 def _intermediate(image_id: str) -> None:
     """Mark an image another step started from: `images` lists it only with -a, as Docker's."""
     d = _cache_dir() / "parents"
-    store.make_dirs(d)
+    files.make_dirs(d)
     (d / image_id.removeprefix("sha256:")).touch()
 
 

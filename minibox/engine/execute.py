@@ -23,18 +23,16 @@ SECCOMP_FILE = "seccomp.bpf"  # its seccomp filter, as compiled for PID 1
 def save_spec(cid: str, spec: dict, seccomp) -> None:
     """What exec reads back, written by `run` (and `start`) before PID 1 exists: the spec,
     and the seccomp filter (a LoadSeccomp; None: unconfined) as compiled for PID 1."""
-    from minibox import store
+    from minibox import files
 
     cdir = config.paths().container(cid)
     if seccomp is not None:
         spec = {**spec, "annotations": {**(spec.get("annotations") or {}), "minibox/seccomp": seccomp.source,
                                         "minibox/seccomp.rules": str(seccomp.rules)}}
-        tmp = cdir / f".{SECCOMP_FILE}.{os.getpid()}"
-        tmp.write_bytes(seccomp.program)
-        os.replace(tmp, cdir / SECCOMP_FILE)
+        files.replace_file(cdir / SECCOMP_FILE, seccomp.program)
     else:
         (cdir / SECCOMP_FILE).unlink(missing_ok=True)
-    store.write_json(cdir / SPEC_FILE, spec)
+    files.write_json(cdir / SPEC_FILE, spec)
 
 
 def container_spec(rec: ContainerRecord) -> tuple[dict, bytes]:

@@ -23,7 +23,7 @@ import re
 import signal
 import socket
 
-from minibox import config, store
+from minibox import config, files, store
 from minibox.engine import lifecycle, removal
 from minibox.errors import Damaged
 from minibox.model import CREATED, CREATING, EXITED, REMOVING, RUNNING
@@ -203,7 +203,7 @@ def sweep_addresses() -> tuple[list[Step], list[str]]:
                 steps.append(RemovePath(str(d / ip), why="an address no container holds (no record names it, "
                                                         "and its holder's directory is gone)"))
     for net in store.all_networks():  # and the files the records need, written again
-        store.make_dirs(root / net.name)
+        files.make_dirs(root / net.name)
         with store.locked(root / net.name / ".lock"):
             for ip, cid in ipam_store.restore(net.name):
                 steps.append(Logged(f"echo {cid} > {root / net.name / ip}",
@@ -240,13 +240,26 @@ def sweep_index_files() -> tuple[list[Step], list[str]]:
     return steps, []
 
 
-def sweep_image_tmp() -> tuple[list[Step], list[str]]:
-    """Half-unpacked layers of a pull, load or import that was killed; ps's memo half written."""
-    from minibox.engine import listing
+def sweep_unfinished_writes() -> tuple[list[Step], list[str]]:
+    """What a killed command left half written: layers a pull, load or import was unpacking
+    (and an image file's new copy, see images.clean_tmp), and the new copy of any state file
+    whose writer died before renaming it into place (see minibox.files)."""
     from minibox.image import store as images
 
-    return [RemovePath(p, "tree", why="a layer an interrupted pull or load was unpacking") for p in images.clean_tmp()] \
-        + [RemovePath(p, why="ps's memo, half written by a `ps` that was killed") for p in listing.clean_tmp()], []
+    steps: list[Step] = [RemovePath(x, "tree", why="a layer an interrupted pull or load was unpacking")
+                         for x in images.clean_tmp()]
+    p = config.paths()
+    where = [p.root, p.networks, p.root / "names", p.root / "ports", p.cni]
+    for parent in (p.containers, p.volumes):  # each one's own directory, not what it holds (upper, _data)
+        where += sorted(parent.iterdir()) if parent.is_dir() else []
+    errors = []
+    for half in (x for d in where for x in files.leftovers(d)):
+        try:
+            half.unlink(missing_ok=True)
+            steps.append(RemovePath(str(half), why="a file's new copy, half written by a command that was killed"))
+        except OSError as e:
+            errors.append(f"removing {half}: {e.strerror}")
+    return steps, errors
 
 
 def sweep_build_cache() -> tuple[list[Step], list[str]]:
@@ -277,7 +290,7 @@ def sweep_dns() -> tuple[list[Step], list[str]]:
 SWEEPS = (("stuck containers", sweep_stuck), ("orphan containers", sweep_orphan_dirs), ("shims", sweep_shims),
           ("userland proxies", sweep_proxies),
           ("firewall", sweep_firewall), ("cgroups", sweep_cgroups), ("veths", sweep_links), ("networks", sweep_networks),
-          ("addresses", sweep_addresses), ("names and ports", sweep_index_files), ("unfinished writes", sweep_image_tmp),
+          ("addresses", sweep_addresses), ("names and ports", sweep_index_files), ("unfinished writes", sweep_unfinished_writes),
           ("build cache", sweep_build_cache), ("dns", sweep_dns))
 
 

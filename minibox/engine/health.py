@@ -24,7 +24,8 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from minibox import config, store
+from minibox import config, files, store
+from minibox.errors import WriteFailed
 
 FILE = "health.json"
 KEEP = 5
@@ -48,11 +49,8 @@ def read(cid: str) -> dict | None:
 
 
 def _write(cid: str, doc: dict) -> None:
-    path = config.paths().container(cid) / FILE
-    tmp = path.with_name(f".{FILE}.{os.getpid()}.tmp")
-    with contextlib.suppress(OSError):
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, path)
+    with contextlib.suppress(OSError, WriteFailed):
+        files.replace_file(config.paths().container(cid) / FILE, json.dumps(doc))
 
 
 def _stamp(t: float) -> str:

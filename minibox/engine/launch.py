@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from minibox import notes
-from minibox import config, store
+from minibox import config, files, store
 from minibox.engine import facts, lifecycle
 from minibox.errors import ExecFailed, MiniboxError
 from minibox.model import (
@@ -126,7 +126,7 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
     cdir = config.paths().container(rec.id)
     for step in plan.files:
         if isinstance(step, MakeDir):
-            store.make_dirs(Path(step.path), step.mode)
+            files.make_dirs(Path(step.path), step.mode)
         elif isinstance(step, WriteFile):
             _write(step, again)
     from minibox.engine import execute
@@ -207,10 +207,10 @@ def apply(plan: Plan, spec: ContainerSpec, basics: facts.Basics, shim: str, sock
 
 def _write(step: WriteFile, again: bool) -> None:
     try:
-        store.create_exclusive(Path(step.path), step.content)
+        files.create_exclusive(Path(step.path), step.content)
     except FileExistsError:
         if again and not step.if_missing:  # its /etc files, written anew: the address may differ
-            store.replace_file(Path(step.path), step.content)
+            files.replace_file(Path(step.path), step.content)
         elif not step.if_missing:
             raise
 

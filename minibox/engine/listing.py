@@ -25,7 +25,7 @@ import sys
 import time
 import zlib
 
-from minibox import config, store
+from minibox import config, files, store
 from minibox.errors import Damaged, MiniboxError, WriteFailed
 from minibox.model import RUNNING, ContainerRecord, ContainerState
 from minibox.runtime import procs
@@ -259,19 +259,7 @@ def _read_memo() -> dict[str, tuple]:
 def _write_memo(entries: dict[str, tuple]) -> None:
     """Best effort: a read-only or full state root only costs the next `ps` a full read."""
     try:
-        store.replace_file(config.paths().root / MEMO, encode(entries))
+        files.replace_file(config.paths().root / MEMO, encode(entries))
     except (OSError, WriteFailed, ValueError):  # ValueError: a value marshal cannot keep
         pass
 
-
-def clean_tmp() -> list[str]:
-    """The memo's temporary files of a `ps` killed while writing it (named after its PID)."""
-    gone = []
-    root = config.paths().root
-    for name in os.listdir(root) if root.is_dir() else ():
-        words = name.removeprefix(f".{MEMO}.").removesuffix(".tmp")
-        if name.startswith(f".{MEMO}.") and name.endswith(".tmp") and words.isdigit() \
-                and not os.path.exists(f"/proc/{words}"):
-            (root / name).unlink(missing_ok=True)
-            gone.append(str(root / name))
-    return gone

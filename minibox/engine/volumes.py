@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 
-from minibox import config, store
+from minibox import config, files, store
 from minibox.errors import Conflict, Damaged, InvalidSpec, NotFound
 from minibox.plan.volumes import VOLUME_NAME
 from minibox.value import Value
@@ -62,8 +62,8 @@ def ensure(name: str, anonymous: bool = False) -> tuple[Volume, bool]:
         return get(name), False
     made = not d.exists()
     try:
-        store.make_dirs(d / "_data", 0o755)
-        store.write_json(d / "meta.json", {"created": time.time(), "anonymous": anonymous})
+        files.make_dirs(d / "_data", 0o755)
+        files.write_json(d / "meta.json", {"created": time.time(), "anonymous": anonymous})
     except BaseException:
         if made:
             shutil.rmtree(d, ignore_errors=True)
@@ -150,8 +150,8 @@ def size(v: Volume) -> int:
 def bytes_under(path) -> int:
     """Bytes of the files under `path`, not following symlinks (a volume, a container's upper layer)."""
     total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
+    for dirpath, _dirs, names in os.walk(path):
+        for f in names:
             try:
                 total += os.lstat(os.path.join(dirpath, f)).st_size
             except OSError:

@@ -26,8 +26,7 @@ import urllib.parse
 import urllib.request
 from typing import Callable
 
-from minibox import config
-from minibox import store as state
+from minibox import config, files
 from minibox.errors import MiniboxError, NotFound, shown
 from minibox.image import archive, checked, store, workers
 from minibox.image import ref as refs
@@ -75,12 +74,8 @@ def save_credentials(host: str, user: str, password: str) -> None:
     except (OSError, ValueError):
         doc = {}
     doc[host] = base64.b64encode(f"{user}:{password}".encode()).decode()
-    state.make_dirs(path.parent, 0o700)
-    tmp = path.with_name(f".auth.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f)
-    os.replace(tmp, path)
+    files.make_dirs(path.parent, 0o700)
+    files.replace_file(path, json.dumps(doc), mode=0o600)  # credentials: root's alone
 
 
 def forget_credentials(host: str) -> bool:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from minibox import config, store
+from minibox import config, files
 from minibox.errors import Conflict, InvalidSpec, MiniboxError, NotFound, WriteFailed, shown
 from minibox.image import checked
 from minibox.image import ref as refs
@@ -97,7 +97,7 @@ def layer_for_blob(blob_digest: str) -> str | None:
 
 def _tmp() -> Path:
     d = _root() / "tmp"
-    store.make_dirs(d)
+    files.make_dirs(d)
     return d
 
 
@@ -125,8 +125,8 @@ def add_layer(stream: BinaryIO, expected_diff_id: str = "", expected_blob: str =
         meta = final.with_suffix(".json")
         blobs = {got.blob_digest}
         if not final.is_dir():
-            store.make_dirs(final.parent)
-            store.write_json(meta, {"size": got.size, "blobs": sorted(blobs)})
+            files.make_dirs(final.parent)
+            files.write_json(meta, {"size": got.size, "blobs": sorted(blobs)})
             try:
                 os.replace(tmp, final)
                 placed = True
@@ -140,9 +140,9 @@ def add_layer(stream: BinaryIO, expected_diff_id: str = "", expected_blob: str =
                 blobs |= set(json.loads(meta.read_text()).get("blobs", []))
             except (OSError, ValueError):
                 pass
-            store.write_json(meta, {"size": got.size, "blobs": sorted(blobs)})
+            files.write_json(meta, {"size": got.size, "blobs": sorted(blobs)})
         link = short_dir(got.diff_id)
-        store.make_dirs(link.parent)
+        files.make_dirs(link.parent)
         if not link.is_symlink():
             os.symlink(f"../layers/{_hex(got.diff_id)}", link)
         return got.diff_id
@@ -187,17 +187,15 @@ def _add_image(config_bytes: bytes, names: list[str], repo_digest: str) -> Image
     if missing:
         raise MiniboxError(f"image {image_id[:19]} needs layer {missing[0]}, which was not stored")
     path = _config_path(image_id)
-    store.make_dirs(path.parent)
+    files.make_dirs(path.parent)
     if not path.exists():
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_bytes(config_bytes)
-        os.replace(tmp, path)
+        files.replace_file(path, config_bytes)
     meta = _meta(image_id)
     digests = set(meta.get("repo_digests", []))
     if repo_digest:
         digests.add(repo_digest)
     size = sum(layer_size(x) for x in diff_ids)
-    store.write_json(path.with_suffix(".meta"), {"created": meta.get("created", time.time()), "size": size,
+    files.write_json(path.with_suffix(".meta"), {"created": meta.get("created", time.time()), "size": size,
                                                  "repo_digests": sorted(digests)})
     for name in names:
         tag(image_id, name)
@@ -226,11 +224,8 @@ def layer_size(diff_id: str) -> int:
 
 def tag(image_id: str, name: str) -> None:
     d = _root() / "refs"
-    store.make_dirs(d)
-    path = d / refs.key(name)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(image_id + "\n")
-    os.replace(tmp, path)
+    files.make_dirs(d)
+    files.replace_file(d / refs.key(name), image_id + "\n")
 
 
 def _refs_of() -> dict[str, list[str]]:
@@ -400,15 +395,12 @@ def clean_tmp() -> list[str]:
             continue
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         gone.append(str(p))
-    # A file being written atomically (.NAME.PID or .NAME.PID.tmp, see store.replace_file)
-    # by a worker killed mid-write: another pull's stays while its writer lives.
+    # A file's new copy (see files.replace_file) of a worker killed mid-write: another
+    # pull's stays while its writer lives.
     for kind in ("layers", "configs", "refs"):
-        d = _root() / kind
-        for p in d.iterdir() if d.is_dir() else ():
-            words = p.name.removesuffix(".tmp").rsplit(".", 1)
-            if p.name.startswith(".") and len(words) == 2 and words[1].isdigit() and not _alive(int(words[1])):
-                p.unlink(missing_ok=True)
-                gone.append(str(p))
+        for p in files.leftovers(_root() / kind):
+            p.unlink(missing_ok=True)
+            gone.append(str(p))
     return gone
 
 

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from minibox import config, store
+from minibox import config, files, store
 from minibox.errors import Conflict, Damaged
 from minibox.model import EXITED
 from minibox.plan import ipam
@@ -58,7 +58,7 @@ def allocate(network: str, subnet: str, gateway: str, owner: str, requested: str
     dual-stack network: both chosen under the network's lock, `before_create(ip, ip6)`
     told (it records them), then their files made."""
     d = _dir(network)
-    store.make_dirs(d)
+    files.make_dirs(d)
     net = ipam.parse_subnet(subnet)
     net6 = ipam.parse_subnet6(subnet6) if subnet6 else None
 
@@ -81,10 +81,10 @@ def allocate(network: str, subnet: str, gateway: str, owner: str, requested: str
                 raise
             ip, ip6 = choose(_used(d))
         before_create(ip, ip6)
-        store.create_exclusive(d / ip, owner + "\n")  # a full disk leaves no empty address file
+        files.create_exclusive(d / ip, owner + "\n")  # a full disk leaves no empty address file
         if ip6:
             try:
-                store.create_exclusive(d / ip6, owner + "\n")
+                files.create_exclusive(d / ip6, owner + "\n")
             except BaseException:
                 (d / ip).unlink(missing_ok=True)
                 raise
@@ -100,13 +100,13 @@ def restore(network: str) -> list[tuple[str, str]]:
     one must not hand a running container's address to the next. (address, holder) of each
     file written."""
     d = _dir(network)
-    store.make_dirs(d)
+    files.make_dirs(d)
     have = _used(d)
     out = []
     for ip, cid in claimed(network).items():
         if ip not in have and _holds(cid):
             with contextlib.suppress(FileExistsError):
-                store.create_exclusive(d / ip, cid + "\n")
+                files.create_exclusive(d / ip, cid + "\n")
                 out.append((ip, cid))
     with contextlib.suppress(OSError):  # a read-only root: nothing could take an address anyway
         (d / INDEX).touch()

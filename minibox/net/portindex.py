@@ -10,10 +10,9 @@ whose owner's directory is gone is a crash's leftover and is dropped when met.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from minibox import config, store
+from minibox import config, files, store
 from minibox.model import PortMapping
 from minibox.plan.rules import PortFacts
 
@@ -49,14 +48,11 @@ def published_on(proto: str, port: int) -> list[tuple[str, PortMapping]]:
 def add(facts: list[PortFacts], network: str) -> None:
     if not facts:
         return
-    store.make_dirs(directory())
+    files.make_dirs(directory())
     for p in facts:
         f = _path(PortMapping(p.host_ip, p.host_port, p.ctr_port, p.proto))
-        tmp = f.with_name(f".{f.name}.{os.getpid()}")
-        tmp.unlink(missing_ok=True)
         ip6 = f" {p.ctr_ip6}" if p.ctr_ip6 else ""
-        store.create_exclusive(tmp, f"{p.owner} {p.owner_name} {network} {p.ctr_ip} {p.ctr_port}{ip6}\n")
-        tmp.replace(f)
+        files.replace_file(f, f"{p.owner} {p.owner_name} {network} {p.ctr_ip} {p.ctr_port}{ip6}\n")
 
 
 def remove(owner: str, ports: tuple[PortMapping, ...] = ()) -> None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+from pathlib import Path
 
-from minibox import config, linux
+from minibox import config, files, linux
 from minibox.errors import InvalidSpec, MiniboxError
 from minibox.oci import state as ocistate
 from minibox.plan import oci as ociplan
@@ -131,10 +132,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str = "", console_socket:
         undo(c, st, launched)
         raise
     if pid_file:
-        tmp = f"{pid_file}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(str(pid))
-        os.replace(tmp, pid_file)
+        files.replace_file(Path(pid_file), str(pid))
     return pid
 
 

@@ -9,8 +9,9 @@ process to the engine's subreaper.
 from __future__ import annotations
 
 import json
-import os
+from pathlib import Path
 
+from minibox import files
 from minibox.errors import Conflict, InvalidSpec
 from minibox.oci import state as ocistate
 from minibox.oci.create import connect_console, read_config, seccomp_step
@@ -66,10 +67,7 @@ def exec_process(root: str, cid: str, process_file: str, command: list[str], *, 
 
     def write_pid(pid: int) -> None:
         if pid_file:
-            tmp = f"{pid_file}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                f.write(str(pid))
-            os.replace(tmp, pid_file)
+            files.replace_file(Path(pid_file), str(pid))
 
     cfg = enter.EnterConfig(pid=st["pid"], cgroup_dirs=tuple(st.get("cgroup_dirs") or ()), steps=tuple(steps),
                             execer=str(shimbin.ensure_execer()), stdio="console" if console >= 0 else "inherit",

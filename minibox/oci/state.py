@@ -17,7 +17,9 @@ import os
 import re
 import shutil
 import time
+from pathlib import Path
 
+from minibox import files
 from minibox.errors import Conflict, InvalidSpec, MiniboxError, NotFound
 from minibox.runtime import procs
 
@@ -55,10 +57,7 @@ class Container:
             raise MiniboxError(f"{self.dir}/state.json is damaged: `delete --force {self.id}` removes it") from None
 
     def save(self, st: dict) -> None:
-        tmp = os.path.join(self.dir, f".state.{os.getpid()}")
-        with open(tmp, "w") as f:
-            json.dump(st, f)
-        os.replace(tmp, os.path.join(self.dir, "state.json"))
+        files.replace_file(Path(self.dir) / "state.json", json.dumps(st))
 
     def make(self) -> None:
         os.makedirs(self.root, mode=0o711, exist_ok=True)

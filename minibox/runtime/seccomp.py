@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import os
 
-from minibox import config
-from minibox.errors import InvalidSpec, MiniboxError
+from minibox import config, files
+from minibox.errors import InvalidSpec, MiniboxError, WriteFailed
 from minibox.plan.steps import LoadSeccomp
 
 # plan.seccomp is imported only when the cache misses: every run pays for what it imports.
@@ -140,9 +140,6 @@ def _read_cache(path, key: str):
 def _write_cache(path, meta: dict, program: bytes) -> None:
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(json.dumps(meta).encode() + b"\n" + program)
-        os.replace(tmp, path)
-    except OSError:
+        files.replace_file(path, json.dumps(meta).encode() + b"\n" + program)
+    except (OSError, WriteFailed):
         pass  # no cache (a full disk, say): the next run compiles again

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from minibox import config
+from minibox import config, files
 from minibox.errors import MiniboxError
 
 SOURCE = Path(__file__).with_name("shim.c")
@@ -41,7 +41,7 @@ def ensure(source: Path) -> Path:
         raise MiniboxError(f"no C compiler to build {source.name} (cc); run scripts/setup or apt-get install "
                            "build-essential")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp = files.temporary(path)
     res = subprocess.run([cc, *FLAGS[source], "-o", str(tmp), str(source)], capture_output=True, text=True)
     if res.returncode != 0:
         raise MiniboxError(f"building {source.name} failed: {res.stderr.strip().splitlines()[-1:]}")

@@ -417,8 +417,14 @@ def test_ps_memo_is_never_trusted_over_the_records():
         dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
         killed, writing = ROOT / f".ps-memo.json.{dead}.tmp", ROOT / f".ps-memo.json.{os.getpid()}.tmp"
         killed.write_text("{"), writing.write_text("{")  # a ps killed mid-write, and one still writing
+        # the same for any state file written whole: a container's, a network's
+        others = [ROOT / "containers" / b / f".state.json.{dead}.tmp", ROOT / "networks" / f".net.json.{dead}.tmp"]
+        for half in others:
+            half.write_text("{")
         out = mb("gc", "--explain", check=True)
         assert not killed.exists() and writing.exists() and str(killed) in out.stdout + out.stderr
+        assert not any(half.exists() for half in others) and all(str(h) in out.stdout + out.stderr for h in others)
+        assert "memo-c" in mb("ps", check=True).stdout  # what the records say is left alone
     finally:
         mb("rm", "-f", "memo-b", "memo-c")
         (ROOT / f".ps-memo.json.{os.getpid()}.tmp").unlink(missing_ok=True)

@@ -11,10 +11,10 @@ id is still that one, the rules it wrote are in place as written.
 from __future__ import annotations
 
 import json
-import os
 import time
 
-from minibox import config
+from minibox import config, files
+from minibox.errors import WriteFailed
 from minibox.net import nfnetlink
 
 
@@ -48,10 +48,8 @@ def record() -> None:
     path = _path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".firewall-generation.{os.getpid()}")
-        tmp.write_text(f"{now}\n" if now is not None else "")
-        tmp.replace(path)
-    except OSError:
+        files.replace_file(path, f"{now}\n" if now is not None else "")
+    except (OSError, WriteFailed):
         pass
 
 
@@ -68,10 +66,8 @@ def record_reset(rules: bool, table: bool) -> None:
     was = counters_reset()
     doc = {"rules": now if rules else was[0], "table": now if table else was[1]}
     try:
-        tmp = _counters_path().with_name(f".firewall-counters.{os.getpid()}")
-        tmp.write_text(json.dumps(doc) + "\n")
-        tmp.replace(_counters_path())
-    except OSError:
+        files.replace_file(_counters_path(), json.dumps(doc) + "\n")
+    except (OSError, WriteFailed):
         pass
 
 
