@@ -10,7 +10,6 @@ leftover (its writer is gone) from a write still under way (see leftovers).
 from __future__ import annotations
 
 import errno
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,8 @@ def replace_file(path: Path, text: str | bytes, mode: int = 0o644) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     """Atomically (see replace_file)."""
+    import json  # here: `ps` writes nothing with it, and would import json for nothing
+
     replace_file(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 

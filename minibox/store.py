@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import re
 from pathlib import Path
@@ -56,6 +55,8 @@ def make_container_dir(cid: str) -> Path:
 
 def read_json(path: Path | str) -> Any:
     """The JSON in `path`; Damaged (naming the file) if it is not JSON."""
+    import json  # here: `ps` reads no record while its memo holds, and would import json for nothing
+
     try:
         with open(path, "rb", buffering=0) as f:  # unbuffered: ps reads thousands, each ~3 µs sooner
             raw = f.readall()
