@@ -73,3 +73,21 @@ def test_the_collector_is_off_until_the_verb_starts_then_on():
             res = subprocess.run([sys.executable, "-c", probe.replace("{mod}", mod), how, verb],
                                  capture_output=True, text=True)
             assert res.stderr.strip().splitlines()[-1] == want, (mod, how, res.stderr)
+
+
+def test_a_paused_block_runs_without_the_collector_and_leaves_what_it_made_frozen():
+    """`ps` runs in collector_paused(): what it made is frozen as the block ends, so the
+    first collection after it does not walk every row again; the collector is back as it was."""
+    import subprocess
+    import sys
+
+    probe = ("import gc; from minibox import entry; gc.enable(); before = gc.get_freeze_count()\n"
+             "with entry.collector_paused():\n"
+             "    during = gc.isenabled(); made = [[i] for i in range(5000)]\n"
+             "print(during, gc.isenabled(), gc.get_freeze_count() - before >= 5000)\n"
+             "gc.disable()\n"
+             "with entry.collector_paused():\n"
+             "    pass\n"
+             "print(gc.isenabled())")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "True", "False"], out
