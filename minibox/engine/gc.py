@@ -249,7 +249,7 @@ def sweep_unfinished_writes() -> tuple[list[Step], list[str]]:
     steps: list[Step] = [RemovePath(x, "tree", why="a layer an interrupted pull or load was unpacking")
                          for x in images.clean_tmp()]
     p = config.paths()
-    where = [p.root, p.networks, p.root / "names", p.root / "ports", p.cni]
+    where = [p.root, p.networks, p.root / "names", p.root / "ports", p.cni, p.root / "cache", p.libexec]
     for parent in (p.containers, p.volumes):  # each one's own directory, not what it holds (upper, _data)
         where += sorted(parent.iterdir()) if parent.is_dir() else []
     errors = []

@@ -418,7 +418,8 @@ def test_ps_memo_is_never_trusted_over_the_records():
         killed, writing = ROOT / f".ps-memo.json.{dead}.tmp", ROOT / f".ps-memo.json.{os.getpid()}.tmp"
         killed.write_text("{"), writing.write_text("{")  # a ps killed mid-write, and one still writing
         # the same for any state file written whole: a container's, a network's
-        others = [ROOT / "containers" / b / f".state.json.{dead}.tmp", ROOT / "networks" / f".net.json.{dead}.tmp"]
+        others = [ROOT / "containers" / b / f".state.json.{dead}.tmp", ROOT / "networks" / f".net.json.{dead}.tmp",
+                  ROOT / "libexec" / f".minibox-shim-1-2.{dead}.tmp"]
         for half in others:
             half.write_text("{")
         out = mb("gc", "--explain", check=True)
