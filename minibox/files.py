@@ -48,9 +48,9 @@ def write_json(path: Path, data: Any) -> None:
     replace_file(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
-def leftovers(directory: Path, name: str = "") -> list[Path]:
-    """The temporary files in `directory` (of the file `name` only, if given) whose writer
-    is gone: writes killed before their rename. Another process's write in progress stays."""
+def leftovers(directory: Path) -> list[Path]:
+    """The temporary files in `directory` whose writer is gone: writes killed before their
+    rename. Another process's write in progress stays."""
     try:
         entries = os.listdir(directory)
     except (FileNotFoundError, NotADirectoryError):
@@ -59,7 +59,7 @@ def leftovers(directory: Path, name: str = "") -> list[Path]:
     for entry in entries:
         stem, _, pid = entry.removesuffix(".tmp").rpartition(".")
         if entry.startswith(".") and entry.endswith(".tmp") and stem[1:] and pid.isdigit() \
-                and (not name or stem == f".{name}") and not os.path.exists(f"/proc/{pid}"):
+                and not os.path.exists(f"/proc/{pid}"):
             found.append(directory / entry)
     return found
 

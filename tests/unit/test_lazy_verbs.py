@@ -91,3 +91,17 @@ def test_a_paused_block_runs_without_the_collector_and_leaves_what_it_made_froze
              "print(gc.isenabled())")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "True", "True", "False"], out
+
+
+def test_ps_path_imports_no_json():
+    """`ps` reads its memo (a text line, then marshal) and, while the memo holds, no record:
+    json, whose import compiles regular expressions (~2 ms), stays unloaded. Its modules and
+    a memo round trip are run in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from minibox.cli import listing as cli; from minibox.engine import listing\n"
+             "assert listing.decode(listing.encode({'x': (1, 2)})) == {'x': (1, 2)}\n"
+             "print('json' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"], out
